@@ -1,0 +1,358 @@
+"""Case files: safe YAML 1.2 loading, JSON Schema validation, then the checks a schema cannot express.
+
+Every problem is a ``CaseError`` naming the file, the line, the case and the field; all the
+problems of a file are reported together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from conformance.dtypes import FloatFormat, cast, parse_hex_or_decimal
+
+DEFAULT_DTYPES = ("float32", "float64")
+DEFAULT_REDUCTIONS = ("none", "mean", "sum")
+DEFAULT_OPS = {"logits": ("bce_with_logits", "sigmoid_bce"), "probs": ("bce",)}
+OPS_OF_KIND = {"logits": {"bce_with_logits", "sigmoid_bce"}, "probs": {"bce"}}
+TENSOR_FIELDS = ("logits", "probs", "target", "weight", "pos_weight")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a case file."""
+
+    file: str
+    message: str
+    line: int | None = None
+    case: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        what = "".join(
+            [f" case {self.case!r}" if self.case else "", f" field {self.field!r}" if self.field else ""]
+        )
+        return f"{where}:{what}: {self.message}" if what else f"{where}: {self.message}"
+
+
+class CaseError(Exception):
+    """A case file (or several) that cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """One validated case: exact input values (Fraction, or float for ±inf / NaN) and what to run."""
+
+    file: Path
+    id: str
+    why: str
+    kind: str  # "logits" or "probs"
+    values: dict[str, np.ndarray]  # object arrays of exact values, by tensor field
+    ops: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    reductions: tuple[str, ...]
+    expect: dict[str, Any] = field(default_factory=dict)
+    tolerance: dict[str, Any] = field(default_factory=dict)
+    line: int | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.file.stem}/{self.id}"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.values[self.kind].shape
+
+    def inputs(self, fmt: FloatFormat) -> dict[str, np.ndarray]:
+        """The case's tensors cast to ``fmt``: the exact values every adapter and the reference see."""
+        return {name: cast(values, fmt) for name, values in self.values.items()}
+
+    def expected(self, dtype: str) -> dict[str, Any]:
+        """Literal expected values for ``dtype``, by reduction."""
+        common = {k: v for k, v in self.expect.items() if k in DEFAULT_REDUCTIONS}
+        return {**common, **self.expect.get(dtype, {})}
+
+
+@cache
+def schema() -> dict:
+    text = resources.files("conformance").joinpath("schema/cases.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")  # round-trip mode keeps line numbers; it builds no Python objects from tags
+    yaml.version = (1, 2)  # YAML 1.2: 1e-7 is a float
+    return yaml
+
+
+def _line_of(node: Any, key: Any = None) -> int | None:
+    """1-based line of ``node`` (or of its ``key``) in the source, where ruamel recorded it."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if key is not None:
+            return (lc.key(key) if isinstance(key, str) else lc.item(key))[0] + 1
+        return lc.line + 1
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return lc.line + 1
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers as plain JSON-like data, for the schema validator."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None or isinstance(node, str):
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def _exact(value: Any) -> Fraction | float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value != 0.0:
+            return Fraction(value)
+        return float(value)  # ±inf, NaN and ±0.0 keep their identity
+    if isinstance(value, str):
+        try:
+            return parse_hex_or_decimal(value)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"{value!r} is not a decimal or hexadecimal float") from None
+    raise ValueError(f"{value!r} is not a number")
+
+
+def _tensor(value: Any) -> np.ndarray:
+    """An object array of exact values from a number or a rectangular nested list."""
+    def shape_of(v):
+        if not isinstance(v, list):
+            return ()
+        if not v:
+            return (0,)
+        inner = [shape_of(item) for item in v]
+        if any(s != inner[0] for s in inner):
+            raise ValueError("ragged nested list: every row must have the same length")
+        return (len(v), *inner[0])
+
+    shape = shape_of(value)
+    flat: list = []
+
+    def walk(v):
+        if isinstance(v, list):
+            for item in v:
+                walk(item)
+        else:
+            flat.append(_exact(v))
+
+    walk(value)
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
+    validator = jsonschema.Draft7Validator(schema())
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        location = list(error.absolute_path)
+        case_id = field_name = None
+        node, line = raw, _line_of(raw)
+        if len(location) >= 2 and location[0] == "cases" and isinstance(location[1], int):
+            entry = data["cases"][location[1]]
+            case_id = entry.get("id") if isinstance(entry, dict) else None
+            case_id = case_id if isinstance(case_id, str) else f"#{location[1] + 1}"
+            field_name = ".".join(str(p) for p in location[2:]) or None
+        elif location:
+            field_name = ".".join(str(p) for p in location)
+        for key in location:  # walk down to the deepest node that knows its line
+            try:
+                parent, node = node, node[key]
+            except (KeyError, IndexError, TypeError):
+                break
+            line = _line_of(parent, key) or line
+        message = error.message
+        if error.validator == "additionalProperties":
+            message = f"unknown field(s): {message.split('(')[-1].rstrip(')')}"
+        elif error.validator == "oneOf" and location and location[-1] in TENSOR_FIELDS + ("mean", "sum"):
+            message = f"{error.instance!r} is not a number, a numeric string or a nested list of numbers"
+        problems.append(Problem(path, message, line, case_id, field_name))
+    return problems
+
+
+def _expected_problems(expect: dict) -> list[tuple[str, str]]:
+    out = []
+    for key, value in expect.items():
+        entries = value.items() if isinstance(value, dict) else [(key, value)]
+        for reduction, literal in entries:
+            try:
+                _tensor(literal)
+            except ValueError as exc:
+                out.append((f"expect.{key}" + (f".{reduction}" if reduction != key else ""), str(exc)))
+    return out
+
+
+def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problems: list[Problem]) -> Case | None:
+    case_id = entry["id"]
+    shown = str(path)
+
+    def problem(message: str, field_name: str | None = None) -> None:
+        line = _line_of(raw_entry, field_name) if field_name in entry else _line_of(raw_entry)
+        problems.append(Problem(shown, message, line, case_id, field_name))
+
+    kinds = [k for k in ("logits", "probs") if k in entry]
+    if len(kinds) != 1:
+        problem("a case needs exactly one of `logits` and `probs`" + (", not both" if kinds else ""), None)
+        return None
+    kind = kinds[0]
+    values = {}
+    for name in TENSOR_FIELDS:
+        if name in entry:
+            try:
+                values[name] = _tensor(entry[name])
+            except ValueError as exc:
+                problem(str(exc), name)
+    if len(values) != sum(name in entry for name in TENSOR_FIELDS):
+        return None
+    shape = values[kind].shape
+    if values["target"].shape != shape:
+        problem(f"shape {values['target'].shape} does not match `{kind}` shape {shape}", "target")
+    for name in ("weight", "pos_weight"):
+        if name in values:
+            try:
+                if np.broadcast_shapes(values[name].shape, shape) != shape:
+                    raise ValueError
+            except ValueError:
+                problem(f"shape {values[name].shape} does not broadcast to `{kind}` shape {shape}", name)
+    if kind == "probs" and "pos_weight" in values:
+        problem("`pos_weight` applies to logits only; this case has `probs`", "pos_weight")
+    ops = tuple(entry.get("ops", DEFAULT_OPS[kind]))
+    wrong = [op for op in ops if op not in OPS_OF_KIND[kind]]
+    if wrong:
+        problem(f"op(s) {', '.join(wrong)} do not take `{kind}` (use {', '.join(sorted(OPS_OF_KIND[kind]))})", "ops")
+    for field_name, message in _expected_problems(entry.get("expect", {})):
+        problem(message, field_name)
+    if any(p.case == case_id and p.file == shown for p in problems):
+        return None
+    return Case(
+        file=path,
+        id=case_id,
+        why=entry["why"],
+        kind=kind,
+        values=values,
+        ops=ops,
+        dtypes=tuple(entry.get("dtypes", defaults.get("dtypes", DEFAULT_DTYPES))),
+        reductions=tuple(entry.get("reductions", defaults.get("reductions", DEFAULT_REDUCTIONS))),
+        expect=entry.get("expect", {}),
+        tolerance={**defaults.get("tolerance", {}), **entry.get("tolerance", {})},
+        line=_line_of(raw_entry),
+    )
+
+
+def load_file(path: str | Path) -> list[Case]:
+    """All the cases of one file; raises ``CaseError`` listing every problem in it."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        raw = _yaml().load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CaseError([Problem(shown, f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise CaseError([Problem(shown, f"not UTF-8 text: {exc.reason}")]) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = " ".join(filter(None, [exc.context, exc.problem])) or str(exc)
+        raise CaseError([Problem(shown, f"YAML error: {message}", mark.line + 1 if mark else None)]) from None
+    except YAMLError as exc:
+        raise CaseError([Problem(shown, f"YAML error: {exc}")]) from None
+    data = _plain(raw)
+    problems = _schema_problems(shown, data, raw)
+    if problems:
+        raise CaseError(problems)
+    cases, seen = [], {}
+    for index, entry in enumerate(data["cases"]):
+        raw_entry = raw["cases"][index]
+        if entry["id"] in seen:
+            problems.append(
+                Problem(shown, f"duplicate id (first used on line {seen[entry['id']]})", _line_of(raw_entry), entry["id"], "id")
+            )
+            continue
+        seen[entry["id"]] = _line_of(raw_entry)
+        case = _build_case(path, entry, raw_entry, data.get("defaults", {}), problems)
+        if case is not None:
+            cases.append(case)
+    if problems:
+        raise CaseError(problems)
+    return cases
+
+
+def case_files(paths: list[str | Path]) -> list[Path]:
+    """The YAML files named, and those under the folders named, in a stable order."""
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise CaseError([Problem(str(path), "no case files (*.yaml) in this folder")])
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise CaseError([Problem(str(path), "no such file or folder")])
+    return files
+
+
+def load(paths: list[str | Path]) -> list[Case]:
+    """Every case under ``paths``; all the problems of all the files are raised together."""
+    cases: list[Case] = []
+    problems: list[Problem] = []
+    names: dict[str, Path] = {}
+    for path in case_files(paths):
+        try:
+            loaded = load_file(path)
+        except CaseError as exc:
+            problems.extend(exc.problems)
+            continue
+        if path.stem in names and names[path.stem] != path:
+            problems.append(Problem(str(path), f"file name {path.stem!r} is also used by {names[path.stem]}: case names would clash"))
+            continue
+        names[path.stem] = path
+        cases.extend(loaded)
+    if problems:
+        raise CaseError(problems)
+    return cases
+
+
+def find_case(spec: str) -> Case:
+    """The case named ``FILE::ID``."""
+    file_part, sep, case_id = spec.rpartition("::")
+    if not sep:
+        raise CaseError([Problem(spec, "name a case as FILE::ID")])
+    for case in load_file(file_part):
+        if case.id == case_id:
+            return case
+    raise CaseError([Problem(file_part, "no such case", case=case_id)])

@@ -1,0 +1,114 @@
+"""Known divergences: results a framework is known to get wrong, each with its reason and source.
+
+One YAML file per framework (``conformance/known_divergences/<framework>.yaml``), a list of entries:
+``id``, ``case`` (a glob on the case's full name), ``api`` (a glob on the API name), optional
+``dtypes`` and ``reductions``, ``reason`` and ``source`` (an issue link or a documentation page).
+The list is strict: an entry whose results now match the reference is reported as an
+unexpected pass, and an entry that matches nothing in the case files it names fails the run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from conformance.cases import CaseError, Problem
+
+REQUIRED = ("id", "case", "api", "reason", "source")
+OPTIONAL = ("dtypes", "reductions")
+
+
+@dataclass(frozen=True)
+class KnownDivergence:
+    id: str
+    case: str
+    api: str
+    reason: str
+    source: str
+    dtypes: tuple[str, ...] | None = None
+    reductions: tuple[str, ...] | None = None
+    file: str = ""
+
+    def matches(self, case: str, api: str, dtype: str, reduction: str) -> bool:
+        return (
+            fnmatch.fnmatchcase(case, self.case)
+            and fnmatch.fnmatchcase(api, self.api)
+            and (self.dtypes is None or dtype in self.dtypes)
+            and (self.reductions is None or reduction in self.reductions)
+        )
+
+    def names_file(self, stems: set[str]) -> bool:
+        """Whether the entry's case pattern can name a case of one of these case files."""
+        file_part = self.case.split("/", 1)[0]
+        return any(fnmatch.fnmatchcase(stem, file_part) for stem in stems)
+
+
+def _parse(text: str, shown: str) -> list[KnownDivergence]:
+    try:
+        data = YAML(typ="safe", pure=True).load(text) or []
+    except YAMLError as exc:
+        raise CaseError([Problem(shown, f"YAML error: {exc}")]) from None
+    if not isinstance(data, list):
+        raise CaseError([Problem(shown, "a known-divergence file is a list of entries")])
+    entries, problems, seen = [], [], set()
+    for number, entry in enumerate(data, 1):
+        label = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else f"#{number}"
+        if not isinstance(entry, dict):
+            problems.append(Problem(shown, "an entry must be a mapping", case=label))
+            continue
+        missing = [k for k in REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
+        unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
+        if missing:
+            problems.append(Problem(shown, f"missing or empty: {', '.join(missing)}", case=label))
+        if unknown:
+            problems.append(Problem(shown, f"unknown field(s): {', '.join(unknown)}", case=label))
+        if label in seen:
+            problems.append(Problem(shown, "duplicate id", case=label, field="id"))
+        seen.add(label)
+        if missing or unknown:
+            continue
+        entries.append(
+            KnownDivergence(
+                **{k: entry[k] for k in REQUIRED},
+                **{k: tuple(entry[k]) for k in OPTIONAL if k in entry},
+                file=shown,
+            )
+        )
+    if problems:
+        raise CaseError(problems)
+    return entries
+
+
+def builtin(framework: str) -> list[KnownDivergence]:
+    """The known divergences shipped for a built-in framework (none for a framework without a file)."""
+    resource = resources.files("conformance").joinpath(f"known_divergences/{framework}.yaml")
+    if not resource.is_file():
+        return []
+    return _parse(resource.read_text(encoding="utf-8"), f"conformance/known_divergences/{framework}.yaml")
+
+
+def load(framework: str, extra: list[str | Path] = ()) -> list[KnownDivergence]:
+    """The built-in entries for ``framework`` plus those of any extra files."""
+    entries = builtin(framework)
+    for path in extra:
+        entries.extend(_parse(Path(path).read_text(encoding="utf-8"), str(path)))
+    return entries
+
+
+def find(entries: list[KnownDivergence], case: str, api: str, dtype: str, reduction: str) -> KnownDivergence | None:
+    return next((e for e in entries if e.matches(case, api, dtype, reduction)), None)
+
+
+def stale(entries: list[KnownDivergence], checks, case_stems: set[str]) -> list[KnownDivergence]:
+    """Entries that name a loaded case file but match none of its checks."""
+    return [
+        e
+        for e in entries
+        if e.names_file(case_stems)
+        and not any(e.matches(c.case.full_name, c.api.name, c.dtype, c.reduction) for c in checks)
+    ]

@@ -1,0 +1,184 @@
+"""Floating-point formats under test: exact conversion, correct rounding and ULPs.
+
+Every value the suite handles is a binary float, so it is held exactly as a
+``fractions.Fraction`` (or an mpmath ``mpf``) and rounded to a format with integer
+arithmetic only: one rounding, ties to even, subnormals and overflow included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import ml_dtypes
+import mpmath
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FloatFormat:
+    """An IEEE-754 style binary format: ``precision`` bits of significand (implicit bit included)."""
+
+    name: str
+    precision: int
+    emin: int  # exponent of the smallest normal number
+    emax: int  # exponent of the largest finite number
+    numpy_dtype: np.dtype
+
+    @property
+    def smallest_subnormal(self) -> float:
+        return math.ldexp(1.0, self.emin - self.precision + 1)
+
+    @property
+    def smallest_normal(self) -> float:
+        return math.ldexp(1.0, self.emin)
+
+    @property
+    def largest(self) -> float:
+        return math.ldexp(2.0 - math.ldexp(1.0, 1 - self.precision), self.emax)
+
+
+FORMATS: dict[str, FloatFormat] = {
+    "float16": FloatFormat("float16", 11, -14, 15, np.dtype(np.float16)),
+    "bfloat16": FloatFormat("bfloat16", 8, -126, 127, np.dtype(ml_dtypes.bfloat16)),
+    "float32": FloatFormat("float32", 24, -126, 127, np.dtype(np.float32)),
+    "float64": FloatFormat("float64", 53, -1022, 1023, np.dtype(np.float64)),
+}
+DTYPES = tuple(FORMATS)
+
+
+def get_format(name: str) -> FloatFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r} (known: {', '.join(DTYPES)})") from None
+
+
+Exact = Fraction | float  # a float stands for itself only when it is ±inf or NaN
+
+
+def round_fraction(value: Fraction, fmt: FloatFormat) -> float:
+    """Round an exact rational to ``fmt`` (nearest, ties to even), returned as the exactly equal Python float.
+
+    Overflow gives ±inf; results below half the smallest subnormal give a signed zero.
+    """
+    if value == 0:
+        return 0.0
+    sign = -1.0 if value < 0 else 1.0
+    num, den = abs(value.numerator), value.denominator
+    # exponent of the leading bit: 2**e <= |value| < 2**(e+1)
+    e = num.bit_length() - den.bit_length()
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    quantum = max(e, fmt.emin) - (fmt.precision - 1)  # exponent of one unit in the last place
+    # n = |value| / 2**quantum, rounded to the nearest integer, ties to even
+    if quantum >= 0:
+        q_num, q_den = num, den << quantum
+    else:
+        q_num, q_den = num << -quantum, den
+    n, rem = divmod(q_num, q_den)
+    twice = 2 * rem
+    if twice > q_den or (twice == q_den and n & 1):
+        n += 1
+    if n == 0:
+        return sign * 0.0
+    if n.bit_length() + quantum > fmt.emax + 1:  # |result| >= 2**(emax+1)
+        return sign * math.inf
+    return sign * math.ldexp(float(n), quantum)
+
+
+def to_fraction(value: float | mpmath.mpf) -> Exact:
+    """The exact value of a float or a finite mpf; ±inf and NaN come back as floats."""
+    if isinstance(value, mpmath.mpf):
+        if not mpmath.isfinite(value):
+            return float(value)
+        man, exp = value.man_exp
+        return Fraction(int(man) * (2**exp if exp >= 0 else 1), 1 if exp >= 0 else 2**-exp)
+    value = float(value)
+    if not math.isfinite(value):
+        return value
+    return Fraction(value)
+
+
+def round_to_format(value: Exact | mpmath.mpf, fmt: FloatFormat) -> float:
+    """Correctly round an exact value (Fraction, mpf, or a float) to ``fmt``; the result as a Python float."""
+    exact = to_fraction(value) if not isinstance(value, Fraction) else value
+    if isinstance(exact, float):  # inf or nan
+        return exact
+    return round_fraction(exact, fmt)
+
+
+def cast(values, fmt: FloatFormat) -> np.ndarray:
+    """Cast exact values (nested lists of Fraction / float) to an array of ``fmt``, each rounded once."""
+    array = np.asarray(values, dtype=object)
+    out = np.empty(array.shape, dtype=np.float64)
+    for index, value in np.ndenumerate(array):
+        if isinstance(value, float) and value == 0.0:
+            out[index] = value  # keep the sign of zero
+        else:
+            out[index] = round_to_format(value, fmt)
+    return out.astype(fmt.numpy_dtype)  # exact: every value is already representable
+
+
+def ulp(exact: mpmath.mpf, fmt: FloatFormat) -> mpmath.mpf:
+    """One unit in the last place of ``fmt`` at ``exact`` (the subnormal spacing below the normal range)."""
+    if exact == 0:
+        e = fmt.emin
+    else:
+        e = max(int(mpmath.floor(mpmath.log(abs(exact), 2))), fmt.emin)
+        # mpmath's log2 can land a hair off at exact powers of two: settle e with exact comparisons
+        while mpmath.ldexp(1, e) > abs(exact) and e > fmt.emin:
+            e -= 1
+        while mpmath.ldexp(1, e + 1) <= abs(exact):
+            e += 1
+        e = max(e, fmt.emin)
+    return mpmath.ldexp(1, e - fmt.precision + 1)
+
+
+def ulp_error(got: float, exact: mpmath.mpf, fmt: FloatFormat) -> float:
+    """|got - exact| in ULPs of ``fmt`` at ``exact``; 0 where both are the same special value.
+
+    NaN meets only NaN and an infinity only the same infinity; an infinite ``got`` is exact
+    where the exact value overflows to it under correct rounding.
+    """
+    got = float(got)
+    if mpmath.isnan(exact) or math.isnan(got):
+        return 0.0 if (mpmath.isnan(exact) and math.isnan(got)) else math.inf
+    if mpmath.isinf(exact):
+        return 0.0 if got == float(exact) else math.inf
+    if math.isinf(got):
+        return 0.0 if round_to_format(exact, fmt) == got else math.inf
+    with mpmath.workprec(max(mpmath.mp.prec, 4 * fmt.precision + 64)):
+        error = abs(mpmath.mpf(got) - exact) / ulp(exact, fmt)
+        return float(error)
+
+
+def to_hex(value: float) -> str:
+    """Exact hexadecimal form of a value of any of the formats (all are exact in float64)."""
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value.hex()
+
+
+def parse_hex_or_decimal(text: str) -> Exact:
+    """Exact value of a decimal or C99 hexadecimal float literal (``"0.1"``, ``"0x1.8p+1"``, ``"-inf"``)."""
+    stripped = text.strip().lower()
+    body = stripped.lstrip("+-")
+    if body in ("inf", "infinity", ".inf"):
+        return -math.inf if stripped.startswith("-") else math.inf
+    if body in ("nan", ".nan"):
+        return math.nan
+    if body.startswith("0x"):
+        value = float.fromhex(stripped)  # raises ValueError on a malformed literal
+        if not math.isfinite(value):
+            raise ValueError(f"hexadecimal float {text!r} is out of range")
+        if value == 0.0 and stripped.startswith("-"):
+            return -0.0
+        return Fraction(value)
+    if stripped.startswith("-") and float(stripped) == 0.0:
+        return -0.0
+    return Fraction(stripped)  # exact decimal; raises ValueError when malformed

@@ -1,0 +1,222 @@
+"""Runs one check, (case, API, dtype, reduction), from the cast inputs to a result record.
+
+case → inputs cast to the dtype → the API's call and the exact reference → verdict → ``Result``.
+Nothing here raises for a framework's misbehaviour: an exception, a wrong shape or a wrong dtype
+becomes the check's verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mpmath
+import numpy as np
+
+from conformance import divergences as divergence_list
+from conformance.adapters import Api, Framework, Unsupported
+from conformance.cases import Case
+from conformance.dtypes import FloatFormat, get_format, round_to_format, to_hex
+from conformance.reference import FORMULA_OF_OP, ReferenceError, ReferenceValue, reference
+from conformance.results import Result
+from conformance.verdicts import Judgement, Verdict, expectation_holds, judge, tolerance_for
+
+MAX_REPRO_ELEMENTS = 64  # a reduction's reproducer carries its whole input up to this size
+
+
+@dataclass(frozen=True, eq=False)
+class Check:
+    case: Case
+    api: Api
+    dtype: str
+    reduction: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.case.full_name}-{self.api.name}-{self.dtype}-{self.reduction}"
+
+
+def enumerate_checks(cases: list[Case], apis: list[Api]) -> list[Check]:
+    """Every (case, API, dtype, reduction) the cases ask for, in file, case, API, dtype, reduction order."""
+    return [
+        Check(case, api, dtype, reduction)
+        for case in cases
+        for api in apis
+        if api.op in case.ops
+        for dtype in case.dtypes
+        for reduction in case.reductions
+    ]
+
+
+class ExpectationError(Exception):
+    """A case's `expect` literal contradicts the exact reference."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+class Runner:
+    """Runs checks for one framework, caching cast inputs and references across its APIs."""
+
+    def __init__(self, framework: Framework, known: list[divergence_list.KnownDivergence] = ()):
+        self.framework = framework
+        self.known = list(known)
+        self._inputs: dict = {}
+        self._references: dict = {}
+
+    def inputs(self, case: Case, fmt: FloatFormat) -> dict[str, np.ndarray]:
+        key = (str(case.file), case.id, fmt.name)
+        if key not in self._inputs:
+            self._inputs[key] = case.inputs(fmt)
+        return self._inputs[key]
+
+    def reference(self, case: Case, op: str, fmt: FloatFormat, reduction: str) -> ReferenceValue:
+        """The exact reference, with the case's `expect` literals checked against it."""
+        formula = FORMULA_OF_OP[op]
+        key = (str(case.file), case.id, formula, fmt.name, reduction)
+        if key not in self._references:
+            value = reference(formula, self.inputs(case, fmt), reduction, fmt)
+            literal = case.expected(fmt.name).get(reduction)
+            if literal is not None:
+                _check_expectation(literal, value, fmt, reduction)
+            self._references[key] = value
+        return self._references[key]
+
+    def run(self, check: Check) -> Result:
+        result = self._judge(check)
+        entry = divergence_list.find(self.known, check.case.full_name, check.api.name, check.dtype, check.reduction)
+        if entry is not None:
+            if result.verdict in (Verdict.FAIL.value, Verdict.ERROR.value):
+                result.message = f"{entry.reason} [{result.message}]"
+                result.verdict = Verdict.KNOWN_DIVERGENCE.value
+            elif result.verdict == Verdict.EXACT.value:
+                result.verdict = Verdict.UNEXPECTED_PASS.value
+                result.message = (
+                    f"listed as known divergence {entry.id!r} ({entry.file}), but the result matches the "
+                    "exact value: remove or narrow the entry"
+                )
+            result.divergence, result.source = entry.id, entry.source
+        return result
+
+    def _judge(self, check: Check) -> Result:
+        case, api, fmt = check.case, check.api, get_format(check.dtype)
+        result = Result(
+            case=case.full_name,
+            framework=self.framework.name,
+            api=api.name,
+            op=api.op,
+            dtype=check.dtype,
+            reduction=check.reduction,
+            verdict=Verdict.ERROR.value,
+            reduced_by=api.reduced_by if check.reduction != "none" else "",
+            file=str(case.file),
+            framework_versions=dict(self.framework.versions),
+        )
+        inputs = self.inputs(case, fmt)
+        reason = api.why_unsupported(check.dtype, inputs)
+        if reason:
+            result.verdict, result.message = Verdict.UNSUPPORTED.value, reason
+            return result
+        try:
+            ref = self.reference(case, api.op, fmt, check.reduction)
+        except (ReferenceError, ExpectationError) as exc:
+            result.message = f"reference: {exc}"
+            return result
+        try:
+            got = np.asarray(api.call(dict(inputs), check.reduction))
+        except Unsupported as exc:
+            result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
+            return result
+        except Exception as exc:  # the framework's own error is this check's result
+            result.message = f"the call raised {_first_line(exc)}"
+            result.repro = self._repro(check, inputs, ref, None)
+            return result
+        if got.shape != ref.exact.shape:
+            result.message = f"returned shape {got.shape}, expected {ref.exact.shape}"
+            return result
+        try:
+            values = got.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            result.message = f"returned {got.dtype}, which is not a float: {exc}"
+            return result
+        judgement = judge(values, ref.exact, fmt, tolerance_for(check.dtype, case.tolerance))
+        result.max_ulp = judgement.max_ulp
+        result.worst = self._worst(inputs, ref, judgement, fmt)
+        if got.dtype != fmt.numpy_dtype:
+            result.verdict = Verdict.FAIL.value
+            result.message = f"returned {got.dtype} for {check.dtype} inputs (a silent change of dtype)"
+        elif judgement.passed:
+            result.verdict = Verdict.EXACT.value
+            return result
+        else:
+            tolerance = tolerance_for(check.dtype, case.tolerance)
+            result.verdict = Verdict.FAIL.value
+            result.message = (
+                f"max error {_ulps(judgement.max_ulp)} ULP exceeds the {check.dtype} tolerance of "
+                f"{tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g})"
+            )
+        result.repro = self._repro(check, inputs, ref, judgement.worst[0].index if check.reduction == "none" else None)
+        return result
+
+    def _worst(self, inputs, ref: ReferenceValue, judgement: Judgement, fmt: FloatFormat) -> list[dict]:
+        shape = ref.exact.shape
+        out = []
+        for element in judgement.worst:
+            entry = {"index": list(element.index)}
+            if shape:  # elementwise: the element's own inputs, broadcast
+                entry["inputs"] = {
+                    name: to_hex(np.broadcast_to(array, shape)[element.index]) for name, array in inputs.items()
+                }
+            entry.update(
+                got=to_hex(element.got),
+                want=_decimal(element.want),
+                want_rounded=to_hex(round_to_format(element.want, fmt) if not mpmath.isnan(element.want) else math.nan),
+                ulp=element.ulp,
+            )
+            out.append(entry)
+        return out
+
+    def _repro(self, check: Check, inputs, ref: ReferenceValue, index) -> str:
+        shape = ref.exact.shape
+        if index is not None:
+            arrays = {name: [np.broadcast_to(array, shape)[index]] for name, array in inputs.items()}
+            reduction = "none"
+        else:
+            full = broadcast_shape(inputs)
+            if int(np.prod(full)) > MAX_REPRO_ELEMENTS:
+                return ""
+            arrays = {name: list(np.broadcast_to(array, full).ravel()) for name, array in inputs.items()}
+            reduction = check.reduction
+        args = {("input" if name in ("logits", "probs") else name): repr([to_hex(v) for v in values]) for name, values in arrays.items()}
+        return check.api.repro(args, check.dtype, reduction)
+
+
+def broadcast_shape(inputs) -> tuple[int, ...]:
+    return np.broadcast_shapes(*(a.shape for a in inputs.values()))
+
+
+def _decimal(value: mpmath.mpf) -> str:
+    if mpmath.isnan(value):
+        return "nan"
+    if mpmath.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return mpmath.nstr(value, 20, min_fixed=-4, max_fixed=8)
+
+
+def _ulps(value: float) -> str:
+    return "inf" if math.isinf(value) else ("nan" if math.isnan(value) else f"{value:.3g}")
+
+
+def _check_expectation(literal, value: ReferenceValue, fmt: FloatFormat, reduction: str) -> None:
+    exact = value.exact
+    literals = np.asarray(literal, dtype=object)
+    if literals.shape != exact.shape:
+        raise ExpectationError(f"expect.{reduction} has shape {literals.shape}, the result has {exact.shape}")
+    for index, want in np.ndenumerate(exact):
+        if not expectation_holds(literals[index], want, fmt):
+            raise ExpectationError(
+                f"the case's expect {reduction}{list(index) if index else ''} = {literals[index]} "
+                f"contradicts the exact {fmt.name} value {_decimal(want)}"
+            )

@@ -1,0 +1,113 @@
+"""Tolerances and verdicts: how far a framework's result is from the exact value, and what that means."""
+
+from __future__ import annotations
+
+import decimal
+import enum
+import math
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import mpmath
+import numpy as np
+from ruamel.yaml import YAML
+
+from conformance.dtypes import FloatFormat, parse_hex_or_decimal, round_to_format, ulp_error
+
+
+class Verdict(str, enum.Enum):
+    EXACT = "exact"  # matches the mathematical value within the dtype's tolerance
+    FAIL = "fail"  # does not, and no known divergence covers it
+    KNOWN_DIVERGENCE = "known_divergence"  # does not, as a listed divergence (with reason and source) says
+    UNEXPECTED_PASS = "unexpected_pass"  # listed as a known divergence, yet matches: the list is stale
+    UNSUPPORTED = "unsupported"  # the API cannot take this combination (the reason says why)
+    ERROR = "error"  # the call raised, or returned something that is not a result of the right shape / dtype
+
+    @property
+    def is_problem(self) -> bool:
+        """Whether this verdict fails a run."""
+        return self in (Verdict.FAIL, Verdict.UNEXPECTED_PASS, Verdict.ERROR)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_ulp: float
+    abs_floor: float
+
+
+@cache
+def default_tolerances() -> dict[str, Tolerance]:
+    text = resources.files("conformance").joinpath("tolerances.yaml").read_text(encoding="utf-8")
+    data = YAML(typ="safe", pure=True).load(text)
+    return {dtype: Tolerance(float(v["max_ulp"]), float(v["abs_floor"])) for dtype, v in data.items()}
+
+
+def tolerance_for(dtype: str, override: dict | None = None) -> Tolerance:
+    """The dtype's tolerance, with a case's override applied (limits for every dtype, then per dtype)."""
+    base = default_tolerances()[dtype]
+    override = override or {}
+    merged = {"max_ulp": base.max_ulp, "abs_floor": base.abs_floor}
+    merged.update({k: v for k, v in override.items() if k in merged})
+    merged.update(override.get(dtype, {}))
+    return Tolerance(float(merged["max_ulp"]), float(merged["abs_floor"]))
+
+
+@dataclass(frozen=True)
+class ElementError:
+    index: tuple[int, ...]
+    got: float
+    want: mpmath.mpf  # the exact value
+    ulp: float
+
+
+@dataclass(frozen=True)
+class Judgement:
+    passed: bool
+    max_ulp: float
+    worst: list[ElementError]  # the worst elements that fail, or the worst overall when all pass
+
+
+def _within(got: float, exact: mpmath.mpf, error: float, tolerance: Tolerance) -> bool:
+    if error <= tolerance.max_ulp:
+        return True
+    if math.isfinite(got) and mpmath.isfinite(exact):
+        return abs(mpmath.mpf(got) - exact) <= tolerance.abs_floor
+    return False
+
+
+def judge(got: np.ndarray, exact: np.ndarray, fmt: FloatFormat, tolerance: Tolerance, keep: int = 3) -> Judgement:
+    """Compare a result with the exact values elementwise; ``got`` must already have ``exact``'s shape."""
+    errors = []
+    failing = 0
+    for index, want in np.ndenumerate(exact):
+        value = float(got[index])
+        error = ulp_error(value, want, fmt)
+        ok = _within(value, want, error, tolerance)
+        failing += not ok
+        errors.append((not ok, error, index, value, want))
+    # failing elements first, then the largest errors; ties broken by position so the order is stable
+    errors.sort(key=lambda e: (not e[0], -e[1] if not math.isnan(e[1]) else 0, e[2]))
+    max_ulp = max((e[1] for e in errors), default=0.0)
+    worst = [ElementError(index, value, want, error) for _, error, index, value, want in errors[:keep]]
+    return Judgement(failing == 0, max_ulp, worst)
+
+
+def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatFormat) -> bool:
+    """Whether a literal from a case's `expect` states the exact value: it agrees with it to the
+    digits written, or it names the same value of the dtype (as Python's repr of the rounded float does)."""
+    text = literal if isinstance(literal, str) else repr(float(literal))
+    value = parse_hex_or_decimal(text)
+    if isinstance(value, float):  # ±inf, NaN, ±0.0
+        if math.isnan(value):
+            return bool(mpmath.isnan(exact))
+        return bool(exact == value)
+    if not mpmath.isfinite(exact):
+        return False
+    if round_to_format(value, fmt) == round_to_format(exact, fmt):
+        return True
+    if "x" in text.lower():  # a hexadecimal literal names one value exactly
+        return False
+    half_unit = mpmath.mpf(10) ** decimal.Decimal(text.strip()).as_tuple().exponent / 2
+    with mpmath.workprec(512):
+        return bool(abs(mpmath.mpf(value.numerator) / value.denominator - exact) <= half_unit)
