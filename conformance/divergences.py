@@ -1,7 +1,8 @@
 """Known divergences: results a framework is known to get wrong, each with its reason and source.
 
 One YAML file per framework (``conformance/known_divergences/<framework>.yaml``), a list of entries:
-``id``, ``case`` (a glob on the case's full name), ``api`` (a glob on the API name), optional
+``id``, ``case`` (a glob on the case's full name, or a list of them), ``api`` (a glob on the API
+name, or a list of them), optional
 ``dtypes`` and ``reductions``, ``reason`` and ``source`` (an issue link or a documentation page).
 The list is strict: an entry whose results now match the reference is reported as an
 unexpected pass, and an entry that matches nothing in the case files it names fails the run.
@@ -19,15 +20,25 @@ from ruamel.yaml.error import YAMLError
 
 from conformance.cases import CaseError, Problem
 
-REQUIRED = ("id", "case", "api", "reason", "source")
+REQUIRED = ("id", "reason", "source")
+PATTERNS = ("case", "api")
 OPTIONAL = ("dtypes", "reductions")
+
+
+def _patterns(value) -> tuple[str, ...] | None:
+    """A glob or a non-empty list of globs, as a tuple; None when malformed."""
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    return None
 
 
 @dataclass(frozen=True)
 class KnownDivergence:
     id: str
-    case: str
-    api: str
+    case: tuple[str, ...]  # globs on the case's full name
+    api: tuple[str, ...]  # globs on the API name
     reason: str
     source: str
     dtypes: tuple[str, ...] | None = None
@@ -36,16 +47,16 @@ class KnownDivergence:
 
     def matches(self, case: str, api: str, dtype: str, reduction: str) -> bool:
         return (
-            fnmatch.fnmatchcase(case, self.case)
-            and fnmatch.fnmatchcase(api, self.api)
+            any(fnmatch.fnmatchcase(case, pattern) for pattern in self.case)
+            and any(fnmatch.fnmatchcase(api, pattern) for pattern in self.api)
             and (self.dtypes is None or dtype in self.dtypes)
             and (self.reductions is None or reduction in self.reductions)
         )
 
     def names_file(self, stems: set[str]) -> bool:
         """Whether the entry's case pattern can name a case of one of these case files."""
-        file_part = self.case.split("/", 1)[0]
-        return any(fnmatch.fnmatchcase(stem, file_part) for stem in stems)
+        file_parts = [pattern.split("/", 1)[0] for pattern in self.case]
+        return any(fnmatch.fnmatchcase(stem, part) for stem in stems for part in file_parts)
 
 
 def _parse(text: str, shown: str) -> list[KnownDivergence]:
@@ -62,7 +73,8 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
             problems.append(Problem(shown, "an entry must be a mapping", case=label))
             continue
         missing = [k for k in REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
-        unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
+        missing += [k for k in PATTERNS if _patterns(entry.get(k)) is None]
+        unknown = sorted(set(entry) - set(REQUIRED) - set(PATTERNS) - set(OPTIONAL))
         if missing:
             problems.append(Problem(shown, f"missing or empty: {', '.join(missing)}", case=label))
         if unknown:
@@ -75,6 +87,7 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
         entries.append(
             KnownDivergence(
                 **{k: entry[k] for k in REQUIRED},
+                **{k: _patterns(entry[k]) for k in PATTERNS},
                 **{k: tuple(entry[k]) for k in OPTIONAL if k in entry},
                 file=shown,
             )

@@ -103,6 +103,14 @@ def to_fraction(value: float | mpmath.mpf) -> Exact:
 
 def round_to_format(value: Exact | mpmath.mpf, fmt: FloatFormat) -> float:
     """Correctly round an exact value (Fraction, mpf, or a float) to ``fmt``; the result as a Python float."""
+    if isinstance(value, mpmath.mpf) and value and mpmath.isfinite(value):
+        # settle values far outside the format from the exponent alone: exp(-1e30) has a
+        # binary exponent of about -1.4e30, far too many bits for an exact Fraction
+        top = int(value.man_exp[1]) + int(value.bc)  # |value| < 2**top
+        if top < fmt.emin - fmt.precision - 1:  # below a quarter of the smallest subnormal
+            return math.copysign(0.0, value)
+        if top > fmt.emax + 2:
+            return math.copysign(math.inf, value)
     exact = to_fraction(value) if not isinstance(value, Fraction) else value
     if isinstance(exact, float):  # inf or nan
         return exact
