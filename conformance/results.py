@@ -25,6 +25,7 @@ class Result:
     reduction: str
     verdict: str  # a conformance.verdicts.Verdict value
     max_ulp: float | None = None  # the largest error in ULPs over the result's elements
+    floor_accepted: int = 0  # elements accepted only through the dtype's absolute floor (flushed subnormals)
     message: str = ""  # why: the failure, the unsupported combination, the error, the divergence's reason
     source: str = ""  # a known divergence's source (issue or documentation)
     divergence: str = ""  # a known divergence's id

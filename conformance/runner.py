@@ -14,13 +14,15 @@ import mpmath
 import numpy as np
 
 from conformance import divergences as divergence_list
-from conformance.adapters import Api, Framework, Unsupported
+from conformance.adapters import Api, Framework, Unsupported, load_framework
 from conformance.cases import Case
+from conformance.cases import load as load_cases
 from conformance.dtypes import FloatFormat, get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError, ReferenceValue, reference
 from conformance.results import Result
 from conformance.verdicts import Judgement, Verdict, expectation_holds, judge, tolerance_for
 
+OBSERVED = " Observed: "  # joins a known divergence's reason and what this result showed
 MAX_REPRO_ELEMENTS = 64  # a reduction's reproducer carries its whole input up to this size
 
 
@@ -89,7 +91,7 @@ class Runner:
         entry = divergence_list.find(self.known, check.case.full_name, check.api.name, check.dtype, check.reduction)
         if entry is not None:
             if result.verdict in (Verdict.FAIL.value, Verdict.ERROR.value):
-                result.message = f"{entry.reason} [{result.message}]"
+                result.message = f"{entry.reason}{OBSERVED}{result.message}"
                 result.verdict = Verdict.KNOWN_DIVERGENCE.value
             elif result.verdict == Verdict.EXACT.value:
                 result.verdict = Verdict.UNEXPECTED_PASS.value
@@ -143,6 +145,7 @@ class Runner:
             return result
         judgement = judge(values, ref.exact, fmt, tolerance_for(check.dtype, case.tolerance))
         result.max_ulp = judgement.max_ulp
+        result.floor_accepted = judgement.floor_accepted
         result.worst = self._worst(inputs, ref, judgement, fmt)
         if got.dtype != fmt.numpy_dtype:
             result.verdict = Verdict.FAIL.value
@@ -220,3 +223,35 @@ def _check_expectation(literal, value: ReferenceValue, fmt: FloatFormat, reducti
                 f"the case's expect {reduction}{list(index) if index else ''} = {literals[index]} "
                 f"contradicts the exact {fmt.name} value {_decimal(want)}"
             )
+
+
+@dataclass
+class Plan:
+    """Everything one framework's run needs: its APIs, the cases, the known divergences, the checks."""
+
+    framework: Framework
+    cases: list[Case]
+    known: list[divergence_list.KnownDivergence]
+    checks: list[Check]
+    runner: Runner
+
+    def stale_divergences(self) -> list[divergence_list.KnownDivergence]:
+        return divergence_list.stale(self.known, self.checks, {case.file.stem for case in self.cases})
+
+    def header(self) -> str:
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(self.framework.versions.items()))
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(self.framework.settings.items()))
+        files = len({case.file for case in self.cases})
+        return (
+            f"bce-conformance: framework {self.framework.name} ({versions}{'; ' + settings if settings else ''}); "
+            f"{len(self.cases)} cases in {files} files, {len(self.framework.apis)} APIs, {len(self.checks)} checks, "
+            f"{len(self.known)} known divergences"
+        )
+
+
+def plan(framework_name: str, case_paths, divergence_files=()) -> Plan:
+    """Load a framework, the cases and the known divergences; raises FrameworkUnavailable or CaseError."""
+    cases = load_cases(list(case_paths))  # first: a bad case file is reported before any framework import
+    framework = load_framework(framework_name)
+    known = divergence_list.load(framework.name, list(divergence_files))
+    return Plan(framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known))

@@ -66,6 +66,7 @@ class Judgement:
     passed: bool
     max_ulp: float
     worst: list[ElementError]  # the worst elements that fail, or the worst overall when all pass
+    floor_accepted: int = 0  # elements within tolerance only through the absolute floor
 
 
 def _within(got: float, exact: mpmath.mpf, error: float, tolerance: Tolerance) -> bool:
@@ -79,18 +80,19 @@ def _within(got: float, exact: mpmath.mpf, error: float, tolerance: Tolerance) -
 def judge(got: np.ndarray, exact: np.ndarray, fmt: FloatFormat, tolerance: Tolerance, keep: int = 3) -> Judgement:
     """Compare a result with the exact values elementwise; ``got`` must already have ``exact``'s shape."""
     errors = []
-    failing = 0
+    failing = floor_accepted = 0
     for index, want in np.ndenumerate(exact):
         value = float(got[index])
         error = ulp_error(value, want, fmt)
         ok = _within(value, want, error, tolerance)
         failing += not ok
+        floor_accepted += ok and error > tolerance.max_ulp
         errors.append((not ok, error, index, value, want))
     # failing elements first, then the largest errors; ties broken by position so the order is stable
     errors.sort(key=lambda e: (not e[0], -e[1] if not math.isnan(e[1]) else 0, e[2]))
     max_ulp = max((e[1] for e in errors), default=0.0)
     worst = [ElementError(index, value, want, error) for _, error, index, value, want in errors[:keep]]
-    return Judgement(failing == 0, max_ulp, worst)
+    return Judgement(failing == 0, max_ulp, worst, floor_accepted)
 
 
 def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatFormat) -> bool:

@@ -1,0 +1,175 @@
+"""The command line: ``python -m conformance run | validate | explain | summary``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import mpmath
+import numpy as np
+
+from conformance import __version__
+from conformance.adapters import BUILTIN, FrameworkUnavailable
+from conformance.cases import CaseError, find_case, load
+from conformance.dtypes import get_format, round_to_format, to_hex
+from conformance.reference import FORMULA_OF_OP, ReferenceError
+from conformance.results import ResultWriter, read
+from conformance.runner import ExpectationError, Runner, plan
+from conformance.summary import failure_text, summary_markdown
+from conformance.verdicts import Verdict
+
+DEFAULT_CASES = os.environ.get("CONFORMANCE_CASES", "cases")
+EXIT_PROBLEMS = 1  # a check failed, a known divergence is stale, or too few results
+EXIT_USAGE = 2  # bad case file, unknown or missing framework
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_run(args) -> int:
+    try:
+        run_plan = plan(args.framework, args.cases, args.divergences)
+    except (CaseError, FrameworkUnavailable) as exc:
+        return _fail(str(exc))
+    print(run_plan.header(), flush=True)
+    out = Path(args.out)
+    writer = ResultWriter(out / f"{run_plan.framework.name}.jsonl")
+    results = []
+    try:
+        for check in run_plan.checks:
+            result = run_plan.runner.run(check)
+            writer.write(result)
+            results.append(result)
+            if Verdict(result.verdict).is_problem:
+                print(failure_text(result), flush=True)
+    finally:
+        writer.close()
+    summary = summary_markdown(results)
+    (out / f"{run_plan.framework.name}.summary.md").write_text(summary, encoding="utf-8")
+    print(summary)
+    status = 0
+    problems = [r for r in results if Verdict(r.verdict).is_problem]
+    if problems:
+        print(f"FAILED: {len(problems)} of {len(results)} results are problems (fail, unexpected pass or error)")
+        status = EXIT_PROBLEMS
+    for entry in run_plan.stale_divergences():
+        print(f"FAILED: known divergence {entry.id!r} ({entry.file}) matches no check of the cases it names: remove it")
+        status = EXIT_PROBLEMS
+    if len(results) < args.min_results:
+        print(f"FAILED: {len(results)} results, fewer than the floor of {args.min_results}")
+        status = EXIT_PROBLEMS
+    print(f"{len(results)} results written to {writer.path}")
+    return status
+
+
+def cmd_validate(args) -> int:
+    try:
+        cases = load(args.paths)
+    except CaseError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
+        return EXIT_PROBLEMS
+    runner = Runner(framework=None)
+    problems = []
+    for case in cases:  # the `expect` literals are checked against the reference
+        for dtype in case.dtypes:
+            for reduction in case.expected(dtype):
+                for op in {FORMULA_OF_OP[op]: op for op in case.ops}.values():
+                    try:
+                        runner.reference(case, op, get_format(dtype), reduction)
+                    except (ExpectationError, ReferenceError) as exc:
+                        problems.append(f"{case.file}:{case.line}: case {case.id!r} field 'expect': {dtype}: {exc}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_PROBLEMS
+    print(f"OK: {len(cases)} cases in {len({c.file for c in cases})} files")
+    return 0
+
+
+def _decimal(value) -> str:
+    return mpmath.nstr(value, 25, min_fixed=-6, max_fixed=10) if mpmath.isfinite(value) else str(value)
+
+
+def cmd_explain(args) -> int:
+    try:
+        case = find_case(args.case)
+    except CaseError as exc:
+        return _fail(str(exc))
+    runner = Runner(framework=None)
+    print(f"{case.full_name} ({case.file}:{case.line}): {case.why}")
+    print(f"kind: {case.kind}; ops: {', '.join(case.ops)}; shape: {case.shape}")
+    for dtype in case.dtypes:
+        fmt = get_format(dtype)
+        print(f"\n== {dtype}")
+        for name, values in runner.inputs(case, fmt).items():
+            print(f"  {name}: {[to_hex(v) for v in np.asarray(values, dtype=np.float64).ravel()]}")
+        for formula, op in {FORMULA_OF_OP[op]: op for op in case.ops}.items():
+            for reduction in case.reductions:
+                try:
+                    value = runner.reference(case, op, fmt, reduction)
+                except (ExpectationError, ReferenceError) as exc:
+                    print(f"  {formula} {reduction}: {exc}")
+                    continue
+                print(f"  {formula} ({', '.join(o for o in case.ops if FORMULA_OF_OP[o] == formula)}) {reduction}:")
+                for index, exact in np.ndenumerate(value.exact):
+                    rounded = round_to_format(exact, fmt) if not mpmath.isnan(exact) else float("nan")
+                    where = f"[{', '.join(map(str, index))}] " if index else ""
+                    print(f"    {where}exact {_decimal(exact)}  ->  {dtype} {to_hex(rounded)} ({rounded!r})")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    files = []
+    for given in args.results:
+        path = Path(given)
+        files.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
+    if not files:
+        return _fail(f"no results files (*.jsonl) in {', '.join(args.results)}")
+    results = [r for f in files for r in read(f)]
+    text = summary_markdown(results)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    print(text)
+    problems = sum(Verdict(r.verdict).is_problem for r in results)
+    print(f"{len(results)} results from {len(files)} files; {problems} problems")
+    return EXIT_PROBLEMS if problems else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
+    top.add_argument("--version", action="version", version=f"bce-conformance {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the cases through one framework's APIs and write the results")
+    run.add_argument("--framework", required=True, help=f"one of: {', '.join(BUILTIN)}")
+    run.add_argument("--cases", nargs="+", default=[DEFAULT_CASES], help="case files or folders (default: cases)")
+    run.add_argument("--out", default="results", help="folder for <framework>.jsonl and .summary.md (default: results)")
+    run.add_argument("--divergences", nargs="*", default=[], help="extra known-divergence files")
+    run.add_argument("--min-results", type=int, default=1, help="fail when fewer results than this (default 1)")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check case files, and their `expect` values against the reference")
+    validate.add_argument("paths", nargs="+")
+    validate.set_defaults(func=cmd_validate)
+
+    explain = sub.add_parser("explain", help="print a case's cast inputs and exact reference values per dtype")
+    explain.add_argument("case", metavar="FILE::ID")
+    explain.set_defaults(func=cmd_explain)
+
+    summary = sub.add_parser("summary", help="summarize results files (or folders of them) in Markdown")
+    summary.add_argument("results", nargs="+")
+    summary.add_argument("--out", help="also write the Markdown to this file")
+    summary.set_defaults(func=cmd_summary)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
+    args = parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,108 @@
+"""Readable text from result records: a failure's message, and a per-framework summary in Markdown."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+
+from conformance.results import Result
+from conformance.runner import OBSERVED
+from conformance.verdicts import Verdict
+
+COLUMNS = [
+    Verdict.EXACT,
+    Verdict.KNOWN_DIVERGENCE,
+    Verdict.FAIL,
+    Verdict.UNEXPECTED_PASS,
+    Verdict.UNSUPPORTED,
+    Verdict.ERROR,
+]
+
+
+def _ulp(value) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if math.isinf(value) or math.isnan(value):
+        return repr(value)
+    return f"{value:.3g}"
+
+
+def element_line(element: dict) -> str:
+    """``[i, j] logits=0x.. target=0x..: got 0x.., want 0.8000.. (rounded 0x..), 7 ULP``."""
+    index = element.get("index") or []
+    where = f"[{', '.join(map(str, index))}] " if index else ""
+    inputs = " ".join(f"{name}={value}" for name, value in element.get("inputs", {}).items())
+    return (
+        f"{where}{inputs + ': ' if inputs else ''}got {element['got']}, want {element['want']} "
+        f"(rounded {element['want_rounded']}), {_ulp(element['ulp'])} ULP"
+    )
+
+
+def failure_text(result: Result) -> str:
+    """What a failing result says: the check, why, the worst elements, and a one-line reproducer."""
+    lines = [f"{result.case} · {result.api} · {result.dtype} · {result.reduction}: {result.verdict}: {result.message}"]
+    if result.reduced_by:
+        lines.append(f"  reduced by: {result.reduced_by}")
+    if result.source:
+        lines.append(f"  source: {result.source}")
+    if result.worst:
+        lines.append("  worst elements:" if len(result.worst) > 1 or result.worst[0].get("index") else "  result:")
+        lines.extend(f"    {element_line(e)}" for e in result.worst)
+    if result.repro:
+        lines.append(f"  reproduce: {result.repro}")
+    return "\n".join(lines)
+
+
+def summary_markdown(results: list[Result]) -> str:
+    """Per framework: verdict counts per API, then every failure, known divergence, unsupported and error."""
+    out = []
+    by_framework: dict[str, list[Result]] = defaultdict(list)
+    for result in results:
+        by_framework[result.framework].append(result)
+    for framework in sorted(by_framework):
+        group = by_framework[framework]
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(group[0].framework_versions.items()))
+        out.append(f"## {framework} ({versions}): {len(group)} results\n")
+        out.append("| API | op | " + " | ".join(v.value for v in COLUMNS) + " | max ULP (exact) | floor-accepted |")
+        out.append("|---|---|" + "---:|" * (len(COLUMNS) + 2))
+        apis: dict[str, list[Result]] = defaultdict(list)
+        for result in group:
+            apis[result.api].append(result)
+        for api, rows in apis.items():
+            counts = Counter(r.verdict for r in rows)
+            worst = max((r.max_ulp for r in rows if r.verdict == Verdict.EXACT.value and r.max_ulp is not None), default=None)
+            cells = " | ".join(str(counts.get(v.value, 0)) for v in COLUMNS)
+            floor = sum(r.floor_accepted for r in rows if r.verdict == Verdict.EXACT.value)
+            out.append(f"| `{api}` | {rows[0].op} | {cells} | {_ulp(worst)} | {floor} |")
+        out.append(
+            "\n_max ULP (exact)_: the largest error among results within tolerance, which includes elements "
+            "accepted through the absolute floor (_floor-accepted_: exact values below the smallest normal "
+            "number, returned flushed to zero or nearly so)."
+        )
+        out.append("")
+        problems = [r for r in group if Verdict(r.verdict).is_problem]
+        if problems:
+            out.append(f"### Failures ({len(problems)})\n")
+            out.extend(f"```\n{failure_text(r)}\n```" for r in problems)
+            out.append("")
+        divergences: dict[str, list[Result]] = defaultdict(list)
+        for r in group:
+            if r.verdict == Verdict.KNOWN_DIVERGENCE.value:
+                divergences[r.divergence].append(r)
+        if divergences:
+            out.append(f"### Known divergences ({sum(map(len, divergences.values()))} results)\n")
+            for name, rows in divergences.items():
+                reason = rows[0].message.split(OBSERVED, 1)[0]
+                worst = max((r.max_ulp for r in rows if r.max_ulp is not None), default=None)
+                where = ", ".join(f"`{api}`" for api in dict.fromkeys(r.api for r in rows))
+                dtypes = ", ".join(sorted({r.dtype for r in rows}))
+                out.append(f"- **{name}** ({len(rows)} results; {where}; {dtypes}; worst {_ulp(worst)} ULP): {reason}")
+                out.append(f"  Source: {rows[0].source}")
+            out.append("")
+        unsupported = Counter(r.message for r in group if r.verdict == Verdict.UNSUPPORTED.value)
+        if unsupported:
+            out.append(f"### Unsupported ({sum(unsupported.values())} results)\n")
+            out.extend(f"- {reason} ({count})" for reason, count in sorted(unsupported.items()))
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
