@@ -96,8 +96,12 @@ def judge(got: np.ndarray, exact: np.ndarray, fmt: FloatFormat, tolerance: Toler
 
 
 def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatFormat) -> bool:
-    """Whether a literal from a case's `expect` states the exact value: it agrees with it to the
-    digits written, or it names the same value of the dtype (as Python's repr of the rounded float does)."""
+    """Whether a literal from a case's `expect` states the exact value.
+
+    A decimal literal holds when it agrees with the exact value to the digits written, or when it
+    is the shortest repr of the correctly rounded value (``0.8000147727101611`` for a float64
+    mean). A hexadecimal literal names one value: it holds when it is the correctly rounded value.
+    """
     text = literal if isinstance(literal, str) else repr(float(literal))
     value = parse_hex_or_decimal(text)
     if isinstance(value, float):  # ±inf, NaN, ±0.0
@@ -106,10 +110,22 @@ def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatF
         return bool(exact == value)
     if not mpmath.isfinite(exact):
         return False
-    if round_to_format(value, fmt) == round_to_format(exact, fmt):
+    rounded = round_to_format(exact, fmt)
+    names_rounded = round_to_format(value, fmt) == rounded
+    if "x" in text.lower():
+        return names_rounded
+    written = decimal.Decimal(text.strip())
+    if names_rounded and _significant_digits(written) <= _significant_digits(decimal.Decimal(_shortest_repr(rounded, fmt))):
         return True
-    if "x" in text.lower():  # a hexadecimal literal names one value exactly
-        return False
-    half_unit = mpmath.mpf(10) ** decimal.Decimal(text.strip()).as_tuple().exponent / 2
+    half_unit = mpmath.mpf(10) ** written.as_tuple().exponent / 2
     with mpmath.workprec(512):
         return bool(abs(mpmath.mpf(value.numerator) / value.denominator - exact) <= half_unit)
+
+
+def _significant_digits(number: decimal.Decimal) -> int:
+    return len(number.normalize().as_tuple().digits)  # trailing zeros say nothing
+
+
+def _shortest_repr(value: float, fmt: FloatFormat) -> str:
+    """The shortest decimal string that reads back as ``value`` in ``fmt`` (numpy's / ml_dtypes' repr)."""
+    return str(fmt.numpy_dtype.type(value))

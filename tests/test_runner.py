@@ -1,0 +1,157 @@
+"""The runner: verdicts from real NumPy calls, and every way an API can misbehave."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conformance.adapters import Api, Framework, Unsupported, load_framework
+from conformance.cases import load_file
+from conformance.divergences import KnownDivergence
+from conformance.runner import Check, Runner, enumerate_checks
+from conformance.verdicts import Verdict
+
+CASE = """\
+schema_version: 1
+description: runner tests
+cases:
+  - id: mixed
+    why: a few ordinary logits
+    logits: [[-2.0, 0.5], [3.0, 0.0]]
+    target: [[0, 1], [0.5, 1]]
+    weight: [2.0, 0.5]
+"""
+
+
+@pytest.fixture
+def case(tmp_path):
+    path = tmp_path / "unit.yaml"
+    path.write_text(CASE)
+    return load_file(path)[0]
+
+
+def double(name="double.api", call=None, **kwargs):
+    """A test double of an API, standing in for a framework that misbehaves."""
+    return Api(
+        name=name,
+        framework="double",
+        op="bce_with_logits",
+        call=call,
+        reduced_by="numpy",
+        repro=lambda args, dtype, reduction: f"repro({sorted(args)}, {dtype}, {reduction})",
+        **kwargs,
+    )
+
+
+def run(api, case, dtype="float32", reduction="none", known=()):
+    framework = Framework("double", {"double": "1"}, [api])
+    return Runner(framework, known).run(Check(case, api, dtype, reduction))
+
+
+def numpy_stable(inputs, reduction):
+    numpy = load_framework("numpy")
+    api = next(a for a in numpy.apis if a.op == "bce_with_logits")
+    return api.call(inputs, reduction)
+
+
+def test_numpy_stable_formula_is_exact_and_the_hand_formula_is_caught(case):
+    numpy = load_framework("numpy")
+    runner = Runner(numpy)
+    checks = enumerate_checks([case], numpy.apis)
+    assert {c.api.name for c in checks} == {"numpy.stable_bce_with_logits", "numpy.hand_sigmoid+numpy.hand_bce"}
+    assert len(checks) == 2 * 2 * 3  # APIs x default dtypes x default reductions
+    for check in checks:
+        result = runner.run(check)
+        if check.api.name == "numpy.stable_bce_with_logits":
+            assert result.verdict == Verdict.EXACT.value, result
+            assert result.max_ulp <= 1
+    # the negative control: 1 - sigmoid(3) loses about 3 bits in float64, beyond the 4 ULP tolerance
+    hand = next(c for c in checks if c.api.name.startswith("numpy.hand") and (c.dtype, c.reduction) == ("float64", "none"))
+    result = runner.run(hand)
+    assert result.verdict == "fail" and result.worst[0]["index"] == [1, 0] and 4 < result.worst[0]["ulp"] < 16
+
+
+def test_wrong_values_fail_with_worst_elements_and_a_reproducer(case):
+    def off_by_a_lot(inputs, reduction):
+        out = numpy_stable(inputs, reduction)
+        out[1, 0] *= np.float32(1.001)
+        return out
+
+    result = run(double(call=off_by_a_lot), case)
+    assert result.verdict == "fail"
+    assert "ULP exceeds the float32 tolerance" in result.message
+    worst = result.worst[0]
+    assert worst["index"] == [1, 0]
+    assert worst["inputs"] == {"logits": "0x1.8000000000000p+1", "target": "0x1.0000000000000p-1", "weight": "0x1.0000000000000p+1"}
+    assert worst["ulp"] > 1000
+    assert result.repro.startswith("repro(['input', 'target', 'weight'], float32, none)")
+    json.loads(result.to_json())  # serialisable
+
+
+def test_silent_change_of_dtype_fails(case):
+    result = run(double(call=lambda i, r: numpy_stable(i, r).astype(np.float32)), case, dtype="float64")
+    assert result.verdict == "fail" and "returned float32 for float64 inputs" in result.message
+
+
+def test_wrong_shape_is_an_error(case):
+    result = run(double(call=lambda i, r: numpy_stable(i, "mean")), case, reduction="none")
+    assert result.verdict == "error" and "shape" in result.message
+
+
+def test_an_exception_is_the_checks_error_not_the_runs(case):
+    def raises(inputs, reduction):
+        raise RuntimeError("kernel exploded\nsecond line")
+
+    result = run(double(call=raises), case)
+    assert result.verdict == "error"
+    assert result.message == "the call raised RuntimeError: kernel exploded"
+
+
+def test_non_float_result_is_an_error(case):
+    result = run(double(call=lambda i, r: np.array([["a", "b"], ["c", "d"]])), case)
+    assert result.verdict == "error"
+
+
+def test_unsupported_combinations_say_why(case):
+    declared = run(double(call=numpy_stable, unsupported={"weight": "this API has no weight"}), case)
+    assert declared.verdict == "unsupported" and declared.message == "this API has no weight"
+    dtype = run(double(call=numpy_stable, dtypes=("float32",)), case, dtype="float64")
+    assert dtype.verdict == "unsupported" and "does not take float64" in dtype.message
+
+    def refuses(inputs, reduction):
+        raise Unsupported("not on this backend")
+
+    dynamic = run(double(call=refuses), case)
+    assert dynamic.verdict == "unsupported" and dynamic.message == "not on this backend"
+
+
+def entry(**kwargs):
+    fields = dict(id="entry", case=("unit/*",), api=("double.*",), reason="because", source="https://example.invalid/1")
+    fields.update(kwargs)
+    return KnownDivergence(**fields)
+
+
+def test_known_divergence_covers_a_failure_and_keeps_its_reason(case):
+    result = run(double(call=lambda i, r: numpy_stable(i, r) * np.float32(2)), case, known=[entry()])
+    assert result.verdict == "known_divergence"
+    assert result.message.startswith("because Observed: max error")
+    assert result.source == "https://example.invalid/1" and result.divergence == "entry"
+
+
+def test_listed_divergence_that_passes_is_an_unexpected_pass(case):
+    result = run(double(call=numpy_stable), case, known=[entry()])
+    assert result.verdict == "unexpected_pass"
+    assert Verdict(result.verdict).is_problem
+
+
+def test_divergence_filters_by_dtype_and_reduction(case):
+    narrow = entry(dtypes=("float64",), reductions=("mean",))
+    result = run(double(call=lambda i, r: numpy_stable(i, r) * np.float32(2)), case, known=[narrow])
+    assert result.verdict == "fail"  # float32 / none is not covered
+
+
+def test_expect_contradicting_the_reference_is_an_error(tmp_path):
+    path = tmp_path / "bad_expect.yaml"
+    path.write_text(CASE.replace("    weight: [2.0, 0.5]\n", "    expect: {mean: '0.9'}\n"))
+    result = run(double(call=numpy_stable), load_file(path)[0], reduction="mean")
+    assert result.verdict == "error" and "contradicts the exact float32 value" in result.message
