@@ -34,7 +34,8 @@ def element_line(element: dict) -> str:
     where = f"[{', '.join(map(str, index))}] " if index else ""
     inputs = " ".join(f"{name}={value}" for name, value in element.get("inputs", {}).items())
     return (
-        f"{where}{inputs + ': ' if inputs else ''}got {element['got']}, want {element['want']} "
+        f"{where}{inputs + ': ' if inputs else ''}got {element['got']} ({float.fromhex(element['got'])!r}), "
+        f"want {element['want']} "
         f"(rounded {element['want_rounded']}), {_ulp(element['ulp'])} ULP"
     )
 

@@ -91,12 +91,12 @@ def load_framework(name: str) -> Framework:
     return framework
 
 
-def repro_line(prelude: str, tensor: str, call: str) -> str:
-    """One line of Python: ``prelude; t = <a tensor from a list of hex floats>; print(<call>)``.
+def repro_line(prelude: str, tensor: str, call: str, to_list: str = ".tolist()") -> str:
+    """One line of Python: ``prelude; t = <a tensor from a list of hex floats>; print(<call>.tolist())``.
 
-    ``call`` refers to the inputs as ``t(<name>)``; the caller substitutes list literals for the names.
+    ``call`` refers to the inputs as ``t([...])``; printing through a Python list shows every digit.
     """
-    return f"{prelude}; t = {tensor}; print({call})"
+    return f"{prelude}; t = {tensor}; print(({call}){to_list})"
 
 
 def keyword_args(args: dict[str, str], names: dict[str, str]) -> str:

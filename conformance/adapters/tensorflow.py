@@ -52,7 +52,7 @@ def load() -> Framework:
     def repro_for(call: str, reduce: dict[str, str]):
         def repro(args, dtype, reduction):
             text = call.format(x=f"t({args['input']})", y=f"t({args['target']})")
-            return repro_line(PRELUDE, TENSOR.format(dtype=dtype), reduce[reduction].format(text))
+            return repro_line(PRELUDE, TENSOR.format(dtype=dtype), reduce[reduction].format(text), ".numpy().tolist()")
 
         return repro
 
