@@ -1,0 +1,289 @@
+"""The command line, run in-process: ``conformance.cli.main([...])`` with the numpy framework."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = REPO / "cases"
+SEED = CASES / "seed.yaml"
+RECORD_KEYS = {"case", "framework", "api", "op", "dtype", "reduction", "verdict", "max_ulp", "worst"}
+NUMPY_APIS = {"numpy.hand_bce", "numpy.hand_sigmoid+numpy.hand_bce", "numpy.stable_bce_with_logits"}
+
+# a file stem ("probe") that none of the shipped known-divergence globs cover
+SATURATING = """\
+schema_version: 1
+description: the hand formula's sigmoid rounds to 1 in float32, so log(1 - p) is log 0
+cases:
+  - id: sat
+    why: float32 sigmoid(100) is 1
+    logits: [100.0]
+    target: [0]
+    dtypes: [float32]
+    reductions: [none]
+"""
+
+BLOG_WRONG_EXPECT = """\
+schema_version: 1
+description: the blog example with a wrong expected mean
+cases:
+  - id: blog-3x3
+    why: the mean is 0.80000683, not 0.9
+    logits: [[1.9072, 1.1079, 1.4906], [-0.6584, -0.0512, 0.7608], [-0.0614, 0.6583, 0.1095]]
+    target: [[0, 1, 1], [1, 1, 1], [0, 0, 0]]
+    expect: {mean: "0.9"}
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in ("CONFORMANCE_FRAMEWORK", "CONFORMANCE_CASES", "CONFORMANCE_OUT", "CONFORMANCE_MIN_TESTS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def records(path: Path) -> list[dict]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines, f"{path} is empty"
+    return [json.loads(line) for line in lines]
+
+
+def write_case(folder: Path, text: str, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def test_run_seed_writes_results_and_summary(tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out)])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    results = records(out / "numpy.jsonl")
+    # blog-3x3 (logits: 2 APIs) and blog-hand-computation (probs: 1 API), 2 dtypes x 3 reductions each
+    assert len(results) == 18
+    for record in results:
+        assert RECORD_KEYS <= set(record), set(record)
+        assert record["framework"] == "numpy"
+        assert record["verdict"] == "exact"
+        assert record["api"] in NUMPY_APIS
+        assert record["dtype"] in ("float32", "float64") and record["reduction"] in ("none", "mean", "sum")
+        assert isinstance(record["max_ulp"], float) and 0 <= record["max_ulp"] <= 4
+        assert record["worst"] and all("got" in w and "want" in w for w in record["worst"])
+    assert {r["case"] for r in results} == {"seed/blog-3x3", "seed/blog-hand-computation"}
+    assert {(r["case"], r["op"]) for r in results} == {
+        ("seed/blog-3x3", "bce_with_logits"),
+        ("seed/blog-3x3", "sigmoid_bce"),
+        ("seed/blog-hand-computation", "bce"),
+    }
+    means = [r for r in results if r["case"] == "seed/blog-3x3" and r["reduction"] == "mean" and r["dtype"] == "float64"]
+    assert {w["want"][:12] for r in means for w in r["worst"]} == {"0.8000068296"}
+    summary = (out / "numpy.summary.md").read_text(encoding="utf-8")
+    assert summary.startswith("## numpy (numpy ")
+    assert all(f"`{api}`" in summary for api in NUMPY_APIS)
+    assert "18 results" in summary and "18 results written to" in text
+    assert "3 APIs, 18 checks" in text
+
+
+def test_run_bad_case_file_exits_2(tmp_path, capsys):
+    bad = write_case(tmp_path / "cases", SATURATING.replace("target: [0]", "target: [0, 1]"), "broken.yaml")
+    status = main(["run", "--framework", "numpy", "--cases", str(bad), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.startswith("error: ")
+    assert str(bad) in captured.err and "'sat'" in captured.err and "'target'" in captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_missing_cases_path_exits_2(tmp_path, capsys):
+    status = main(["run", "--framework", "numpy", "--cases", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_run_unknown_framework_exits_2(tmp_path, capsys):
+    status = main(["run", "--framework", "numpyy", "--cases", str(SEED), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "unknown framework 'numpyy'" in captured.err and "numpy" in captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_without_framework_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--cases", str(SEED)])
+    assert info.value.code == 2
+    assert "--framework" in capsys.readouterr().err
+
+
+def test_run_below_min_results_exits_1(tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out), "--min-results", "19"])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "FAILED: 18 results, fewer than the floor of 19" in text
+    assert len(records(out / "numpy.jsonl")) == 18  # the results are still written
+    assert main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out), "--min-results", "18"]) == 0
+
+
+def test_run_failing_hand_formula_exits_1_with_repro(tmp_path, capsys):
+    path = write_case(tmp_path / "cases", SATURATING, "probe.yaml")
+    out = tmp_path / "out"
+    status = main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(out)])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "FAILED: 1 of 2 results are problems" in text
+    by_api = {r["api"]: r for r in records(out / "numpy.jsonl")}
+    assert set(by_api) == {"numpy.hand_sigmoid+numpy.hand_bce", "numpy.stable_bce_with_logits"}
+    assert by_api["numpy.stable_bce_with_logits"]["verdict"] == "exact"  # max(x,0) - x*y + log1p(exp(-|x|)) = 100
+    hand = by_api["numpy.hand_sigmoid+numpy.hand_bce"]
+    assert hand["case"] == "probe/sat" and hand["verdict"] == "fail"
+    assert hand["divergence"] == "" and "exceeds the float32 tolerance" in hand["message"]
+    assert math.isinf(float(hand["max_ulp"]))
+    (worst,) = hand["worst"]
+    assert worst["inputs"] == {"logits": (100.0).hex(), "target": (0.0).hex()}
+    assert float.fromhex(worst["inputs"]["logits"]) == 100.0 and worst["inputs"]["logits"].startswith("0x1.9")
+    assert worst["got"] == "inf" and float(worst["want"]) == 100.0
+    assert isinstance(hand["repro"], str) and hand["repro"]
+    assert hand["repro"] in text  # printed with the failure
+    assert "probe/sat" in (out / "numpy.summary.md").read_text(encoding="utf-8")
+
+    # the reproducer is one line of Python that needs only numpy and shows the wrong value
+    done = subprocess.run([sys.executable, "-c", hand["repro"]], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+    assert "inf" in done.stdout
+
+
+def test_run_with_extra_divergence_file_turns_a_failure_into_a_known_divergence(tmp_path, capsys):
+    path = write_case(tmp_path / "cases", SATURATING, "probe.yaml")
+    divergences = tmp_path / "div.yaml"
+    divergences.write_text(
+        "- id: probe-saturates\n  case: probe/*\n  api: numpy.hand_*\n  reason: log 0\n  source: https://example.invalid/1\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    status = main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(out), "--divergences", str(divergences)])
+    assert status == 0, capsys.readouterr().out
+    hand = next(r for r in records(out / "numpy.jsonl") if r["api"].startswith("numpy.hand"))
+    assert hand["verdict"] == "known_divergence" and hand["divergence"] == "probe-saturates"
+    assert hand["source"] == "https://example.invalid/1"
+
+
+def test_run_with_stale_divergence_exits_1(tmp_path, capsys):
+    path = write_case(tmp_path / "cases", SATURATING, "probe.yaml")
+    divergences = tmp_path / "div.yaml"
+    divergences.write_text(
+        "- id: probe-saturates\n  case: probe/*\n  api: numpy.hand_*\n  reason: log 0\n  source: s\n"
+        "- id: probe-gone\n  case: probe/no-such-case\n  api: '*'\n  reason: r\n  source: s\n",
+        encoding="utf-8",
+    )
+    status = main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(tmp_path / "out"), "--divergences", str(divergences)])
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "known divergence 'probe-gone'" in text and "probe-saturates" not in text.split("FAILED", 1)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# validate
+
+
+def test_validate_shipped_cases(capsys):
+    assert main(["validate", str(CASES)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: ") and "cases in 3 files" in out
+
+
+def test_validate_contradicting_expect_exits_1(tmp_path, capsys):
+    path = write_case(tmp_path, BLOG_WRONG_EXPECT, "wrong.yaml")
+    status = main(["validate", str(path)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert str(path) in err and "'blog-3x3'" in err and "expect" in err
+    assert "0.9" in err and "contradicts" in err and "0.80000682" in err
+
+
+def test_validate_correct_expect_literals(tmp_path, capsys):
+    good = BLOG_WRONG_EXPECT.replace(
+        'expect: {mean: "0.9"}', 'expect: {float64: {mean: "0.8000068296765118448"}, float32: {mean: "0.80000682553706109"}}'
+    )
+    assert main(["validate", str(write_case(tmp_path, good, "good.yaml"))]) == 0
+    assert "OK: 1 cases in 1 files" in capsys.readouterr().out
+
+
+def test_validate_bad_case_file_exits_1_with_problem_count(tmp_path, capsys):
+    path = write_case(tmp_path, SATURATING.replace("logits:", "logit:"), "typo.yaml")
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "'logit'" in err and "1 problem(s)" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# explain
+
+
+def test_explain_blog_example(capsys):
+    assert main(["explain", f"{SEED}::blog-3x3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("seed/blog-3x3 (")
+    assert "0.8000068296765118448" in out  # the exact mean of the float64 inputs
+    assert "0.80000682553706109" in out  # of the float32 inputs
+    float32, float64 = out.split("== float32", 1)[1].split("== float64", 1)
+    assert "0.80000682553706109" in float32 and "0.8000068296765118448" in float64
+    assert "0.8000068296765118448" not in float32
+    assert "kind: logits" in out and "shape: (3, 3)" in out
+    assert (1.9072).hex() in float64  # the cast inputs, in hex
+
+
+@pytest.mark.parametrize("spec, words", [("{seed}::no-such-case", ["no such case", "no-such-case"]), ("{seed}", ["FILE::ID"])])
+def test_explain_unknown_case_exits_2(capsys, spec, words):
+    assert main(["explain", spec.format(seed=SEED)]) == 2
+    err = capsys.readouterr().err
+    assert all(word in err for word in words), err
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+
+
+def test_summary_of_a_results_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out)]) == 0
+    capsys.readouterr()
+    markdown = tmp_path / "summary.md"
+    assert main(["summary", str(out), "--out", str(markdown)]) == 0
+    text = capsys.readouterr().out
+    assert "| API | op | exact | known_divergence | fail | unexpected_pass | unsupported | error |" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    assert set(rows) == {f"`{api}`" for api in NUMPY_APIS}
+    cells = [c.strip() for c in rows["`numpy.stable_bce_with_logits`"].split("|")[2:-1]]
+    assert cells[:7] == ["bce_with_logits", "6", "0", "0", "0", "0", "0"]
+    assert "18 results from 1 files; 0 problems" in text
+    assert markdown.read_text(encoding="utf-8") in text
+
+
+def test_summary_with_failures_exits_1(tmp_path, capsys):
+    path = write_case(tmp_path / "cases", SATURATING, "probe.yaml")
+    out = tmp_path / "out"
+    assert main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(out)]) == 1
+    capsys.readouterr()
+    assert main(["summary", str(out / "numpy.jsonl")]) == 1
+    text = capsys.readouterr().out
+    assert "### Failures (1)" in text and "2 results from 1 files; 1 problems" in text
+
+
+def test_summary_of_an_empty_folder_exits_2(tmp_path, capsys):
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "no results files" in capsys.readouterr().err
