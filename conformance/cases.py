@@ -174,32 +174,62 @@ def _tensor(value: Any) -> np.ndarray:
     return array.reshape(shape)
 
 
+def _locate(location: list, data: Any, raw: Any) -> tuple[int | None, str | None, str | None]:
+    """(line, case id, field) of a path into the document, for a problem found there."""
+    case_id = field_name = None
+    if len(location) >= 2 and location[0] == "cases" and isinstance(location[1], int):
+        entry = data["cases"][location[1]] if isinstance(data, dict) and isinstance(data.get("cases"), list) else None
+        case_id = entry.get("id") if isinstance(entry, dict) else None
+        case_id = case_id if isinstance(case_id, str) else f"#{location[1] + 1}"
+        field_name = ".".join(str(p) for p in location[2:]) or None
+    elif location:
+        field_name = ".".join(str(p) for p in location)
+    node, line = raw, _line_of(raw)
+    for key in location:  # walk down to the deepest node that knows its line
+        try:
+            parent, node = node, node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+        line = _line_of(parent, key) or line
+    return line, case_id, field_name
+
+
 def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
     validator = jsonschema.Draft7Validator(schema())
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         location = list(error.absolute_path)
-        case_id = field_name = None
-        node, line = raw, _line_of(raw)
-        if len(location) >= 2 and location[0] == "cases" and isinstance(location[1], int):
-            entry = data["cases"][location[1]]
-            case_id = entry.get("id") if isinstance(entry, dict) else None
-            case_id = case_id if isinstance(case_id, str) else f"#{location[1] + 1}"
-            field_name = ".".join(str(p) for p in location[2:]) or None
-        elif location:
-            field_name = ".".join(str(p) for p in location)
-        for key in location:  # walk down to the deepest node that knows its line
-            try:
-                parent, node = node, node[key]
-            except (KeyError, IndexError, TypeError):
-                break
-            line = _line_of(parent, key) or line
         message = error.message
-        if error.validator == "additionalProperties":
-            message = f"unknown field(s): {message.split('(')[-1].rstrip(')')}"
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = set(error.schema.get("properties", {}))
+            unknown = [key for key in error.instance if key not in known]
+            message = f"unknown field {unknown[0]!r}" + (f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else "")
+            location = location + [unknown[0]]
         elif error.validator == "oneOf" and location and location[-1] in TENSOR_FIELDS + ("mean", "sum"):
             message = f"{error.instance!r} is not a number, a numeric string or a nested list of numbers"
+        line, case_id, field_name = _locate(location, data, raw)
         problems.append(Problem(path, message, line, case_id, field_name))
+    return problems
+
+
+def _tag_problems(path: str, data: Any, raw: Any) -> list[Problem]:
+    """Explicit YAML tags (``!!python/object``, ``!foo``) on collections: case files hold plain data only.
+
+    Round-trip loading never builds objects from tags, but it would otherwise keep the contents
+    of a tagged list or mapping as if the tag were not there.
+    """
+    problems = []
+
+    def walk(node, location):
+        tag = getattr(getattr(node, "tag", None), "value", None)
+        if tag is not None and isinstance(node, (dict, list)):
+            line, case_id, field_name = _locate(location, data, raw)
+            problems.append(Problem(path, f"YAML tag {tag!r} is not allowed: case files hold plain data", line, case_id, field_name))
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            walk(child, location + [key])
+
+    walk(raw, [])
     return problems
 
 
@@ -289,18 +319,22 @@ def load_file(path: str | Path) -> list[Case]:
     except YAMLError as exc:
         raise CaseError([Problem(shown, f"YAML error: {exc}")]) from None
     data = _plain(raw)
-    problems = _schema_problems(shown, data, raw)
-    if problems:
-        raise CaseError(problems)
+    problems = _tag_problems(shown, data, raw) + _schema_problems(shown, data, raw)
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or any(
+        p.case is None for p in problems
+    ):  # the file's own structure is wrong: its cases cannot be read one by one
+        raise CaseError(problems or [Problem(shown, "not a case file")])
+    flawed = {p.case for p in problems}
     cases, seen = [], {}
     for index, entry in enumerate(data["cases"]):
         raw_entry = raw["cases"][index]
-        if entry["id"] in seen:
-            problems.append(
-                Problem(shown, f"duplicate id (first used on line {seen[entry['id']]})", _line_of(raw_entry), entry["id"], "id")
-            )
+        case_id = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else f"#{index + 1}"
+        if case_id in seen:
+            problems.append(Problem(shown, f"duplicate id (first used on line {seen[case_id]})", _line_of(raw_entry), case_id, "id"))
             continue
-        seen[entry["id"]] = _line_of(raw_entry)
+        seen[case_id] = _line_of(raw_entry)
+        if case_id in flawed:
+            continue  # already reported; its other fields may not even be readable
         case = _build_case(path, entry, raw_entry, data.get("defaults", {}), problems)
         if case is not None:
             cases.append(case)

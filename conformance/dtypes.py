@@ -7,7 +7,9 @@ arithmetic only: one rounding, ties to even, subnormals and overflow included.
 
 from __future__ import annotations
 
+import decimal
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -172,21 +174,50 @@ def to_hex(value: float) -> str:
     return value.hex()
 
 
+HEX_FLOAT = re.compile(r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?p([+-]?[0-9]+)$")
+EXPONENT_LIMIT = 5000  # beyond 2**±5000 (or 10**±1500) every format rounds to 0 or overflows
+
+
 def parse_hex_or_decimal(text: str) -> Exact:
-    """Exact value of a decimal or C99 hexadecimal float literal (``"0.1"``, ``"0x1.8p+1"``, ``"-inf"``)."""
+    """Exact value of a decimal or C99 hexadecimal float literal (``"0.1"``, ``"0x1.8p+1"``, ``"-inf"``).
+
+    Literals too large or too small for any format (``"1e999999999"``) become ±inf or ±0 without
+    building their exact value; they round to those in every format.
+    """
     stripped = text.strip().lower()
+    sign = -1 if stripped.startswith("-") else 1
     body = stripped.lstrip("+-")
     if body in ("inf", "infinity", ".inf"):
-        return -math.inf if stripped.startswith("-") else math.inf
+        return sign * math.inf
     if body in ("nan", ".nan"):
         return math.nan
     if body.startswith("0x"):
-        value = float.fromhex(stripped)  # raises ValueError on a malformed literal
-        if not math.isfinite(value):
-            raise ValueError(f"hexadecimal float {text!r} is out of range")
-        if value == 0.0 and stripped.startswith("-"):
-            return -0.0
-        return Fraction(value)
-    if stripped.startswith("-") and float(stripped) == 0.0:
-        return -0.0
-    return Fraction(stripped)  # exact decimal; raises ValueError when malformed
+        match = HEX_FLOAT.match(stripped)
+        if not match or not (match.group(2) or match.group(3)):
+            raise ValueError(f"{text!r} is not a C99 hexadecimal float")
+        whole, fraction, exponent = match.group(2), match.group(3) or "", int(match.group(4))
+        mantissa = int(whole + fraction, 16) if whole + fraction else 0
+        exponent -= 4 * len(fraction)
+        return _scaled(sign, mantissa, 2, exponent, mantissa.bit_length())
+    try:
+        number = decimal.Decimal(stripped)
+    except decimal.InvalidOperation:
+        raise ValueError(f"{text!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise ValueError(f"{text!r} is not a finite decimal")
+    digits, exponent = number.as_tuple().digits, number.as_tuple().exponent
+    mantissa = int("".join(map(str, digits))) if digits else 0
+    return _scaled(sign, mantissa, 10, exponent, len(str(mantissa)) * 4)
+
+
+def _scaled(sign: int, mantissa: int, base: int, exponent: int, size_bits: int) -> Exact:
+    """sign · mantissa · base**exponent exactly, or ±inf / ±0 when far outside every format."""
+    if mantissa == 0:
+        return -0.0 if sign < 0 else Fraction(0)
+    magnitude = exponent * (1 if base == 2 else 3.33) + size_bits
+    if magnitude > EXPONENT_LIMIT:
+        return sign * math.inf
+    if magnitude < -EXPONENT_LIMIT:
+        return -0.0 if sign < 0 else 0.0
+    scale = Fraction(base) ** exponent
+    return sign * mantissa * scale

@@ -135,7 +135,7 @@ class ConformanceReporter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.writer is not None:
             self.writer.close()
-        if hasattr(self.config, "workerinput") or plan_key not in self.config.stash:
+        if hasattr(self.config, "workerinput") or plan_key not in self.config.stash or self.config.option.collectonly:
             return
         floor = self.config.getoption("conformance_min_tests")
         if len(self.results) < floor:

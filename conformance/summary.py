@@ -72,14 +72,17 @@ def summary_markdown(results: list[Result]) -> str:
             apis[result.api].append(result)
         for api, rows in apis.items():
             counts = Counter(r.verdict for r in rows)
-            worst = max((r.max_ulp for r in rows if r.verdict == Verdict.EXACT.value and r.max_ulp is not None), default=None)
+            worst = max(
+                (r.max_ulp for r in rows if r.verdict == Verdict.EXACT.value and not r.floor_accepted and r.max_ulp is not None),
+                default=None,
+            )
             cells = " | ".join(str(counts.get(v.value, 0)) for v in COLUMNS)
             floor = sum(r.floor_accepted for r in rows if r.verdict == Verdict.EXACT.value)
             out.append(f"| `{api}` | {rows[0].op} | {cells} | {_ulp(worst)} | {floor} |")
         out.append(
-            "\n_max ULP (exact)_: the largest error among results within tolerance, which includes elements "
-            "accepted through the absolute floor (_floor-accepted_: exact values below the smallest normal "
-            "number, returned flushed to zero or nearly so)."
+            "\n_max ULP (exact)_: the largest error of the results within tolerance, leaving out those with "
+            "elements accepted only through the absolute floor (_floor-accepted_ counts those elements: exact "
+            "values below the smallest normal number, returned flushed to zero or nearly so)."
         )
         out.append("")
         problems = [r for r in group if Verdict(r.verdict).is_problem]
