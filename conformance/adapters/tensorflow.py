@@ -45,7 +45,7 @@ def load() -> Framework:
                 first = tf.math.sigmoid(first)  # eager: Keras sees a plain tensor, not sigmoid logits
             y = tf.constant(inputs["target"])
             loss = keras.losses.binary_crossentropy(y[..., None], first[..., None], from_logits=from_logits)
-            return keras.ops.convert_to_numpy(keras_reduce[reduction](loss))
+            return keras_reduce[reduction](loss).numpy()  # a tf.Tensor on this backend
 
         return call
 

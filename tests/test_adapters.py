@@ -1,0 +1,38 @@
+"""The adapter registry: built-in frameworks load by name, and a missing one is an error, never a skip."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from conformance.adapters import BUILTIN, OPS, FrameworkUnavailable, load_framework
+
+
+@pytest.mark.parametrize("name", ["torch", "tensorflow", "jax"])
+def test_a_framework_that_is_not_installed_is_an_error_with_the_install_hint(monkeypatch, name):
+    monkeypatch.setitem(sys.modules, {"tensorflow": "keras"}.get(name, name), None)  # import now fails
+    with pytest.raises(FrameworkUnavailable, match=rf"framework '{name}' is not installed.*pip install 'bce-conformance\[{name}\]'"):
+        load_framework(name)
+
+
+def test_an_unknown_framework_is_an_error():
+    with pytest.raises(FrameworkUnavailable, match="unknown framework 'mxnet'.*numpy, torch, tensorflow, jax"):
+        load_framework("mxnet")
+
+
+def test_numpy_apis_name_their_formulas_and_cover_every_op():
+    framework = load_framework("numpy")
+    assert framework.name == "numpy" and framework.versions == {"numpy": np.__version__}
+    assert sorted(api.op for api in framework.apis) == sorted(OPS)
+    assert all(api.name.startswith("numpy.") and api.framework == "numpy" for api in framework.apis)
+    assert set(BUILTIN) == {"numpy", "torch", "tensorflow", "jax"}
+
+
+def test_numpy_reproducer_runs_the_same_formula():
+    framework = load_framework("numpy")
+    stable = next(api for api in framework.apis if api.op == "bce_with_logits")
+    line = stable.repro({"input": "['0x1.4p+4']", "target": "['0x0.0p+0']"}, "float32", "none")
+    printed = []
+    exec(line.replace("print(", "printed.append("), {"printed": printed})
+    got = stable.call({"logits": np.array([20.0], np.float32), "target": np.array([0.0], np.float32)}, "none")
+    assert printed == [got.tolist()]
