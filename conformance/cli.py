@@ -17,7 +17,7 @@ from conformance.cases import CaseError, find_case, load
 from conformance.dtypes import get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError
 from conformance.results import ResultWriter, read
-from conformance.runner import ExpectationError, Runner, plan
+from conformance.runner import ExactValues, ExpectationError, plan
 from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
 
@@ -74,14 +74,14 @@ def cmd_validate(args) -> int:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
         return EXIT_PROBLEMS
-    runner = Runner(framework=None)
+    exact_values = ExactValues()
     problems = []
     for case in cases:  # the `expect` literals are checked against the reference
         for dtype in case.dtypes:
             for reduction in case.expected(dtype):
                 for op in {FORMULA_OF_OP[op]: op for op in case.ops}.values():
                     try:
-                        runner.reference(case, op, get_format(dtype), reduction)
+                        exact_values.reference(case, op, get_format(dtype), reduction)
                     except (ExpectationError, ReferenceError) as exc:
                         problems.append(f"{case.file}:{case.line}: case {case.id!r} field 'expect': {dtype}: {exc}")
     for problem in problems:
@@ -101,18 +101,18 @@ def cmd_explain(args) -> int:
         case = find_case(args.case)
     except CaseError as exc:
         return _fail(str(exc))
-    runner = Runner(framework=None)
+    exact_values = ExactValues()
     print(f"{case.full_name} ({case.file}:{case.line}): {case.why}")
     print(f"kind: {case.kind}; ops: {', '.join(case.ops)}; shape: {case.shape}")
     for dtype in case.dtypes:
         fmt = get_format(dtype)
         print(f"\n== {dtype}")
-        for name, values in runner.inputs(case, fmt).items():
+        for name, values in exact_values.inputs(case, fmt).items():
             print(f"  {name}: {[to_hex(v) for v in np.asarray(values, dtype=np.float64).ravel()]}")
         for formula, op in {FORMULA_OF_OP[op]: op for op in case.ops}.items():
             for reduction in case.reductions:
                 try:
-                    value = runner.reference(case, op, fmt, reduction)
+                    value = exact_values.reference(case, op, fmt, reduction)
                 except (ExpectationError, ReferenceError) as exc:
                     print(f"  {formula} {reduction}: {exc}")
                     continue

@@ -59,12 +59,10 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
-class Runner:
-    """Runs checks for one framework, caching cast inputs and references across its APIs."""
+class ExactValues:
+    """The cases' inputs cast to each dtype and their exact references, computed once each."""
 
-    def __init__(self, framework: Framework, known: list[divergence_list.KnownDivergence] = ()):
-        self.framework = framework
-        self.known = list(known)
+    def __init__(self):
         self._inputs: dict = {}
         self._references: dict = {}
 
@@ -85,6 +83,15 @@ class Runner:
                 _check_expectation(literal, value, fmt, reduction)
             self._references[key] = value
         return self._references[key]
+
+
+class Runner:
+    """Runs checks for one framework; its APIs share the cast inputs and the references."""
+
+    def __init__(self, framework: Framework, known: list[divergence_list.KnownDivergence] = ()):
+        self.framework = framework
+        self.known = list(known)
+        self.exact = ExactValues()
 
     def run(self, check: Check) -> Result:
         result = self._judge(check)
@@ -116,13 +123,13 @@ class Runner:
             file=str(case.file),
             framework_versions=dict(self.framework.versions),
         )
-        inputs = self.inputs(case, fmt)
+        inputs = self.exact.inputs(case, fmt)
         reason = api.why_unsupported(check.dtype, inputs)
         if reason:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, reason
             return result
         try:
-            ref = self.reference(case, api.op, fmt, check.reduction)
+            ref = self.exact.reference(case, api.op, fmt, check.reduction)
         except (ReferenceError, ExpectationError) as exc:
             result.message = f"reference: {exc}"
             return result
