@@ -171,7 +171,9 @@ def to_hex(value: float) -> str:
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return value.hex()
+    mantissa, exponent = value.hex().split("p")
+    mantissa = mantissa.rstrip("0").rstrip(".")  # 0x1.9000000000000p+6 -> 0x1.9p+6
+    return f"{mantissa}p{exponent}"
 
 
 HEX_FLOAT = re.compile(r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?p([+-]?[0-9]+)$")

@@ -91,7 +91,8 @@ def judge(got: np.ndarray, exact: np.ndarray, fmt: FloatFormat, tolerance: Toler
     # failing elements first, then the largest errors; ties broken by position so the order is stable
     errors.sort(key=lambda e: (not e[0], -e[1] if not math.isnan(e[1]) else 0, e[2]))
     max_ulp = max((e[1] for e in errors), default=0.0)
-    worst = [ElementError(index, value, want, error) for _, error, index, value, want in errors[:keep]]
+    shown = [e for e in errors if e[0]] if failing else errors
+    worst = [ElementError(index, value, want, error) for _, error, index, value, want in shown[:keep]]
     return Judgement(failing == 0, max_ulp, worst, floor_accepted)
 
 
