@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import mpmath
 import numpy as np
 
 from conformance.dtypes import FloatFormat, round_to_format
+from conformance.variants import Variant
 
 # Formulas by what they compute: `sigmoid_bce` is mathematically `bce_with_logits`.
 FORMULA_OF_OP = {"bce": "bce", "bce_with_logits": "bce_with_logits", "sigmoid_bce": "bce_with_logits"}
@@ -71,30 +73,64 @@ def _neg_log(p: mpmath.mpf) -> mpmath.mpf:
     return -mpmath.log(p)
 
 
-def bce_term(p, y, w, q=None) -> mpmath.mpf:
-    """w · (y·(-log p) + (1-y)·(-log(1-p))) with 0·log 0 = 0; NaN outside p ∈ [0, 1]."""
-    if any(mpmath.isnan(v) for v in (p, y, w)) or p < 0 or p > 1:
+def bce_term(p, y, w, q=None, log_floor=None) -> mpmath.mpf:
+    """w · (q·y·(-log p) + (1-y)·(-log(1-p))) with 0·log 0 = 0; NaN outside p ∈ [0, 1].
+
+    With ``log_floor``, each log term is clamped at >= log_floor first (torch's -100 clamp).
+    """
+    if any(mpmath.isnan(v) for v in (p, y, w)) or (q is not None and mpmath.isnan(q)) or p < 0 or p > 1:
         return mpmath.nan
     one_minus_p = mpmath.fsub(1, p, exact=True)
     one_minus_y = mpmath.fsub(1, y, exact=True)
-    return w * (_times(y, _neg_log(p)) + _times(one_minus_y, _neg_log(one_minus_p)))
+    neg_log_p, neg_log_not_p = _neg_log(p), _neg_log(one_minus_p)
+    if log_floor is not None:
+        ceiling = -mpmath.mpf(log_floor)
+        neg_log_p, neg_log_not_p = min(neg_log_p, ceiling), min(neg_log_not_p, ceiling)
+    positive = y if q is None else mpmath.fmul(q, y, exact=True)
+    return w * (_times(positive, neg_log_p) + _times(one_minus_y, neg_log_not_p))
+
+
+def sigmoid(x: mpmath.mpf) -> mpmath.mpf:
+    if mpmath.isinf(x):
+        return mpmath.mpf(1) if x > 0 else mpmath.mpf(0)
+    return 1 / (1 + mpmath.exp(-x))
+
+
+def variant_term(variant: Variant, fmt: FloatFormat, two_step: bool):
+    """The loss of one element under ``variant``: on the correctly rounded sigmoid for the two-step
+    op, then with p clipped (ends computed in the dtype) and the log terms clamped, as declared."""
+    low = high = None
+    if variant.prob_clip is not None:  # eps and 1 - eps as the framework has them: values of the dtype
+        eps = round_to_format(Fraction(variant.prob_clip), fmt)
+        low, high = mpmath.mpf(eps), mpmath.mpf(round_to_format(1 - Fraction(eps), fmt))
+
+    def term(first, y, w, q=None):
+        if mpmath.isnan(first):
+            return mpmath.nan
+        p = first
+        if two_step:
+            p = mpmath.mpf(round_to_format(sigmoid(first), fmt))
+        if low is not None and not mpmath.isnan(p):
+            p = min(max(p, low), high)
+        return bce_term(p, y, w, q, log_floor=variant.log_floor)
+
+    return term
 
 
 TERMS = {"bce": bce_term, "bce_with_logits": bce_with_logits_term}
 
 
-def _evaluate(formula: str, inputs: dict[str, np.ndarray], reduction: str) -> np.ndarray:
+def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str) -> np.ndarray:
     """Terms (or their reduction) at the current mpmath precision, as an object array of mpf."""
-    term = TERMS[formula]
-    first = "probs" if formula == "bce" else "logits"
     names = (first, "target", "weight", "pos_weight")
     arrays = [inputs.get(name) for name in names]
     shape = np.broadcast_shapes(*(a.shape for a in arrays if a is not None))
-    ones = np.ones(shape)
-    operands = [np.broadcast_to(a if a is not None else ones, shape) for a in arrays]
+    operands = [np.broadcast_to(a, shape) if a is not None else None for a in arrays]
+    one = mpmath.mpf(1)
     terms = np.empty(shape, dtype=object)
     for index in np.ndindex(shape):
-        terms[index] = term(*(_mpf(a[index]) for a in operands))
+        x, y, w, q = (_mpf(a[index]) if a is not None else None for a in operands)
+        terms[index] = term(x, y, one if w is None else w, q)
     if reduction == "none":
         return terms
     total = mpmath.fsum(terms.ravel()) if terms.size else mpmath.mpf(0)
@@ -116,22 +152,36 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b, equal_nan=True))
 
 
-def reference(formula: str, inputs: dict[str, np.ndarray], reduction: str, fmt: FloatFormat) -> ReferenceValue:
+def reference(
+    formula: str, inputs: dict[str, np.ndarray], reduction: str, fmt: FloatFormat, variant: Variant | None = None, two_step: bool = False
+) -> ReferenceValue:
     """The exact loss for inputs already cast to ``fmt``, with its correct rounding to ``fmt``.
 
     ``inputs`` maps `logits` or `probs`, `target`, and optionally `weight` and `pos_weight`
-    to arrays of the dtype; `pos_weight` applies to `bce_with_logits` only.
+    to arrays of the dtype. With a ``variant``, the loss under that documented contract
+    (``two_step``: the probability step of the two-step op, on the rounded sigmoid).
     """
     if formula not in TERMS:
         raise ValueError(f"unknown formula {formula!r}")
+    first = "probs" if formula == "bce" else "logits"
+    if variant is None:
+        term = TERMS[formula]
+        if formula == "bce_with_logits":
+            term = _plain_logits_term
+    else:
+        term = variant_term(variant, fmt, two_step)
     precision = 2 * fmt.precision + 64
     while precision <= MAX_PRECISION:
         with mpmath.workprec(precision):
-            low = _evaluate(formula, inputs, reduction)
+            low = _evaluate(term, first, inputs, reduction)
         with mpmath.workprec(2 * precision):
-            high = _evaluate(formula, inputs, reduction)
+            high = _evaluate(term, first, inputs, reduction)
         rounded = _round_all(high, fmt)
         if _same(_round_all(low, fmt), rounded):
             return ReferenceValue(exact=high, rounded=rounded, precision=2 * precision)
         precision *= 2
     raise ReferenceError(f"{formula}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
+
+
+def _plain_logits_term(x, y, w, q=None):
+    return bce_with_logits_term(x, y, w, mpmath.mpf(1) if q is None else q)

@@ -29,6 +29,8 @@ class Result:
     message: str = ""  # why: the failure, the unsupported combination, the error, the divergence's reason
     source: str = ""  # a known divergence's source (issue or documentation)
     divergence: str = ""  # a known divergence's id
+    variant: str = ""  # the documented variant an acceptable result matches
+    variant_max_ulp: float | None = None  # its largest error in ULPs against that variant
     reduced_by: str = ""
     worst: list[dict[str, Any]] = field(default_factory=list)  # inputs (hex), got, want, ulp
     repro: str = ""  # one line of Python reproducing the worst element with the framework alone

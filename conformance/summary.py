@@ -11,6 +11,7 @@ from conformance.verdicts import Verdict
 
 COLUMNS = [
     Verdict.EXACT,
+    Verdict.ACCEPTABLE,
     Verdict.KNOWN_DIVERGENCE,
     Verdict.FAIL,
     Verdict.UNEXPECTED_PASS,
@@ -89,6 +90,21 @@ def summary_markdown(results: list[Result]) -> str:
         if problems:
             out.append(f"### Failures ({len(problems)})\n")
             out.extend(f"```\n{failure_text(r)}\n```" for r in problems)
+            out.append("")
+        acceptable: dict[tuple[str, str], list[Result]] = defaultdict(list)
+        for r in group:
+            if r.verdict == Verdict.ACCEPTABLE.value:
+                acceptable[(r.api, r.variant)].append(r)
+        if acceptable:
+            out.append(f"### Acceptable: documented variants ({sum(map(len, acceptable.values()))} results)\n")
+            for (api, variant), rows in acceptable.items():
+                worst = max((r.max_ulp for r in rows if r.max_ulp is not None), default=None)
+                within = max((r.variant_max_ulp for r in rows if r.variant_max_ulp is not None), default=None)
+                dtypes = ", ".join(sorted({r.dtype for r in rows}))
+                out.append(
+                    f"- `{api}` under **{variant}** ({len(rows)} results; {dtypes}): off the exact value by up to "
+                    f"{_ulp(worst)} ULP, within {_ulp(within)} ULP of the variant. Source: {rows[0].source}"
+                )
             out.append("")
         divergences: dict[str, list[Result]] = defaultdict(list)
         for r in group:

@@ -82,6 +82,7 @@ def load() -> Framework:
             reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
             repro=repro_for(f"{keras_name}({{y}}[..., None], {{x}}[..., None])", keras_reduce_text),
             unsupported={"weight": no_weight.format(keras_name)},
+            variants=("prob_clip(1e-7)",),
         ),
         Api(
             name=f"{keras_name}(from_logits=True)",
@@ -100,6 +101,7 @@ def load() -> Framework:
             reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
             repro=repro_for(f"{keras_name}({{y}}[..., None], tf.math.sigmoid({{x}})[..., None])", keras_reduce_text),
             unsupported={"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
+            variants=("prob_clip(1e-7)",),
         ),
     ]
     return Framework(

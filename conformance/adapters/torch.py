@@ -72,6 +72,7 @@ def load() -> Framework:
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}),
             unsupported={"pos_weight": no_pos_weight},
+            variants=("log_clamp(-100)",),
         ),
         Api(
             name=logits_name,
@@ -89,6 +90,7 @@ def load() -> Framework:
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}, before="torch.sigmoid({})"),
             unsupported={"pos_weight": no_pos_weight},
+            variants=("log_clamp(-100)",),
         ),
     ]
     return Framework(name="torch", versions={"torch": torch.__version__}, apis=apis)

@@ -1,0 +1,109 @@
+"""Named variants: exact values under documented contracts, and the `acceptable` verdict."""
+
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+
+from conformance import variants
+from conformance.adapters import Api, Framework
+from conformance.cases import load_file
+from conformance.divergences import KnownDivergence
+from conformance.dtypes import FORMATS, cast
+from conformance.reference import reference
+from conformance.runner import Check, Runner
+
+F32, F64 = FORMATS["float32"], FORMATS["float64"]
+CLAMP, CLIP = variants.get("log_clamp(-100)"), variants.get("prob_clip(1e-7)")
+
+
+def arrays(fmt, **values):
+    return {name: cast([Fraction(v) if math.isfinite(v) else v for v in vals], fmt) for name, vals in values.items()}
+
+
+def test_every_variant_names_its_source():
+    for variant in variants.VARIANTS.values():
+        assert variant.source.startswith("https://") and variant.summary
+    with pytest.raises(ValueError, match="unknown variant"):
+        variants.get("log_clamp(-50)")
+
+
+def test_log_clamp_caps_each_log_term_at_100():
+    inputs = arrays(F64, probs=[0.0, 0.0, 1.0, 0.5, 1e-50], target=[1.0, 0.5, 0.0, 1.0, 1.0])
+    value = reference("bce", inputs, "none", F64, CLAMP)
+    assert list(value.rounded) == [100.0, 50.0, 100.0, math.log(2), 100.0]  # -log(1e-50) = 115 > 100
+    exact = reference("bce", inputs, "none", F64)
+    assert math.isinf(exact.rounded[0]) and exact.rounded[4] == pytest.approx(115.12925464970229)
+
+
+def test_prob_clip_uses_the_ends_the_dtype_has():
+    # float32: eps = fl32(1e-7), 1 - eps = 0.99999988 (1 - 2**-23); float64: 1 - 1e-7 rounded in float64
+    for fmt in (F32, F64):
+        eps = float(np.array(1e-7).astype(fmt.numpy_dtype))
+        high = float(np.array(1 - eps).astype(fmt.numpy_dtype))
+        inputs = arrays(fmt, probs=[0.0, 1.0], target=[1.0, 0.0])
+        value = reference("bce", inputs, "none", fmt, CLIP)
+        with mpmath.workprec(200):
+            want = [-mpmath.log(mpmath.mpf(eps)), -mpmath.log(1 - mpmath.mpf(high))]
+        for got, exact in zip(value.exact, want):
+            assert abs(got - exact) < mpmath.mpf(2) ** -150
+    assert float(np.float32(1) - np.float32(1e-7)) == 1 - 2**-23
+
+
+def test_two_step_variant_rounds_the_sigmoid_first():
+    # float32 sigmoid(20) rounds to 1: the clamped loss of target 0 is 100, the exact loss is 20
+    inputs = arrays(F32, logits=[20.0], target=[0.0])
+    assert reference("bce_with_logits", inputs, "none", F32, CLAMP, two_step=True).rounded[0] == 100.0
+    assert reference("bce_with_logits", inputs, "none", F32).rounded[0] == np.float32(20.000000002)
+
+
+CASE = """\
+schema_version: 1
+description: variant tests
+cases:
+  - id: ends
+    why: p at 0 and 1
+    probs: [0, 1, 0.5]
+    target: [1, 0, 1]
+    dtypes: [float64]
+    reductions: [none]
+"""
+
+
+def clamped_bce(inputs, reduction):
+    p, y = inputs["probs"], inputs["target"]
+    with np.errstate(divide="ignore"):
+        return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
+
+
+def run(tmp_path, call, declared, known=()):
+    path = tmp_path / "unit.yaml"
+    path.write_text(CASE)
+    case = load_file(path)[0]
+    api = Api("double.bce", "double", "bce", call, "numpy", lambda a, d, r: "", variants=declared)
+    return Runner(Framework("double", {}, [api]), known).run(Check(case, api, "float64", "none"))
+
+
+def test_a_declared_variant_makes_a_clamped_result_acceptable(tmp_path):
+    result = run(tmp_path, clamped_bce, ("log_clamp(-100)",))
+    assert result.verdict == "acceptable"
+    assert result.variant == "log_clamp(-100)" and result.variant_max_ulp <= 1
+    assert math.isinf(result.max_ulp)  # still far from the exact value, and reported so
+    assert "BCELoss" in result.source
+
+
+def test_without_the_declaration_the_same_result_fails(tmp_path):
+    assert run(tmp_path, clamped_bce, ()).verdict == "fail"
+
+
+def test_a_result_matching_neither_fails(tmp_path):
+    result = run(tmp_path, lambda i, r: clamped_bce(i, r) * 1.001, ("log_clamp(-100)",))
+    assert result.verdict == "fail"
+
+
+def test_a_known_divergence_over_an_acceptable_result_is_stale(tmp_path):
+    entry = KnownDivergence("old", ("unit/*",), ("double.*",), "clamp", "https://example.invalid")
+    result = run(tmp_path, clamped_bce, ("log_clamp(-100)",), known=[entry])
+    assert result.verdict == "unexpected_pass" and "documented variant log_clamp(-100)" in result.message
