@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 
 from conformance import __version__
-from conformance.adapters import BUILTIN, FrameworkUnavailable
+from conformance.adapters import BUILTIN, ENTRY_POINT_GROUP, FrameworkUnavailable
 from conformance.cases import CaseError, find_case, load
 from conformance.dtypes import get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError
@@ -23,7 +23,7 @@ from conformance.verdicts import Verdict
 
 DEFAULT_CASES = os.environ.get("CONFORMANCE_CASES", "cases")
 EXIT_PROBLEMS = 1  # a check failed, a known divergence is stale, or too few results
-EXIT_USAGE = 2  # bad case file, unknown or missing framework
+EXIT_USAGE = 2  # bad case file, unknown or missing framework, broken adapter
 
 
 def _fail(message: str) -> int:
@@ -33,7 +33,7 @@ def _fail(message: str) -> int:
 
 def cmd_run(args) -> int:
     try:
-        run_plan = plan(args.framework, args.cases, args.divergences)
+        run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter)
     except (CaseError, FrameworkUnavailable) as exc:
         return _fail(str(exc))
     print(run_plan.header(), flush=True)
@@ -147,7 +147,17 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the cases through one framework's APIs and write the results")
-    run.add_argument("--framework", required=True, help=f"one of: {', '.join(BUILTIN)}")
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--framework",
+        help=f"one of: {', '.join(BUILTIN)}, or an installed adapter's name (entry point group {ENTRY_POINT_GROUP})",
+    )
+    which.add_argument(
+        "--adapter",
+        metavar="MODULE:OBJECT",
+        help="a third-party adapter instead: module:object or path/to/file.py:object, object a zero-argument "
+        "callable returning a conformance.adapters.Framework (see docs/adapters.md)",
+    )
     run.add_argument("--cases", nargs="+", default=[DEFAULT_CASES], help="case files or folders (default: cases)")
     run.add_argument("--out", default="results", help="folder for <framework>.jsonl and .summary.md (default: results)")
     run.add_argument("--divergences", nargs="*", default=[], help="extra known-divergence files")

@@ -5,9 +5,14 @@ Registered through the ``pytest11`` entry point. It does nothing until a test as
 
     pytest --pyargs conformance.suite --framework torch [--conformance-cases cases] [-k blog]
 
+or, for a framework this project does not ship (docs/adapters.md):
+
+    pytest --pyargs conformance.suite --adapter path/to/my_adapter.py:load
+
 Options (and the environment variables that set their defaults): ``--framework``
-(CONFORMANCE_FRAMEWORK), ``--conformance-cases`` (CONFORMANCE_CASES), ``--conformance-out``
-(CONFORMANCE_OUT), ``--conformance-min-tests`` (CONFORMANCE_MIN_TESTS), ``--conformance-divergences``.
+(CONFORMANCE_FRAMEWORK), ``--adapter`` (CONFORMANCE_ADAPTER), ``--conformance-cases``
+(CONFORMANCE_CASES), ``--conformance-out`` (CONFORMANCE_OUT), ``--conformance-min-tests``
+(CONFORMANCE_MIN_TESTS), ``--conformance-divergences``.
 Results travel in each report's ``user_properties``, so pytest-xdist workers' results reach the
 process that writes them.
 """
@@ -35,7 +40,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--framework",
         default=os.environ.get("CONFORMANCE_FRAMEWORK"),
-        help="framework under test: numpy, torch, tensorflow or jax (env CONFORMANCE_FRAMEWORK)",
+        help="framework under test: numpy, torch, tensorflow, jax, or an installed adapter's name "
+        "(entry point group conformance.adapters) (env CONFORMANCE_FRAMEWORK)",
+    )
+    group.addoption(
+        "--adapter",
+        default=os.environ.get("CONFORMANCE_ADAPTER"),
+        metavar="MODULE:OBJECT",
+        help="a third-party adapter instead of --framework: module:object or path/to/file.py:object, object a "
+        "zero-argument callable returning a conformance.adapters.Framework (env CONFORMANCE_ADAPTER)",
     )
     group.addoption(
         "--conformance-cases",
@@ -61,12 +74,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ConformanceReporter(config), "conformance-reporter")
-    framework = config.getoption("framework")
-    if not framework:
+    framework, adapter = config.getoption("framework"), config.getoption("adapter")
+    if not framework and not adapter:
         return
+    if framework and adapter:
+        raise pytest.UsageError(
+            f"bce-conformance: --framework {framework} and --adapter {adapter} both given (or set by "
+            "CONFORMANCE_FRAMEWORK and CONFORMANCE_ADAPTER): choose one"
+        )
     paths = config.getoption("conformance_cases") or [os.environ.get("CONFORMANCE_CASES", "cases")]
     try:
-        config.stash[plan_key] = plan(framework, paths, config.getoption("conformance_divergences"))
+        config.stash[plan_key] = plan(framework, paths, config.getoption("conformance_divergences"), adapter=adapter)
     except (CaseError, FrameworkUnavailable) as exc:
         raise pytest.UsageError(f"bce-conformance: {exc}") from None
 
@@ -74,7 +92,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def _plan(config: pytest.Config) -> Plan:
     if plan_key not in config.stash:
         raise pytest.UsageError(
-            "bce-conformance: choose the framework under test with --framework NAME or CONFORMANCE_FRAMEWORK=NAME"
+            "bce-conformance: choose the framework under test with --framework NAME or CONFORMANCE_FRAMEWORK=NAME, "
+            "or a third-party adapter with --adapter MODULE:OBJECT or CONFORMANCE_ADAPTER=MODULE:OBJECT"
         )
     return config.stash[plan_key]
 

@@ -16,7 +16,7 @@ BLOG_STABLE_F32_MEAN = "seed/blog-3x3-numpy.stable_bce_with_logits-float32-mean"
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
-    for name in ("CONFORMANCE_FRAMEWORK", "CONFORMANCE_CASES", "CONFORMANCE_OUT", "CONFORMANCE_MIN_TESTS", "PYTEST_ADDOPTS"):
+    for name in ("CONFORMANCE_FRAMEWORK", "CONFORMANCE_ADAPTER", "CONFORMANCE_CASES", "CONFORMANCE_OUT", "CONFORMANCE_MIN_TESTS", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -36,7 +36,7 @@ BUILTIN = {
 }
 ENTRY_POINT_GROUP = "conformance.adapters"  # installed third-party adapters: name = "module:loader"
 FRAMEWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # it names the results files, results/<name>.jsonl
-OPTIONAL_INPUTS = ("weight", "pos_weight")
+UNSUPPORTED_KEYS = ("weight", "pos_weight", "grad")  # what an Api's `unsupported` may name, as why_unsupported reads it
 INSTALL_HINT = {
     "numpy": "pip install 'bce-conformance[numpy]'",
     "torch": "pip install 'bce-conformance[torch]'  (pins torch==2.13.0)",
@@ -142,6 +142,7 @@ def load_framework(name: str) -> Framework:
 # ---------------------------------------------------------------------------------------------
 # third-party adapters
 
+
 def adapter_entry_points() -> list[importlib.metadata.EntryPoint]:
     """The installed adapters: every entry point in the group ``conformance.adapters``."""
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
@@ -236,7 +237,7 @@ def _call_loader(loader, shown: str, label: str) -> Framework:
 
 def validate_framework(framework: Framework, label: str) -> None:
     """Raises ``AdapterError`` listing every problem of a ``Framework``: its name, its versions and
-    settings, and each API's name (non-empty, unique), op, callables, dtypes and ``unsupported``."""
+    settings, and each API's name (non-empty, unique), op, callables, dtypes, ``unsupported`` and variants."""
     problems = []
     name = framework.name
     if not isinstance(name, str) or not FRAMEWORK_NAME.fullmatch(name):
@@ -278,28 +279,51 @@ def validate_framework(framework: Framework, label: str) -> None:
         else:
             unknown = [d for d in api.dtypes if d not in DTYPES]
             if unknown:
-                problems.append(f"{where}: unknown dtype(s) {', '.join(map(repr, unknown))} (known: {', '.join(DTYPES)})")
+                known = ", ".join(DTYPES)
+                problems.append(f"{where}: unknown dtype(s) {', '.join(map(repr, unknown))} (known: {known})")
         if not isinstance(api.unsupported, dict):
             problems.append(f"{where}: unsupported must be a dict, not {_a(api.unsupported)}")
         else:
             for key, why in api.unsupported.items():
-                if key not in OPTIONAL_INPUTS:
-                    problems.append(f"{where}: unsupported has key {key!r} (keys: {', '.join(OPTIONAL_INPUTS)})")
+                if key not in UNSUPPORTED_KEYS:
+                    problems.append(f"{where}: unsupported has key {key!r} (keys: {', '.join(UNSUPPORTED_KEYS)})")
                 elif not isinstance(why, str) or not why.strip():
                     problems.append(f"{where}: unsupported[{key!r}] must say why, as a non-empty str")
+        declared = getattr(api, "variants", ())
+        if isinstance(declared, str) or not isinstance(declared, (list, tuple)):
+            problems.append(f"{where}: variants must be a tuple of variant names, not {declared!r}")
+        else:
+            from conformance.variants import VARIANTS
+
+            unknown = [v for v in declared if v not in VARIANTS]
+            if unknown:
+                known = ", ".join(VARIANTS)
+                problems.append(f"{where}: unknown variant(s) {', '.join(map(repr, unknown))} (known: {known})")
+        grad = getattr(api, "grad", None)
+        if grad is not None and not callable(grad):
+            problems.append(f"{where}: grad is {_a(grad)}, not a callable or None")
     if problems:
-        raise AdapterError(f"{label}: the Framework it returned is not valid:\n" + "\n".join(f"  - {p}" for p in problems))
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise AdapterError(f"{label}: the Framework it returned is not valid:\n{listed}")
 
 
 def _guarded(framework: Framework) -> Framework:
     """A third-party framework whose APIs each get their own copy of the inputs (so that one writing into
     them cannot change the checks that follow) and whose reproducer cannot stop the run."""
-    return replace(framework, apis=[replace(api, call=_copying(api.call), repro=_safe_repro(api)) for api in framework.apis])
+    apis = []
+    for api in framework.apis:
+        guarded = {"call": _copying(api.call), "repro": _safe_repro(api)}
+        if getattr(api, "grad", None) is not None:
+            guarded["grad"] = _copying(api.grad)
+        apis.append(replace(api, **guarded))
+    return replace(framework, apis=apis)
 
 
 def _copying(call):
     def guarded_call(inputs: Inputs, reduction: str):
         return call({name: np.array(value, copy=True) for name, value in inputs.items()}, reduction)
+
+    guarded_call.__wrapped__ = call
 
     return guarded_call
 

@@ -1,0 +1,486 @@
+"""Third-party adapters: found by --adapter (a file or a module) or by entry point, through the same
+public paths a user takes (``python -m conformance run``, ``pytest --pyargs conformance.suite``).
+
+The example adapter of docs/adapters.md runs here as shipped; broken adapters are refused with an
+error naming them; an API that misbehaves is that check's result and the run goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance.adapters import (
+    ENTRY_POINT_GROUP,
+    AdapterError,
+    Api,
+    Framework,
+    FrameworkUnavailable,
+    load_adapter,
+    load_framework,
+)
+from conformance.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "cases" / "seed.yaml"
+WEIGHTS = REPO / "cases" / "weights.yaml"
+EXAMPLE = REPO / "examples" / "adapters" / "python_math_adapter.py"
+EXAMPLE_SPEC = "examples/adapters/python_math_adapter.py:load"  # as the docs write it, from the repository root
+DOCS = REPO / "docs" / "adapters.md"
+APIS = {"python_math.bce_with_logits", "python_math.bce"}
+# seed: blog-3x3 (logits: bce_with_logits) and blog-hand-computation (probs: bce), float32 and float64, 3 reductions
+SEED_CHECKS = 12
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in (
+        "CONFORMANCE_FRAMEWORK",
+        "CONFORMANCE_ADAPTER",
+        "CONFORMANCE_CASES",
+        "CONFORMANCE_OUT",
+        "CONFORMANCE_MIN_TESTS",
+        "PYTEST_ADDOPTS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def output(result) -> str:
+    return "\n".join(result.outlines + result.errlines)
+
+
+def write_adapter(folder: Path, body: str, name: str = "my_adapter.py") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def run_suite(pytester, *args):
+    return pytester.runpytest_subprocess("--pyargs", "conformance.suite", "-p", "no:cacheprovider", *args)
+
+
+# ---------------------------------------------------------------------------------------------
+# the example adapter, exactly as documented
+
+
+def test_the_docs_show_the_example_files_exactly():
+    text = DOCS.read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- file: (\S+) -->\n```\w+\n(.*?)```\n", text, flags=re.DOTALL)
+    assert {name for name, _ in blocks} == {"examples/adapters/python_math_adapter.py", "examples/adapters/pyproject.toml"}
+    for name, shown in blocks:
+        assert shown == (REPO / name).read_text(encoding="utf-8"), f"docs/adapters.md shows another {name}"
+    assert "docs/adapters.md" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_cli_runs_the_example_adapter_by_its_path(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance", "run", "--adapter", EXAMPLE_SPEC, "--cases", "cases/seed.yaml", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "framework python_math (python " in done.stdout and "2 APIs, 12 checks" in done.stdout
+    results = records(out / "python_math.jsonl")
+    assert len(results) == SEED_CHECKS
+    assert {r["api"] for r in results} == APIS and {r["framework"] for r in results} == {"python_math"}
+    for r in results:
+        if r["dtype"] == "float64":
+            assert r["verdict"] == "exact", r
+            assert 0 <= float(r["max_ulp"]) <= 1
+        else:
+            assert r["verdict"] == "unsupported", r
+            assert r["message"] == f"{r['api']} does not take float32"
+    assert (out / "python_math.summary.md").read_text(encoding="utf-8").startswith("## python_math (python ")
+
+
+def test_the_example_declares_pos_weight_unsupported_and_takes_weight(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", "--adapter", str(EXAMPLE) + ":load", "--cases", str(WEIGHTS), "--out", str(out)]) == 0
+    capsys.readouterr()
+    float64 = [r for r in records(out / "python_math.jsonl") if r["dtype"] == "float64"]
+    assert {r["verdict"] for r in float64 if "pos-weight" in r["case"]} == {"unsupported"}
+    assert {r["message"] for r in float64 if "pos-weight" in r["case"]} == {
+        "python_math.bce_with_logits has no pos_weight argument"
+    }
+    weighted = [r for r in float64 if "pos-weight" not in r["case"]]
+    assert len(weighted) == 9 and {r["verdict"] for r in weighted} == {"exact"}  # 3 cases x 3 reductions
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_example_reproducer_computes_what_the_call_returns(reduction, weighted):
+    framework = load_adapter(f"{EXAMPLE}:load")
+    x, y, w = [0.5, -3.0, 40.0], [1.0, 0.25, 0.0], [2.0, 0.5, 1.0]
+    for api in framework.apis:
+        first, values = ("probs", [0.25, 0.5, 1.0]) if api.op == "bce" else ("logits", x)
+        inputs = {first: np.array(values), "target": np.array(y)}
+        args = {"input": repr([v.hex() for v in values]), "target": repr([v.hex() for v in y])}
+        if weighted:
+            inputs["weight"], args["weight"] = np.array(w), repr([v.hex() for v in w])
+        printed = []
+        exec(api.repro(args, "float64", reduction).replace("print(", "printed.append("), {"printed": printed})
+        assert printed == [api.call(inputs, reduction).tolist()]
+
+
+def test_pytest_runs_the_example_adapter(pytester, tmp_path):
+    out = tmp_path / "results"
+    result = run_suite(
+        pytester, "--adapter", f"{EXAMPLE}:load", "--conformance-cases", str(SEED), "--conformance-out", str(out), "-rs"
+    )
+    result.assert_outcomes(passed=SEED_CHECKS // 2 + 1, skipped=SEED_CHECKS // 2)  # + the known-divergence test
+    assert result.ret == 0
+    text = output(result)
+    assert "unsupported: python_math.bce does not take float32" in text
+    assert {(r["verdict"], r["dtype"]) for r in records(out / "python_math.jsonl")} == {
+        ("exact", "float64"),
+        ("unsupported", "float32"),
+    }
+
+
+def test_pytest_takes_the_adapter_from_the_environment_with_xdist(pytester, monkeypatch):
+    monkeypatch.setenv("CONFORMANCE_ADAPTER", f"{EXAMPLE}:load")
+    result = run_suite(pytester, "-n", "2", "--conformance-cases", str(SEED), "--conformance-min-tests", str(SEED_CHECKS))
+    result.assert_outcomes(passed=SEED_CHECKS // 2 + 1, skipped=SEED_CHECKS // 2)
+    assert result.ret == 0 and "2 workers" in output(result)
+
+
+def test_pytest_framework_and_adapter_together_is_an_error(pytester):
+    result = run_suite(pytester, "--framework", "numpy", "--adapter", f"{EXAMPLE}:load", "--conformance-cases", str(SEED))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "choose one" in output(result)
+
+
+def test_cli_framework_and_adapter_together_is_an_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--framework", "numpy", "--adapter", f"{EXAMPLE}:load", "--cases", str(SEED)])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_module_spec_and_a_dotted_object(tmp_path, monkeypatch):
+    assert load_adapter("conformance.adapters.numpy:load").name == "numpy"  # a module on the import path
+    write_adapter(
+        tmp_path,
+        f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("example", {str(EXAMPLE)!r})
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+
+        class Factory:
+            load = staticmethod(example.load)
+        """,
+        name="factory_adapter.py",
+    )
+    assert load_adapter(f"{tmp_path / 'factory_adapter.py'}:Factory.load").name == "python_math"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "factory_adapter", raising=False)
+    assert {api.name for api in load_adapter("factory_adapter:Factory.load").apis} == APIS
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """Pretends distributions declare these entry points in the group conformance.adapters; the
+    example's folder is put on the import path, as installing its pyproject would."""
+    declared: list[importlib.metadata.EntryPoint] = []
+    real = importlib.metadata.entry_points
+
+    def entry_points(**params):
+        if params.get("group") == ENTRY_POINT_GROUP:
+            return importlib.metadata.EntryPoints(declared)
+        return real(**params)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.syspath_prepend(str(EXAMPLE.parent))
+    monkeypatch.delitem(sys.modules, "python_math_adapter", raising=False)
+
+    def declare(name: str, value: str) -> None:
+        declared.append(importlib.metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP))
+
+    yield declare
+    sys.modules.pop("python_math_adapter", None)
+
+
+def test_an_entry_point_is_found_by_name(installed):
+    installed("python_math", "python_math_adapter:load")
+    framework = load_framework("python_math")
+    assert framework.name == "python_math" and {api.name for api in framework.apis} == APIS
+
+
+def test_cli_runs_an_entry_point_by_framework_name(installed, tmp_path, capsys):
+    installed("python_math", "python_math_adapter:load")
+    out = tmp_path / "results"
+    assert main(["run", "--framework", "python_math", "--cases", str(SEED), "--out", str(out)]) == 0
+    assert "framework python_math" in capsys.readouterr().out
+    assert len(records(out / "python_math.jsonl")) == SEED_CHECKS
+
+
+def test_an_unknown_name_lists_built_in_and_installed_adapters(installed):
+    installed("python_math", "python_math_adapter:load")
+    with pytest.raises(FrameworkUnavailable) as info:
+        load_framework("mxnet")
+    message = str(info.value)
+    assert "unknown framework 'mxnet'" in message and "numpy, torch, tensorflow, jax" in message
+    assert "'conformance.adapters'): python_math" in message and "--adapter" in message
+
+
+def test_without_entry_points_the_unknown_name_says_none(installed):
+    with pytest.raises(FrameworkUnavailable, match=r"installed adapters \(entry points .*\): none"):
+        load_framework("mxnet")
+
+
+def test_a_built_in_name_comes_before_an_entry_point(installed):
+    installed("numpy", "python_math_adapter:load")
+    assert load_framework("numpy").apis[0].name.startswith("numpy.")
+
+
+def test_an_entry_point_must_name_its_framework(installed):
+    installed("pymath", "python_math_adapter:load")
+    with pytest.raises(AdapterError, match=r"adapter 'pymath' \(entry point pymath = 'python_math_adapter:load'\).*named 'python_math'"):
+        load_framework("pymath")
+
+
+def test_a_broken_entry_point_is_an_error_naming_it(installed):
+    installed("ghost", "no_such_adapter_module:load")
+    with pytest.raises(AdapterError, match=r"adapter 'ghost' \(entry point ghost = 'no_such_adapter_module:load'\): cannot load"):
+        load_framework("ghost")
+
+
+def test_two_entry_points_with_one_name_are_an_error(installed):
+    installed("python_math", "python_math_adapter:load")
+    installed("python_math", "other_module:load")
+    with pytest.raises(AdapterError, match="2 entry points .* have this name"):
+        load_framework("python_math")
+
+
+# ---------------------------------------------------------------------------------------------
+# broken adapters: refused at load, with the adapter named
+
+
+API_OF = """
+import numpy as np
+from conformance.adapters import Api, Framework
+
+def api(name="my.api", op="bce_with_logits", **fields):
+    fields.setdefault("call", lambda inputs, reduction: np.zeros(()))
+    fields.setdefault("repro", lambda args, dtype, reduction: "")
+    return Api(name=name, framework="mine", op=op, reduced_by="numpy", **fields)
+"""
+
+BROKEN = {
+    "import-error": ("import not_an_installed_framework_xyz\n", "load", [
+        "importing", "raised ModuleNotFoundError: No module named 'not_an_installed_framework_xyz'", "my_adapter.py:1)",
+    ]),
+    "syntax-error": ("def load(:\n", "load", ["importing", "raised SyntaxError"]),
+    "missing-object": ("def load():\n    pass\n", "lod", ["has no attribute 'lod' (it defines: load)"]),
+    "not-callable": ("load = 3\n", "load", ["load is an int, not a zero-argument callable"]),
+    "loader-raises": (
+        "def load():\n    raise RuntimeError('no device')\n", "load",
+        ["load() raised RuntimeError: no device (at", "my_adapter.py:2)"],
+    ),
+    "loader-needs-arguments": ("def load(device):\n    pass\n", "load", ["load() raised TypeError"]),
+    "wrong-return-type": ("def load():\n    return {'name': 'mine'}\n", "load", ["load() returned a dict, not a conformance.adapters.Framework"]),
+    "returns-none": ("def load():\n    pass\n", "load", ["load() returned None, not a conformance.adapters.Framework"]),
+    "no-apis": (API_OF + "def load():\n    return Framework('mine', {}, [])\n", "load", ["apis is empty"]),
+    "invalid-framework": (
+        API_OF
+        + "def load():\n"
+        "    return Framework('', {'mine': 1}, [api(), api(), api(name=''), api(name='x', op='bce_logits'),\n"
+        "        api(name='y', dtypes=('float8',)), api(name='z', unsupported={'mask': 'no'}), 'not an api',\n"
+        "        api(name='v', variants=('clamp_everything',))])\n",
+        "load",
+        [
+            "the Framework it returned is not valid:",
+            "framework name ''",
+            "versions must be a dict of str to str",
+            "API 'my.api': duplicate name",
+            "apis[2]: empty name ''",
+            "API 'x': unknown op 'bce_logits' (one of: bce, bce_with_logits, sigmoid_bce)",
+            "API 'y': unknown dtype(s) 'float8'",
+            "API 'z': unsupported has key 'mask'",
+            "apis[6] is a str, not a conformance.adapters.Api",
+            "API 'v': unknown variant(s) 'clamp_everything' (known: log_clamp(-100), prob_clip(1e-7))",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_broken_adapter_is_an_error_naming_it(tmp_path, kind):
+    body, attribute, words = BROKEN[kind]
+    spec = f"{write_adapter(tmp_path, body)}:{attribute}"
+    with pytest.raises(AdapterError) as info:
+        load_adapter(spec)
+    assert isinstance(info.value, FrameworkUnavailable)  # what the command line and the plugin report
+    message = str(info.value)
+    assert message.startswith(f"adapter {spec!r}: ")
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("my_adapter.py", ["expected module:object or path/to/file.py:object"]),
+        ("nowhere/my_adapter.py:load", ["no such file"]),
+        ("no_such_adapter_module_xyz:load", ["no module named 'no_such_adapter_module_xyz'", "PYTHONPATH"]),
+        ("conformance.adapters.numpy:load()", ["is not an attribute name"]),
+    ],
+)
+def test_a_bad_spec_is_an_error_naming_it(spec, words):
+    with pytest.raises(AdapterError) as info:
+        load_adapter(spec)
+    assert str(info.value).startswith(f"adapter {spec!r}: ")
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_cli_broken_adapter_exits_2_without_a_traceback(tmp_path, capsys):
+    spec = f"{write_adapter(tmp_path, BROKEN['loader-raises'][0])}:load"
+    out = tmp_path / "results"
+    assert main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: adapter {spec!r}: load() raised RuntimeError: no device")
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_pytest_broken_adapter_is_a_usage_error(pytester, tmp_path):
+    spec = f"{write_adapter(tmp_path, BROKEN['import-error'][0])}:load"
+    result = run_suite(pytester, "--adapter", spec, "--conformance-cases", str(SEED))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = output(result)
+    assert f"bce-conformance: adapter {spec!r}: importing" in text and "not_an_installed_framework_xyz" in text
+    assert "Traceback" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# a working adapter whose APIs misbehave: each check gets its verdict, and the run goes on
+
+MISBEHAVING = '''
+import numpy as np
+from conformance.adapters import Api, Framework
+
+def stable(inputs, reduction):
+    x, y = inputs["logits"], inputs["target"]
+    loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    return {"none": loss, "mean": np.mean(loss), "sum": np.sum(loss)}[reduction]
+
+def mutates(inputs, reduction):
+    result = stable(inputs, reduction)
+    inputs["logits"][...] = np.nan  # writes into its inputs: no other check may see it
+    inputs["target"][...] = 7
+    return result
+
+def raises(inputs, reduction):
+    raise RuntimeError("kernel exploded")
+
+def repro_raises(args, dtype, reduction):
+    raise KeyError("no repro")
+
+BEHAVIOURS = {
+    "mutates": mutates,
+    "good": stable,
+    "raises": raises,
+    "wrong_shape": lambda inputs, reduction: np.zeros(5, dtype=inputs["logits"].dtype),
+    "wrong_dtype": lambda inputs, reduction: stable(inputs, reduction).astype(np.float16),
+    "returns_none": lambda inputs, reduction: None,
+    "returns_strings": lambda inputs, reduction: np.full(stable(inputs, reduction).shape, "loss"),
+    "wrong_values": lambda inputs, reduction: stable(inputs, reduction) * 2,
+}
+
+def load():
+    apis = [
+        Api(
+            name=f"broken.{name}",
+            framework="broken",
+            op="bce_with_logits",
+            call=call,
+            reduced_by="numpy",
+            repro=repro_raises if name == "wrong_values" else (lambda args, dtype, reduction: f"repro {dtype} {reduction}"),
+        )
+        for name, call in BEHAVIOURS.items()
+    ]
+    return Framework(name="broken", versions={"numpy": np.__version__}, apis=apis)
+'''
+
+
+def by_api(results: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for r in results:
+        grouped.setdefault(r["api"].removeprefix("broken."), []).append(r)
+    return grouped
+
+
+def test_misbehaving_apis_are_their_checks_results_and_the_run_goes_on(tmp_path, capsys):
+    spec = f"{write_adapter(tmp_path, MISBEHAVING, 'broken_adapter.py')}:load"
+    out = tmp_path / "results"
+    assert main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(out)]) == 1
+    text = capsys.readouterr().out
+    results = records(out / "broken.jsonl")
+    assert len(results) == 8 * 6  # every API on blog-3x3, 2 dtypes x 3 reductions: nothing stopped the run
+    apis = by_api(results)
+    assert {r["verdict"] for r in apis["good"]} == {"exact"}  # after "mutates" wrote into its inputs
+    assert {r["verdict"] for r in apis["mutates"]} == {"exact"}
+    assert {(r["verdict"], r["message"]) for r in apis["raises"]} == {("error", "the call raised RuntimeError: kernel exploded")}
+    assert {r["verdict"] for r in apis["wrong_shape"]} == {"error"}
+    assert all("returned shape (5,)" in r["message"] for r in apis["wrong_shape"])
+    assert {r["verdict"] for r in apis["wrong_dtype"]} == {"fail"}
+    assert all("returned float16 for" in r["message"] for r in apis["wrong_dtype"])
+    # None: the wrong shape for `none`; for a reduction NumPy reads it as NaN in dtype object
+    assert {(r["reduction"], r["verdict"]) for r in apis["returns_none"]} == {("none", "error"), ("mean", "fail"), ("sum", "fail")}
+    assert all("returned object for" in r["message"] for r in apis["returns_none"] if r["reduction"] != "none")
+    assert {r["verdict"] for r in apis["returns_strings"]} == {"error"}
+    assert all("which is not a float" in r["message"] for r in apis["returns_strings"])
+    assert {r["verdict"] for r in apis["wrong_values"]} == {"fail"}
+    assert all(r["repro"].startswith("# no reproducer: broken.wrong_values's repro raised KeyError") for r in apis["wrong_values"])
+    # each problem is printed naming its case and API
+    assert "seed/blog-3x3 · broken.raises · float32 · none: error: the call raised RuntimeError: kernel exploded" in text
+    assert "seed/blog-3x3 · broken.wrong_shape · float64 · mean: error: returned shape (5,), expected ()" in text
+    assert f"FAILED: {6 * 6} of {8 * 6} results are problems" in text
+
+
+def test_misbehaving_apis_in_pytest_fail_their_own_tests_only(pytester, tmp_path):
+    spec = f"{write_adapter(tmp_path, MISBEHAVING, 'broken_adapter.py')}:load"
+    result = run_suite(pytester, "--adapter", spec, "--conformance-cases", str(SEED))
+    result.assert_outcomes(passed=2 * 6 + 1, failed=6 * 6)
+    failed = [line for line in result.outlines if line.startswith("FAILED")]
+    assert not any("broken.good" in line or "broken.mutates" in line for line in failed)
+    assert any("seed/blog-3x3-broken.raises-float32-none" in line for line in failed)
+
+
+def test_a_known_divergence_file_covers_a_third_party_api(tmp_path, capsys):
+    spec = f"{write_adapter(tmp_path, MISBEHAVING, 'broken_adapter.py')}:load"
+    divergences = tmp_path / "broken_divergences.yaml"
+    divergences.write_text(
+        "- id: raises\n  case: seed/*\n  api: broken.raises\n  reason: no kernel\n  source: https://example.invalid/1\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "results"
+    main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(out), "--divergences", str(divergences)])
+    capsys.readouterr()
+    raises = by_api(records(out / "broken.jsonl"))["raises"]
+    assert {(r["verdict"], r["divergence"]) for r in raises} == {("known_divergence", "raises")}
+
+
+def test_the_example_passes_validation_as_written():
+    framework = load_adapter(f"{EXAMPLE}:load")
+    assert isinstance(framework, Framework) and all(isinstance(api, Api) for api in framework.apis)
+    assert [api.dtypes for api in framework.apis] == [("float64",), ("float64",)]
