@@ -70,6 +70,7 @@ class Case:
     expect: dict[str, Any] = field(default_factory=dict)
     tolerance: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
+    gradients: bool = True  # also check the gradient of the loss with respect to the input
 
     @property
     def full_name(self) -> str:
@@ -299,6 +300,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         expect=entry.get("expect", {}),
         tolerance={**defaults.get("tolerance", {}), **entry.get("tolerance", {})},
         line=_line_of(raw_entry),
+        gradients=entry.get("gradients", defaults.get("gradients", True)),
     )
 
 

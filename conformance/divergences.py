@@ -3,7 +3,8 @@
 One YAML file per framework (``conformance/known_divergences/<framework>.yaml``), a list of entries:
 ``id``, ``case`` (a glob on the case's full name, or a list of them), ``api`` (a glob on the API
 name, or a list of them), optional
-``dtypes`` and ``reductions``, ``reason`` and ``source`` (an issue link or a documentation page).
+``dtypes``, ``reductions`` and ``quantities`` (``value``, the default, and / or ``grad``),
+``reason`` and ``source`` (an issue link or a documentation page).
 The list is strict: an entry whose results now match the reference is reported as an
 unexpected pass, and an entry that matches nothing in the case files it names fails the run.
 """
@@ -22,7 +23,7 @@ from conformance.cases import CaseError, Problem
 
 REQUIRED = ("id", "reason", "source")
 PATTERNS = ("case", "api")
-OPTIONAL = ("dtypes", "reductions")
+OPTIONAL = ("dtypes", "reductions", "quantities")
 
 
 def _patterns(value) -> tuple[str, ...] | None:
@@ -43,14 +44,16 @@ class KnownDivergence:
     source: str
     dtypes: tuple[str, ...] | None = None
     reductions: tuple[str, ...] | None = None
+    quantities: tuple[str, ...] = ("value",)  # "value" (the loss) and / or "grad" (its gradient)
     file: str = ""
 
-    def matches(self, case: str, api: str, dtype: str, reduction: str) -> bool:
+    def matches(self, case: str, api: str, dtype: str, reduction: str, quantity: str = "value") -> bool:
         return (
             any(fnmatch.fnmatchcase(case, pattern) for pattern in self.case)
             and any(fnmatch.fnmatchcase(api, pattern) for pattern in self.api)
             and (self.dtypes is None or dtype in self.dtypes)
             and (self.reductions is None or reduction in self.reductions)
+            and quantity in self.quantities
         )
 
     def names_file(self, stems: set[str]) -> bool:
@@ -113,8 +116,10 @@ def load(framework: str, extra: list[str | Path] = ()) -> list[KnownDivergence]:
     return entries
 
 
-def find(entries: list[KnownDivergence], case: str, api: str, dtype: str, reduction: str) -> KnownDivergence | None:
-    return next((e for e in entries if e.matches(case, api, dtype, reduction)), None)
+def find(
+    entries: list[KnownDivergence], case: str, api: str, dtype: str, reduction: str, quantity: str = "value"
+) -> KnownDivergence | None:
+    return next((e for e in entries if e.matches(case, api, dtype, reduction, quantity)), None)
 
 
 def stale(entries: list[KnownDivergence], checks, case_stems: set[str]) -> list[KnownDivergence]:
@@ -123,5 +128,5 @@ def stale(entries: list[KnownDivergence], checks, case_stems: set[str]) -> list[
         e
         for e in entries
         if e.names_file(case_stems)
-        and not any(e.matches(c.case.full_name, c.api.name, c.dtype, c.reduction) for c in checks)
+        and not any(e.matches(c.case.full_name, c.api.name, c.dtype, c.reduction, c.quantity) for c in checks)
     ]

@@ -117,11 +117,71 @@ def variant_term(variant: Variant, fmt: FloatFormat, two_step: bool):
     return term
 
 
+def bce_with_logits_grad(x, y, w, q=None) -> mpmath.mpf:
+    """d/dx of the logits loss: w·((1-y)·σ(x) - q·y·σ(-x)), i.e. w·(σ(x)·(1 + (q-1)·y) - q·y)."""
+    q = mpmath.mpf(1) if q is None else q
+    if any(mpmath.isnan(v) for v in (x, y, w, q)):
+        return mpmath.nan
+    one_minus_y = mpmath.fsub(1, y, exact=True)
+    return w * (_times(one_minus_y, sigmoid(x)) - _times(mpmath.fmul(q, y, exact=True), sigmoid(-x)))
+
+
+def _reciprocal(v: mpmath.mpf) -> mpmath.mpf:
+    return mpmath.inf if v == 0 else 1 / v
+
+
+def bce_grad(p, y, w, q=None, denominator_floor=None) -> mpmath.mpf:
+    """d/dp of the probability loss: w·((1-y)/(1-p) - q·y/p), i.e. w·(p - y)/(p·(1 - p)) for q = 1.
+
+    With ``denominator_floor``, torch's backward: w·(p - y)/max(p·(1 - p), floor).
+    """
+    if any(mpmath.isnan(v) for v in (p, y, w)) or (q is not None and mpmath.isnan(q)) or p < 0 or p > 1:
+        return mpmath.nan
+    if denominator_floor is not None:
+        denominator = max(mpmath.fmul(p, mpmath.fsub(1, p, exact=True), exact=True), mpmath.mpf(denominator_floor))
+        return w * mpmath.fsub(p, y, exact=True) / denominator
+    positive = y if q is None else mpmath.fmul(q, y, exact=True)
+    one_minus_y = mpmath.fsub(1, y, exact=True)
+    return w * (_times(one_minus_y, _reciprocal(mpmath.fsub(1, p, exact=True))) - _times(positive, _reciprocal(p)))
+
+
+def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
+    """The gradient of one element under ``variant``, as the framework's backward computes it: zero where
+    the clip of p is active, torch's floored denominator, and for the two-step op the sigmoid's own
+    derivative p·(1 - p) taken from its rounded output."""
+    low = high = None
+    if variant.prob_clip is not None:
+        eps = round_to_format(Fraction(variant.prob_clip), fmt)
+        low, high = mpmath.mpf(eps), mpmath.mpf(round_to_format(1 - Fraction(eps), fmt))
+    floor = None
+    if variant.grad_denominator_floor is not None:
+        floor = mpmath.mpf(round_to_format(Fraction(variant.grad_denominator_floor), fmt))
+
+    def term(first, y, w, q=None):
+        if mpmath.isnan(first):
+            return mpmath.nan
+        p = mpmath.mpf(round_to_format(sigmoid(first), fmt)) if two_step else first
+        if low is not None and (p < low or p > high):
+            grad = mpmath.mpf(0)  # clip_by_value passes no gradient outside its range
+        else:
+            grad = bce_grad(p, y, w, q, denominator_floor=floor)
+        if two_step:  # chain rule through the sigmoid, whose backward is p·(1 - p) of its output
+            grad = _times(mpmath.fmul(p, mpmath.fsub(1, p, exact=True), exact=True), grad)
+        return grad
+
+    return term
+
+
 TERMS = {"bce": bce_term, "bce_with_logits": bce_with_logits_term}
+GRADIENTS = {"bce": bce_grad, "bce_with_logits": bce_with_logits_grad}
 
 
-def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str) -> np.ndarray:
-    """Terms (or their reduction) at the current mpmath precision, as an object array of mpf."""
+def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str, gradient: bool = False) -> np.ndarray:
+    """Terms (or their reduction) at the current mpmath precision, as an object array of mpf.
+
+    For a ``gradient``, the terms are each element's derivative of the reduced loss: the same for
+    `none` (the gradient of their sum) and `sum`, divided by the count for `mean`.
+    """
     names = (first, "target", "weight", "pos_weight")
     arrays = [inputs.get(name) for name in names]
     shape = np.broadcast_shapes(*(a.shape for a in arrays if a is not None))
@@ -131,6 +191,10 @@ def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str) -
     for index in np.ndindex(shape):
         x, y, w, q = (_mpf(a[index]) if a is not None else None for a in operands)
         terms[index] = term(x, y, one if w is None else w, q)
+    if gradient:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}")
+        return terms / terms.size if reduction == "mean" and terms.size else terms
     if reduction == "none":
         return terms
     total = mpmath.fsum(terms.ravel()) if terms.size else mpmath.mpf(0)
@@ -153,34 +217,42 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def reference(
-    formula: str, inputs: dict[str, np.ndarray], reduction: str, fmt: FloatFormat, variant: Variant | None = None, two_step: bool = False
+    formula: str,
+    inputs: dict[str, np.ndarray],
+    reduction: str,
+    fmt: FloatFormat,
+    variant: Variant | None = None,
+    two_step: bool = False,
+    gradient: bool = False,
 ) -> ReferenceValue:
     """The exact loss for inputs already cast to ``fmt``, with its correct rounding to ``fmt``.
 
     ``inputs`` maps `logits` or `probs`, `target`, and optionally `weight` and `pos_weight`
     to arrays of the dtype. With a ``variant``, the loss under that documented contract
-    (``two_step``: the probability step of the two-step op, on the rounded sigmoid).
+    (``two_step``: the probability step of the two-step op, on the rounded sigmoid). With
+    ``gradient``, the derivative of the reduced loss with respect to each element of the input.
     """
     if formula not in TERMS:
         raise ValueError(f"unknown formula {formula!r}")
     first = "probs" if formula == "bce" else "logits"
-    if variant is None:
-        term = TERMS[formula]
-        if formula == "bce_with_logits":
-            term = _plain_logits_term
+    if variant is not None:
+        term = (variant_grad_term if gradient else variant_term)(variant, fmt, two_step)
+    elif gradient:
+        term = GRADIENTS[formula]
     else:
-        term = variant_term(variant, fmt, two_step)
+        term = _plain_logits_term if formula == "bce_with_logits" else TERMS[formula]
     precision = 2 * fmt.precision + 64
     while precision <= MAX_PRECISION:
         with mpmath.workprec(precision):
-            low = _evaluate(term, first, inputs, reduction)
+            low = _evaluate(term, first, inputs, reduction, gradient)
         with mpmath.workprec(2 * precision):
-            high = _evaluate(term, first, inputs, reduction)
+            high = _evaluate(term, first, inputs, reduction, gradient)
         rounded = _round_all(high, fmt)
         if _same(_round_all(low, fmt), rounded):
             return ReferenceValue(exact=high, rounded=rounded, precision=2 * precision)
         precision *= 2
-    raise ReferenceError(f"{formula}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
+    what = "gradient" if gradient else "loss"
+    raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
 
 
 def _plain_logits_term(x, y, w, q=None):

@@ -24,6 +24,7 @@ class Result:
     dtype: str
     reduction: str
     verdict: str  # a conformance.verdicts.Verdict value
+    quantity: str = "value"  # "value": the loss; "grad": its gradient with respect to the input
     max_ulp: float | None = None  # the largest error in ULPs over the result's elements
     floor_accepted: int = 0  # elements accepted only through the dtype's absolute floor (flushed subnormals)
     message: str = ""  # why: the failure, the unsupported combination, the error, the divergence's reason
@@ -39,7 +40,8 @@ class Result:
 
     @property
     def id(self) -> str:
-        return f"{self.case}-{self.api}-{self.dtype}-{self.reduction}"
+        suffix = "" if self.quantity == "value" else f"-{self.quantity}"
+        return f"{self.case}-{self.api}-{self.dtype}-{self.reduction}{suffix}"
 
     def to_json(self) -> str:
         return json.dumps(_jsonable(asdict(self)), ensure_ascii=False, sort_keys=False)

@@ -27,27 +27,33 @@ OBSERVED = " Observed: "  # joins a known divergence's reason and what this resu
 MAX_REPRO_ELEMENTS = 64  # a reduction's reproducer carries its whole input up to this size
 
 
+QUANTITIES = ("value", "grad")  # the loss, and its gradient with respect to the input
+
+
 @dataclass(frozen=True, eq=False)
 class Check:
     case: Case
     api: Api
     dtype: str
     reduction: str
+    quantity: str = "value"
 
     @property
     def id(self) -> str:
-        return f"{self.case.full_name}-{self.api.name}-{self.dtype}-{self.reduction}"
+        suffix = "" if self.quantity == "value" else f"-{self.quantity}"
+        return f"{self.case.full_name}-{self.api.name}-{self.dtype}-{self.reduction}{suffix}"
 
 
 def enumerate_checks(cases: list[Case], apis: list[Api]) -> list[Check]:
-    """Every (case, API, dtype, reduction) the cases ask for, in file, case, API, dtype, reduction order."""
+    """Every (case, API, dtype, reduction, value or gradient) the cases ask for, in that order."""
     return [
-        Check(case, api, dtype, reduction)
+        Check(case, api, dtype, reduction, quantity)
         for case in cases
         for api in apis
         if api.op in case.ops
         for dtype in case.dtypes
         for reduction in case.reductions
+        for quantity in (QUANTITIES if case.gradients else QUANTITIES[:1])
     ]
 
 
@@ -73,24 +79,32 @@ class ExactValues:
             self._inputs[key] = case.inputs(fmt)
         return self._inputs[key]
 
-    def reference(self, case: Case, op: str, fmt: FloatFormat, reduction: str) -> ReferenceValue:
-        """The exact reference, with the case's `expect` literals checked against it."""
+    def reference(self, case: Case, op: str, fmt: FloatFormat, reduction: str, gradient: bool = False) -> ReferenceValue:
+        """The exact reference (loss, or its gradient), with the case's `expect` literals checked against the loss."""
         formula = FORMULA_OF_OP[op]
-        key = (str(case.file), case.id, formula, fmt.name, reduction)
+        key = (str(case.file), case.id, formula, fmt.name, reduction, gradient)
         if key not in self._references:
-            value = reference(formula, self.inputs(case, fmt), reduction, fmt)
-            literal = case.expected(fmt.name).get(reduction)
+            value = reference(formula, self.inputs(case, fmt), reduction, fmt, gradient=gradient)
+            literal = None if gradient else case.expected(fmt.name).get(reduction)
             if literal is not None:
                 _check_expectation(literal, value, fmt, reduction)
             self._references[key] = value
         return self._references[key]
 
-    def variant_reference(self, case: Case, op: str, fmt: FloatFormat, reduction: str, names: tuple[str, ...]) -> ReferenceValue:
-        """The exact loss under the documented variants ``names`` (see conformance.variants)."""
-        key = (str(case.file), case.id, op, fmt.name, reduction, names)
+    def variant_reference(
+        self, case: Case, op: str, fmt: FloatFormat, reduction: str, names: tuple[str, ...], gradient: bool = False
+    ) -> ReferenceValue:
+        """The exact loss (or gradient) under the documented variants ``names`` (see conformance.variants)."""
+        key = (str(case.file), case.id, op, fmt.name, reduction, names, gradient)
         if key not in self._references:
             self._references[key] = reference(
-                FORMULA_OF_OP[op], self.inputs(case, fmt), reduction, fmt, combine(names), two_step=op == "sigmoid_bce"
+                FORMULA_OF_OP[op],
+                self.inputs(case, fmt),
+                reduction,
+                fmt,
+                combine(names),
+                two_step=op == "sigmoid_bce",
+                gradient=gradient,
             )
         return self._references[key]
 
@@ -105,7 +119,9 @@ class Runner:
 
     def run(self, check: Check) -> Result:
         result = self._judge(check)
-        entry = divergence_list.find(self.known, check.case.full_name, check.api.name, check.dtype, check.reduction)
+        entry = divergence_list.find(
+            self.known, check.case.full_name, check.api.name, check.dtype, check.reduction, check.quantity
+        )
         if entry is not None:
             if result.verdict in (Verdict.FAIL.value, Verdict.ERROR.value):
                 result.message = f"{entry.reason}{OBSERVED}{result.message}"
@@ -129,29 +145,31 @@ class Runner:
             op=api.op,
             dtype=check.dtype,
             reduction=check.reduction,
+            quantity=check.quantity,
             verdict=Verdict.ERROR.value,
             reduced_by=api.reduced_by if check.reduction != "none" else "",
             file=str(case.file),
             framework_versions=dict(self.framework.versions),
         )
         inputs = self.exact.inputs(case, fmt)
-        reason = api.why_unsupported(check.dtype, inputs)
+        gradient = check.quantity == "grad"
+        reason = api.why_unsupported(check.dtype, inputs, check.quantity)
         if reason:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, reason
             return result
         try:
-            ref = self.exact.reference(case, api.op, fmt, check.reduction)
+            ref = self.exact.reference(case, api.op, fmt, check.reduction, gradient)
         except (ReferenceError, ExpectationError) as exc:
             result.message = f"reference: {exc}"
             return result
         try:
-            got = np.asarray(api.call(dict(inputs), check.reduction))
+            got = np.asarray((api.grad if gradient else api.call)(dict(inputs), check.reduction))
         except Unsupported as exc:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
             return result
         except Exception as exc:  # the framework's own error is this check's result
             result.message = f"the call raised {_first_line(exc)}"
-            result.repro = self._repro(check, inputs, ref, None)
+            result.repro = "" if gradient else self._repro(check, inputs, ref, None)
             return result
         if got.shape != ref.exact.shape:
             result.message = f"returned shape {got.shape}, expected {ref.exact.shape}"
@@ -180,14 +198,17 @@ class Runner:
                 f"max error {_ulps(judgement.max_ulp)} ULP exceeds the {check.dtype} tolerance of "
                 f"{tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g})"
             )
-        result.repro = self._repro(check, inputs, ref, judgement.worst[0].index if check.reduction == "none" else None)
+        if not gradient:  # the reproducers call the loss; a gradient's is not written yet
+            result.repro = self._repro(check, inputs, ref, judgement.worst[0].index if check.reduction == "none" else None)
         return result
 
     def _matches_variant(self, check: Check, values: np.ndarray, fmt: FloatFormat, result: Result) -> bool:
         """Whether a result that misses the exact value is its API's documented variant (then acceptable)."""
         api = check.api
         try:
-            ref = self.exact.variant_reference(check.case, api.op, fmt, check.reduction, api.variants)
+            ref = self.exact.variant_reference(
+                check.case, api.op, fmt, check.reduction, api.variants, check.quantity == "grad"
+            )
         except ReferenceError:
             return False
         judgement = judge(values, ref.exact, fmt, tolerance_for(check.dtype, check.case.tolerance))

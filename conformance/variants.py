@@ -19,18 +19,24 @@ class Variant:
     source: str
     log_floor: float | None = None  # each log term of the probability loss is clamped at >= this
     prob_clip: float | None = None  # p is clipped to [eps, 1 - eps], both computed in the dtype
+    grad_denominator_floor: float | None = None  # the backward's p·(1 - p) is floored at this
 
 
 VARIANTS = {
     "log_clamp(-100)": Variant(
         name="log_clamp(-100)",
-        summary="each log term of the probability loss is clamped at -100, so no loss exceeds 100·w",
+        summary=(
+            "each log term of the probability loss is clamped at -100, so no loss exceeds 100·w; the "
+            "backward is w·(p - y)/max(p·(1 - p), eps), eps = 1e-12 as a float32 constant (9.99999996e-13) "
+            "in every dtype"
+        ),
         source=(
             "https://pytorch.org/docs/stable/generated/torch.nn.BCELoss.html (BCELoss clamps its log "
             "function outputs to be greater than or equal to -100); aten/src/ATen/native/Loss.cpp :: "
-            "binary_cross_entropy_out_cpu"
+            "binary_cross_entropy_out_cpu, binary_cross_entropy_backward_out_cpu (EPSILON = 1e-12)"
         ),
         log_floor=-100.0,
+        grad_denominator_floor=9.999999960041972e-13,  # float32(1e-12): measured bit-exact in float64 too
     ),
     "prob_clip(1e-7)": Variant(
         name="prob_clip(1e-7)",
@@ -68,6 +74,7 @@ def combine(names: tuple[str, ...]) -> Variant:
         source="; ".join(v.source for v in parts),
         log_floor=next((v.log_floor for v in parts if v.log_floor is not None), None),
         prob_clip=next((v.prob_clip for v in parts if v.prob_clip is not None), None),
+        grad_denominator_floor=next((v.grad_denominator_floor for v in parts if v.grad_denominator_floor is not None), None),
     )
 
 

@@ -79,14 +79,19 @@ class Api:
     dtypes: tuple[str, ...] = DTYPES
     unsupported: dict[str, str] = field(default_factory=dict)  # "weight" / "pos_weight" -> why not
     variants: tuple[str, ...] = ()  # documented contracts it implements, names from conformance.variants
+    # grad(inputs, reduction) -> d(reduced loss)/d(input), through the framework's own autodiff; for
+    # `none` the gradient of the sum of the losses. None when the framework has no autodiff.
+    grad: Callable[[Inputs, str], np.ndarray] | None = None
 
-    def why_unsupported(self, dtype: str, inputs: Inputs) -> str | None:
-        """The reason this API cannot run ``inputs`` in ``dtype``, or None when it can."""
+    def why_unsupported(self, dtype: str, inputs: Inputs, quantity: str = "value") -> str | None:
+        """The reason this API cannot compute ``quantity`` ("value" or "grad") of ``inputs`` in ``dtype``."""
         if dtype not in self.dtypes:
             return f"{self.name} does not take {dtype}"
         for name in ("weight", "pos_weight"):
             if name in inputs and name in self.unsupported:
                 return self.unsupported[name]
+        if quantity == "grad" and self.grad is None:
+            return self.unsupported.get("grad", f"{self.name} has no gradient in this adapter")
         return None
 
 

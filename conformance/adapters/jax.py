@@ -32,22 +32,30 @@ def load() -> Framework:
 
     reduce = {"none": lambda v: v, "mean": jnp.mean, "sum": jnp.sum}
 
-    def sigmoid_binary_cross_entropy(inputs, reduction):
-        x, y = jnp.asarray(inputs["logits"]), jnp.asarray(inputs["target"])
-        return np.asarray(reduce[reduction](optax.losses.sigmoid_binary_cross_entropy(x, y)))
+    # each loss takes its first input as an array, so that the same code serves the value and the gradient
+    def sigmoid_binary_cross_entropy(x, inputs, reduction):
+        return reduce[reduction](optax.losses.sigmoid_binary_cross_entropy(x, jnp.asarray(inputs["target"])))
 
     def xlogy_bce(p, y, weight):
         loss = -(jss.xlogy(y, p) + jss.xlog1py(1 - y, -p))
         return loss if weight is None else weight * loss
 
     def composed(sigmoid_first: bool):
-        def call(inputs, reduction):
+        def loss(first, inputs, reduction):
             weight = jnp.asarray(inputs["weight"]) if "weight" in inputs else None
-            first = jnp.asarray(inputs["logits" if sigmoid_first else "probs"])
             p = jax.nn.sigmoid(first) if sigmoid_first else first
-            return np.asarray(reduce[reduction](xlogy_bce(p, jnp.asarray(inputs["target"]), weight)))
+            return reduce[reduction](xlogy_bce(p, jnp.asarray(inputs["target"]), weight))
 
-        return call
+        return loss
+
+    def value(loss, first: str):
+        return lambda inputs, reduction: np.asarray(loss(jnp.asarray(inputs[first]), inputs, reduction))
+
+    def gradient(loss, first: str):
+        def grad(inputs, reduction):  # jax.grad, as a user would; for `none` of the sum of the losses
+            return np.asarray(jax.grad(lambda x: jnp.sum(loss(x, inputs, reduction)))(jnp.asarray(inputs[first])))
+
+        return grad
 
     reduce_text = {"none": "{}", "mean": "jnp.mean({})", "sum": "jnp.sum({})"}
 
@@ -73,7 +81,8 @@ def load() -> Framework:
             name=optax_name,
             framework="jax",
             op="bce_with_logits",
-            call=sigmoid_binary_cross_entropy,
+            call=value(sigmoid_binary_cross_entropy, "logits"),
+            grad=gradient(sigmoid_binary_cross_entropy, "logits"),
             reduced_by=reduced_by,
             repro=repro_for(f"{optax_name}({{x}}, {{y}})"),
             unsupported={
@@ -85,7 +94,8 @@ def load() -> Framework:
             name=xlogy_name,
             framework="jax",
             op="bce",
-            call=composed(sigmoid_first=False),
+            call=value(composed(sigmoid_first=False), "probs"),
+            grad=gradient(composed(sigmoid_first=False), "probs"),
             reduced_by=reduced_by,
             repro=repro_for(XLOGY_BCE),
         ),
@@ -93,7 +103,8 @@ def load() -> Framework:
             name=f"jax.nn.sigmoid+{xlogy_name}",
             framework="jax",
             op="sigmoid_bce",
-            call=composed(sigmoid_first=True),
+            call=value(composed(sigmoid_first=True), "logits"),
+            grad=gradient(composed(sigmoid_first=True), "logits"),
             reduced_by=reduced_by,
             repro=repro_for(XLOGY_BCE, sigmoid_first=True),
             unsupported={"pos_weight": no_pos_weight.format(xlogy_name)},

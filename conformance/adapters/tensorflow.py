@@ -34,20 +34,33 @@ def load() -> Framework:
     tf_reduce = {"none": lambda v: v, "mean": tf.reduce_mean, "sum": tf.reduce_sum}
     keras_reduce = {"none": lambda v: v, "mean": keras.ops.mean, "sum": keras.ops.sum}
 
-    def sigmoid_cross_entropy_with_logits(inputs, reduction):
-        x, y = tf.constant(inputs["logits"]), tf.constant(inputs["target"])
-        return tf_reduce[reduction](tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x)).numpy()
+    # each loss takes its first input as a tensor, so that the same code serves the value and the gradient
+    def sigmoid_cross_entropy_with_logits(x, inputs, reduction):
+        y = tf.constant(inputs["target"])
+        return tf_reduce[reduction](tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x))
 
     def keras_bce(from_logits: bool, sigmoid_first: bool = False):
-        def call(inputs, reduction):
-            first = tf.constant(inputs["logits" if from_logits or sigmoid_first else "probs"])
+        def loss(first, inputs, reduction):
             if sigmoid_first:
                 first = tf.math.sigmoid(first)  # eager: Keras sees a plain tensor, not sigmoid logits
             y = tf.constant(inputs["target"])
-            loss = keras.losses.binary_crossentropy(y[..., None], first[..., None], from_logits=from_logits)
-            return keras_reduce[reduction](loss).numpy()  # a tf.Tensor on this backend
+            out = keras.losses.binary_crossentropy(y[..., None], first[..., None], from_logits=from_logits)
+            return keras_reduce[reduction](out)  # a tf.Tensor on this backend
 
-        return call
+        return loss
+
+    def value(loss, first: str):
+        return lambda inputs, reduction: loss(tf.constant(inputs[first]), inputs, reduction).numpy()
+
+    def gradient(loss, first: str):
+        def grad(inputs, reduction):  # tf.GradientTape, as a user would
+            x = tf.constant(inputs[first])
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out = loss(x, inputs, reduction)
+            return tape.gradient(out, x).numpy()  # for `none`: the gradient of the sum of the losses
+
+        return grad
 
     def repro_for(call: str, reduce: dict[str, str]):
         def repro(args, dtype, reduction):
@@ -69,7 +82,8 @@ def load() -> Framework:
             name=tf_name,
             framework="tensorflow",
             op="bce_with_logits",
-            call=sigmoid_cross_entropy_with_logits,
+            call=value(sigmoid_cross_entropy_with_logits, "logits"),
+            grad=gradient(sigmoid_cross_entropy_with_logits, "logits"),
             reduced_by="tf.reduce_mean / tf.reduce_sum (the API has no reduction argument)",
             repro=repro_for(f"{tf_name}(labels={{y}}, logits={{x}})", tf_reduce_text),
             unsupported={"weight": no_weight.format(tf_name), "pos_weight": no_pos_weight.format(tf_name)},
@@ -78,7 +92,8 @@ def load() -> Framework:
             name=keras_name,
             framework="tensorflow",
             op="bce",
-            call=keras_bce(from_logits=False),
+            call=value(keras_bce(from_logits=False), "probs"),
+            grad=gradient(keras_bce(from_logits=False), "probs"),
             reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
             repro=repro_for(f"{keras_name}({{y}}[..., None], {{x}}[..., None])", keras_reduce_text),
             unsupported={"weight": no_weight.format(keras_name)},
@@ -88,7 +103,8 @@ def load() -> Framework:
             name=f"{keras_name}(from_logits=True)",
             framework="tensorflow",
             op="bce_with_logits",
-            call=keras_bce(from_logits=True),
+            call=value(keras_bce(from_logits=True), "logits"),
+            grad=gradient(keras_bce(from_logits=True), "logits"),
             reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
             repro=repro_for(f"{keras_name}({{y}}[..., None], {{x}}[..., None], from_logits=True)", keras_reduce_text),
             unsupported={"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
@@ -97,7 +113,8 @@ def load() -> Framework:
             name=f"tf.math.sigmoid+{keras_name}",
             framework="tensorflow",
             op="sigmoid_bce",
-            call=keras_bce(from_logits=False, sigmoid_first=True),
+            call=value(keras_bce(from_logits=False, sigmoid_first=True), "logits"),
+            grad=gradient(keras_bce(from_logits=False, sigmoid_first=True), "logits"),
             reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
             repro=repro_for(f"{keras_name}({{y}}[..., None], tf.math.sigmoid({{x}})[..., None])", keras_reduce_text),
             unsupported={"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},

@@ -35,20 +35,29 @@ def load() -> Framework:
             return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
         return tensor.numpy()
 
-    def bce(inputs, reduction):
+    # each loss takes its first input as a tensor, so that the same code serves the value and the gradient
+    def bce(p, inputs, reduction):
         weight = to_torch(inputs["weight"]) if "weight" in inputs else None
-        p, y = to_torch(inputs["probs"]), to_torch(inputs["target"])
-        return to_numpy(F.binary_cross_entropy(p, y, weight=weight, reduction=reduction))
+        return F.binary_cross_entropy(p, to_torch(inputs["target"]), weight=weight, reduction=reduction)
 
-    def bce_with_logits(inputs, reduction):
+    def bce_with_logits(x, inputs, reduction):
         optional = {k: to_torch(inputs[k]) for k in ("weight", "pos_weight") if k in inputs}
-        x, y = to_torch(inputs["logits"]), to_torch(inputs["target"])
-        return to_numpy(F.binary_cross_entropy_with_logits(x, y, reduction=reduction, **optional))
+        return F.binary_cross_entropy_with_logits(x, to_torch(inputs["target"]), reduction=reduction, **optional)
 
-    def sigmoid_bce(inputs, reduction):
-        weight = to_torch(inputs["weight"]) if "weight" in inputs else None
-        p = torch.sigmoid(to_torch(inputs["logits"]))
-        return to_numpy(F.binary_cross_entropy(p, to_torch(inputs["target"]), weight=weight, reduction=reduction))
+    def sigmoid_bce(x, inputs, reduction):
+        return bce(torch.sigmoid(x), inputs, reduction)
+
+    def value(loss, first: str):
+        return lambda inputs, reduction: to_numpy(loss(to_torch(inputs[first]), inputs, reduction))
+
+    def gradient(loss, first: str):
+        def grad(inputs, reduction):  # torch.autograd, as a user would: backward() on the loss
+            x = to_torch(inputs[first]).requires_grad_(True)
+            out = loss(x, inputs, reduction)
+            out.backward(torch.ones_like(out))  # for `none`: the gradient of the sum of the losses
+            return to_numpy(x.grad)
+
+        return grad
 
     def repro_for(function: str, optional: dict[str, str], before: str = "{}"):
         def repro(args, dtype, reduction):
@@ -68,7 +77,8 @@ def load() -> Framework:
             name=bce_name,
             framework="torch",
             op="bce",
-            call=bce,
+            call=value(bce, "probs"),
+            grad=gradient(bce, "probs"),
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}),
             unsupported={"pos_weight": no_pos_weight},
@@ -78,7 +88,8 @@ def load() -> Framework:
             name=logits_name,
             framework="torch",
             op="bce_with_logits",
-            call=bce_with_logits,
+            call=value(bce_with_logits, "logits"),
+            grad=gradient(bce_with_logits, "logits"),
             reduced_by="reduction= argument",
             repro=repro_for(logits_name, {"weight": "weight", "pos_weight": "pos_weight"}),
         ),
@@ -86,7 +97,8 @@ def load() -> Framework:
             name=f"torch.sigmoid+{bce_name}",
             framework="torch",
             op="sigmoid_bce",
-            call=sigmoid_bce,
+            call=value(sigmoid_bce, "logits"),
+            grad=gradient(sigmoid_bce, "logits"),
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}, before="torch.sigmoid({})"),
             unsupported={"pos_weight": no_pos_weight},
