@@ -15,13 +15,19 @@ from conformance.cli import main
 REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "cases"
 SEED = CASES / "seed.yaml"
-RECORD_KEYS = {"case", "framework", "api", "op", "dtype", "reduction", "verdict", "max_ulp", "worst"}
+RECORD_KEYS = {"case", "framework", "api", "op", "dtype", "reduction", "quantity", "verdict", "max_ulp", "worst"}
 NUMPY_APIS = {"numpy.hand_bce", "numpy.hand_sigmoid+numpy.hand_bce", "numpy.stable_bce_with_logits"}
+# seed: blog-3x3 (logits: 2 APIs) and blog-hand-computation (probs: 1 API), 2 dtypes x 3 reductions each
+SEED_VALUE_CHECKS = (2 + 1) * 2 * 3
+SEED_CHECKS = 2 * SEED_VALUE_CHECKS  # every value check has its gradient counterpart
+NO_AUTODIFF = "NumPy has no automatic differentiation"  # the reason of every numpy gradient check
 
 # a file stem ("probe") that none of the shipped known-divergence globs cover
+# gradients: false, since these tests are about the loss (numpy's gradient checks are all unsupported)
 SATURATING = """\
 schema_version: 1
 description: the hand formula's sigmoid rounds to 1 in float32, so log(1 - p) is log 0
+defaults: {gradients: false}
 cases:
   - id: sat
     why: float32 sigmoid(100) is 1
@@ -72,29 +78,43 @@ def test_run_seed_writes_results_and_summary(tmp_path, capsys):
     text = capsys.readouterr().out
     assert status == 0, text
     results = records(out / "numpy.jsonl")
-    # blog-3x3 (logits: 2 APIs) and blog-hand-computation (probs: 1 API), 2 dtypes x 3 reductions each
-    assert len(results) == 18
+    assert len(results) == SEED_CHECKS
     for record in results:
         assert RECORD_KEYS <= set(record), set(record)
         assert record["framework"] == "numpy"
-        assert record["verdict"] == "exact"
         assert record["api"] in NUMPY_APIS
         assert record["dtype"] in ("float32", "float64") and record["reduction"] in ("none", "mean", "sum")
+    values = [r for r in results if r["quantity"] == "value"]
+    grads = [r for r in results if r["quantity"] == "grad"]
+    assert len(values) == len(grads) == SEED_VALUE_CHECKS
+    for record in values:
+        assert record["verdict"] == "exact"
         assert isinstance(record["max_ulp"], float) and 0 <= record["max_ulp"] <= 4
         assert record["worst"] and all("got" in w and "want" in w for w in record["worst"])
+    for record in grads:  # NumPy has no autodiff: every gradient check is unsupported, with the reason
+        assert record["verdict"] == "unsupported" and record["message"] == NO_AUTODIFF
+        assert record["max_ulp"] is None and record["worst"] == [] and record["repro"] == ""
+
+    def key(r):
+        return r["case"], r["api"], r["dtype"], r["reduction"]
+
+    assert sorted(map(key, grads)) == sorted(map(key, values))  # one gradient check for each value check
+    assert len(set(map(key, values))) == SEED_VALUE_CHECKS
     assert {r["case"] for r in results} == {"seed/blog-3x3", "seed/blog-hand-computation"}
     assert {(r["case"], r["op"]) for r in results} == {
         ("seed/blog-3x3", "bce_with_logits"),
         ("seed/blog-3x3", "sigmoid_bce"),
         ("seed/blog-hand-computation", "bce"),
     }
-    means = [r for r in results if r["case"] == "seed/blog-3x3" and r["reduction"] == "mean" and r["dtype"] == "float64"]
-    assert {w["want"][:12] for r in means for w in r["worst"]} == {"0.8000068296"}
+    means = [r for r in values if r["case"] == "seed/blog-3x3" and r["reduction"] == "mean" and r["dtype"] == "float64"]
+    assert len(means) == 2 and {w["want"][:12] for r in means for w in r["worst"]} == {"0.8000068296"}
     summary = (out / "numpy.summary.md").read_text(encoding="utf-8")
     assert summary.startswith("## numpy (numpy ")
     assert all(f"`{api}`" in summary for api in NUMPY_APIS)
-    assert "18 results" in summary and "18 results written to" in text
-    assert "3 APIs, 18 checks" in text
+    assert f"{SEED_CHECKS} results" in summary and f"{SEED_CHECKS} results written to" in text
+    assert f"### Unsupported ({SEED_VALUE_CHECKS} results)" in summary
+    assert f"- {NO_AUTODIFF} ({SEED_VALUE_CHECKS})" in summary
+    assert f"3 APIs, {SEED_CHECKS} checks" in text
 
 
 def test_run_bad_case_file_exits_2(tmp_path, capsys):
@@ -130,12 +150,14 @@ def test_run_without_framework_is_a_usage_error(capsys):
 
 def test_run_below_min_results_exits_1(tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out), "--min-results", "19"])
+    floor = SEED_CHECKS + 1
+    status = main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out), "--min-results", str(floor)])
     text = capsys.readouterr().out
     assert status == 1
-    assert "FAILED: 18 results, fewer than the floor of 19" in text
-    assert len(records(out / "numpy.jsonl")) == 18  # the results are still written
-    assert main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out), "--min-results", "18"]) == 0
+    # the unsupported gradient checks are results too, and count towards the floor
+    assert f"FAILED: {SEED_CHECKS} results, fewer than the floor of {floor}" in text
+    assert len(records(out / "numpy.jsonl")) == SEED_CHECKS  # the results are still written
+    assert main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(out), "--min-results", str(SEED_CHECKS)]) == 0
 
 
 def test_run_failing_hand_formula_exits_1_with_repro(tmp_path, capsys):
@@ -145,7 +167,9 @@ def test_run_failing_hand_formula_exits_1_with_repro(tmp_path, capsys):
     text = capsys.readouterr().out
     assert status == 1
     assert "FAILED: 1 of 2 results are problems" in text
-    by_api = {r["api"]: r for r in records(out / "numpy.jsonl")}
+    results = records(out / "numpy.jsonl")
+    assert len(results) == 2 and {r["quantity"] for r in results} == {"value"}  # gradients: false
+    by_api = {r["api"]: r for r in results}
     assert set(by_api) == {"numpy.hand_sigmoid+numpy.hand_bce", "numpy.stable_bce_with_logits"}
     assert by_api["numpy.stable_bce_with_logits"]["verdict"] == "exact"  # max(x,0) - x*y + log1p(exp(-|x|)) = 100
     hand = by_api["numpy.hand_sigmoid+numpy.hand_bce"]
@@ -269,8 +293,10 @@ def test_summary_of_a_results_folder(tmp_path, capsys):
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
     assert set(rows) == {f"`{api}`" for api in NUMPY_APIS}
     cells = [c.strip() for c in rows["`numpy.stable_bce_with_logits`"].split("|")[2:-1]]
-    assert cells[:8] == ["bce_with_logits", "6", "0", "0", "0", "0", "0", "0"]
-    assert "18 results from 1 files; 0 problems" in text
+    # 6 value checks exact, their 6 gradient counterparts unsupported
+    assert cells[:8] == ["bce_with_logits", "6", "0", "0", "0", "0", "6", "0"]
+    assert f"- {NO_AUTODIFF} ({SEED_VALUE_CHECKS})" in text
+    assert f"{SEED_CHECKS} results from 1 files; 0 problems" in text
     assert markdown.read_text(encoding="utf-8") in text
 
 

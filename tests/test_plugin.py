@@ -10,7 +10,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "cases" / "seed.yaml"
-SEED_CHECKS = 18  # blog-3x3: 2 logits APIs, blog-hand-computation: 1 probs API; x 2 dtypes x 3 reductions
+SEED_VALUE_CHECKS = (2 + 1) * 2 * 3  # blog-3x3: 2 logits APIs, blog-hand-computation: 1 probs API; x 2 dtypes x 3 reductions
+SEED_GRAD_CHECKS = SEED_VALUE_CHECKS  # each value check's gradient counterpart: skipped, NumPy has no autodiff
+SEED_CHECKS = SEED_VALUE_CHECKS + SEED_GRAD_CHECKS
+NO_AUTODIFF = "unsupported: NumPy has no automatic differentiation"
 BLOG_STABLE_F32_MEAN = "seed/blog-3x3-numpy.stable_bce_with_logits-float32-mean"
 
 
@@ -56,32 +59,38 @@ def test_collect_only_ids(pytester, cases):
     result = run_suite(pytester, "--collect-only", "-q", "--conformance-min-tests", "0", cases=cases)
     assert result.ret == 0, output(result)
     ids = [line for line in result.outlines if "::test_conformance[" in line]
-    assert len(ids) == SEED_CHECKS
+    assert len(ids) == len(set(ids)) == SEED_CHECKS
+    assert len([line for line in ids if line.endswith("-grad]")]) == SEED_GRAD_CHECKS
     assert f"test_conformance.py::test_conformance[{BLOG_STABLE_F32_MEAN}]" in result.outlines
+    assert f"test_conformance.py::test_conformance[{BLOG_STABLE_F32_MEAN}-grad]" in result.outlines
     assert "test_conformance.py::test_conformance[seed/blog-hand-computation-numpy.hand_bce-float64-sum]" in result.outlines
+    assert "test_conformance.py::test_conformance[seed/blog-hand-computation-numpy.hand_bce-float64-sum-grad]" in result.outlines
     assert any(line.endswith("::test_known_divergences_are_current") for line in result.outlines)
     assert not any("blog-hand-computation-numpy.stable" in line for line in ids)  # probs get no logits API
 
 
 def test_collect_only_with_the_default_floor_exits_0(pytester, cases):
     result = run_suite(pytester, "--collect-only", "-q", cases=cases)
-    assert "19 tests collected" in output(result)
+    assert f"{SEED_CHECKS + 1} tests collected" in output(result)
     assert result.ret == 0
 
 
 def test_k_selects_and_out_writes_one_line_per_executed_test(pytester, cases, tmp_path):
     out = tmp_path / "results"
     result = run_suite(
-        pytester, "-k", "stable_bce_with_logits and float64", "--conformance-out", str(out), "-q", cases=cases
+        pytester, "-k", "stable_bce_with_logits and float64", "--conformance-out", str(out), "-q", "-rs", cases=cases
     )
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=3, skipped=3)  # the values, and their gradients (NumPy has no autodiff)
     assert result.ret == 0
+    assert NO_AUTODIFF in output(result)
     lines = records(out / "numpy.jsonl")
-    assert len(lines) == 3
-    assert {(r["case"], r["api"], r["dtype"], r["reduction"]) for r in lines} == {
-        ("seed/blog-3x3", "numpy.stable_bce_with_logits", "float64", reduction) for reduction in ("none", "mean", "sum")
+    assert len(lines) == 6
+    assert {(r["case"], r["api"], r["dtype"], r["reduction"], r["quantity"]) for r in lines} == {
+        ("seed/blog-3x3", "numpy.stable_bce_with_logits", "float64", reduction, quantity)
+        for reduction in ("none", "mean", "sum")
+        for quantity in ("value", "grad")
     }
-    assert all(r["verdict"] == "exact" for r in lines)
+    assert {(r["quantity"], r["verdict"]) for r in lines} == {("value", "exact"), ("grad", "unsupported")}
     assert (out / "numpy.summary.md").read_text(encoding="utf-8").startswith("## numpy")
 
 
@@ -112,7 +121,7 @@ def test_bad_case_file_is_an_error(pytester, tmp_path):
 
 def test_min_tests_floor_fails_a_green_run(pytester, cases):
     result = run_suite(pytester, "--conformance-min-tests", "100000", cases=cases)
-    result.assert_outcomes(passed=SEED_CHECKS + 1)  # every test passes ...
+    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)  # no test fails ...
     assert result.ret != 0  # ... yet the run fails
     assert f"bce-conformance: {SEED_CHECKS} conformance tests ran, fewer than the floor of 100000" in output(result)
 
@@ -129,10 +138,11 @@ def test_known_divergence_on_a_passing_check_is_an_unexpected_pass(pytester, cas
         "  source: https://example.invalid/issue\n",
     )
     result = run_suite(pytester, "--conformance-divergences", str(divergences), cases=cases)
-    result.assert_outcomes(passed=SEED_CHECKS, failed=1)
+    # the entry covers the value only (quantities defaults to [value]): its gradient is still just unsupported
+    result.assert_outcomes(passed=SEED_VALUE_CHECKS, failed=1, skipped=SEED_GRAD_CHECKS)
     assert result.ret == 1
     failed = [line for line in result.outlines if line.startswith("FAILED")]
-    assert len(failed) == 1 and BLOG_STABLE_F32_MEAN in failed[0]
+    assert len(failed) == 1 and f"[{BLOG_STABLE_F32_MEAN}]" in failed[0]
     text = output(result)
     assert "unexpected_pass" in text and "'not-really'" in text
 
@@ -143,7 +153,7 @@ def test_stale_known_divergence_fails_the_currency_test(pytester, cases, tmp_pat
         "- id: gone\n  case: seed/no-such-case\n  api: '*'\n  reason: fixed long ago\n  source: https://example.invalid/2\n",
     )
     result = run_suite(pytester, "--conformance-divergences", str(divergences), cases=cases)
-    result.assert_outcomes(passed=SEED_CHECKS, failed=1)
+    result.assert_outcomes(passed=SEED_VALUE_CHECKS, failed=1, skipped=SEED_GRAD_CHECKS)
     failed = [line for line in result.outlines if line.startswith("FAILED")]
     assert len(failed) == 1 and "test_known_divergences_are_current" in failed[0]
     assert f"gone ({divergences})" in output(result)
@@ -158,27 +168,28 @@ def test_known_divergence_that_matches_a_failure_is_xfail(pytester, tmp_path):
         encoding="utf-8",
     )
     result = run_suite(pytester, cases=folder)
-    result.assert_outcomes(passed=2, failed=1)  # the hand formula fails, with no entry for this file
+    # the hand formula fails, with no entry for this file; both APIs' gradients are skipped (NumPy has no autodiff)
+    result.assert_outcomes(passed=2, failed=1, skipped=2)
     divergences = divergence_file(
         tmp_path, "- id: sat\n  case: probe/sat\n  api: numpy.hand_*\n  reason: log 0\n  source: https://example.invalid/3\n"
     )
     result = run_suite(pytester, "--conformance-divergences", str(divergences), cases=folder)
-    result.assert_outcomes(passed=2, xfailed=1)
+    result.assert_outcomes(passed=2, xfailed=1, skipped=2)  # the entry covers the value, not the gradient
     assert result.ret == 0
 
 
 def test_xdist_gives_the_same_results(pytester, cases, tmp_path):
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     result = run_suite(pytester, "--conformance-out", str(serial), "--conformance-min-tests", str(SEED_CHECKS), cases=cases)
-    result.assert_outcomes(passed=SEED_CHECKS + 1)
+    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)
     assert result.ret == 0 and "fewer than the floor" not in output(result)  # a floor that is met
     result = run_suite(pytester, "-n", "2", "--conformance-out", str(parallel), cases=cases)
-    result.assert_outcomes(passed=SEED_CHECKS + 1)
+    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)
     assert result.ret == 0
     assert "2 workers" in output(result)
 
     def key(r):
-        return r["case"], r["api"], r["dtype"], r["reduction"], r["verdict"]
+        return r["case"], r["api"], r["dtype"], r["reduction"], r["quantity"], r["verdict"]
 
     one, two = records(serial / "numpy.jsonl"), records(parallel / "numpy.jsonl")
     assert len(one) == len(two) == SEED_CHECKS
@@ -188,6 +199,6 @@ def test_xdist_gives_the_same_results(pytester, cases, tmp_path):
 
 def test_xdist_floor_counts_worker_results(pytester, cases):
     result = run_suite(pytester, "-n", "2", "--conformance-min-tests", str(SEED_CHECKS + 1), cases=cases)
-    result.assert_outcomes(passed=SEED_CHECKS + 1)
+    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)
     assert result.ret != 0
     assert f"{SEED_CHECKS} conformance tests ran, fewer than the floor of {SEED_CHECKS + 1}" in output(result)

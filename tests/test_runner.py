@@ -43,9 +43,9 @@ def double(name="double.api", call=None, **kwargs):
     )
 
 
-def run(api, case, dtype="float32", reduction="none", known=()):
+def run(api, case, dtype="float32", reduction="none", known=(), quantity="value"):
     framework = Framework("double", {"double": "1"}, [api])
-    return Runner(framework, known).run(Check(case, api, dtype, reduction))
+    return Runner(framework, known).run(Check(case, api, dtype, reduction, quantity))
 
 
 def numpy_stable(inputs, reduction):
@@ -59,14 +59,24 @@ def test_numpy_stable_formula_is_exact_and_the_hand_formula_is_caught(case):
     runner = Runner(numpy)
     checks = enumerate_checks([case], numpy.apis)
     assert {c.api.name for c in checks} == {"numpy.stable_bce_with_logits", "numpy.hand_sigmoid+numpy.hand_bce"}
-    assert len(checks) == 2 * 2 * 3  # APIs x default dtypes x default reductions
+    assert len(checks) == 2 * 2 * 3 * 2  # APIs x default dtypes x default reductions x (value, grad)
+    grads = [c for c in checks if c.quantity == "grad"]
+    assert len(grads) == 2 * 2 * 3 and all(c.id.endswith("-grad") for c in grads)
     for check in checks:
         result = runner.run(check)
-        if check.api.name == "numpy.stable_bce_with_logits":
+        assert result.quantity == check.quantity
+        if check.quantity == "grad":  # NumPy has no autodiff: unsupported, with the reason
+            assert result.verdict == Verdict.UNSUPPORTED.value, result
+            assert result.message == "NumPy has no automatic differentiation"
+        elif check.api.name == "numpy.stable_bce_with_logits":
             assert result.verdict == Verdict.EXACT.value, result
             assert result.max_ulp <= 1
     # the negative control: 1 - sigmoid(3) loses about 3 bits in float64, beyond the 4 ULP tolerance
-    hand = next(c for c in checks if c.api.name.startswith("numpy.hand") and (c.dtype, c.reduction) == ("float64", "none"))
+    hand = next(
+        c
+        for c in checks
+        if c.api.name.startswith("numpy.hand") and (c.dtype, c.reduction, c.quantity) == ("float64", "none", "value")
+    )
     result = runner.run(hand)
     assert result.verdict == "fail" and result.worst[0]["index"] == [1, 0] and 4 < result.worst[0]["ulp"] < 16
 
@@ -148,6 +158,36 @@ def test_divergence_filters_by_dtype_and_reduction(case):
     narrow = entry(dtypes=("float64",), reductions=("mean",))
     result = run(double(call=lambda i, r: numpy_stable(i, r) * np.float32(2)), case, known=[narrow])
     assert result.verdict == "fail"  # float32 / none is not covered
+
+
+def weighted_grad(inputs, reduction):
+    """d/dx of the weighted loss: w·(sigmoid(x) - y), in float64 and rounded once to the input's dtype."""
+    x, y = inputs["logits"].astype(np.float64), inputs["target"].astype(np.float64)
+    grad = np.broadcast_to(inputs["weight"].astype(np.float64), x.shape) * (1 / (1 + np.exp(-x)) - y)
+    return (grad / x.size if reduction == "mean" else grad).astype(inputs["logits"].dtype)
+
+
+def test_a_gradient_less_double_gets_unsupported_gradient_checks(case):
+    checks = enumerate_checks([case], [double(call=numpy_stable)])
+    assert [c.quantity for c in checks[:2]] == ["value", "grad"]  # each value check, then its gradient
+    grads = [c for c in checks if c.quantity == "grad"]
+    assert len(grads) == len(checks) // 2 == 2 * 3
+    result = run(double(call=numpy_stable), case, quantity="grad")
+    assert result.verdict == "unsupported" and result.message == "double.api has no gradient in this adapter"
+    declared = run(double(call=numpy_stable, unsupported={"grad": "no autodiff here"}), case, quantity="grad")
+    assert declared.verdict == "unsupported" and declared.message == "no autodiff here"
+    assert run(double(call=numpy_stable), case).verdict == "exact"  # the value check is unaffected
+
+
+def test_divergence_filters_by_quantity(case):
+    wrong_grad = double(call=numpy_stable, grad=lambda i, r: weighted_grad(i, r) * np.float32(2))
+    assert run(double(call=numpy_stable, grad=weighted_grad), case, quantity="grad").verdict == "exact"
+    assert run(wrong_grad, case, quantity="grad").verdict == "fail"
+    assert run(wrong_grad, case, quantity="grad", known=[entry()]).verdict == "fail"  # quantities defaults to value
+    covered = run(wrong_grad, case, quantity="grad", known=[entry(quantities=("grad",))])
+    assert covered.verdict == "known_divergence" and covered.quantity == "grad"
+    assert run(wrong_grad, case, known=[entry(quantities=("grad",))]).verdict == "exact"  # the value is not covered
+    assert run(wrong_grad, case, known=[entry(quantities=("value", "grad"))]).verdict == "unexpected_pass"
 
 
 def test_expect_contradicting_the_reference_is_an_error(tmp_path):

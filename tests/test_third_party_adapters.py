@@ -37,7 +37,14 @@ EXAMPLE_SPEC = "examples/adapters/python_math_adapter.py:load"  # as the docs wr
 DOCS = REPO / "docs" / "adapters.md"
 APIS = {"python_math.bce_with_logits", "python_math.bce"}
 # seed: blog-3x3 (logits: bce_with_logits) and blog-hand-computation (probs: bce), float32 and float64, 3 reductions
-SEED_CHECKS = 12
+SEED_VALUE_CHECKS = 2 * 2 * 3
+SEED_CHECKS = 2 * SEED_VALUE_CHECKS  # each value check and its gradient counterpart
+# the example has no `grad`: its float64 gradient checks are unsupported (float32 ones: the dtype, checked first)
+SEED_EXACT = SEED_VALUE_CHECKS // 2  # the float64 value checks
+
+
+def no_gradient(api: str) -> str:
+    return f"{api} has no gradient in this adapter"
 
 
 @pytest.fixture(autouse=True)
@@ -94,17 +101,22 @@ def test_cli_runs_the_example_adapter_by_its_path(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "framework python_math (python " in done.stdout and "2 APIs, 12 checks" in done.stdout
+    assert "framework python_math (python " in done.stdout and f"2 APIs, {SEED_CHECKS} checks" in done.stdout
     results = records(out / "python_math.jsonl")
     assert len(results) == SEED_CHECKS
     assert {r["api"] for r in results} == APIS and {r["framework"] for r in results} == {"python_math"}
+    assert [r["quantity"] for r in results].count("grad") == SEED_CHECKS - SEED_VALUE_CHECKS
     for r in results:
-        if r["dtype"] == "float64":
-            assert r["verdict"] == "exact", r
-            assert 0 <= float(r["max_ulp"]) <= 1
-        else:
+        if r["dtype"] == "float32":
             assert r["verdict"] == "unsupported", r
             assert r["message"] == f"{r['api']} does not take float32"
+        elif r["quantity"] == "grad":
+            assert r["verdict"] == "unsupported", r
+            assert r["message"] == no_gradient(r["api"])
+        else:
+            assert r["verdict"] == "exact", r
+            assert 0 <= float(r["max_ulp"]) <= 1
+    assert done.stdout.count(f"{no_gradient('python_math.bce')} (3)") == 1
     assert (out / "python_math.summary.md").read_text(encoding="utf-8").startswith("## python_math (python ")
 
 
@@ -113,12 +125,21 @@ def test_the_example_declares_pos_weight_unsupported_and_takes_weight(tmp_path, 
     assert main(["run", "--adapter", str(EXAMPLE) + ":load", "--cases", str(WEIGHTS), "--out", str(out)]) == 0
     capsys.readouterr()
     float64 = [r for r in records(out / "python_math.jsonl") if r["dtype"] == "float64"]
-    assert {r["verdict"] for r in float64 if "pos-weight" in r["case"]} == {"unsupported"}
+    # the pos_weight is the reason for the value and the gradient alike
+    assert {(r["quantity"], r["verdict"]) for r in float64 if "pos-weight" in r["case"]} == {
+        ("value", "unsupported"),
+        ("grad", "unsupported"),
+    }
     assert {r["message"] for r in float64 if "pos-weight" in r["case"]} == {
         "python_math.bce_with_logits has no pos_weight argument"
     }
-    weighted = [r for r in float64 if "pos-weight" not in r["case"]]
+    weighted = [r for r in float64 if "pos-weight" not in r["case"] and r["quantity"] == "value"]
     assert len(weighted) == 9 and {r["verdict"] for r in weighted} == {"exact"}  # 3 cases x 3 reductions
+    gradients = [r for r in float64 if "pos-weight" not in r["case"] and r["quantity"] == "grad"]
+    assert len(gradients) == 9 and {(r["verdict"], r["message"]) for r in gradients} == {
+        ("unsupported", no_gradient("python_math.bce_with_logits")),
+        ("unsupported", no_gradient("python_math.bce")),
+    }
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
@@ -142,20 +163,24 @@ def test_pytest_runs_the_example_adapter(pytester, tmp_path):
     result = run_suite(
         pytester, "--adapter", f"{EXAMPLE}:load", "--conformance-cases", str(SEED), "--conformance-out", str(out), "-rs"
     )
-    result.assert_outcomes(passed=SEED_CHECKS // 2 + 1, skipped=SEED_CHECKS // 2)  # + the known-divergence test
+    # + the known-divergence test; every float32 check, and every gradient check, is skipped
+    result.assert_outcomes(passed=SEED_EXACT + 1, skipped=SEED_CHECKS - SEED_EXACT)
     assert result.ret == 0
     text = output(result)
     assert "unsupported: python_math.bce does not take float32" in text
-    assert {(r["verdict"], r["dtype"]) for r in records(out / "python_math.jsonl")} == {
-        ("exact", "float64"),
-        ("unsupported", "float32"),
+    assert f"unsupported: {no_gradient('python_math.bce_with_logits')}" in text
+    assert {(r["verdict"], r["dtype"], r["quantity"]) for r in records(out / "python_math.jsonl")} == {
+        ("exact", "float64", "value"),
+        ("unsupported", "float64", "grad"),
+        ("unsupported", "float32", "value"),
+        ("unsupported", "float32", "grad"),
     }
 
 
 def test_pytest_takes_the_adapter_from_the_environment_with_xdist(pytester, monkeypatch):
     monkeypatch.setenv("CONFORMANCE_ADAPTER", f"{EXAMPLE}:load")
     result = run_suite(pytester, "-n", "2", "--conformance-cases", str(SEED), "--conformance-min-tests", str(SEED_CHECKS))
-    result.assert_outcomes(passed=SEED_CHECKS // 2 + 1, skipped=SEED_CHECKS // 2)
+    result.assert_outcomes(passed=SEED_EXACT + 1, skipped=SEED_CHECKS - SEED_EXACT)
     assert result.ret == 0 and "2 workers" in output(result)
 
 
@@ -422,11 +447,17 @@ def load():
 '''
 
 
-def by_api(results: list[dict]) -> dict[str, list[dict]]:
+def by_api(results: list[dict], quantity: str = "value") -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = {}
     for r in results:
-        grouped.setdefault(r["api"].removeprefix("broken."), []).append(r)
+        if r["quantity"] == quantity:
+            grouped.setdefault(r["api"].removeprefix("broken."), []).append(r)
     return grouped
+
+
+MISBEHAVING_APIS = 8
+MISBEHAVING_PROBLEMS = 6  # every API but "good" and "mutates"
+BLOG_CHECKS = 2 * 3  # blog-3x3: 2 dtypes x 3 reductions, per API and quantity
 
 
 def test_misbehaving_apis_are_their_checks_results_and_the_run_goes_on(tmp_path, capsys):
@@ -435,8 +466,15 @@ def test_misbehaving_apis_are_their_checks_results_and_the_run_goes_on(tmp_path,
     assert main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(out)]) == 1
     text = capsys.readouterr().out
     results = records(out / "broken.jsonl")
-    assert len(results) == 8 * 6  # every API on blog-3x3, 2 dtypes x 3 reductions: nothing stopped the run
+    # every API on blog-3x3, 2 dtypes x 3 reductions, value and gradient: nothing stopped the run
+    assert len(results) == MISBEHAVING_APIS * BLOG_CHECKS * 2
+    # none of them has a `grad`: every gradient check is unsupported, with the reason, whatever the call does
+    gradients = by_api(results, "grad")
+    assert len(gradients) == MISBEHAVING_APIS and all(len(g) == BLOG_CHECKS for g in gradients.values())
+    for name, group in gradients.items():
+        assert {(r["verdict"], r["message"]) for r in group} == {("unsupported", no_gradient(f"broken.{name}"))}
     apis = by_api(results)
+    assert len(apis) == MISBEHAVING_APIS and all(len(g) == BLOG_CHECKS for g in apis.values())
     assert {r["verdict"] for r in apis["good"]} == {"exact"}  # after "mutates" wrote into its inputs
     assert {r["verdict"] for r in apis["mutates"]} == {"exact"}
     assert {(r["verdict"], r["message"]) for r in apis["raises"]} == {("error", "the call raised RuntimeError: kernel exploded")}
@@ -454,15 +492,20 @@ def test_misbehaving_apis_are_their_checks_results_and_the_run_goes_on(tmp_path,
     # each problem is printed naming its case and API
     assert "seed/blog-3x3 · broken.raises · float32 · none: error: the call raised RuntimeError: kernel exploded" in text
     assert "seed/blog-3x3 · broken.wrong_shape · float64 · mean: error: returned shape (5,), expected ()" in text
-    assert f"FAILED: {6 * 6} of {8 * 6} results are problems" in text
+    problems, total = MISBEHAVING_PROBLEMS * BLOG_CHECKS, MISBEHAVING_APIS * BLOG_CHECKS * 2
+    assert f"FAILED: {problems} of {total} results are problems" in text
 
 
 def test_misbehaving_apis_in_pytest_fail_their_own_tests_only(pytester, tmp_path):
     spec = f"{write_adapter(tmp_path, MISBEHAVING, 'broken_adapter.py')}:load"
     result = run_suite(pytester, "--adapter", spec, "--conformance-cases", str(SEED))
-    result.assert_outcomes(passed=2 * 6 + 1, failed=6 * 6)
+    result.assert_outcomes(
+        passed=2 * BLOG_CHECKS + 1,
+        failed=MISBEHAVING_PROBLEMS * BLOG_CHECKS,
+        skipped=MISBEHAVING_APIS * BLOG_CHECKS,  # the gradient checks: no API has a `grad`
+    )
     failed = [line for line in result.outlines if line.startswith("FAILED")]
-    assert not any("broken.good" in line or "broken.mutates" in line for line in failed)
+    assert not any("broken.good" in line or "broken.mutates" in line or "-grad" in line for line in failed)
     assert any("seed/blog-3x3-broken.raises-float32-none" in line for line in failed)
 
 
@@ -476,8 +519,12 @@ def test_a_known_divergence_file_covers_a_third_party_api(tmp_path, capsys):
     out = tmp_path / "results"
     main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(out), "--divergences", str(divergences)])
     capsys.readouterr()
-    raises = by_api(records(out / "broken.jsonl"))["raises"]
+    results = records(out / "broken.jsonl")
+    raises = by_api(results)["raises"]
     assert {(r["verdict"], r["divergence"]) for r in raises} == {("known_divergence", "raises")}
+    # the entry has no `quantities`, so it covers the values only; the gradients stay unsupported
+    gradients = by_api(results, "grad")["raises"]
+    assert {(r["verdict"], r["divergence"]) for r in gradients} == {("unsupported", "")}
 
 
 def test_the_example_passes_validation_as_written():
