@@ -14,6 +14,7 @@ import mpmath
 import numpy as np
 
 from conformance import divergences as divergence_list
+from conformance import metamorphic
 from conformance.adapters import Api, Framework, Unsupported, load_adapter, load_framework
 from conformance.cases import Case
 from conformance.cases import load as load_cases
@@ -45,16 +46,38 @@ class Check:
 
 
 def enumerate_checks(cases: list[Case], apis: list[Api]) -> list[Check]:
-    """Every (case, API, dtype, reduction, value or gradient) the cases ask for, in that order."""
-    return [
-        Check(case, api, dtype, reduction, quantity)
-        for case in cases
-        for api in apis
-        if api.op in case.ops
-        for dtype in case.dtypes
-        for reduction in case.reductions
-        for quantity in (QUANTITIES if case.gradients else QUANTITIES[:1])
-    ]
+    """Every (case, API, dtype, reduction, value or gradient) the cases ask for, in that order, each
+    (case, API, dtype) followed by the metamorphic relations that apply to it."""
+    checks = []
+    for case in cases:
+        for api in apis:
+            if api.op not in case.ops:
+                continue
+            for dtype in case.dtypes:
+                checks += [
+                    Check(case, api, dtype, reduction, quantity)
+                    for reduction in case.reductions
+                    for quantity in (QUANTITIES if case.gradients else QUANTITIES[:1])
+                ]
+                checks += [Check(case, api, dtype, reduction, relation) for reduction, relation in _relations(case, api, dtype, apis)]
+    return checks
+
+
+def _relations(case: Case, api: Api, dtype: str, apis: list[Api]) -> list[tuple[str, str]]:
+    """The metamorphic relations (reduction, name) that apply to this API on this case."""
+    out = []
+    if "none" in case.reductions and metamorphic.mirrors_exactly(case.inputs(get_format(dtype)), get_format(dtype)):
+        out.append(("none", "symmetry"))
+    if {"mean", "sum"} <= set(case.reductions):
+        out.append(("mean", "mean-vs-sum"))
+    if api.op == "sigmoid_bce" and "none" in case.reductions and _fused(api, apis) is not None:
+        out.append(("none", "vs-fused"))
+    return out
+
+
+def _fused(api: Api, apis: list[Api]) -> Api | None:
+    """The framework's fused loss on logits, which the two-step ``api`` is compared with."""
+    return next((a for a in apis if a.framework == api.framework and a.op == "bce_with_logits"), None)
 
 
 class ExpectationError(Exception):
@@ -118,7 +141,7 @@ class Runner:
         self.exact = ExactValues()
 
     def run(self, check: Check) -> Result:
-        result = self._judge(check)
+        result = self._relation(check) if check.quantity in metamorphic.RELATIONS else self._judge(check)
         entry = divergence_list.find(
             self.known, check.case.full_name, check.api.name, check.dtype, check.reduction, check.quantity
         )
@@ -136,21 +159,25 @@ class Runner:
             result.divergence, result.source = entry.id, entry.source
         return result
 
-    def _judge(self, check: Check) -> Result:
-        case, api, fmt = check.case, check.api, get_format(check.dtype)
-        result = Result(
-            case=case.full_name,
+    def _blank(self, check: Check) -> Result:
+        """The check's record before any verdict (an error until something better is known)."""
+        return Result(
+            case=check.case.full_name,
             framework=self.framework.name,
-            api=api.name,
-            op=api.op,
+            api=check.api.name,
+            op=check.api.op,
             dtype=check.dtype,
             reduction=check.reduction,
             quantity=check.quantity,
             verdict=Verdict.ERROR.value,
-            reduced_by=api.reduced_by if check.reduction != "none" else "",
-            file=str(case.file),
+            reduced_by=check.api.reduced_by if check.reduction != "none" else "",
+            file=str(check.case.file),
             framework_versions=dict(self.framework.versions),
         )
+
+    def _judge(self, check: Check) -> Result:
+        case, api, fmt = check.case, check.api, get_format(check.dtype)
+        result = self._blank(check)
         inputs = self.exact.inputs(case, fmt)
         gradient = check.quantity == "grad"
         reason = api.why_unsupported(check.dtype, inputs, check.quantity)
@@ -200,6 +227,71 @@ class Runner:
             )
         if not gradient:  # the reproducers call the loss; a gradient's is not written yet
             result.repro = self._repro(check, inputs, ref, judgement.worst[0].index if check.reduction == "none" else None)
+        return result
+
+    def _relation(self, check: Check) -> Result:
+        """A metamorphic check: the relation holds (exact) or not (fail), with the distances measured."""
+        case, api, fmt = check.case, check.api, get_format(check.dtype)
+        result = self._blank(check)
+        inputs = self.exact.inputs(case, fmt)
+        reason = api.why_unsupported(check.dtype, inputs)
+        if reason:
+            result.verdict, result.message = Verdict.UNSUPPORTED.value, reason
+            return result
+        tolerance = tolerance_for(check.dtype, case.tolerance)
+        shape = broadcast_shape(inputs)
+        try:
+            if check.quantity == "symmetry":
+                first = np.asarray(api.call(dict(inputs), "none"), dtype=np.float64)
+                second = np.asarray(api.call(metamorphic.mirrored(inputs), "none"), dtype=np.float64)
+                holds, largest, rows = metamorphic.symmetry(first, second, fmt, tolerance)
+                result.max_ulp = largest
+                result.worst = [metamorphic.element(r[0], inputs, shape, r[2], r[1], r[3]) for r in rows[:3]]
+                result.message = f"L(x, y) and L(-x, 1 - y) differ by up to {_ulps(largest)} ULP"
+            elif check.quantity == "mean-vs-sum":
+                mean = float(np.asarray(api.call(dict(inputs), "mean")))
+                total = float(np.asarray(api.call(dict(inputs), "sum")))
+                terms = self.exact.reference(case, api.op, fmt, "none").exact
+                holds, distance, bound = metamorphic.mean_vs_sum(mean, total, terms, fmt)
+                result.max_ulp = distance
+                result.message = (
+                    f"mean {to_hex(mean)} vs sum / n {to_hex(total)} / {terms.size}: {_ulps(distance)} ULP apart"
+                    + (f" (bound {bound:.3g})" if bound is not None else "")
+                )
+            else:
+                fused_api = _fused(api, self.framework.apis)
+                reason = fused_api.why_unsupported(check.dtype, inputs)
+                if reason:  # the relation needs both paths
+                    result.verdict, result.message = Verdict.UNSUPPORTED.value, f"the fused path: {reason}"
+                    return result
+                two_step = np.asarray(api.call(dict(inputs), "none"), dtype=np.float64)
+                fused = np.asarray(fused_api.call(dict(inputs), "none"), dtype=np.float64)
+                exact = self.exact.reference(case, api.op, fmt, "none").exact
+                logits, targets = (np.broadcast_to(inputs[k], shape) for k in ("logits", "target"))
+                holds, inside, outside = metamorphic.versus_fused(two_step, fused, logits, targets, exact, fmt, tolerance)
+                worst_in = max((r[3] for r in inside), default=0.0)
+                worst_out = max(outside, key=lambda r: r[3] if not math.isnan(r[3]) else -1, default=None)
+                result.max_ulp = worst_in
+                result.message = (
+                    f"vs {fused_api.name}: up to {_ulps(worst_in)} ULP apart on the {len(inside)} well-conditioned elements"
+                    + (
+                        f"; departs by up to {_ulps(worst_out[3])} ULP on the other {len(outside)} "
+                        f"(worst at logits {to_hex(float(logits[worst_out[0]]))})"
+                        if worst_out is not None
+                        else ""
+                    )
+                )
+                failing = sorted((r for r in inside if not r[4]), key=lambda r: -r[3])
+                result.worst = [metamorphic.element(r[0], inputs, shape, r[2], r[1], r[3]) for r in (failing or inside)[:3]]
+        except (ReferenceError, ExpectationError) as exc:
+            result.message = f"reference: {exc}"
+            return result
+        except Exception as exc:  # the framework's own error is this check's result
+            result.message = f"the call raised {_first_line(exc)}"
+            return result
+        result.verdict = Verdict.EXACT.value if holds else Verdict.FAIL.value
+        if not holds:
+            result.message = f"relation {check.quantity} does not hold: {result.message}"
         return result
 
     def _matches_variant(self, check: Check, values: np.ndarray, fmt: FloatFormat, result: Result) -> bool:

@@ -1,0 +1,124 @@
+"""Metamorphic checks: relations between an API's own results that must hold whatever the exact value.
+
+- ``symmetry``: L(x, y) = L(-x, 1 - y) elementwise, on logits (cases whose 1 - y is exact in the dtype
+  and that carry no pos_weight, whose form of the relation is q·L(-x, 0) = L_q(x, 1)).
+- ``mean-vs-sum``: the API's mean equals its sum divided by n, within a rigorous bound for two float
+  reductions of n terms: 2·γ_n·Σ|terms|/n plus one ULP of the mean, γ_n = n·u/(1 - n·u).
+- ``vs-fused``: the two-step path (the framework's sigmoid, then its bce) agrees with the framework's
+  fused loss where the problem is well conditioned for it (sigmoid(x) a normal number at least an
+  epsilon from 1, and the loss's condition number in p, |dL/dp|·p / L, at most the ULP tolerance);
+  elsewhere the report says how far it departs.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from conformance.dtypes import FloatFormat, round_to_format, to_hex, ulp, ulp_error
+from conformance.reference import bce_grad, sigmoid
+from conformance.verdicts import Tolerance
+
+RELATIONS = ("symmetry", "mean-vs-sum", "vs-fused")
+
+
+def mirrors_exactly(inputs: dict[str, np.ndarray], fmt: FloatFormat) -> bool:
+    """Whether L(-x, 1 - y) can be fed exactly: logits, no pos_weight, and every 1 - y a value of the dtype."""
+    if "logits" not in inputs or "pos_weight" in inputs:
+        return False
+    targets = np.asarray(inputs["target"], dtype=np.float64).ravel()
+    return all(math.isfinite(y) and round_to_format(1 - Fraction(y), fmt) == 1 - y for y in targets)
+
+
+def mirrored(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = dict(inputs)
+    out["logits"] = -inputs["logits"]
+    out["target"] = (1 - inputs["target"].astype(np.float64)).astype(inputs["target"].dtype)  # exact, as checked
+    return out
+
+
+def _distance(a: float, b: float, fmt: FloatFormat) -> float:
+    """ULPs of the dtype between two results, measured at the first."""
+    if math.isnan(a) or math.isnan(b):
+        return 0.0 if math.isnan(a) and math.isnan(b) else math.inf
+    return ulp_error(b, mpmath.mpf(a), fmt)
+
+
+def symmetry(first: np.ndarray, second: np.ndarray, fmt: FloatFormat, tolerance: Tolerance):
+    """Elementwise distances between L(x, y) and L(-x, 1 - y); returns (holds, max, [(index, a, b, d)])."""
+    rows = []
+    for index in np.ndindex(first.shape):
+        a, b = float(first[index]), float(second[index])
+        d = _distance(a, b, fmt)
+        within = d <= tolerance.max_ulp or (math.isfinite(a) and math.isfinite(b) and abs(a - b) <= tolerance.abs_floor)
+        rows.append((index, a, b, d, within))
+    return _summarize(rows)
+
+
+def mean_vs_sum(mean: float, total: float, terms: np.ndarray, fmt: FloatFormat):
+    """Whether mean = sum / n within the summation bound; returns (holds, distance in ULPs of the mean, bound)."""
+    n = terms.size
+    if not (math.isfinite(mean) and math.isfinite(total)):
+        quotient = total / n if n else math.nan
+        same = (math.isnan(mean) and math.isnan(quotient)) or mean == quotient
+        return same, (0.0 if same else math.inf), None
+    with mpmath.workprec(4 * fmt.precision + 64):
+        u = mpmath.mpf(2) ** -fmt.precision
+        gamma = n * u / (1 - n * u) if n * u < 1 else mpmath.inf
+        magnitude = mpmath.fsum(abs(t) for t in terms.ravel() if mpmath.isfinite(t))
+        bound = 2 * gamma * magnitude / n + ulp(mpmath.mpf(mean), fmt)
+        gap = abs(mpmath.mpf(mean) - mpmath.mpf(total) / n)
+        return bool(gap <= bound), float(gap / ulp(mpmath.mpf(mean), fmt)), float(bound)
+
+
+def well_conditioned(x: float, y: float, exact_loss: mpmath.mpf, fmt: FloatFormat, max_ulp: float = 4) -> bool:
+    """Whether the two-step path can be accurate here: sigmoid(x) is a normal number of the dtype
+    at least one epsilon away from 1 (so the dtype holds it to full relative precision, and 1 - p
+    too), and the loss's relative condition number in p, |dL/dp|·p / L, is at most ``max_ulp``: an
+    ULP of rounding in p then moves the loss by at most the tolerance."""
+    if not (math.isfinite(x) and math.isfinite(y)) or not mpmath.isfinite(exact_loss) or exact_loss == 0:
+        return False
+    if abs(x) > 2000:  # past every format's saturation: sigmoid(x) is 0 or 1 to thousands of bits
+        return False
+    with mpmath.workprec(200):
+        p = sigmoid(mpmath.mpf(x))
+        if p < fmt.smallest_normal or 1 - p < mpmath.mpf(2) ** (1 - fmt.precision):
+            return False
+        slope = bce_grad(p, mpmath.mpf(y), mpmath.mpf(1))
+        return bool(mpmath.isfinite(slope) and abs(slope) * p <= max_ulp * exact_loss)
+
+
+def versus_fused(two_step: np.ndarray, fused: np.ndarray, logits, targets, exact: np.ndarray, fmt: FloatFormat, tolerance: Tolerance):
+    """Distances between the two paths; only the well-conditioned elements must agree (within twice the tolerance)."""
+    rows = []
+    for index in np.ndindex(two_step.shape):
+        a, b = float(fused[index]), float(two_step[index])
+        d = _distance(a, b, fmt)
+        conditioned = well_conditioned(float(logits[index]), float(targets[index]), exact[index], fmt, tolerance.max_ulp)
+        within = not conditioned or d <= 2 * tolerance.max_ulp
+        rows.append((index, a, b, d, within, conditioned))
+    holds = all(r[4] for r in rows)
+    inside = [r for r in rows if r[5]]
+    outside = [r for r in rows if not r[5]]
+    return holds, inside, outside
+
+
+def _summarize(rows):
+    holds = all(r[4] for r in rows)
+    largest = max((r[3] for r in rows), default=0.0)
+    rows = sorted(rows, key=lambda r: (r[4], -r[3] if not math.isnan(r[3]) else 0, r[0]))
+    return holds, largest, rows
+
+
+def element(index, inputs: dict[str, np.ndarray], shape, got: float, want: float, distance: float) -> dict:
+    return {
+        "index": list(index),
+        "inputs": {name: to_hex(np.broadcast_to(a, shape)[index]) for name, a in inputs.items()},
+        "got": to_hex(got),
+        "want": to_hex(want),
+        "want_rounded": to_hex(want),
+        "ulp": distance,
+    }

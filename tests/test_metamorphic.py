@@ -1,0 +1,113 @@
+"""Metamorphic relations: symmetry, mean against sum / n, and the two-step path against the fused one."""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from conformance import metamorphic
+from conformance.adapters import Api, Framework, load_framework
+from conformance.cases import load_file
+from conformance.dtypes import FORMATS
+from conformance.runner import Check, Runner, enumerate_checks
+from conformance.verdicts import Tolerance
+
+F32, F64 = FORMATS["float32"], FORMATS["float64"]
+TOL = Tolerance(4, 0.0)
+
+CASE = """\
+schema_version: 1
+description: relation tests
+cases:
+  - id: mixed
+    why: ordinary logits, binary and soft targets
+    logits: [-3.0, -0.5, 0.0, 0.75, 6.0]
+    target: [0, 1, 0.5, 0.25, 1]
+    dtypes: [float32]
+    reductions: [none, mean, sum]
+    gradients: false
+"""
+
+
+@pytest.fixture
+def case(tmp_path):
+    path = tmp_path / "unit.yaml"
+    path.write_text(CASE)
+    return load_file(path)[0]
+
+
+def test_mirroring_needs_exact_one_minus_y():
+    inputs = {"logits": np.array([1.0], np.float32), "target": np.array([0.25], np.float32)}
+    assert metamorphic.mirrors_exactly(inputs, F32)
+    mirrored = metamorphic.mirrored(inputs)
+    assert mirrored["logits"][0] == -1.0 and mirrored["target"][0] == 0.75 and mirrored["target"].dtype == np.float32
+    inexact = {"logits": np.array([1.0], np.float32), "target": np.array([np.float32(1e-9)], np.float32)}
+    assert not metamorphic.mirrors_exactly(inexact, F32)  # 1 - 1e-9 is not a float32
+    assert not metamorphic.mirrors_exactly({**inputs, "pos_weight": np.ones(1, np.float32)}, F32)
+
+
+def test_symmetry_distances():
+    holds, largest, rows = metamorphic.symmetry(np.array([1.0, math.nan]), np.array([1.0 + 2**-23, math.nan]), F32, TOL)
+    assert holds and largest == 1.0
+    holds, largest, _ = metamorphic.symmetry(np.array([1.0]), np.array([math.nan]), F32, TOL)
+    assert not holds and largest == math.inf
+
+
+def test_mean_vs_sum_bound():
+    terms = np.array([mpmath.mpf(v) for v in (1.0, 2.0, 3.0)], dtype=object)
+    holds, distance, bound = metamorphic.mean_vs_sum(2.0, 6.0, terms, F32)
+    assert holds and distance == 0.0 and bound > 0
+    holds, distance, _ = metamorphic.mean_vs_sum(2.001, 6.0, terms, F32)
+    assert not holds and distance > 1000
+    assert metamorphic.mean_vs_sum(math.inf, math.inf, terms, F32)[0]
+    assert not metamorphic.mean_vs_sum(math.nan, 6.0, terms, F32)[0]
+
+
+def test_well_conditioned_region():
+    loss = lambda x, y: mpmath.log1p(mpmath.exp(-x)) if y == 1 else mpmath.log1p(mpmath.exp(x))  # noqa: E731
+    assert metamorphic.well_conditioned(0.5, 0.0, loss(0.5, 0), F32)  # condition number 1.7
+    assert not metamorphic.well_conditioned(3.0, 0.0, loss(3.0, 0), F32)  # 6.5: an ULP of p moves L by 6.5
+    assert not metamorphic.well_conditioned(20.0, 0.0, loss(20.0, 0), F32)  # sigmoid(20) rounds to 1 in float32
+    assert not metamorphic.well_conditioned(20.0, 0.0, loss(20.0, 0), F64)  # the loss hangs on 1 - p: 2.4e7
+    assert not metamorphic.well_conditioned(-100.0, 1.0, loss(-100.0, 1), F32)  # sigmoid(-100) is below float32's normals
+    assert not metamorphic.well_conditioned(math.inf, 1.0, mpmath.mpf(0), F64)
+
+
+def test_relations_are_enumerated_per_api_and_dtype(case):
+    numpy = load_framework("numpy")
+    relations = [(c.api.name, c.reduction, c.quantity) for c in enumerate_checks([case], numpy.apis) if c.quantity in metamorphic.RELATIONS]
+    assert ("numpy.stable_bce_with_logits", "none", "symmetry") in relations
+    assert ("numpy.stable_bce_with_logits", "mean", "mean-vs-sum") in relations
+    assert ("numpy.hand_sigmoid+numpy.hand_bce", "none", "vs-fused") in relations
+    assert not any(api == "numpy.stable_bce_with_logits" and q == "vs-fused" for api, _, q in relations)
+
+
+def test_numpy_stable_formula_keeps_every_relation_and_the_hand_formula_breaks_symmetry(case):
+    numpy = load_framework("numpy")
+    runner = Runner(numpy)
+    verdicts = {
+        (c.api.name, c.quantity): runner.run(c) for c in enumerate_checks([case], numpy.apis) if c.quantity in metamorphic.RELATIONS
+    }
+    stable = {q: r.verdict for (api, q), r in verdicts.items() if api == "numpy.stable_bce_with_logits"}
+    assert stable == {"symmetry": "exact", "mean-vs-sum": "exact"}
+    hand = verdicts[("numpy.hand_sigmoid+numpy.hand_bce", "symmetry")]
+    assert hand.verdict == "fail" and hand.max_ulp > 100  # 1 - sigmoid(6) in float32 keeps few digits
+    assert verdicts[("numpy.hand_sigmoid+numpy.hand_bce", "vs-fused")].verdict == "exact"
+
+
+def asymmetric(inputs, reduction):
+    x, y = inputs["logits"].astype(np.float64), inputs["target"].astype(np.float64)
+    loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    loss = np.where(x > 0, loss * 1.01, loss)  # wrong on one side only
+    out = {"none": loss, "mean": loss.mean(), "sum": loss.sum() * 1.01}[reduction]
+    return np.asarray(out, dtype=inputs["logits"].dtype)
+
+
+def test_broken_relations_fail_with_their_distances(case):
+    api = Api("double.logits", "double", "bce_with_logits", asymmetric, "numpy", lambda a, d, r: "")
+    runner = Runner(Framework("double", {}, [api]))
+    results = {c.quantity: runner.run(c) for c in enumerate_checks([case], [api]) if c.quantity in metamorphic.RELATIONS}
+    assert results["symmetry"].verdict == "fail" and "relation symmetry does not hold" in results["symmetry"].message
+    assert results["symmetry"].worst and results["symmetry"].max_ulp > 1000
+    assert results["mean-vs-sum"].verdict == "fail"
