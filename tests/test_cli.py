@@ -19,7 +19,23 @@ RECORD_KEYS = {"case", "framework", "api", "op", "dtype", "reduction", "quantity
 NUMPY_APIS = {"numpy.hand_bce", "numpy.hand_sigmoid+numpy.hand_bce", "numpy.stable_bce_with_logits"}
 # seed: blog-3x3 (logits: 2 APIs) and blog-hand-computation (probs: 1 API), 2 dtypes x 3 reductions each
 SEED_VALUE_CHECKS = (2 + 1) * 2 * 3
-SEED_CHECKS = 2 * SEED_VALUE_CHECKS  # every value check has its gradient counterpart
+# the metamorphic relations that apply, per (case, API), each in both dtypes: (reduction, relation).
+# blog-3x3's binary targets mirror exactly (1 - y is 0 or 1), so both logits APIs get `symmetry`;
+# every API gets `mean-vs-sum`; the two-step hand path is compared with the stable formula (`vs-fused`).
+# Probabilities have no mirror, and the fused API has nothing to compare with.
+SEED_RELATIONS = {
+    ("seed/blog-3x3", "numpy.stable_bce_with_logits"): {("none", "symmetry"), ("mean", "mean-vs-sum")},
+    ("seed/blog-3x3", "numpy.hand_sigmoid+numpy.hand_bce"): {
+        ("none", "symmetry"),
+        ("mean", "mean-vs-sum"),
+        ("none", "vs-fused"),
+    },
+    ("seed/blog-hand-computation", "numpy.hand_bce"): {("mean", "mean-vs-sum")},
+}
+SEED_RELATION_CHECKS = 2 * sum(map(len, SEED_RELATIONS.values()))
+# every value check has its gradient counterpart, and each (case, API, dtype) its relations
+SEED_CHECKS = 2 * SEED_VALUE_CHECKS + SEED_RELATION_CHECKS
+RELATIONS = {"symmetry", "mean-vs-sum", "vs-fused"}
 NO_AUTODIFF = "NumPy has no automatic differentiation"  # the reason of every numpy gradient check
 
 # a file stem ("probe") that none of the shipped known-divergence globs cover
@@ -36,6 +52,9 @@ cases:
     dtypes: [float32]
     reductions: [none]
 """
+
+# on it: both logits APIs' values and their symmetry (1 - 0 is exact), and the hand path's vs-fused
+PROBE_CHECKS = 2 + 2 + 1
 
 BLOG_WRONG_EXPECT = """\
 schema_version: 1
@@ -86,7 +105,9 @@ def test_run_seed_writes_results_and_summary(tmp_path, capsys):
         assert record["dtype"] in ("float32", "float64") and record["reduction"] in ("none", "mean", "sum")
     values = [r for r in results if r["quantity"] == "value"]
     grads = [r for r in results if r["quantity"] == "grad"]
+    relations = [r for r in results if r["quantity"] in RELATIONS]
     assert len(values) == len(grads) == SEED_VALUE_CHECKS
+    assert len(relations) == SEED_RELATION_CHECKS == len(results) - 2 * SEED_VALUE_CHECKS
     for record in values:
         assert record["verdict"] == "exact"
         assert isinstance(record["max_ulp"], float) and 0 <= record["max_ulp"] <= 4
@@ -108,6 +129,34 @@ def test_run_seed_writes_results_and_summary(tmp_path, capsys):
     }
     means = [r for r in values if r["case"] == "seed/blog-3x3" and r["reduction"] == "mean" and r["dtype"] == "float64"]
     assert len(means) == 2 and {w["want"][:12] for r in means for w in r["worst"]} == {"0.8000068296"}
+
+    # the metamorphic relations: exactly those that apply, once per dtype, and all of them hold
+    assert sorted((r["case"], r["api"], r["dtype"], r["reduction"], r["quantity"]) for r in relations) == sorted(
+        (case, api, dtype, reduction, relation)
+        for (case, api), applying in SEED_RELATIONS.items()
+        for dtype in ("float32", "float64")
+        for reduction, relation in applying
+    )
+    assert {r["verdict"] for r in relations} == {"exact"}
+    assert all(r["divergence"] == "" and r["repro"] == "" for r in relations)
+    relation = {(r["api"], r["dtype"], r["quantity"]): r for r in relations if r["case"] == "seed/blog-3x3"}
+    for dtype in ("float32", "float64"):
+        # the stable formula is exactly symmetric for binary targets: max(x,0) - x·y and max(-x,0) + x·(1-y) are equal
+        stable = relation[("numpy.stable_bce_with_logits", dtype, "symmetry")]
+        assert stable["max_ulp"] == 0.0 and stable["message"] == "L(x, y) and L(-x, 1 - y) differ by up to 0 ULP"
+        # the hand formula is not (its 1 - sigmoid(x) rounds), but it stays within the tolerance on these logits
+        hand = relation[("numpy.hand_sigmoid+numpy.hand_bce", dtype, "symmetry")]
+        assert 0 < hand["max_ulp"] <= 4 and hand["worst"], hand
+        # and it agrees with the stable formula where sigmoid is well conditioned: 8 of the 9 elements
+        # (at x = 1.4906, y = 1 the condition number 1/-log(sigmoid(x)) is 4.9, above the 4 ULP tolerance)
+        fused = relation[("numpy.hand_sigmoid+numpy.hand_bce", dtype, "vs-fused")]
+        assert fused["message"].startswith("vs numpy.stable_bce_with_logits: up to ")
+        assert "on the 8 well-conditioned elements" in fused["message"] and "on the other 1 " in fused["message"]
+        assert fused["max_ulp"] <= 2 * 4
+    for r in relations:
+        if r["quantity"] == "mean-vs-sum":  # numpy's mean is its sum divided by n, rounded once
+            assert r["reduction"] == "mean" and r["worst"] == [] and 0 <= r["max_ulp"] <= 0.5, r
+            assert " vs sum / n " in r["message"] and "/ 9: " in r["message"]
     summary = (out / "numpy.summary.md").read_text(encoding="utf-8")
     assert summary.startswith("## numpy (numpy ")
     assert all(f"`{api}`" in summary for api in NUMPY_APIS)
@@ -166,10 +215,22 @@ def test_run_failing_hand_formula_exits_1_with_repro(tmp_path, capsys):
     status = main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(out)])
     text = capsys.readouterr().out
     assert status == 1
-    assert "FAILED: 1 of 2 results are problems" in text
+    assert f"FAILED: 1 of {PROBE_CHECKS} results are problems" in text
     results = records(out / "numpy.jsonl")
-    assert len(results) == 2 and {r["quantity"] for r in results} == {"value"}  # gradients: false
-    by_api = {r["api"]: r for r in results}
+    assert len(results) == PROBE_CHECKS and "grad" not in {r["quantity"] for r in results}  # gradients: false
+    # the relations hold, though the hand formula is wrong: it is as wrong at (-x, 1 - y), where
+    # exp(100) overflows and sigmoid(-100) is 0 (inf on both sides); x = 100 is outside the region
+    # where the two-step path is well conditioned (sigmoid rounds to 1), so vs-fused asks nothing of it
+    relations = {(r["api"], r["quantity"]): r for r in results if r["quantity"] != "value"}
+    assert {key: r["verdict"] for key, r in relations.items()} == {
+        ("numpy.stable_bce_with_logits", "symmetry"): "exact",
+        ("numpy.hand_sigmoid+numpy.hand_bce", "symmetry"): "exact",
+        ("numpy.hand_sigmoid+numpy.hand_bce", "vs-fused"): "exact",
+    }
+    assert relations[("numpy.hand_sigmoid+numpy.hand_bce", "symmetry")]["worst"][0]["got"] == "inf"
+    vs_fused = relations[("numpy.hand_sigmoid+numpy.hand_bce", "vs-fused")]
+    assert "on the 0 well-conditioned elements" in vs_fused["message"]
+    by_api = {r["api"]: r for r in results if r["quantity"] == "value"}
     assert set(by_api) == {"numpy.hand_sigmoid+numpy.hand_bce", "numpy.stable_bce_with_logits"}
     assert by_api["numpy.stable_bce_with_logits"]["verdict"] == "exact"  # max(x,0) - x*y + log1p(exp(-|x|)) = 100
     hand = by_api["numpy.hand_sigmoid+numpy.hand_bce"]
@@ -293,8 +354,8 @@ def test_summary_of_a_results_folder(tmp_path, capsys):
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
     assert set(rows) == {f"`{api}`" for api in NUMPY_APIS}
     cells = [c.strip() for c in rows["`numpy.stable_bce_with_logits`"].split("|")[2:-1]]
-    # 6 value checks exact, their 6 gradient counterparts unsupported
-    assert cells[:8] == ["bce_with_logits", "6", "0", "0", "0", "0", "6", "0"]
+    # 6 value checks and the 4 relations (symmetry, mean-vs-sum, in 2 dtypes) exact, the 6 gradients unsupported
+    assert cells[:8] == ["bce_with_logits", "10", "0", "0", "0", "0", "6", "0"]
     assert f"- {NO_AUTODIFF} ({SEED_VALUE_CHECKS})" in text
     assert f"{SEED_CHECKS} results from 1 files; 0 problems" in text
     assert markdown.read_text(encoding="utf-8") in text
@@ -307,7 +368,7 @@ def test_summary_with_failures_exits_1(tmp_path, capsys):
     capsys.readouterr()
     assert main(["summary", str(out / "numpy.jsonl")]) == 1
     text = capsys.readouterr().out
-    assert "### Failures (1)" in text and "2 results from 1 files; 1 problems" in text
+    assert "### Failures (1)" in text and f"{PROBE_CHECKS} results from 1 files; 1 problems" in text
 
 
 def test_summary_of_an_empty_folder_exits_2(tmp_path, capsys):

@@ -12,7 +12,23 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "cases" / "seed.yaml"
 SEED_VALUE_CHECKS = (2 + 1) * 2 * 3  # blog-3x3: 2 logits APIs, blog-hand-computation: 1 probs API; x 2 dtypes x 3 reductions
 SEED_GRAD_CHECKS = SEED_VALUE_CHECKS  # each value check's gradient counterpart: skipped, NumPy has no autodiff
-SEED_CHECKS = SEED_VALUE_CHECKS + SEED_GRAD_CHECKS
+# the metamorphic relations, in both dtypes: (case, API) -> relation tests' id suffixes (reduction-relation).
+# blog-3x3's binary targets mirror exactly, so both logits APIs test symmetry; every API tests mean
+# against sum / n; the two-step hand path is compared with the fused stable formula. All of them pass.
+SEED_RELATIONS = {
+    ("seed/blog-3x3", "numpy.stable_bce_with_logits"): ("none-symmetry", "mean-mean-vs-sum"),
+    ("seed/blog-3x3", "numpy.hand_sigmoid+numpy.hand_bce"): ("none-symmetry", "mean-mean-vs-sum", "none-vs-fused"),
+    ("seed/blog-hand-computation", "numpy.hand_bce"): ("mean-mean-vs-sum",),
+}
+SEED_RELATION_IDS = {
+    f"{case}-{api}-{dtype}-{suffix}"
+    for (case, api), suffixes in SEED_RELATIONS.items()
+    for dtype in ("float32", "float64")
+    for suffix in suffixes
+}
+SEED_RELATION_CHECKS = len(SEED_RELATION_IDS)
+SEED_CHECKS = SEED_VALUE_CHECKS + SEED_GRAD_CHECKS + SEED_RELATION_CHECKS
+SEED_PASSING = SEED_VALUE_CHECKS + SEED_RELATION_CHECKS  # every value check and every relation; the gradients skip
 NO_AUTODIFF = "unsupported: NumPy has no automatic differentiation"
 BLOG_STABLE_F32_MEAN = "seed/blog-3x3-numpy.stable_bce_with_logits-float32-mean"
 
@@ -61,12 +77,19 @@ def test_collect_only_ids(pytester, cases):
     ids = [line for line in result.outlines if "::test_conformance[" in line]
     assert len(ids) == len(set(ids)) == SEED_CHECKS
     assert len([line for line in ids if line.endswith("-grad]")]) == SEED_GRAD_CHECKS
+    relation_ids = {
+        line.split("::test_conformance[", 1)[1][:-1]
+        for line in ids
+        if line.endswith(("-symmetry]", "-mean-vs-sum]", "-vs-fused]"))
+    }
+    assert relation_ids == SEED_RELATION_IDS
     assert f"test_conformance.py::test_conformance[{BLOG_STABLE_F32_MEAN}]" in result.outlines
     assert f"test_conformance.py::test_conformance[{BLOG_STABLE_F32_MEAN}-grad]" in result.outlines
     assert "test_conformance.py::test_conformance[seed/blog-hand-computation-numpy.hand_bce-float64-sum]" in result.outlines
     assert "test_conformance.py::test_conformance[seed/blog-hand-computation-numpy.hand_bce-float64-sum-grad]" in result.outlines
     assert any(line.endswith("::test_known_divergences_are_current") for line in result.outlines)
     assert not any("blog-hand-computation-numpy.stable" in line for line in ids)  # probs get no logits API
+    assert not any("blog-hand-computation" in line and line.endswith("-symmetry]") for line in ids)  # nor a mirror
 
 
 def test_collect_only_with_the_default_floor_exits_0(pytester, cases):
@@ -80,17 +103,26 @@ def test_k_selects_and_out_writes_one_line_per_executed_test(pytester, cases, tm
     result = run_suite(
         pytester, "-k", "stable_bce_with_logits and float64", "--conformance-out", str(out), "-q", "-rs", cases=cases
     )
-    result.assert_outcomes(passed=3, skipped=3)  # the values, and their gradients (NumPy has no autodiff)
+    # the 3 values and the 2 relations pass; the 3 gradients are skipped (NumPy has no autodiff)
+    result.assert_outcomes(passed=3 + 2, skipped=3)
     assert result.ret == 0
     assert NO_AUTODIFF in output(result)
     lines = records(out / "numpy.jsonl")
-    assert len(lines) == 6
+    assert len(lines) == 8
     assert {(r["case"], r["api"], r["dtype"], r["reduction"], r["quantity"]) for r in lines} == {
         ("seed/blog-3x3", "numpy.stable_bce_with_logits", "float64", reduction, quantity)
         for reduction in ("none", "mean", "sum")
         for quantity in ("value", "grad")
+    } | {
+        ("seed/blog-3x3", "numpy.stable_bce_with_logits", "float64", "none", "symmetry"),
+        ("seed/blog-3x3", "numpy.stable_bce_with_logits", "float64", "mean", "mean-vs-sum"),
     }
-    assert {(r["quantity"], r["verdict"]) for r in lines} == {("value", "exact"), ("grad", "unsupported")}
+    assert {(r["quantity"], r["verdict"]) for r in lines} == {
+        ("value", "exact"),
+        ("grad", "unsupported"),
+        ("symmetry", "exact"),
+        ("mean-vs-sum", "exact"),
+    }
     assert (out / "numpy.summary.md").read_text(encoding="utf-8").startswith("## numpy")
 
 
@@ -121,7 +153,7 @@ def test_bad_case_file_is_an_error(pytester, tmp_path):
 
 def test_min_tests_floor_fails_a_green_run(pytester, cases):
     result = run_suite(pytester, "--conformance-min-tests", "100000", cases=cases)
-    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)  # no test fails ...
+    result.assert_outcomes(passed=SEED_PASSING + 1, skipped=SEED_GRAD_CHECKS)  # no test fails ...
     assert result.ret != 0  # ... yet the run fails
     assert f"bce-conformance: {SEED_CHECKS} conformance tests ran, fewer than the floor of 100000" in output(result)
 
@@ -138,8 +170,9 @@ def test_known_divergence_on_a_passing_check_is_an_unexpected_pass(pytester, cas
         "  source: https://example.invalid/issue\n",
     )
     result = run_suite(pytester, "--conformance-divergences", str(divergences), cases=cases)
-    # the entry covers the value only (quantities defaults to [value]): its gradient is still just unsupported
-    result.assert_outcomes(passed=SEED_VALUE_CHECKS, failed=1, skipped=SEED_GRAD_CHECKS)
+    # the entry covers the value only (quantities defaults to [value]): its gradient is still just
+    # unsupported, and the mean-vs-sum relation of the same case, API, dtype and reduction still passes
+    result.assert_outcomes(passed=SEED_PASSING - 1 + 1, failed=1, skipped=SEED_GRAD_CHECKS)  # + the currency test
     assert result.ret == 1
     failed = [line for line in result.outlines if line.startswith("FAILED")]
     assert len(failed) == 1 and f"[{BLOG_STABLE_F32_MEAN}]" in failed[0]
@@ -153,7 +186,7 @@ def test_stale_known_divergence_fails_the_currency_test(pytester, cases, tmp_pat
         "- id: gone\n  case: seed/no-such-case\n  api: '*'\n  reason: fixed long ago\n  source: https://example.invalid/2\n",
     )
     result = run_suite(pytester, "--conformance-divergences", str(divergences), cases=cases)
-    result.assert_outcomes(passed=SEED_VALUE_CHECKS, failed=1, skipped=SEED_GRAD_CHECKS)
+    result.assert_outcomes(passed=SEED_PASSING, failed=1, skipped=SEED_GRAD_CHECKS)
     failed = [line for line in result.outlines if line.startswith("FAILED")]
     assert len(failed) == 1 and "test_known_divergences_are_current" in failed[0]
     assert f"gone ({divergences})" in output(result)
@@ -168,23 +201,29 @@ def test_known_divergence_that_matches_a_failure_is_xfail(pytester, tmp_path):
         encoding="utf-8",
     )
     result = run_suite(pytester, cases=folder)
-    # the hand formula fails, with no entry for this file; both APIs' gradients are skipped (NumPy has no autodiff)
-    result.assert_outcomes(passed=2, failed=1, skipped=2)
+    # the hand formula fails, with no entry for this file; both APIs' gradients are skipped (NumPy has no autodiff).
+    # Passing: the stable formula's value, the 3 relations (both APIs' symmetry: the hand formula gives inf
+    # at (100, 0) and at (-100, 1) alike; the hand path's vs-fused: x = 100 is not well conditioned for it),
+    # and the known-divergence test
+    result.assert_outcomes(passed=1 + 3 + 1, failed=1, skipped=2)
+    failed = [line for line in result.outlines if line.startswith("FAILED")]
+    assert len(failed) == 1 and "[probe/sat-numpy.hand_sigmoid+numpy.hand_bce-float32-none]" in failed[0]
     divergences = divergence_file(
         tmp_path, "- id: sat\n  case: probe/sat\n  api: numpy.hand_*\n  reason: log 0\n  source: https://example.invalid/3\n"
     )
     result = run_suite(pytester, "--conformance-divergences", str(divergences), cases=folder)
-    result.assert_outcomes(passed=2, xfailed=1, skipped=2)  # the entry covers the value, not the gradient
+    # the entry covers the value, not the gradient, nor the relations (which would be unexpected passes)
+    result.assert_outcomes(passed=1 + 3 + 1, xfailed=1, skipped=2)
     assert result.ret == 0
 
 
 def test_xdist_gives_the_same_results(pytester, cases, tmp_path):
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     result = run_suite(pytester, "--conformance-out", str(serial), "--conformance-min-tests", str(SEED_CHECKS), cases=cases)
-    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)
+    result.assert_outcomes(passed=SEED_PASSING + 1, skipped=SEED_GRAD_CHECKS)
     assert result.ret == 0 and "fewer than the floor" not in output(result)  # a floor that is met
     result = run_suite(pytester, "-n", "2", "--conformance-out", str(parallel), cases=cases)
-    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)
+    result.assert_outcomes(passed=SEED_PASSING + 1, skipped=SEED_GRAD_CHECKS)
     assert result.ret == 0
     assert "2 workers" in output(result)
 
@@ -199,6 +238,6 @@ def test_xdist_gives_the_same_results(pytester, cases, tmp_path):
 
 def test_xdist_floor_counts_worker_results(pytester, cases):
     result = run_suite(pytester, "-n", "2", "--conformance-min-tests", str(SEED_CHECKS + 1), cases=cases)
-    result.assert_outcomes(passed=SEED_VALUE_CHECKS + 1, skipped=SEED_GRAD_CHECKS)
+    result.assert_outcomes(passed=SEED_PASSING + 1, skipped=SEED_GRAD_CHECKS)
     assert result.ret != 0
     assert f"{SEED_CHECKS} conformance tests ran, fewer than the floor of {SEED_CHECKS + 1}" in output(result)

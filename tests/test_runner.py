@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conformance import metamorphic
 from conformance.adapters import Api, Framework, Unsupported, load_framework
 from conformance.cases import load_file
 from conformance.divergences import KnownDivergence
@@ -59,16 +60,23 @@ def test_numpy_stable_formula_is_exact_and_the_hand_formula_is_caught(case):
     runner = Runner(numpy)
     checks = enumerate_checks([case], numpy.apis)
     assert {c.api.name for c in checks} == {"numpy.stable_bce_with_logits", "numpy.hand_sigmoid+numpy.hand_bce"}
-    assert len(checks) == 2 * 2 * 3 * 2  # APIs x default dtypes x default reductions x (value, grad)
+    # per API and default dtype: 3 default reductions x (value, grad), then the relations (every 1 - y is
+    # exact and there is no pos_weight, so both get symmetry and mean-vs-sum; the two-step path also vs-fused)
+    relations = {"numpy.stable_bce_with_logits": 2, "numpy.hand_sigmoid+numpy.hand_bce": 3}
+    assert len(checks) == 2 * (2 * 3 * 2) + 2 * sum(relations.values())
     grads = [c for c in checks if c.quantity == "grad"]
     assert len(grads) == 2 * 2 * 3 and all(c.id.endswith("-grad") for c in grads)
+    for name, count in relations.items():
+        mine = [c for c in checks if c.api.name == name and c.quantity in metamorphic.RELATIONS]
+        assert len(mine) == 2 * count and all(c.id.endswith(f"-{c.reduction}-{c.quantity}") for c in mine)
+    results = {}
     for check in checks:
-        result = runner.run(check)
+        result = results[check.id] = runner.run(check)
         assert result.quantity == check.quantity
         if check.quantity == "grad":  # NumPy has no autodiff: unsupported, with the reason
             assert result.verdict == Verdict.UNSUPPORTED.value, result
             assert result.message == "NumPy has no automatic differentiation"
-        elif check.api.name == "numpy.stable_bce_with_logits":
+        elif check.api.name == "numpy.stable_bce_with_logits":  # values and relations alike
             assert result.verdict == Verdict.EXACT.value, result
             assert result.max_ulp <= 1
     # the negative control: 1 - sigmoid(3) loses about 3 bits in float64, beyond the 4 ULP tolerance
@@ -79,6 +87,12 @@ def test_numpy_stable_formula_is_exact_and_the_hand_formula_is_caught(case):
     )
     result = runner.run(hand)
     assert result.verdict == "fail" and result.worst[0]["index"] == [1, 0] and 4 < result.worst[0]["ulp"] < 16
+    # which breaks its symmetry there too (L(-3, 0.5) takes no 1 - p of a p near 1), while its mean is
+    # still its sum / n: the relation between reductions says nothing about the terms
+    symmetry = results["unit/mixed-numpy.hand_sigmoid+numpy.hand_bce-float64-none-symmetry"]
+    assert symmetry.verdict == "fail" and "relation symmetry does not hold" in symmetry.message
+    assert symmetry.worst[0]["index"] == [1, 0] and 4 < symmetry.max_ulp < 16
+    assert results["unit/mixed-numpy.hand_sigmoid+numpy.hand_bce-float64-mean-mean-vs-sum"].verdict == "exact"
 
 
 def test_wrong_values_fail_with_worst_elements_and_a_reproducer(case):
@@ -170,8 +184,17 @@ def weighted_grad(inputs, reduction):
 def test_a_gradient_less_double_gets_unsupported_gradient_checks(case):
     checks = enumerate_checks([case], [double(call=numpy_stable)])
     assert [c.quantity for c in checks[:2]] == ["value", "grad"]  # each value check, then its gradient
+    # per dtype: 3 reductions x (value, grad), then the relations of a fused logits API (no vs-fused)
+    per_dtype = ["value", "grad"] * 3 + ["symmetry", "mean-vs-sum"]
+    assert [c.quantity for c in checks] == per_dtype * 2
+    assert [c.dtype for c in checks] == ["float32"] * len(per_dtype) + ["float64"] * len(per_dtype)
     grads = [c for c in checks if c.quantity == "grad"]
-    assert len(grads) == len(checks) // 2 == 2 * 3
+    assert len(grads) == len([c for c in checks if c.quantity == "value"]) == 2 * 3
+    # the relations call the loss only: a gradient-less API still gets them
+    framework = Framework("double", {"double": "1"}, [checks[0].api])
+    for check in checks:
+        if check.quantity in metamorphic.RELATIONS:
+            assert Runner(framework).run(check).verdict == "exact", check.id
     result = run(double(call=numpy_stable), case, quantity="grad")
     assert result.verdict == "unsupported" and result.message == "double.api has no gradient in this adapter"
     declared = run(double(call=numpy_stable, unsupported={"grad": "no autodiff here"}), case, quantity="grad")
@@ -188,6 +211,52 @@ def test_divergence_filters_by_quantity(case):
     assert covered.verdict == "known_divergence" and covered.quantity == "grad"
     assert run(wrong_grad, case, known=[entry(quantities=("grad",))]).verdict == "exact"  # the value is not covered
     assert run(wrong_grad, case, known=[entry(quantities=("value", "grad"))]).verdict == "unexpected_pass"
+
+
+def lopsided(inputs, reduction):
+    """The stable loss, 1% too large for positive logits: right at (x, y) or at (-x, 1 - y), never both."""
+    x = inputs["logits"]
+    loss = numpy_stable(inputs, "none")
+    loss = np.where(x > 0, loss * loss.dtype.type(1.01), loss)
+    return {"none": loss, "mean": np.mean(loss), "sum": np.sum(loss)}[reduction]
+
+
+def test_divergence_filters_relations_by_their_name(case):
+    symmetry = next(c for c in enumerate_checks([case], [double(call=lopsided)]) if c.quantity == "symmetry")
+    assert symmetry.reduction == "none" and symmetry.dtype == "float32"
+    broken = run(double(call=lopsided), case, quantity="symmetry")
+    assert broken.verdict == "fail" and broken.quantity == "symmetry" and broken.max_ulp > 1000
+    assert run(double(call=lopsided), case, quantity="mean-vs-sum").verdict == "exact"  # reductions are consistent
+    assert run(double(call=lopsided), case, quantity="symmetry", known=[entry()]).verdict == "fail"  # value only
+    assert run(double(call=lopsided), case, quantity="symmetry", known=[entry(quantities=("grad",))]).verdict == "fail"
+    covered = run(double(call=lopsided), case, quantity="symmetry", known=[entry(quantities=("symmetry",))])
+    assert covered.verdict == "known_divergence" and covered.divergence == "entry"
+    assert covered.message.startswith("because Observed: relation symmetry does not hold")
+    stale = run(double(call=numpy_stable), case, quantity="symmetry", known=[entry(quantities=("value", "symmetry"))])
+    assert stale.verdict == "unexpected_pass"
+
+
+def test_vs_fused_needs_both_paths(case):
+    two_step = Api(
+        name="double.two_step",
+        framework="double",
+        op="sigmoid_bce",
+        call=numpy_stable,  # the same values as the fused path: the relation holds
+        reduced_by="numpy",
+        repro=lambda args, dtype, reduction: "",
+    )
+    fused = double(name="double.fused", call=numpy_stable, dtypes=("float64",))
+    framework = Framework("double", {"double": "1"}, [two_step, fused])
+    checks = [c for c in enumerate_checks([case], framework.apis) if c.quantity == "vs-fused"]
+    assert [(c.api.name, c.dtype, c.reduction) for c in checks] == [
+        ("double.two_step", "float32", "none"),
+        ("double.two_step", "float64", "none"),
+    ]
+    results = [Runner(framework).run(c) for c in checks]
+    assert results[0].verdict == "unsupported" and results[0].message == "the fused path: double.fused does not take float32"
+    assert results[1].verdict == "exact" and results[1].max_ulp == 0
+    # without a fused API in the framework there is nothing to compare with, and no check
+    assert not [c for c in enumerate_checks([case], [two_step]) if c.quantity == "vs-fused"]
 
 
 def test_expect_contradicting_the_reference_is_an_error(tmp_path):

@@ -38,9 +38,19 @@ DOCS = REPO / "docs" / "adapters.md"
 APIS = {"python_math.bce_with_logits", "python_math.bce"}
 # seed: blog-3x3 (logits: bce_with_logits) and blog-hand-computation (probs: bce), float32 and float64, 3 reductions
 SEED_VALUE_CHECKS = 2 * 2 * 3
-SEED_CHECKS = 2 * SEED_VALUE_CHECKS  # each value check and its gradient counterpart
-# the example has no `grad`: its float64 gradient checks are unsupported (float32 ones: the dtype, checked first)
-SEED_EXACT = SEED_VALUE_CHECKS // 2  # the float64 value checks
+# the relations, per dtype: bce_with_logits on blog-3x3 gets symmetry (binary targets mirror exactly) and
+# mean-vs-sum, bce on blog-hand-computation mean-vs-sum (probabilities have no mirror); no sigmoid_bce API,
+# so no vs-fused
+SEED_RELATIONS = {
+    "python_math.bce_with_logits": {("none", "symmetry"), ("mean", "mean-vs-sum")},
+    "python_math.bce": {("mean", "mean-vs-sum")},
+}
+SEED_RELATION_CHECKS = 2 * sum(map(len, SEED_RELATIONS.values()))
+SEED_CHECKS = 2 * SEED_VALUE_CHECKS + SEED_RELATION_CHECKS  # each value check, its gradient, and the relations
+# the example has no `grad`: its float64 gradient checks are unsupported (float32 ones: the dtype, checked first);
+# its float64 values and relations are exact
+SEED_EXACT = SEED_VALUE_CHECKS // 2 + SEED_RELATION_CHECKS // 2
+RELATIONS = {"symmetry", "mean-vs-sum", "vs-fused"}
 
 
 def no_gradient(api: str) -> str:
@@ -105,9 +115,17 @@ def test_cli_runs_the_example_adapter_by_its_path(tmp_path):
     results = records(out / "python_math.jsonl")
     assert len(results) == SEED_CHECKS
     assert {r["api"] for r in results} == APIS and {r["framework"] for r in results} == {"python_math"}
-    assert [r["quantity"] for r in results].count("grad") == SEED_CHECKS - SEED_VALUE_CHECKS
+    quantities = [r["quantity"] for r in results]
+    assert quantities.count("grad") == quantities.count("value") == SEED_VALUE_CHECKS
+    relations = [(r["api"], r["dtype"], r["reduction"], r["quantity"]) for r in results if r["quantity"] in RELATIONS]
+    assert sorted(relations) == sorted(
+        (api, dtype, reduction, relation)
+        for api, applying in SEED_RELATIONS.items()
+        for dtype in ("float32", "float64")
+        for reduction, relation in applying
+    )
     for r in results:
-        if r["dtype"] == "float32":
+        if r["dtype"] == "float32":  # the relations too: they call the API in the dtype under test
             assert r["verdict"] == "unsupported", r
             assert r["message"] == f"{r['api']} does not take float32"
         elif r["quantity"] == "grad":
@@ -116,7 +134,12 @@ def test_cli_runs_the_example_adapter_by_its_path(tmp_path):
         else:
             assert r["verdict"] == "exact", r
             assert 0 <= float(r["max_ulp"]) <= 1
+            if r["quantity"] == "symmetry":  # two sums of terms that are never negative: the mirror is the same sum
+                assert r["max_ulp"] == 0.0
     assert done.stdout.count(f"{no_gradient('python_math.bce')} (3)") == 1
+    # float32: 3 values, 3 gradients and the relations (bce: mean-vs-sum; bce_with_logits: + symmetry)
+    assert done.stdout.count("python_math.bce does not take float32 (7)") == 1
+    assert done.stdout.count("python_math.bce_with_logits does not take float32 (8)") == 1
     assert (out / "python_math.summary.md").read_text(encoding="utf-8").startswith("## python_math (python ")
 
 
@@ -125,10 +148,12 @@ def test_the_example_declares_pos_weight_unsupported_and_takes_weight(tmp_path, 
     assert main(["run", "--adapter", str(EXAMPLE) + ":load", "--cases", str(WEIGHTS), "--out", str(out)]) == 0
     capsys.readouterr()
     float64 = [r for r in records(out / "python_math.jsonl") if r["dtype"] == "float64"]
-    # the pos_weight is the reason for the value and the gradient alike
+    # the pos_weight is the reason for the value, the gradient and mean-vs-sum alike (symmetry does not
+    # apply: with a pos_weight, L(-x, 1 - y) is not L(x, y))
     assert {(r["quantity"], r["verdict"]) for r in float64 if "pos-weight" in r["case"]} == {
         ("value", "unsupported"),
         ("grad", "unsupported"),
+        ("mean-vs-sum", "unsupported"),
     }
     assert {r["message"] for r in float64 if "pos-weight" in r["case"]} == {
         "python_math.bce_with_logits has no pos_weight argument"
@@ -140,6 +165,17 @@ def test_the_example_declares_pos_weight_unsupported_and_takes_weight(tmp_path, 
         ("unsupported", no_gradient("python_math.bce_with_logits")),
         ("unsupported", no_gradient("python_math.bce")),
     }
+    # the weights scale the terms: the 2 logits cases stay symmetric, and all 3 means are their sums / n
+    relations = [
+        (r["case"].removeprefix("weights/"), r["quantity"], r["verdict"])
+        for r in float64
+        if "pos-weight" not in r["case"] and r["quantity"] in RELATIONS
+    ]
+    logits_cases = ("weight-per-class", "weight-elementwise")
+    all_cases = (*logits_cases, "weighted-probabilities")
+    assert sorted(relations) == sorted(
+        [(case, "symmetry", "exact") for case in logits_cases] + [(case, "mean-vs-sum", "exact") for case in all_cases]
+    )
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
@@ -171,9 +207,13 @@ def test_pytest_runs_the_example_adapter(pytester, tmp_path):
     assert f"unsupported: {no_gradient('python_math.bce_with_logits')}" in text
     assert {(r["verdict"], r["dtype"], r["quantity"]) for r in records(out / "python_math.jsonl")} == {
         ("exact", "float64", "value"),
+        ("exact", "float64", "symmetry"),
+        ("exact", "float64", "mean-vs-sum"),
         ("unsupported", "float64", "grad"),
         ("unsupported", "float32", "value"),
         ("unsupported", "float32", "grad"),
+        ("unsupported", "float32", "symmetry"),
+        ("unsupported", "float32", "mean-vs-sum"),
     }
 
 
@@ -458,6 +498,23 @@ def by_api(results: list[dict], quantity: str = "value") -> dict[str, list[dict]
 MISBEHAVING_APIS = 8
 MISBEHAVING_PROBLEMS = 6  # every API but "good" and "mutates"
 BLOG_CHECKS = 2 * 3  # blog-3x3: 2 dtypes x 3 reductions, per API and quantity
+BLOG_RELATIONS = 2 * 2  # blog-3x3, per fused logits API: symmetry and mean-vs-sum, in 2 dtypes
+MISBEHAVING_CHECKS = MISBEHAVING_APIS * (BLOG_CHECKS * 2 + BLOG_RELATIONS)  # value, gradient, relations
+# the relations each API gets, as (relation, verdict): those that call it once per side see what its calls do
+MISBEHAVING_RELATIONS = {
+    "good": {("symmetry", "exact"), ("mean-vs-sum", "exact")},
+    "mutates": {("symmetry", "exact"), ("mean-vs-sum", "exact")},  # the second call gets fresh inputs too
+    "raises": {("symmetry", "error"), ("mean-vs-sum", "error")},
+    "wrong_shape": {("symmetry", "error"), ("mean-vs-sum", "error")},
+    # the relations do not judge the dtype (the value checks do), but a float16 mean is far from the
+    # float32 or float64 bound around sum / n
+    "wrong_dtype": {("symmetry", "exact"), ("mean-vs-sum", "fail")},
+    "returns_none": {("symmetry", "error"), ("mean-vs-sum", "error")},
+    "returns_strings": {("symmetry", "error"), ("mean-vs-sum", "error")},
+    "wrong_values": {("symmetry", "exact"), ("mean-vs-sum", "exact")},  # twice the loss keeps both relations
+}
+MISBEHAVING_RELATION_PROBLEMS = 2 * sum(v != "exact" for pairs in MISBEHAVING_RELATIONS.values() for _, v in pairs)
+MISBEHAVING_RELATION_PASSES = 2 * sum(v == "exact" for pairs in MISBEHAVING_RELATIONS.values() for _, v in pairs)
 
 
 def test_misbehaving_apis_are_their_checks_results_and_the_run_goes_on(tmp_path, capsys):
@@ -466,8 +523,8 @@ def test_misbehaving_apis_are_their_checks_results_and_the_run_goes_on(tmp_path,
     assert main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(out)]) == 1
     text = capsys.readouterr().out
     results = records(out / "broken.jsonl")
-    # every API on blog-3x3, 2 dtypes x 3 reductions, value and gradient: nothing stopped the run
-    assert len(results) == MISBEHAVING_APIS * BLOG_CHECKS * 2
+    # every API on blog-3x3, 2 dtypes x 3 reductions, value and gradient, and its relations: nothing stopped the run
+    assert len(results) == MISBEHAVING_CHECKS
     # none of them has a `grad`: every gradient check is unsupported, with the reason, whatever the call does
     gradients = by_api(results, "grad")
     assert len(gradients) == MISBEHAVING_APIS and all(len(g) == BLOG_CHECKS for g in gradients.values())
@@ -489,24 +546,39 @@ def test_misbehaving_apis_are_their_checks_results_and_the_run_goes_on(tmp_path,
     assert all("which is not a float" in r["message"] for r in apis["returns_strings"])
     assert {r["verdict"] for r in apis["wrong_values"]} == {"fail"}
     assert all(r["repro"].startswith("# no reproducer: broken.wrong_values's repro raised KeyError") for r in apis["wrong_values"])
+    # the relations: each API's in both dtypes, with the verdicts its calls give them
+    relations: dict[str, list] = {}
+    for r in results:
+        if r["quantity"] in RELATIONS:
+            relations.setdefault(r["api"].removeprefix("broken."), []).append((r["dtype"], r["quantity"], r["verdict"]))
+    assert {name: sorted(found) for name, found in relations.items()} == {
+        name: sorted((dtype, relation, verdict) for dtype in ("float32", "float64") for relation, verdict in expected)
+        for name, expected in MISBEHAVING_RELATIONS.items()
+    }
+    assert {r["message"] for r in by_api(results, "symmetry")["raises"] + by_api(results, "mean-vs-sum")["raises"]} == {
+        "the call raised RuntimeError: kernel exploded"
+    }
     # each problem is printed naming its case and API
     assert "seed/blog-3x3 · broken.raises · float32 · none: error: the call raised RuntimeError: kernel exploded" in text
     assert "seed/blog-3x3 · broken.wrong_shape · float64 · mean: error: returned shape (5,), expected ()" in text
-    problems, total = MISBEHAVING_PROBLEMS * BLOG_CHECKS, MISBEHAVING_APIS * BLOG_CHECKS * 2
-    assert f"FAILED: {problems} of {total} results are problems" in text
+    problems = MISBEHAVING_PROBLEMS * BLOG_CHECKS + MISBEHAVING_RELATION_PROBLEMS
+    assert f"FAILED: {problems} of {MISBEHAVING_CHECKS} results are problems" in text
 
 
 def test_misbehaving_apis_in_pytest_fail_their_own_tests_only(pytester, tmp_path):
     spec = f"{write_adapter(tmp_path, MISBEHAVING, 'broken_adapter.py')}:load"
     result = run_suite(pytester, "--adapter", spec, "--conformance-cases", str(SEED))
     result.assert_outcomes(
-        passed=2 * BLOG_CHECKS + 1,
-        failed=MISBEHAVING_PROBLEMS * BLOG_CHECKS,
+        passed=2 * BLOG_CHECKS + MISBEHAVING_RELATION_PASSES + 1,
+        failed=MISBEHAVING_PROBLEMS * BLOG_CHECKS + MISBEHAVING_RELATION_PROBLEMS,
         skipped=MISBEHAVING_APIS * BLOG_CHECKS,  # the gradient checks: no API has a `grad`
     )
     failed = [line for line in result.outlines if line.startswith("FAILED")]
     assert not any("broken.good" in line or "broken.mutates" in line or "-grad" in line for line in failed)
-    assert any("seed/blog-3x3-broken.raises-float32-none" in line for line in failed)
+    assert any("[seed/blog-3x3-broken.raises-float32-none]" in line for line in failed)
+    assert any("[seed/blog-3x3-broken.raises-float32-none-symmetry]" in line for line in failed)
+    assert any("[seed/blog-3x3-broken.wrong_dtype-float64-mean-mean-vs-sum]" in line for line in failed)
+    assert not any("broken.wrong_values" in line and ("-symmetry]" in line or "-mean-vs-sum]" in line) for line in failed)
 
 
 def test_a_known_divergence_file_covers_a_third_party_api(tmp_path, capsys):
@@ -522,9 +594,12 @@ def test_a_known_divergence_file_covers_a_third_party_api(tmp_path, capsys):
     results = records(out / "broken.jsonl")
     raises = by_api(results)["raises"]
     assert {(r["verdict"], r["divergence"]) for r in raises} == {("known_divergence", "raises")}
-    # the entry has no `quantities`, so it covers the values only; the gradients stay unsupported
+    # the entry has no `quantities`, so it covers the values only; the gradients stay unsupported,
+    # and the relations, which call it too, stay errors
     gradients = by_api(results, "grad")["raises"]
     assert {(r["verdict"], r["divergence"]) for r in gradients} == {("unsupported", "")}
+    relations = by_api(results, "symmetry")["raises"] + by_api(results, "mean-vs-sum")["raises"]
+    assert len(relations) == 4 and {(r["verdict"], r["divergence"]) for r in relations} == {("error", "")}
 
 
 def test_the_example_passes_validation_as_written():
