@@ -74,12 +74,12 @@ def mean_vs_sum(mean: float, total: float, terms: np.ndarray, fmt: FloatFormat):
         return bool(gap <= bound), float(gap / ulp(mpmath.mpf(mean), fmt)), float(bound)
 
 
-def well_conditioned(x: float, y: float, exact_loss: mpmath.mpf, fmt: FloatFormat, max_ulp: float = 4) -> bool:
+def well_conditioned(x: float, y: float, w: float, q: float | None, exact_loss: mpmath.mpf, fmt: FloatFormat, max_ulp: float = 4) -> bool:
     """Whether the two-step path can be accurate here: sigmoid(x) is a normal number of the dtype
     at least one epsilon away from 1 (so the dtype holds it to full relative precision, and 1 - p
-    too), and the loss's relative condition number in p, |dL/dp|·p / L, is at most ``max_ulp``: an
-    ULP of rounding in p then moves the loss by at most the tolerance."""
-    if not (math.isfinite(x) and math.isfinite(y)) or not mpmath.isfinite(exact_loss) or exact_loss == 0:
+    too), and the loss's relative condition number in p, |dL/dp|·p / L (weight and pos_weight
+    included), is at most ``max_ulp``: an ULP of rounding in p then moves the loss by at most the tolerance."""
+    if not all(math.isfinite(v) for v in (x, y, w)) or not mpmath.isfinite(exact_loss) or exact_loss == 0:
         return False
     if abs(x) > 2000:  # past every format's saturation: sigmoid(x) is 0 or 1 to thousands of bits
         return False
@@ -87,23 +87,26 @@ def well_conditioned(x: float, y: float, exact_loss: mpmath.mpf, fmt: FloatForma
         p = sigmoid(mpmath.mpf(x))
         if p < fmt.smallest_normal or 1 - p < mpmath.mpf(2) ** (1 - fmt.precision):
             return False
-        slope = bce_grad(p, mpmath.mpf(y), mpmath.mpf(1))
-        return bool(mpmath.isfinite(slope) and abs(slope) * p <= max_ulp * exact_loss)
+        slope = bce_grad(p, mpmath.mpf(y), mpmath.mpf(w), None if q is None else mpmath.mpf(q))
+        return bool(mpmath.isfinite(slope) and abs(slope) * p <= max_ulp * abs(exact_loss))
 
 
-def versus_fused(two_step: np.ndarray, fused: np.ndarray, logits, targets, exact: np.ndarray, fmt: FloatFormat, tolerance: Tolerance):
+def versus_fused(two_step: np.ndarray, fused: np.ndarray, inputs: dict[str, np.ndarray], exact: np.ndarray, fmt: FloatFormat, tolerance: Tolerance):
     """Distances between the two paths; only the well-conditioned elements must agree (within twice the tolerance)."""
+    shape = two_step.shape
+    columns = {name: np.broadcast_to(inputs[name], shape) for name in inputs}
     rows = []
-    for index in np.ndindex(two_step.shape):
+    for index in np.ndindex(shape):
         a, b = float(fused[index]), float(two_step[index])
         d = _distance(a, b, fmt)
-        conditioned = well_conditioned(float(logits[index]), float(targets[index]), exact[index], fmt, tolerance.max_ulp)
+        w = float(columns["weight"][index]) if "weight" in columns else 1.0
+        q = float(columns["pos_weight"][index]) if "pos_weight" in columns else None
+        x, y = float(columns["logits"][index]), float(columns["target"][index])
+        conditioned = well_conditioned(x, y, w, q, exact[index], fmt, tolerance.max_ulp)
         within = not conditioned or d <= 2 * tolerance.max_ulp
         rows.append((index, a, b, d, within, conditioned))
     holds = all(r[4] for r in rows)
-    inside = [r for r in rows if r[5]]
-    outside = [r for r in rows if not r[5]]
-    return holds, inside, outside
+    return holds, [r for r in rows if r[5]], [r for r in rows if not r[5]]
 
 
 def _summarize(rows):

@@ -18,7 +18,7 @@ from conformance import metamorphic
 from conformance.adapters import Api, Framework, Unsupported, load_adapter, load_framework
 from conformance.cases import Case
 from conformance.cases import load as load_cases
-from conformance.dtypes import FloatFormat, get_format, round_to_format, to_hex
+from conformance.dtypes import DTYPES, FloatFormat, get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError, ReferenceValue, reference
 from conformance.results import Result
 from conformance.variants import combine, describe
@@ -82,6 +82,10 @@ def _fused(api: Api, apis: list[Api]) -> Api | None:
 
 class ExpectationError(Exception):
     """A case's `expect` literal contradicts the exact reference."""
+
+
+class _BadResult(Exception):
+    """An API's call raised, or returned something that is not a float result of the right shape."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -235,64 +239,89 @@ class Runner:
         result = self._blank(check)
         inputs = self.exact.inputs(case, fmt)
         reason = api.why_unsupported(check.dtype, inputs)
+        if check.quantity == "vs-fused" and not reason:
+            fused_reason = _fused(api, self.framework.apis).why_unsupported(check.dtype, inputs)
+            reason = fused_reason and f"the fused path: {fused_reason}"  # the relation needs both paths
         if reason:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, reason
             return result
         tolerance = tolerance_for(check.dtype, case.tolerance)
-        shape = broadcast_shape(inputs)
+        measure = {"symmetry": self._symmetry, "mean-vs-sum": self._mean_vs_sum, "vs-fused": self._vs_fused}
         try:
-            if check.quantity == "symmetry":
-                first = np.asarray(api.call(dict(inputs), "none"), dtype=np.float64)
-                second = np.asarray(api.call(metamorphic.mirrored(inputs), "none"), dtype=np.float64)
-                holds, largest, rows = metamorphic.symmetry(first, second, fmt, tolerance)
-                result.max_ulp = largest
-                result.worst = [metamorphic.element(r[0], inputs, shape, r[2], r[1], r[3]) for r in rows[:3]]
-                result.message = f"L(x, y) and L(-x, 1 - y) differ by up to {_ulps(largest)} ULP"
-            elif check.quantity == "mean-vs-sum":
-                mean = float(np.asarray(api.call(dict(inputs), "mean")))
-                total = float(np.asarray(api.call(dict(inputs), "sum")))
-                terms = self.exact.reference(case, api.op, fmt, "none").exact
-                holds, distance, bound = metamorphic.mean_vs_sum(mean, total, terms, fmt)
-                result.max_ulp = distance
-                result.message = (
-                    f"mean {to_hex(mean)} vs sum / n {to_hex(total)} / {terms.size}: {_ulps(distance)} ULP apart"
-                    + (f" (bound {bound:.3g})" if bound is not None else "")
-                )
-            else:
-                fused_api = _fused(api, self.framework.apis)
-                reason = fused_api.why_unsupported(check.dtype, inputs)
-                if reason:  # the relation needs both paths
-                    result.verdict, result.message = Verdict.UNSUPPORTED.value, f"the fused path: {reason}"
-                    return result
-                two_step = np.asarray(api.call(dict(inputs), "none"), dtype=np.float64)
-                fused = np.asarray(fused_api.call(dict(inputs), "none"), dtype=np.float64)
-                exact = self.exact.reference(case, api.op, fmt, "none").exact
-                logits, targets = (np.broadcast_to(inputs[k], shape) for k in ("logits", "target"))
-                holds, inside, outside = metamorphic.versus_fused(two_step, fused, logits, targets, exact, fmt, tolerance)
-                worst_in = max((r[3] for r in inside), default=0.0)
-                worst_out = max(outside, key=lambda r: r[3] if not math.isnan(r[3]) else -1, default=None)
-                result.max_ulp = worst_in
-                result.message = (
-                    f"vs {fused_api.name}: up to {_ulps(worst_in)} ULP apart on the {len(inside)} well-conditioned elements"
-                    + (
-                        f"; departs by up to {_ulps(worst_out[3])} ULP on the other {len(outside)} "
-                        f"(worst at logits {to_hex(float(logits[worst_out[0]]))})"
-                        if worst_out is not None
-                        else ""
-                    )
-                )
-                failing = sorted((r for r in inside if not r[4]), key=lambda r: -r[3])
-                result.worst = [metamorphic.element(r[0], inputs, shape, r[2], r[1], r[3]) for r in (failing or inside)[:3]]
+            holds = measure[check.quantity](check, inputs, fmt, tolerance, result)
+        except Unsupported as exc:
+            result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
+            return result
+        except _BadResult as exc:
+            result.max_ulp, result.worst, result.message = None, [], str(exc)
+            return result
         except (ReferenceError, ExpectationError) as exc:
             result.message = f"reference: {exc}"
-            return result
-        except Exception as exc:  # the framework's own error is this check's result
-            result.message = f"the call raised {_first_line(exc)}"
             return result
         result.verdict = Verdict.EXACT.value if holds else Verdict.FAIL.value
         if not holds:
             result.message = f"relation {check.quantity} does not hold: {result.message}"
         return result
+
+    def _results(self, api: Api, inputs, reduction: str, shape, own: bool = True) -> np.ndarray:
+        """The API's result as float64 of the expected shape, or _BadResult saying what went wrong
+        (``own``: the checked API, "the call"; otherwise the other API a relation compares with)."""
+        try:
+            got = np.asarray(api.call(dict(inputs), reduction))
+        except Unsupported:
+            raise
+        except Exception as exc:  # the framework's own error is this check's result
+            raise _BadResult(f"{'the call' if own else api.name} raised {_first_line(exc)}") from None
+        expected = shape if reduction == "none" else ()
+        if got.shape != expected:
+            raise _BadResult(f"{api.name} returned shape {got.shape}, expected {expected}")
+        if got.dtype.name not in DTYPES and got.dtype.kind != "f":  # None or strings are no loss (bfloat16 is kind V)
+            raise _BadResult(f"{api.name} returned {got.dtype}, which is not a float")
+        return got.astype(np.float64)
+
+    def _symmetry(self, check: Check, inputs, fmt: FloatFormat, tolerance, result: Result) -> bool:
+        shape = broadcast_shape(inputs)
+        first = self._results(check.api, inputs, "none", shape)
+        second = self._results(check.api, metamorphic.mirrored(inputs), "none", shape)
+        holds, largest, rows = metamorphic.symmetry(first, second, fmt, tolerance)
+        result.max_ulp = largest
+        result.worst = [metamorphic.element(r[0], inputs, shape, r[2], r[1], r[3]) for r in rows[:3]]
+        result.message = f"L(x, y) and L(-x, 1 - y) differ by up to {_ulps(largest)} ULP"
+        return holds
+
+    def _mean_vs_sum(self, check: Check, inputs, fmt: FloatFormat, tolerance, result: Result) -> bool:
+        shape = broadcast_shape(inputs)
+        mean = float(self._results(check.api, inputs, "mean", shape))
+        total = float(self._results(check.api, inputs, "sum", shape))
+        terms = self.exact.reference(check.case, check.api.op, fmt, "none").exact
+        holds, distance, bound = metamorphic.mean_vs_sum(mean, total, terms, fmt)
+        result.max_ulp = distance
+        result.message = f"mean {to_hex(mean)} vs sum / n {to_hex(total)} / {terms.size}: {_ulps(distance)} ULP apart" + (
+            f" (bound {bound:.3g})" if bound is not None else ""
+        )
+        return holds
+
+    def _vs_fused(self, check: Check, inputs, fmt: FloatFormat, tolerance, result: Result) -> bool:
+        shape = broadcast_shape(inputs)
+        fused_api = _fused(check.api, self.framework.apis)
+        two_step = self._results(check.api, inputs, "none", shape)
+        fused = self._results(fused_api, inputs, "none", shape, own=False)
+        exact = self.exact.reference(check.case, check.api.op, fmt, "none").exact
+        holds, inside, outside = metamorphic.versus_fused(two_step, fused, inputs, exact, fmt, tolerance)
+        worst_in = max((r[3] for r in inside), default=0.0)
+        worst_out = max(outside, key=lambda r: r[3] if not math.isnan(r[3]) else -1, default=None)
+        result.max_ulp = worst_in
+        logits = np.broadcast_to(inputs["logits"], shape)
+        result.message = f"vs {fused_api.name}: up to {_ulps(worst_in)} ULP apart on the {len(inside)} well-conditioned elements" + (
+            f"; departs by up to {_ulps(worst_out[3])} ULP on the other {len(outside)} "
+            f"(worst at logits {to_hex(float(logits[worst_out[0]]))})"
+            if worst_out is not None
+            else ""
+        )
+        failing = [r for r in inside if not r[4]]
+        shown = sorted(failing or inside, key=lambda r: (-r[3] if not math.isnan(r[3]) else 0, r[0]))
+        result.worst = [metamorphic.element(r[0], inputs, shape, r[2], r[1], r[3]) for r in shown[:3]]
+        return holds
 
     def _matches_variant(self, check: Check, values: np.ndarray, fmt: FloatFormat, result: Result) -> bool:
         """Whether a result that misses the exact value is its API's documented variant (then acceptable)."""

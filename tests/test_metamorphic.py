@@ -66,12 +66,12 @@ def test_mean_vs_sum_bound():
 
 def test_well_conditioned_region():
     loss = lambda x, y: mpmath.log1p(mpmath.exp(-x)) if y == 1 else mpmath.log1p(mpmath.exp(x))  # noqa: E731
-    assert metamorphic.well_conditioned(0.5, 0.0, loss(0.5, 0), F32)  # condition number 1.7
-    assert not metamorphic.well_conditioned(3.0, 0.0, loss(3.0, 0), F32)  # 6.5: an ULP of p moves L by 6.5
-    assert not metamorphic.well_conditioned(20.0, 0.0, loss(20.0, 0), F32)  # sigmoid(20) rounds to 1 in float32
-    assert not metamorphic.well_conditioned(20.0, 0.0, loss(20.0, 0), F64)  # the loss hangs on 1 - p: 2.4e7
-    assert not metamorphic.well_conditioned(-100.0, 1.0, loss(-100.0, 1), F32)  # sigmoid(-100) is below float32's normals
-    assert not metamorphic.well_conditioned(math.inf, 1.0, mpmath.mpf(0), F64)
+    assert metamorphic.well_conditioned(0.5, 0.0, 1.0, None, loss(0.5, 0), F32)  # condition number 1.7
+    assert not metamorphic.well_conditioned(3.0, 0.0, 1.0, None, loss(3.0, 0), F32)  # 6.5: an ULP of p moves L by 6.5
+    assert not metamorphic.well_conditioned(20.0, 0.0, 1.0, None, loss(20.0, 0), F32)  # sigmoid(20) rounds to 1 in float32
+    assert not metamorphic.well_conditioned(20.0, 0.0, 1.0, None, loss(20.0, 0), F64)  # the loss hangs on 1 - p: 2.4e7
+    assert not metamorphic.well_conditioned(-100.0, 1.0, 1.0, None, loss(-100.0, 1), F32)  # sigmoid(-100) is below float32's normals
+    assert not metamorphic.well_conditioned(math.inf, 1.0, 1.0, None, mpmath.mpf(0), F64)
 
 
 def test_relations_are_enumerated_per_api_and_dtype(case):
@@ -111,3 +111,38 @@ def test_broken_relations_fail_with_their_distances(case):
     assert results["symmetry"].verdict == "fail" and "relation symmetry does not hold" in results["symmetry"].message
     assert results["symmetry"].worst and results["symmetry"].max_ulp > 1000
     assert results["mean-vs-sum"].verdict == "fail"
+
+
+def test_weight_and_pos_weight_enter_the_condition_number():
+    # L = w·softplus(x) for y = 0 and dL/dp = w/(1 - p): a weight scales both, so it cannot change the verdict
+    x, y = 1.0, 0.0
+    loss = mpmath.log1p(mpmath.exp(x))
+    assert metamorphic.well_conditioned(x, y, 1.0, None, loss, F32) == metamorphic.well_conditioned(x, y, 5.0, None, 5 * loss, F32)
+    # pos_weight q multiplies only the positive term: with y = 0.5 it tilts the condition number
+    assert metamorphic.well_conditioned(0.0, 0.5, 1.0, 1.0, mpmath.log(2), F32)
+    with mpmath.workprec(100):
+        lq = 10 * 0.5 * mpmath.log1p(mpmath.exp(-0.0)) + 0.5 * mpmath.log(2)
+    assert metamorphic.well_conditioned(0.0, 0.5, 1.0, 10.0, lq, F32) is True
+
+
+def test_an_api_raising_unsupported_gives_unsupported_relations(case):
+    from conformance.adapters import Unsupported
+
+    def refuses(inputs, reduction):
+        raise Unsupported("not on this backend")
+
+    api = Api("double.logits", "double", "bce_with_logits", refuses, "numpy", lambda a, d, r: "")
+    runner = Runner(Framework("double", {}, [api]))
+    for check in enumerate_checks([case], [api]):
+        if check.quantity in metamorphic.RELATIONS:
+            result = runner.run(check)
+            assert result.verdict == "unsupported" and result.message == "not on this backend"
+
+
+def test_a_wrong_shape_is_reported_as_the_apis_not_as_a_raise(case):
+    api = Api("double.logits", "double", "bce_with_logits", lambda i, r: np.zeros(2, np.float32), "numpy", lambda a, d, r: "")
+    runner = Runner(Framework("double", {}, [api]))
+    symmetry = next(c for c in enumerate_checks([case], [api]) if c.quantity == "symmetry")
+    result = runner.run(symmetry)
+    assert result.verdict == "error" and result.message == "double.logits returned shape (2,), expected (5,)"
+    assert result.max_ulp is None
