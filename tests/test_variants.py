@@ -107,3 +107,11 @@ def test_a_known_divergence_over_an_acceptable_result_is_stale(tmp_path):
     entry = KnownDivergence("old", ("unit/*",), ("double.*",), "clamp", "https://example.invalid")
     result = run(tmp_path, clamped_bce, ("log_clamp(-100)",), known=[entry])
     assert result.verdict == "unexpected_pass" and "documented variant log_clamp(-100)" in result.message
+
+
+def test_an_acceptable_result_passes_its_pytest_test_and_a_failing_one_does_not(tmp_path):
+    from conformance.plugin import verdict_outcome
+
+    verdict_outcome(run(tmp_path, clamped_bce, ("log_clamp(-100)",)))  # acceptable: no exception
+    with pytest.raises(pytest.fail.Exception):
+        verdict_outcome(run(tmp_path, clamped_bce, ()))
