@@ -20,13 +20,14 @@ import numpy as np
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from conformance.dtypes import FloatFormat, cast, parse_hex_or_decimal
+from conformance.dtypes import FORMATS, FloatFormat, cast, parse_hex_or_decimal, round_to_format
 
 DEFAULT_DTYPES = ("float32", "float64")
 DEFAULT_REDUCTIONS = ("none", "mean", "sum")
 DEFAULT_OPS = {"logits": ("bce_with_logits", "sigmoid_bce"), "probs": ("bce",)}
 OPS_OF_KIND = {"logits": {"bce_with_logits", "sigmoid_bce"}, "probs": {"bce"}}
 TENSOR_FIELDS = ("logits", "probs", "target", "weight", "pos_weight")
+LABEL_SMOOTHING = "label_smoothing"  # the key of Case.inputs that carries it, as a 0-d float64 array
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class Case:
     tolerance: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
     gradients: bool = True  # also check the gradient of the loss with respect to the input
+    # Keras's label_smoothing: targets become y·(1 - ls) + ls/2. A float64 value (the Python float the
+    # APIs take), never rounded to the dtype under test; 0 means none.
+    label_smoothing: Fraction = Fraction(0)
 
     @property
     def full_name(self) -> str:
@@ -81,8 +85,15 @@ class Case:
         return self.values[self.kind].shape
 
     def inputs(self, fmt: FloatFormat) -> dict[str, np.ndarray]:
-        """The case's tensors cast to ``fmt``: the exact values every adapter and the reference see."""
-        return {name: cast(values, fmt) for name, values in self.values.items()}
+        """The case's tensors cast to ``fmt``: the exact values every adapter and the reference see.
+
+        A case with label smoothing adds ``label_smoothing``: a 0-d float64 array (not cast to ``fmt``:
+        the APIs take it as a Python float), which the reference applies exactly to the targets.
+        """
+        inputs = {name: cast(values, fmt) for name, values in self.values.items()}
+        if self.label_smoothing:
+            inputs[LABEL_SMOOTHING] = np.array(float(self.label_smoothing), dtype=np.float64)
+        return inputs
 
     def expected(self, dtype: str) -> dict[str, Any]:
         """Literal expected values for ``dtype``, by reduction."""
@@ -208,6 +219,8 @@ def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
             location = location + [unknown[0]]
         elif error.validator == "oneOf" and location and location[-1] in TENSOR_FIELDS + ("mean", "sum"):
             message = f"{error.instance!r} is not a number, a numeric string or a nested list of numbers"
+        elif location and location[-1] == LABEL_SMOOTHING:
+            message = _label_smoothing_message(error.instance)
         line, case_id, field_name = _locate(location, data, raw)
         problems.append(Problem(path, message, line, case_id, field_name))
     return problems
@@ -286,6 +299,12 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         problem(f"op(s) {', '.join(wrong)} do not take `{kind}` (use {', '.join(sorted(OPS_OF_KIND[kind]))})", "ops")
     for field_name, message in _expected_problems(entry.get("expect", {})):
         problem(message, field_name)
+    label_smoothing = Fraction(0)
+    if LABEL_SMOOTHING in entry:
+        try:
+            label_smoothing = _label_smoothing(entry[LABEL_SMOOTHING])
+        except ValueError as exc:
+            problem(str(exc), LABEL_SMOOTHING)
     if any(p.case == case_id and p.file == shown for p in problems):
         return None
     return Case(
@@ -301,7 +320,23 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         tolerance={**defaults.get("tolerance", {}), **entry.get("tolerance", {})},
         line=_line_of(raw_entry),
         gradients=entry.get("gradients", defaults.get("gradients", True)),
+        label_smoothing=label_smoothing,
     )
+
+
+def _label_smoothing_message(value: Any) -> str:
+    return f"label_smoothing must be a number in [0, 1], not {value!r}"
+
+
+def _label_smoothing(value: Any) -> Fraction:
+    """The case's label smoothing, rounded once to float64 (the APIs take a Python float); in [0, 1]."""
+    try:
+        exact = _exact(value)
+    except ValueError:
+        raise ValueError(_label_smoothing_message(value)) from None
+    if not 0 <= exact <= 1:  # NaN fails too
+        raise ValueError(_label_smoothing_message(value))
+    return Fraction(round_to_format(exact, FORMATS["float64"]))
 
 
 def load_file(path: str | Path) -> list[Case]:

@@ -2,7 +2,8 @@
 
 One YAML file per framework (``conformance/known_divergences/<framework>.yaml``), a list of entries:
 ``id``, ``case`` (a glob on the case's full name, or a list of them), ``api`` (a glob on the API
-name, or a list of them), optional
+name, or a list of them; a pattern equal to the name always matches it, so that names with brackets,
+``keras.losses.binary_crossentropy[torch]``, can be given as they are), optional
 ``dtypes``, ``reductions`` and ``quantities`` (``value``, the default, and / or ``grad``),
 ``reason`` and ``source`` (an issue link or a documentation page).
 The list is strict: an entry whose results now match the reference is reported as an
@@ -50,7 +51,7 @@ class KnownDivergence:
     def matches(self, case: str, api: str, dtype: str, reduction: str, quantity: str = "value") -> bool:
         return (
             any(fnmatch.fnmatchcase(case, pattern) for pattern in self.case)
-            and any(fnmatch.fnmatchcase(api, pattern) for pattern in self.api)
+            and any(api == pattern or fnmatch.fnmatchcase(api, pattern) for pattern in self.api)
             and (self.dtypes is None or dtype in self.dtypes)
             and (self.reductions is None or reduction in self.reductions)
             and quantity in self.quantities

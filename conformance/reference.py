@@ -1,6 +1,8 @@
 """The exact reference: binary cross-entropy in mpmath, rounded correctly to the dtype under test.
 
 Inputs arrive already cast to the dtype, so each is a binary float converted to mpf exactly.
+Label smoothing (Keras's: y' = y·(1 - ls) + ls/2, keras/src/losses/losses.py :: binary_crossentropy)
+is applied to each target exactly, in binary arithmetic without rounding, never in the dtype.
 Each loss is evaluated as a sum of non-negative products (no cancellation for targets in
 [0, 1]) at a precision well beyond the dtype, then again at twice that precision; the two
 must round to the same value in the dtype (Ziv's test), else the precision grows.
@@ -176,6 +178,22 @@ TERMS = {"bce": bce_term, "bce_with_logits": bce_with_logits_term}
 GRADIENTS = {"bce": bce_grad, "bce_with_logits": bce_with_logits_grad}
 
 
+def smooth_target(y: mpmath.mpf, label_smoothing: mpmath.mpf) -> mpmath.mpf:
+    """Keras's smoothed target y·(1 - ls) + ls/2, exactly (every step is exact in binary arithmetic)."""
+    keep = mpmath.fsub(1, label_smoothing, exact=True)
+    return mpmath.fadd(mpmath.fmul(y, keep, exact=True), mpmath.ldexp(label_smoothing, -1), exact=True)
+
+
+def _label_smoothing(inputs: dict[str, np.ndarray]) -> mpmath.mpf | None:
+    """The exact label smoothing of the inputs (a 0-d float64 array under `label_smoothing`), None for none."""
+    if "label_smoothing" not in inputs:
+        return None
+    value = np.asarray(inputs["label_smoothing"])
+    if value.shape != () or not 0 <= float(value) <= 1:
+        raise ValueError(f"label_smoothing must be a single number in [0, 1], not {value!r}")
+    return _mpf(value[()])
+
+
 def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str, gradient: bool = False) -> np.ndarray:
     """Terms (or their reduction) at the current mpmath precision, as an object array of mpf.
 
@@ -187,9 +205,12 @@ def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str, g
     shape = np.broadcast_shapes(*(a.shape for a in arrays if a is not None))
     operands = [np.broadcast_to(a, shape) if a is not None else None for a in arrays]
     one = mpmath.mpf(1)
+    label_smoothing = _label_smoothing(inputs)
     terms = np.empty(shape, dtype=object)
     for index in np.ndindex(shape):
         x, y, w, q = (_mpf(a[index]) if a is not None else None for a in operands)
+        if label_smoothing is not None:
+            y = smooth_target(y, label_smoothing)
         terms[index] = term(x, y, one if w is None else w, q)
     if gradient:
         if reduction not in REDUCTIONS:
@@ -228,7 +249,9 @@ def reference(
     """The exact loss for inputs already cast to ``fmt``, with its correct rounding to ``fmt``.
 
     ``inputs`` maps `logits` or `probs`, `target`, and optionally `weight` and `pos_weight`
-    to arrays of the dtype. With a ``variant``, the loss under that documented contract
+    to arrays of the dtype, and optionally `label_smoothing` to a 0-d float64 array (a case's
+    `label_smoothing`, which Keras takes as a Python float): each target y is then replaced by
+    y·(1 - ls) + ls/2, computed exactly, for the loss, its variants and its gradient. With a ``variant``, the loss under that documented contract
     (``two_step``: the probability step of the two-step op, on the rounded sigmoid). With
     ``gradient``, the derivative of the reduced loss with respect to each element of the input.
     """

@@ -12,6 +12,7 @@ loader found either by name through an entry point in the group ``conformance.ad
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.metadata
 import importlib.util
@@ -36,15 +37,17 @@ BUILTIN = {
 }
 ENTRY_POINT_GROUP = "conformance.adapters"  # installed third-party adapters: name = "module:loader"
 FRAMEWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # it names the results files, results/<name>.jsonl
-UNSUPPORTED_KEYS = ("weight", "pos_weight", "grad")  # what an Api's `unsupported` may name, as why_unsupported reads it
+UNSUPPORTED_KEYS = ("weight", "pos_weight", "label_smoothing", "grad")  # what an Api's `unsupported` may name, as why_unsupported reads it
 INSTALL_HINT = {
     "numpy": "pip install 'bce-conformance[numpy]'",
-    "torch": "pip install 'bce-conformance[torch]'  (pins torch==2.13.0)",
+    "torch": "pip install 'bce-conformance[torch]'  (pins torch==2.13.0 and keras==3.15.1)",
     "tensorflow": "pip install 'bce-conformance[tensorflow]'  (pins tensorflow-cpu==2.21.0)",
-    "jax": "pip install 'bce-conformance[jax]'  (pins jax, jaxlib 0.10.2 and optax 0.2.8)",
+    "jax": "pip install 'bce-conformance[jax]'  (pins jax, jaxlib 0.10.2, optax 0.2.8 and keras 3.15.1)",
 }
 
-Inputs = dict[str, np.ndarray]  # "logits" or "probs", "target", optionally "weight" / "pos_weight"
+# "logits" or "probs", "target", optionally "weight" / "pos_weight" (all in the dtype under test), and
+# "label_smoothing" (a 0-d float64 array) for a case with Keras's label smoothing
+Inputs = dict[str, np.ndarray]
 
 
 class Unsupported(Exception):
@@ -74,10 +77,10 @@ class Api:
     call: Callable[[Inputs, str], np.ndarray]
     reduced_by: str  # how mean / sum are computed: the API's own argument, or the framework's mean / sum
     # (args, dtype, reduction) -> one line of Python that reproduces the call with the framework alone;
-    # args maps "input", "target" and any of "weight" / "pos_weight" to a list literal of hex floats
+    # args maps "input", "target" and any of "weight" / "pos_weight" / "label_smoothing" to a list literal of hex floats
     repro: Callable[[dict[str, str], str, str], str]
     dtypes: tuple[str, ...] = DTYPES
-    unsupported: dict[str, str] = field(default_factory=dict)  # "weight" / "pos_weight" -> why not
+    unsupported: dict[str, str] = field(default_factory=dict)  # "weight" / "pos_weight" / "label_smoothing" -> why not
     variants: tuple[str, ...] = ()  # documented contracts it implements, names from conformance.variants
     # grad(inputs, reduction) -> d(reduced loss)/d(input), through the framework's own autodiff; for
     # `none` the gradient of the sum of the losses. None when the framework has no autodiff.
@@ -87,7 +90,7 @@ class Api:
         """The reason this API cannot compute ``quantity`` ("value" or "grad") of ``inputs`` in ``dtype``."""
         if dtype not in self.dtypes:
             return f"{self.name} does not take {dtype}"
-        for name in ("weight", "pos_weight"):
+        for name in ("weight", "pos_weight", "label_smoothing"):
             if name in inputs and name in self.unsupported:
                 return self.unsupported[name]
         if quantity == "grad" and self.grad is None:
@@ -385,3 +388,20 @@ def repro_line(prelude: str, tensor: str, call: str, to_list: str = ".tolist()")
 def keyword_args(args: dict[str, str], names: dict[str, str]) -> str:
     """``, weight=t([...])``-style keyword arguments for the optional inputs that are present."""
     return "".join(f", {keyword}=t({args[name]})" for name, keyword in names.items() if name in args)
+
+
+def label_smoothing(inputs: Inputs) -> float:
+    """The case's label smoothing as the Python float an API takes (0.0 when the case has none)."""
+    return float(inputs["label_smoothing"]) if "label_smoothing" in inputs else 0.0
+
+
+def label_smoothing_arg(args: dict[str, str]) -> str:
+    """``, label_smoothing=0.1`` for a reproducer when the case has label smoothing, else ``""``.
+
+    ``args["label_smoothing"]`` is, like every reproducer argument, the text of a list of hex floats
+    (the same value repeated); the float's repr reads back exactly.
+    """
+    if "label_smoothing" not in args:
+        return ""
+    values = ast.literal_eval(args["label_smoothing"])
+    return f", label_smoothing={float.fromhex(values[0])!r}"

@@ -6,15 +6,29 @@ float64 needs x64 mode, which this adapter turns on (without it float64 silently
 None of these takes a reduction argument: mean and sum are ``jax.numpy.mean`` / ``jax.numpy.sum``.
 optax computes ``-y·log_sigmoid(x) - (1-y)·log_sigmoid(-x)``
 (optax/losses/_classification.py :: sigmoid_binary_cross_entropy).
+
+Keras 3 on its JAX backend, as APIs of their own: ``keras.losses.binary_crossentropy[jax]`` and
+``keras.losses.binary_crossentropy(from_logits=True)[jax]``, called on ``x[..., None]`` (its mean over
+the last axis is then elementwise) and reduced by ``keras.ops.mean`` / ``keras.ops.sum``; gradients
+through jax.grad. keras/src/backend/jax/nn.py :: binary_crossentropy clips p to [ε, 1-ε],
+ε = keras.config.epsilon() = 1e-7, then computes ``-(y·log p + (1-y)·log(1-p))`` (no clamp), and with
+``from_logits=True`` ``-y·log_sigmoid(x) - (1-y)·log_sigmoid(-x)``. Both take ``label_smoothing``
+(keras/src/losses/losses.py :: binary_crossentropy: y·(1 - ls) + 0.5·ls, in the dtype). Keras picks
+its backend once per process: see conformance/adapters/keras_backend.py.
 """
 
 from __future__ import annotations
 
-from conformance.adapters import Api, Framework, repro_line
+from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
+from conformance.adapters.keras_backend import import_keras, unavailable
 
 PRELUDE = "import jax; jax.config.update('jax_enable_x64', True); import jax.numpy as jnp, jax.scipy.special as jss, optax"
 TENSOR = "lambda v: jnp.asarray([float.fromhex(h) for h in v], dtype=jnp.{dtype})"
 XLOGY_BCE = "-({w}(jss.xlogy({y}, {p}) + jss.xlog1py(1 - {y}, -{p})))"
+KERAS_PRELUDE = (
+    "import os; os.environ['KERAS_BACKEND'] = 'jax'; import jax; jax.config.update('jax_enable_x64', True); "
+    "import jax.numpy as jnp, keras"
+)
 
 
 def load() -> Framework:
@@ -29,6 +43,7 @@ def load() -> Framework:
 
     if not jax.config.jax_enable_x64:
         raise RuntimeError("JAX refused x64 mode: float64 cases would silently run in float32")
+    keras, keras_missing = import_keras("jax", "jax")
 
     reduce = {"none": lambda v: v, "mean": jnp.mean, "sum": jnp.sum}
 
@@ -45,6 +60,16 @@ def load() -> Framework:
             weight = jnp.asarray(inputs["weight"]) if "weight" in inputs else None
             p = jax.nn.sigmoid(first) if sigmoid_first else first
             return reduce[reduction](xlogy_bce(p, jnp.asarray(inputs["target"]), weight))
+
+        return loss
+
+    def keras_bce(from_logits: bool):
+        def loss(first, inputs, reduction):
+            y = jnp.asarray(inputs["target"])
+            out = keras.losses.binary_crossentropy(
+                y[..., None], first[..., None], from_logits=from_logits, label_smoothing=label_smoothing(inputs)
+            )
+            return {"none": lambda v: v, "mean": keras.ops.mean, "sum": keras.ops.sum}[reduction](out)
 
         return loss
 
@@ -72,10 +97,22 @@ def load() -> Framework:
 
         return repro
 
+    def keras_repro(from_logits: bool):
+        def repro(args, dtype, reduction):
+            call = (
+                f"keras.losses.binary_crossentropy(t({args['target']})[..., None], t({args['input']})[..., None]"
+                f"{', from_logits=True' if from_logits else ''}{label_smoothing_arg(args)})"
+            )
+            reduce = {"none": "{}", "mean": "keras.ops.mean({})", "sum": "keras.ops.sum({})"}[reduction]
+            return repro_line(KERAS_PRELUDE, TENSOR.format(dtype=dtype), reduce.format(call))
+
+        return repro
+
     optax_name = "optax.losses.sigmoid_binary_cross_entropy"
     xlogy_name = "jax.scipy.special.xlogy+jax.scipy.special.xlog1py"
     reduced_by = "jax.numpy.mean / jax.numpy.sum (the API has no reduction argument)"
     no_pos_weight = "{} has no pos_weight argument"
+    no_label_smoothing = "{} has no label_smoothing argument (Keras's binary_crossentropy has)"
     apis = [
         Api(
             name=optax_name,
@@ -88,6 +125,7 @@ def load() -> Framework:
             unsupported={
                 "weight": f"{optax_name} has no weight argument",
                 "pos_weight": no_pos_weight.format(optax_name),
+                "label_smoothing": no_label_smoothing.format(optax_name),
             },
         ),
         Api(
@@ -98,6 +136,7 @@ def load() -> Framework:
             grad=gradient(composed(sigmoid_first=False), "probs"),
             reduced_by=reduced_by,
             repro=repro_for(XLOGY_BCE),
+            unsupported={"label_smoothing": no_label_smoothing.format(xlogy_name)},
         ),
         Api(
             name=f"jax.nn.sigmoid+{xlogy_name}",
@@ -107,12 +146,34 @@ def load() -> Framework:
             grad=gradient(composed(sigmoid_first=True), "logits"),
             reduced_by=reduced_by,
             repro=repro_for(XLOGY_BCE, sigmoid_first=True),
-            unsupported={"pos_weight": no_pos_weight.format(xlogy_name)},
+            unsupported={
+                "pos_weight": no_pos_weight.format(xlogy_name),
+                "label_smoothing": no_label_smoothing.format(xlogy_name),
+            },
         ),
     ]
-    return Framework(
-        name="jax",
-        versions={"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__},
-        apis=apis,
-        settings={"jax_enable_x64": "True"},
-    )
+    keras_name = "keras.losses.binary_crossentropy"
+    keras_reduced_by = "keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])"
+    for from_logits, op, first in ((False, "bce", "probs"), (True, "bce_with_logits", "logits")):
+        apis.append(
+            Api(
+                name=f"{keras_name}{'(from_logits=True)' if from_logits else ''}[jax]",
+                framework="jax",
+                op=op,
+                call=unavailable(keras_missing) if keras is None else value(keras_bce(from_logits), first),
+                grad=unavailable(keras_missing) if keras is None else gradient(keras_bce(from_logits), first),
+                reduced_by=keras_reduced_by,
+                repro=keras_repro(from_logits),
+                unsupported={
+                    "weight": f"{keras_name} has no weight argument",
+                    **({"pos_weight": f"{keras_name} has no pos_weight argument"} if from_logits else {}),
+                },
+                variants=() if from_logits else ("prob_clip(1e-7)",),  # the backend clips p; no clamp of the log
+            )
+        )
+    versions = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__}
+    settings = {"jax_enable_x64": "True"}
+    if keras is not None:
+        versions["keras"] = keras.__version__
+        settings.update(keras_backend=keras.backend.backend(), keras_epsilon=repr(keras.config.epsilon()))
+    return Framework(name="jax", versions=versions, apis=apis, settings=settings)

@@ -70,7 +70,10 @@ def _api(name: str, op: str, loss, expression: str, with_pos_weight: str | None 
         call=call,
         reduced_by="numpy.mean / numpy.sum (a formula has no reduction argument)",
         repro=repro,
-        unsupported={"grad": "NumPy has no automatic differentiation"},
+        unsupported={
+            "grad": "NumPy has no automatic differentiation",
+            "label_smoothing": f"{name} has no label_smoothing argument",
+        },
     )
 
 

@@ -1,5 +1,7 @@
-"""TensorFlow: ``tf.nn.sigmoid_cross_entropy_with_logits`` and Keras 3's ``keras.losses.binary_crossentropy``
-(on probabilities, and with ``from_logits=True``), on Keras's TensorFlow backend.
+"""TensorFlow: ``tf.nn.sigmoid_cross_entropy_with_logits``, ``tf.nn.weighted_cross_entropy_with_logits``
+(TensorFlow's pos_weight API) and Keras 3's ``keras.losses.binary_crossentropy`` (on probabilities, and
+with ``from_logits=True``), on Keras's TensorFlow backend: the Keras API names without a ``[backend]``
+suffix are Keras on TensorFlow (the torch and jax adapters name theirs ``...[torch]``, ``...[jax]``).
 
 None of these takes a reduction argument: mean and sum are ``tf.reduce_mean`` / ``tf.reduce_sum``
 and ``keras.ops.mean`` / ``keras.ops.sum``. ``keras.losses.binary_crossentropy`` averages over the
@@ -7,16 +9,26 @@ last axis (keras/src/losses/losses.py :: binary_crossentropy), so it is called o
 a last axis of one element, which makes its result elementwise. Semantics:
 - ``tf.nn.sigmoid_cross_entropy_with_logits``: ``max(x,0) - x·z + log1p(exp(-|x|))``
   (tensorflow/python/ops/nn_impl.py :: sigmoid_cross_entropy_with_logits).
+- ``tf.nn.weighted_cross_entropy_with_logits(labels, logits, pos_weight)``: torch's pos_weight form,
+  ``q·z·(-log σ(x)) + (1-z)·(-log(1-σ(x)))``, evaluated as ``(1-z)·x + (1+(q-1)·z)·(log1p(exp(-|x|)) + max(-x,0))``
+  (tensorflow/python/ops/nn_impl.py :: weighted_cross_entropy_with_logits_v2, exported as
+  tf.nn.weighted_cross_entropy_with_logits). pos_weight is required: a case without one passes
+  pos_weight = 1 as a scalar of the dtype under test, which makes the form the plain loss exactly
+  (1 + 0·z = 1). It has no weight argument.
 - Keras, probabilities: clips p to [ε, 1-ε], ε = keras.config.epsilon() = 1e-7
   (keras/src/backend/tensorflow/nn.py :: binary_crossentropy); with ``from_logits=True`` it calls
-  ``tf.nn.sigmoid_cross_entropy_with_logits``.
+  ``tf.nn.sigmoid_cross_entropy_with_logits``. All of them take ``label_smoothing``
+  (keras/src/losses/losses.py :: binary_crossentropy: y·(1 - ls) + 0.5·ls, computed in the dtype);
+  the tf.nn APIs have none.
+Keras picks its backend once per process: see conformance/adapters/keras_backend.py.
 """
 
 from __future__ import annotations
 
 import os
 
-from conformance.adapters import Api, Framework, repro_line
+from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
+from conformance.adapters.keras_backend import import_keras, unavailable
 
 PRELUDE = "import tensorflow as tf, keras"
 TENSOR = "lambda v: tf.constant([float.fromhex(h) for h in v], dtype=tf.{dtype})"
@@ -24,28 +36,31 @@ TENSOR = "lambda v: tf.constant([float.fromhex(h) for h in v], dtype=tf.{dtype})
 
 def load() -> Framework:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
+    keras, keras_missing = import_keras("tensorflow", "tensorflow")
     import tensorflow as tf
 
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"Keras runs on the {keras.backend.backend()!r} backend; this adapter needs 'tensorflow'")
-
     tf_reduce = {"none": lambda v: v, "mean": tf.reduce_mean, "sum": tf.reduce_sum}
-    keras_reduce = {"none": lambda v: v, "mean": keras.ops.mean, "sum": keras.ops.sum}
 
     # each loss takes its first input as a tensor, so that the same code serves the value and the gradient
     def sigmoid_cross_entropy_with_logits(x, inputs, reduction):
         y = tf.constant(inputs["target"])
         return tf_reduce[reduction](tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x))
 
+    def weighted_cross_entropy_with_logits(x, inputs, reduction):
+        y = tf.constant(inputs["target"])
+        # pos_weight is required: 1, in the dtype, for a case without one
+        q = tf.constant(inputs["pos_weight"]) if "pos_weight" in inputs else tf.ones((), dtype=x.dtype)
+        return tf_reduce[reduction](tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=x, pos_weight=q))
+
     def keras_bce(from_logits: bool, sigmoid_first: bool = False):
         def loss(first, inputs, reduction):
             if sigmoid_first:
                 first = tf.math.sigmoid(first)  # eager: Keras sees a plain tensor, not sigmoid logits
             y = tf.constant(inputs["target"])
-            out = keras.losses.binary_crossentropy(y[..., None], first[..., None], from_logits=from_logits)
-            return keras_reduce[reduction](out)  # a tf.Tensor on this backend
+            out = keras.losses.binary_crossentropy(
+                y[..., None], first[..., None], from_logits=from_logits, label_smoothing=label_smoothing(inputs)
+            )
+            return {"none": lambda v: v, "mean": keras.ops.mean, "sum": keras.ops.sum}[reduction](out)
 
         return loss
 
@@ -64,7 +79,8 @@ def load() -> Framework:
 
     def repro_for(call: str, reduce: dict[str, str]):
         def repro(args, dtype, reduction):
-            text = call.format(x=f"t({args['input']})", y=f"t({args['target']})")
+            q = f"t({args['pos_weight']})" if "pos_weight" in args else f"tf.constant(1, tf.{dtype})"
+            text = call.format(x=f"t({args['input']})", y=f"t({args['target']})", q=q, ls=label_smoothing_arg(args))
             return repro_line(PRELUDE, TENSOR.format(dtype=dtype), reduce[reduction].format(text), ".numpy().tolist()")
 
         return repro
@@ -76,7 +92,23 @@ def load() -> Framework:
     no_pos_weight = (
         "{} has no pos_weight argument (TensorFlow's pos_weight API is tf.nn.weighted_cross_entropy_with_logits)"
     )
+    no_label_smoothing = "{} has no label_smoothing argument (Keras's binary_crossentropy has)"
     tf_name = "tf.nn.sigmoid_cross_entropy_with_logits"
+    weighted_name = "tf.nn.weighted_cross_entropy_with_logits"
+
+    def keras_api(name: str, op: str, loss, first: str, repro, unsupported: dict[str, str], variants=()) -> Api:
+        return Api(
+            name=name,
+            framework="tensorflow",
+            op=op,
+            call=unavailable(keras_missing) if keras is None else value(loss, first),
+            grad=unavailable(keras_missing) if keras is None else gradient(loss, first),
+            reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
+            repro=repro,
+            unsupported=unsupported,
+            variants=variants,
+        )
+
     apis = [
         Api(
             name=tf_name,
@@ -86,44 +118,55 @@ def load() -> Framework:
             grad=gradient(sigmoid_cross_entropy_with_logits, "logits"),
             reduced_by="tf.reduce_mean / tf.reduce_sum (the API has no reduction argument)",
             repro=repro_for(f"{tf_name}(labels={{y}}, logits={{x}})", tf_reduce_text),
-            unsupported={"weight": no_weight.format(tf_name), "pos_weight": no_pos_weight.format(tf_name)},
+            unsupported={
+                "weight": no_weight.format(tf_name),
+                "pos_weight": no_pos_weight.format(tf_name),
+                "label_smoothing": no_label_smoothing.format(tf_name),
+            },
         ),
-        Api(
-            name=keras_name,
-            framework="tensorflow",
-            op="bce",
-            call=value(keras_bce(from_logits=False), "probs"),
-            grad=gradient(keras_bce(from_logits=False), "probs"),
-            reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
-            repro=repro_for(f"{keras_name}({{y}}[..., None], {{x}}[..., None])", keras_reduce_text),
-            unsupported={"weight": no_weight.format(keras_name)},
+        keras_api(
+            keras_name,
+            "bce",
+            keras_bce(from_logits=False),
+            "probs",
+            repro_for(f"{keras_name}({{y}}[..., None], {{x}}[..., None]{{ls}})", keras_reduce_text),
+            {"weight": no_weight.format(keras_name)},
+            variants=("prob_clip(1e-7)",),
+        ),
+        keras_api(
+            f"{keras_name}(from_logits=True)",
+            "bce_with_logits",
+            keras_bce(from_logits=True),
+            "logits",
+            repro_for(f"{keras_name}({{y}}[..., None], {{x}}[..., None], from_logits=True{{ls}})", keras_reduce_text),
+            {"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
+        ),
+        keras_api(
+            f"tf.math.sigmoid+{keras_name}",
+            "sigmoid_bce",
+            keras_bce(from_logits=False, sigmoid_first=True),
+            "logits",
+            repro_for(f"{keras_name}({{y}}[..., None], tf.math.sigmoid({{x}})[..., None]{{ls}})", keras_reduce_text),
+            {"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
             variants=("prob_clip(1e-7)",),
         ),
         Api(
-            name=f"{keras_name}(from_logits=True)",
+            name=weighted_name,
             framework="tensorflow",
             op="bce_with_logits",
-            call=value(keras_bce(from_logits=True), "logits"),
-            grad=gradient(keras_bce(from_logits=True), "logits"),
-            reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
-            repro=repro_for(f"{keras_name}({{y}}[..., None], {{x}}[..., None], from_logits=True)", keras_reduce_text),
-            unsupported={"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
-        ),
-        Api(
-            name=f"tf.math.sigmoid+{keras_name}",
-            framework="tensorflow",
-            op="sigmoid_bce",
-            call=value(keras_bce(from_logits=False, sigmoid_first=True), "logits"),
-            grad=gradient(keras_bce(from_logits=False, sigmoid_first=True), "logits"),
-            reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
-            repro=repro_for(f"{keras_name}({{y}}[..., None], tf.math.sigmoid({{x}})[..., None])", keras_reduce_text),
-            unsupported={"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
-            variants=("prob_clip(1e-7)",),
+            call=value(weighted_cross_entropy_with_logits, "logits"),
+            grad=gradient(weighted_cross_entropy_with_logits, "logits"),
+            reduced_by="tf.reduce_mean / tf.reduce_sum (the API has no reduction argument)",
+            repro=repro_for(f"{weighted_name}(labels={{y}}, logits={{x}}, pos_weight={{q}})", tf_reduce_text),
+            unsupported={
+                "weight": f"{weighted_name} has no weight argument (only pos_weight)",
+                "label_smoothing": no_label_smoothing.format(weighted_name),
+            },
         ),
     ]
-    return Framework(
-        name="tensorflow",
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
-        apis=apis,
-        settings={"keras_backend": keras.backend.backend(), "keras_epsilon": repr(keras.config.epsilon())},
-    )
+    versions = {"tensorflow": tf.__version__}
+    settings = {}
+    if keras is not None:
+        versions["keras"] = keras.__version__
+        settings = {"keras_backend": keras.backend.backend(), "keras_epsilon": repr(keras.config.epsilon())}
+    return Framework(name="tensorflow", versions=versions, apis=apis, settings=settings)

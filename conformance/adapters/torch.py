@@ -7,6 +7,16 @@ Both losses take ``reduction=`` natively. Semantics, from pytorch/pytorch:
   NaN included, with a RuntimeError.
 - ``binary_cross_entropy_with_logits`` computes ``(1-y)·x - log_sigmoid(x)·(1+(q-1)·y)``
   (aten/src/ATen/native/Loss.cpp :: binary_cross_entropy_with_logits).
+
+Keras 3 on its torch backend, as APIs of their own: ``keras.losses.binary_crossentropy[torch]`` and
+``keras.losses.binary_crossentropy(from_logits=True)[torch]``, called on ``x[..., None]`` (its mean over
+the last axis is then elementwise) and reduced by ``keras.ops.mean`` / ``keras.ops.sum``; gradients
+through torch.autograd. keras/src/backend/torch/nn.py :: binary_crossentropy clips p to [ε, 1-ε],
+ε = keras.config.epsilon() = 1e-7, then calls ``torch.nn.functional.binary_cross_entropy`` (so the
+clamp of the log at -100 applies too, where the clip leaves p = 1: float16 and bfloat16), and with
+``from_logits=True`` calls ``binary_cross_entropy_with_logits``. Both take ``label_smoothing``
+(keras/src/losses/losses.py :: binary_crossentropy: y·(1 - ls) + 0.5·ls, in the dtype). Keras picks
+its backend once per process: see conformance/adapters/keras_backend.py.
 """
 
 from __future__ import annotations
@@ -14,9 +24,11 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from conformance.adapters import Api, Framework, keyword_args, repro_line
+from conformance.adapters import Api, Framework, keyword_args, label_smoothing, label_smoothing_arg, repro_line
+from conformance.adapters.keras_backend import import_keras, unavailable
 
 PRELUDE = "import torch"
+KERAS_PRELUDE = "import os; os.environ['KERAS_BACKEND'] = 'torch'; import torch, keras"
 TENSOR = "lambda v: torch.tensor([float.fromhex(h) for h in v], dtype=torch.{dtype})"
 
 
@@ -30,7 +42,7 @@ def load() -> Framework:
         return torch.from_numpy(array.copy())
 
     def to_numpy(tensor) -> np.ndarray:
-        tensor = tensor.detach()
+        tensor = tensor.detach().cpu()  # Keras's torch backend puts tensors on its default device
         if tensor.dtype == torch.bfloat16:
             return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
         return tensor.numpy()
@@ -46,6 +58,18 @@ def load() -> Framework:
 
     def sigmoid_bce(x, inputs, reduction):
         return bce(torch.sigmoid(x), inputs, reduction)
+
+    keras, keras_missing = import_keras("torch", "torch")
+
+    def keras_bce(from_logits: bool):
+        def loss(first, inputs, reduction):
+            y = to_torch(inputs["target"])
+            out = keras.losses.binary_crossentropy(
+                y[..., None], first[..., None], from_logits=from_logits, label_smoothing=label_smoothing(inputs)
+            )
+            return {"none": lambda v: v, "mean": keras.ops.mean, "sum": keras.ops.sum}[reduction](out)
+
+        return loss
 
     def value(loss, first: str):
         return lambda inputs, reduction: to_numpy(loss(to_torch(inputs[first]), inputs, reduction))
@@ -69,9 +93,21 @@ def load() -> Framework:
 
         return repro
 
+    def keras_repro(from_logits: bool):
+        def repro(args, dtype, reduction):
+            call = (
+                f"keras.losses.binary_crossentropy(t({args['target']})[..., None], t({args['input']})[..., None]"
+                f"{', from_logits=True' if from_logits else ''}{label_smoothing_arg(args)})"
+            )
+            reduce = {"none": "{}", "mean": "keras.ops.mean({})", "sum": "keras.ops.sum({})"}[reduction]
+            return repro_line(KERAS_PRELUDE, TENSOR.format(dtype=dtype), reduce.format(call), ".detach().cpu().tolist()")
+
+        return repro
+
     bce_name = "torch.nn.functional.binary_cross_entropy"
     logits_name = "torch.nn.functional.binary_cross_entropy_with_logits"
     no_pos_weight = f"{bce_name} has no pos_weight argument (only {logits_name} has)"
+    no_label_smoothing = "{} has no label_smoothing argument (Keras's binary_crossentropy has)"
     apis = [
         Api(
             name=bce_name,
@@ -81,7 +117,7 @@ def load() -> Framework:
             grad=gradient(bce, "probs"),
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}),
-            unsupported={"pos_weight": no_pos_weight},
+            unsupported={"pos_weight": no_pos_weight, "label_smoothing": no_label_smoothing.format(bce_name)},
             variants=("log_clamp(-100)",),
         ),
         Api(
@@ -92,6 +128,7 @@ def load() -> Framework:
             grad=gradient(bce_with_logits, "logits"),
             reduced_by="reduction= argument",
             repro=repro_for(logits_name, {"weight": "weight", "pos_weight": "pos_weight"}),
+            unsupported={"label_smoothing": no_label_smoothing.format(logits_name)},
         ),
         Api(
             name=f"torch.sigmoid+{bce_name}",
@@ -101,8 +138,34 @@ def load() -> Framework:
             grad=gradient(sigmoid_bce, "logits"),
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}, before="torch.sigmoid({})"),
-            unsupported={"pos_weight": no_pos_weight},
+            unsupported={"pos_weight": no_pos_weight, "label_smoothing": no_label_smoothing.format(bce_name)},
             variants=("log_clamp(-100)",),
         ),
     ]
-    return Framework(name="torch", versions={"torch": torch.__version__}, apis=apis)
+    keras_name = "keras.losses.binary_crossentropy"
+    keras_reduced_by = "keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])"
+    for from_logits, op, first in ((False, "bce", "probs"), (True, "bce_with_logits", "logits")):
+        name = f"{keras_name}{'(from_logits=True)' if from_logits else ''}[torch]"
+        apis.append(
+            Api(
+                name=name,
+                framework="torch",
+                op=op,
+                call=unavailable(keras_missing) if keras is None else value(keras_bce(from_logits), first),
+                grad=unavailable(keras_missing) if keras is None else gradient(keras_bce(from_logits), first),
+                reduced_by=keras_reduced_by,
+                repro=keras_repro(from_logits),
+                unsupported={
+                    "weight": f"{keras_name} has no weight argument",
+                    **({"pos_weight": f"{keras_name} has no pos_weight argument"} if from_logits else {}),
+                },
+                # the backend clips p, then torch's binary_cross_entropy clamps each log at -100
+                variants=() if from_logits else ("prob_clip(1e-7)", "log_clamp(-100)"),
+            )
+        )
+    versions = {"torch": torch.__version__}
+    settings = {}
+    if keras is not None:
+        versions["keras"] = keras.__version__
+        settings = {"keras_backend": keras.backend.backend(), "keras_epsilon": repr(keras.config.epsilon())}
+    return Framework(name="torch", versions=versions, apis=apis, settings=settings)

@@ -109,7 +109,10 @@ def load() -> Framework:
             op="bce_with_logits",
             call=make_call(bce_with_logits, "logits"),
             repro=make_repro("bce_with_logits"),
-            unsupported={"pos_weight": f"{NAME}.bce_with_logits has no pos_weight argument"},
+            unsupported={
+                "pos_weight": f"{NAME}.bce_with_logits has no pos_weight argument",
+                "label_smoothing": f"{NAME}.bce_with_logits has no label_smoothing argument",
+            },
             **common,
         ),
         Api(
@@ -117,6 +120,7 @@ def load() -> Framework:
             op="bce",
             call=make_call(bce, "probs"),
             repro=make_repro("bce"),
+            unsupported={"label_smoothing": f"{NAME}.bce has no label_smoothing argument"},
             **common,
         ),
     ]

@@ -1,0 +1,52 @@
+"""Keras 3 on a chosen backend, for the adapters that test Keras's losses on TensorFlow, PyTorch and JAX.
+
+Keras reads ``KERAS_BACKEND`` once, when it is first imported, and keeps that backend for the
+life of the process (keras/src/backend/config.py). ``import_keras(backend)`` sets the variable for
+that import only (and puts back what was there), so a user's own ``KERAS_BACKEND`` cannot send the
+torch adapter's Keras APIs to another backend. Where Keras was already imported in this process on
+another backend (two frameworks loaded in one process), nothing can switch it: the Keras APIs of
+this adapter are then ``unsupported``, with the reason, rather than run on the wrong backend.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from conformance.adapters import Unsupported
+
+
+def import_keras(backend: str, framework: str):
+    """``(keras, None)`` with Keras running on ``backend``, or ``(None, why)`` when this process's Keras
+    runs on another backend. Raises ImportError, naming keras, when Keras is not installed."""
+    loaded = sys.modules.get("keras")
+    if loaded is None:
+        previous = os.environ.get("KERAS_BACKEND")
+        os.environ["KERAS_BACKEND"] = backend
+        try:
+            import keras
+        except ImportError as exc:
+            raise ImportError(f"keras is not installed ({exc}), and the {framework} adapter tests Keras on {backend}") from exc
+        finally:
+            if previous is None:
+                os.environ.pop("KERAS_BACKEND", None)
+            else:
+                os.environ["KERAS_BACKEND"] = previous
+        loaded = keras
+    actual = loaded.backend.backend()
+    if actual != backend:
+        return None, (
+            f"Keras was already imported in this process on its {actual!r} backend, and Keras picks its backend "
+            f"once per process (KERAS_BACKEND): its {backend} backend needs a process of its own "
+            f"(python -m conformance run --framework {framework})"
+        )
+    return loaded, None
+
+
+def unavailable(why: str):
+    """A ``call`` / ``grad`` for a Keras API whose backend is not this process's: every check is unsupported."""
+
+    def call(inputs, reduction):
+        raise Unsupported(why)
+
+    return call
