@@ -45,8 +45,8 @@ VARIANTS = {
             "computed in the dtype (1 - 1e-7 is 0.99999988 in float32 and 1.0 in float16)"
         ),
         source=(
-            "https://keras.io/api/utils/config_utils/#epsilon-function; keras/src/backend/tensorflow/nn.py :: "
-            "binary_crossentropy (clip_by_value(output, epsilon, 1 - epsilon))"
+            "https://keras.io/api/utils/config_utils/#epsilon-function; keras/src/backend/{tensorflow,torch,jax}/nn.py "
+            ":: binary_crossentropy (the output clipped to [epsilon, 1 - epsilon] on each backend)"
         ),
         prob_clip=1e-7,
     ),
