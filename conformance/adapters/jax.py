@@ -20,7 +20,7 @@ its backend once per process: see conformance/adapters/keras_backend.py.
 from __future__ import annotations
 
 from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
-from conformance.adapters.keras_backend import import_keras, unavailable
+from conformance.adapters.keras_backend import backend_apis, import_keras
 
 PRELUDE = "import jax; jax.config.update('jax_enable_x64', True); import jax.numpy as jnp, jax.scipy.special as jss, optax"
 TENSOR = "lambda v: jnp.asarray([float.fromhex(h) for h in v], dtype=jnp.{dtype})"
@@ -152,25 +152,8 @@ def load() -> Framework:
             },
         ),
     ]
-    keras_name = "keras.losses.binary_crossentropy"
-    keras_reduced_by = "keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])"
-    for from_logits, op, first in ((False, "bce", "probs"), (True, "bce_with_logits", "logits")):
-        apis.append(
-            Api(
-                name=f"{keras_name}{'(from_logits=True)' if from_logits else ''}[jax]",
-                framework="jax",
-                op=op,
-                call=unavailable(keras_missing) if keras is None else value(keras_bce(from_logits), first),
-                grad=unavailable(keras_missing) if keras is None else gradient(keras_bce(from_logits), first),
-                reduced_by=keras_reduced_by,
-                repro=keras_repro(from_logits),
-                unsupported={
-                    "weight": f"{keras_name} has no weight argument",
-                    **({"pos_weight": f"{keras_name} has no pos_weight argument"} if from_logits else {}),
-                },
-                variants=() if from_logits else ("prob_clip(1e-7)",),  # the backend clips p; no clamp of the log
-            )
-        )
+    # the backend clips p; no clamp of the log
+    apis += backend_apis("jax", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)",))
     versions = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__}
     settings = {"jax_enable_x64": "True"}
     if keras is not None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import os
 import sys
 
-from conformance.adapters import Unsupported
+from conformance.adapters import Api, Unsupported
+
+KERAS_NAME = "keras.losses.binary_crossentropy"
+REDUCED_BY = "keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])"
 
 
 def import_keras(backend: str, framework: str):
@@ -50,3 +53,31 @@ def unavailable(why: str):
         raise Unsupported(why)
 
     return call
+
+
+def backend_apis(framework: str, keras, missing: str | None, value, gradient, loss, repro, prob_variants: tuple[str, ...]) -> list[Api]:
+    """Keras's loss on probabilities and on logits, as APIs named for the ``framework`` backend they run on.
+
+    ``loss(from_logits)`` is the adapter's Keras loss taking its first input as a tensor; ``value`` and
+    ``gradient`` wrap it as the adapter does for its own APIs; ``prob_variants`` are the variants the
+    backend's probability path documents.
+    """
+    apis = []
+    for from_logits, op, first in ((False, "bce", "probs"), (True, "bce_with_logits", "logits")):
+        apis.append(
+            Api(
+                name=f"{KERAS_NAME}{'(from_logits=True)' if from_logits else ''}[{framework}]",
+                framework=framework,
+                op=op,
+                call=unavailable(missing) if keras is None else value(loss(from_logits), first),
+                grad=unavailable(missing) if keras is None else gradient(loss(from_logits), first),
+                reduced_by=REDUCED_BY,
+                repro=repro(from_logits),
+                unsupported={
+                    "weight": f"{KERAS_NAME} has no weight argument",
+                    **({"pos_weight": f"{KERAS_NAME} has no pos_weight argument"} if from_logits else {}),
+                },
+                variants=() if from_logits else prob_variants,
+            )
+        )
+    return apis

@@ -25,7 +25,7 @@ import ml_dtypes
 import numpy as np
 
 from conformance.adapters import Api, Framework, keyword_args, label_smoothing, label_smoothing_arg, repro_line
-from conformance.adapters.keras_backend import import_keras, unavailable
+from conformance.adapters.keras_backend import backend_apis, import_keras
 
 PRELUDE = "import torch"
 KERAS_PRELUDE = "import os; os.environ['KERAS_BACKEND'] = 'torch'; import torch, keras"
@@ -142,27 +142,8 @@ def load() -> Framework:
             variants=("log_clamp(-100)",),
         ),
     ]
-    keras_name = "keras.losses.binary_crossentropy"
-    keras_reduced_by = "keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])"
-    for from_logits, op, first in ((False, "bce", "probs"), (True, "bce_with_logits", "logits")):
-        name = f"{keras_name}{'(from_logits=True)' if from_logits else ''}[torch]"
-        apis.append(
-            Api(
-                name=name,
-                framework="torch",
-                op=op,
-                call=unavailable(keras_missing) if keras is None else value(keras_bce(from_logits), first),
-                grad=unavailable(keras_missing) if keras is None else gradient(keras_bce(from_logits), first),
-                reduced_by=keras_reduced_by,
-                repro=keras_repro(from_logits),
-                unsupported={
-                    "weight": f"{keras_name} has no weight argument",
-                    **({"pos_weight": f"{keras_name} has no pos_weight argument"} if from_logits else {}),
-                },
-                # the backend clips p, then torch's binary_cross_entropy clamps each log at -100
-                variants=() if from_logits else ("prob_clip(1e-7)", "log_clamp(-100)"),
-            )
-        )
+    # the backend clips p, then torch's binary_cross_entropy clamps each log at -100
+    apis += backend_apis("torch", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)", "log_clamp(-100)"))
     versions = {"torch": torch.__version__}
     settings = {}
     if keras is not None:
