@@ -194,11 +194,14 @@ def _label_smoothing(inputs: dict[str, np.ndarray]) -> mpmath.mpf | None:
     return _mpf(value[()])
 
 
-def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str, gradient: bool = False) -> np.ndarray:
+def _evaluate(
+    term, first: str, inputs: dict[str, np.ndarray], reduction: str, gradient: bool = False, axis_mean: bool = False
+) -> np.ndarray:
     """Terms (or their reduction) at the current mpmath precision, as an object array of mpf.
 
     For a ``gradient``, the terms are each element's derivative of the reduced loss: the same for
     `none` (the gradient of their sum) and `sum`, divided by the count for `mean`.
+    With ``axis_mean`` (Keras's reduction), see ``_axis_reduce``.
     """
     names = (first, "target", "weight", "pos_weight")
     arrays = [inputs.get(name) for name in names]
@@ -212,6 +215,8 @@ def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str, g
         if label_smoothing is not None:
             y = smooth_target(y, label_smoothing)
         terms[index] = term(x, y, one if w is None else w, q)
+    if axis_mean:
+        return _axis_reduce(terms, reduction, gradient)
     if gradient:
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}")
@@ -224,6 +229,34 @@ def _evaluate(term, first: str, inputs: dict[str, np.ndarray], reduction: str, g
     if reduction == "mean":
         return np.array(total / terms.size if terms.size else mpmath.nan, dtype=object)
     raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def _axis_reduce(terms: np.ndarray, reduction: str, gradient: bool) -> np.ndarray:
+    """The reductions of an API whose loss is the mean over the last axis (Keras's binary_crossentropy,
+    axis=-1), from the exact terms: `none` is the exact mean of each last-axis row (shape[:-1]; a 0-d
+    result for a 1-d input), `sum` the sum of those row means, `mean` their mean. Gradients: each
+    element's derivative divided by the row length L (of the row means' sum, for `none` and `sum`), and
+    further by the number of rows for `mean`. A 0-d input has no last axis (ValueError).
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}")
+    if terms.ndim == 0:
+        raise ValueError("a mean over the last axis needs an input of at least one dimension")
+    length = terms.shape[-1]
+    rows = terms.size // length if length else int(np.prod(terms.shape[:-1]))
+    if gradient:
+        count = length * rows if reduction == "mean" else length
+        return terms / count if count else terms
+    means = np.empty(terms.shape[:-1], dtype=object)
+    for index in np.ndindex(means.shape):
+        row = terms[index].ravel()
+        means[index] = mpmath.fsum(row) / length if length else mpmath.nan
+    if reduction == "none":
+        return means
+    total = mpmath.fsum(means.ravel()) if rows else mpmath.mpf(0)
+    if reduction == "sum":
+        return np.array(total, dtype=object)
+    return np.array(total / rows if rows else mpmath.nan, dtype=object)
 
 
 def _round_all(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -245,6 +278,7 @@ def reference(
     variant: Variant | None = None,
     two_step: bool = False,
     gradient: bool = False,
+    axis_mean: bool = False,
 ) -> ReferenceValue:
     """The exact loss for inputs already cast to ``fmt``, with its correct rounding to ``fmt``.
 
@@ -254,6 +288,8 @@ def reference(
     y·(1 - ls) + ls/2, computed exactly, for the loss, its variants and its gradient. With a ``variant``, the loss under that documented contract
     (``two_step``: the probability step of the two-step op, on the rounded sigmoid). With
     ``gradient``, the derivative of the reduced loss with respect to each element of the input.
+    With ``axis_mean``, the reductions of an API whose loss is the mean over the last axis (Keras's
+    binary_crossentropy): `none` the exact row means, `sum` / `mean` their sum / mean (``_axis_reduce``).
     """
     if formula not in TERMS:
         raise ValueError(f"unknown formula {formula!r}")
@@ -267,14 +303,14 @@ def reference(
     precision = 2 * fmt.precision + 64
     while precision <= MAX_PRECISION:
         with mpmath.workprec(precision):
-            low = _evaluate(term, first, inputs, reduction, gradient)
+            low = _evaluate(term, first, inputs, reduction, gradient, axis_mean)
         with mpmath.workprec(2 * precision):
-            high = _evaluate(term, first, inputs, reduction, gradient)
+            high = _evaluate(term, first, inputs, reduction, gradient, axis_mean)
         rounded = _round_all(high, fmt)
         if _same(_round_all(low, fmt), rounded):
             return ReferenceValue(exact=high, rounded=rounded, precision=2 * precision)
         precision *= 2
-    what = "gradient" if gradient else "loss"
+    what = ("gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
     raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
 
 

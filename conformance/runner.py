@@ -66,6 +66,8 @@ def enumerate_checks(cases: list[Case], apis: list[Api]) -> list[Check]:
 def _relations(case: Case, api: Api, dtype: str, apis: list[Api]) -> list[tuple[str, str]]:
     """The metamorphic relations (reduction, name) that apply to this API on this case."""
     out = []
+    if api.axis_mean:  # its results are row means: only mean-vs-sum, over the rows (see _mean_vs_sum)
+        return [("mean", "mean-vs-sum")] if {"mean", "sum"} <= set(case.reductions) else []
     if "none" in case.reductions and metamorphic.mirrors_exactly(case.inputs(get_format(dtype)), get_format(dtype)):
         out.append(("none", "symmetry"))
     if {"mean", "sum"} <= set(case.reductions):
@@ -106,23 +108,34 @@ class ExactValues:
             self._inputs[key] = case.inputs(fmt)
         return self._inputs[key]
 
-    def reference(self, case: Case, op: str, fmt: FloatFormat, reduction: str, gradient: bool = False) -> ReferenceValue:
-        """The exact reference (loss, or its gradient), with the case's `expect` literals checked against the loss."""
+    def reference(
+        self, case: Case, op: str, fmt: FloatFormat, reduction: str, gradient: bool = False, axis_mean: bool = False
+    ) -> ReferenceValue:
+        """The exact reference (loss, or its gradient), with the case's `expect` literals checked against the loss
+        (``axis_mean``: the reductions of an API that averages over the last axis; the literals, which are
+        elementwise, are not checked against those)."""
         formula = FORMULA_OF_OP[op]
-        key = (str(case.file), case.id, formula, fmt.name, reduction, gradient)
+        key = (str(case.file), case.id, formula, fmt.name, reduction, gradient, axis_mean)
         if key not in self._references:
-            value = reference(formula, self.inputs(case, fmt), reduction, fmt, gradient=gradient)
-            literal = None if gradient else case.expected(fmt.name).get(reduction)
+            value = reference(formula, self.inputs(case, fmt), reduction, fmt, gradient=gradient, axis_mean=axis_mean)
+            literal = None if gradient or axis_mean else case.expected(fmt.name).get(reduction)
             if literal is not None:
                 _check_expectation(literal, value, fmt, reduction)
             self._references[key] = value
         return self._references[key]
 
     def variant_reference(
-        self, case: Case, op: str, fmt: FloatFormat, reduction: str, names: tuple[str, ...], gradient: bool = False
+        self,
+        case: Case,
+        op: str,
+        fmt: FloatFormat,
+        reduction: str,
+        names: tuple[str, ...],
+        gradient: bool = False,
+        axis_mean: bool = False,
     ) -> ReferenceValue:
         """The exact loss (or gradient) under the documented variants ``names`` (see conformance.variants)."""
-        key = (str(case.file), case.id, op, fmt.name, reduction, names, gradient)
+        key = (str(case.file), case.id, op, fmt.name, reduction, names, gradient, axis_mean)
         if key not in self._references:
             self._references[key] = reference(
                 FORMULA_OF_OP[op],
@@ -132,6 +145,7 @@ class ExactValues:
                 combine(names),
                 two_step=op == "sigmoid_bce",
                 gradient=gradient,
+                axis_mean=axis_mean,
             )
         return self._references[key]
 
@@ -174,7 +188,7 @@ class Runner:
             reduction=check.reduction,
             quantity=check.quantity,
             verdict=Verdict.ERROR.value,
-            reduced_by=check.api.reduced_by if check.reduction != "none" else "",
+            reduced_by=check.api.reduced_by if check.reduction != "none" or check.api.axis_mean else "",
             file=str(check.case.file),
             framework_versions=dict(self.framework.versions),
         )
@@ -189,7 +203,7 @@ class Runner:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, reason
             return result
         try:
-            ref = self.exact.reference(case, api.op, fmt, check.reduction, gradient)
+            ref = self.exact.reference(case, api.op, fmt, check.reduction, gradient, api.axis_mean)
         except (ReferenceError, ExpectationError) as exc:
             result.message = f"reference: {exc}"
             return result
@@ -213,7 +227,7 @@ class Runner:
         judgement = judge(values, ref.exact, fmt, tolerance_for(check.dtype, case.tolerance))
         result.max_ulp = judgement.max_ulp
         result.floor_accepted = judgement.floor_accepted
-        result.worst = self._worst(inputs, ref, judgement, fmt)
+        result.worst = self._worst(inputs, ref, judgement, fmt, api.axis_mean)
         if got.dtype != fmt.numpy_dtype:
             result.verdict = Verdict.FAIL.value
             result.message = f"returned {got.dtype} for {check.dtype} inputs (a silent change of dtype)"
@@ -272,7 +286,7 @@ class Runner:
             raise
         except Exception as exc:  # the framework's own error is this check's result
             raise _BadResult(f"{'the call' if own else api.name} raised {_first_line(exc)}") from None
-        expected = shape if reduction == "none" else ()
+        expected = (shape[:-1] if api.axis_mean else shape) if reduction == "none" else ()
         if got.shape != expected:
             raise _BadResult(f"{api.name} returned shape {got.shape}, expected {expected}")
         if got.dtype.name not in DTYPES and got.dtype.kind != "f":  # None or strings are no loss (bfloat16 is kind V)
@@ -293,7 +307,8 @@ class Runner:
         shape = broadcast_shape(inputs)
         mean = float(self._results(check.api, inputs, "mean", shape))
         total = float(self._results(check.api, inputs, "sum", shape))
-        terms = self.exact.reference(check.case, check.api.op, fmt, "none").exact
+        # the API's own `none` terms: for an API averaging over the last axis, its row means (n = rows)
+        terms = self.exact.reference(check.case, check.api.op, fmt, "none", axis_mean=check.api.axis_mean).exact
         holds, distance, bound = metamorphic.mean_vs_sum(mean, total, terms, fmt)
         result.max_ulp = distance
         result.message = f"mean {to_hex(mean)} vs sum / n {to_hex(total)} / {terms.size}: {_ulps(distance)} ULP apart" + (
@@ -328,7 +343,7 @@ class Runner:
         api = check.api
         try:
             ref = self.exact.variant_reference(
-                check.case, api.op, fmt, check.reduction, api.variants, check.quantity == "grad"
+                check.case, api.op, fmt, check.reduction, api.variants, check.quantity == "grad", api.axis_mean
             )
         except ReferenceError:
             return False
@@ -342,12 +357,18 @@ class Runner:
         result.message = f"matches the documented variant {result.variant} (max error against the exact value {_ulps(result.max_ulp)} ULP)"
         return True
 
-    def _worst(self, inputs, ref: ReferenceValue, judgement: Judgement, fmt: FloatFormat) -> list[dict]:
+    def _worst(self, inputs, ref: ReferenceValue, judgement: Judgement, fmt: FloatFormat, axis_mean: bool = False) -> list[dict]:
         shape = ref.exact.shape
+        full = broadcast_shape(inputs)
         out = []
         for element in judgement.worst:
             entry = {"index": list(element.index)}
-            if shape:  # elementwise: the element's own inputs, broadcast
+            if shape and axis_mean:  # a row mean: the row's inputs, broadcast
+                entry["inputs"] = {
+                    name: "[" + ", ".join(to_hex(v) for v in np.broadcast_to(array, full)[element.index].ravel()) + "]"
+                    for name, array in inputs.items()
+                }
+            elif shape:  # elementwise: the element's own inputs, broadcast
                 entry["inputs"] = {
                     name: to_hex(np.broadcast_to(array, shape)[element.index]) for name, array in inputs.items()
                 }
@@ -362,7 +383,11 @@ class Runner:
 
     def _repro(self, check: Check, inputs, ref: ReferenceValue, index) -> str:
         shape = ref.exact.shape
-        if index is not None:
+        if index is not None and check.api.axis_mean:  # the row whose mean is worst, as a 1-d input
+            full = broadcast_shape(inputs)
+            arrays = {name: list(np.broadcast_to(array, full)[index].ravel()) for name, array in inputs.items()}
+            reduction = "none"
+        elif index is not None:
             arrays = {name: [np.broadcast_to(array, shape)[index]] for name, array in inputs.items()}
             reduction = "none"
         else:
@@ -372,6 +397,8 @@ class Runner:
             arrays = {name: list(np.broadcast_to(array, full).ravel()) for name, array in inputs.items()}
             reduction = check.reduction
         args = {("input" if name in ("logits", "probs") else name): repr([to_hex(v) for v in values]) for name, values in arrays.items()}
+        if check.api.axis_mean:  # the rows matter: the reproducer reshapes its flat lists
+            args["shape"] = repr([len(arrays["target"])] if index is not None else list(broadcast_shape(inputs)))
         return check.api.repro(args, check.dtype, reduction)
 
 

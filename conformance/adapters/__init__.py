@@ -85,11 +85,17 @@ class Api:
     # grad(inputs, reduction) -> d(reduced loss)/d(input), through the framework's own autodiff; for
     # `none` the gradient of the sum of the losses. None when the framework has no autodiff.
     grad: Callable[[Inputs, str], np.ndarray] | None = None
+    # True for an API whose loss is the mean over the input's last axis (Keras's binary_crossentropy,
+    # axis=-1): its `none` result is the row means, shape input.shape[:-1], and its mean / sum reduce
+    # those; the reference then computes that documented reduction. False: elementwise, mean / sum over all.
+    axis_mean: bool = False
 
     def why_unsupported(self, dtype: str, inputs: Inputs, quantity: str = "value") -> str | None:
         """The reason this API cannot compute ``quantity`` ("value" or "grad") of ``inputs`` in ``dtype``."""
         if dtype not in self.dtypes:
             return f"{self.name} does not take {dtype}"
+        if self.axis_mean and any(name in inputs and np.ndim(inputs[name]) == 0 for name in ("logits", "probs")):
+            return f"{self.name} averages over the last axis, which a 0-d input does not have"
         for name in ("weight", "pos_weight", "label_smoothing"):
             if name in inputs and name in self.unsupported:
                 return self.unsupported[name]
@@ -307,6 +313,8 @@ def validate_framework(framework: Framework, label: str) -> None:
             if unknown:
                 known = ", ".join(VARIANTS)
                 problems.append(f"{where}: unknown variant(s) {', '.join(map(repr, unknown))} (known: {known})")
+        if not isinstance(getattr(api, "axis_mean", False), bool):
+            problems.append(f"{where}: axis_mean must be a bool, not {_a(api.axis_mean)}")
         grad = getattr(api, "grad", None)
         if grad is not None and not callable(grad):
             problems.append(f"{where}: grad is {_a(grad)}, not a callable or None")

@@ -6,7 +6,10 @@ suffix are Keras on TensorFlow (the torch and jax adapters name theirs ``...[tor
 None of these takes a reduction argument: mean and sum are ``tf.reduce_mean`` / ``tf.reduce_sum``
 and ``keras.ops.mean`` / ``keras.ops.sum``. ``keras.losses.binary_crossentropy`` averages over the
 last axis (keras/src/losses/losses.py :: binary_crossentropy), so it is called on ``x[..., None]``:
-a last axis of one element, which makes its result elementwise. Semantics:
+a last axis of one element, which makes its result elementwise. The APIs named ``...(axis=-1)`` call it
+on the inputs as they are, with that documented reduction: ``none`` is the row means (shape
+input.shape[:-1]), ``sum`` / ``mean`` their keras.ops.sum / keras.ops.mean, and the reference computes
+the same (``Api.axis_mean``). Semantics:
 - ``tf.nn.sigmoid_cross_entropy_with_logits``: ``max(x,0) - x·z + log1p(exp(-|x|))``
   (tensorflow/python/ops/nn_impl.py :: sigmoid_cross_entropy_with_logits).
 - ``tf.nn.weighted_cross_entropy_with_logits(labels, logits, pos_weight)``: torch's pos_weight form,
@@ -64,6 +67,18 @@ def load() -> Framework:
 
         return loss
 
+    def keras_bce_axis(from_logits: bool):
+        """keras.losses.binary_crossentropy(axis=-1) on the inputs as they are: its own mean over the last axis."""
+
+        def loss(first, inputs, reduction):
+            y = tf.constant(inputs["target"])
+            out = keras.losses.binary_crossentropy(
+                y, first, from_logits=from_logits, label_smoothing=label_smoothing(inputs), axis=-1
+            )
+            return {"none": lambda v: v, "mean": keras.ops.mean, "sum": keras.ops.sum}[reduction](out)
+
+        return loss
+
     def value(loss, first: str):
         return lambda inputs, reduction: loss(tf.constant(inputs[first]), inputs, reduction).numpy()
 
@@ -82,6 +97,17 @@ def load() -> Framework:
             q = f"t({args['pos_weight']})" if "pos_weight" in args else f"tf.constant(1, tf.{dtype})"
             text = call.format(x=f"t({args['input']})", y=f"t({args['target']})", q=q, ls=label_smoothing_arg(args))
             return repro_line(PRELUDE, TENSOR.format(dtype=dtype), reduce[reduction].format(text), ".numpy().tolist()")
+
+        return repro
+
+    def axis_repro(call: str):
+        def repro(args, dtype, reduction):
+            shape = args.get("shape", "[-1]")  # the runner passes the inputs' shape: the rows matter
+            text = call.format(
+                x=f"tf.reshape(t({args['input']}), {shape})", y=f"tf.reshape(t({args['target']}), {shape})",
+                ls=label_smoothing_arg(args),
+            )
+            return repro_line(PRELUDE, TENSOR.format(dtype=dtype), keras_reduce_text[reduction].format(text), ".numpy().tolist()")
 
         return repro
 
@@ -108,6 +134,27 @@ def load() -> Framework:
             unsupported=unsupported,
             variants=variants,
         )
+
+    def keras_axis_api(name: str, op: str, from_logits: bool, first: str, unsupported: dict[str, str], variants=()) -> Api:
+        loss = keras_bce_axis(from_logits)
+        logits_arg = ", from_logits=True" if from_logits else ""
+        return Api(
+            name=name,
+            framework="tensorflow",
+            op=op,
+            call=unavailable(keras_missing) if keras is None else value(loss, first),
+            grad=unavailable(keras_missing) if keras is None else gradient(loss, first),
+            reduced_by=axis_reduced_by,
+            repro=axis_repro(f"{keras_name}({{y}}, {{x}}{logits_arg}{{ls}}, axis=-1)"),
+            unsupported=unsupported,
+            variants=variants,
+            axis_mean=True,
+        )
+
+    axis_reduced_by = (
+        "Keras's own mean over the last axis (none: the row means, shape input.shape[:-1]), "
+        "then keras.ops.sum (sum: the sum of the row means) / keras.ops.mean (mean: the mean of the row means)"
+    )
 
     apis = [
         Api(
@@ -149,6 +196,21 @@ def load() -> Framework:
             repro_for(f"{keras_name}({{y}}[..., None], tf.math.sigmoid({{x}})[..., None]{{ls}})", keras_reduce_text),
             {"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
             variants=("prob_clip(1e-7)",),
+        ),
+        keras_axis_api(
+            f"{keras_name}(axis=-1)",
+            "bce",
+            False,
+            "probs",
+            {"weight": no_weight.format(keras_name)},
+            variants=("prob_clip(1e-7)",),
+        ),
+        keras_axis_api(
+            f"{keras_name}(from_logits=True, axis=-1)",
+            "bce_with_logits",
+            True,
+            "logits",
+            {"weight": no_weight.format(keras_name), "pos_weight": no_pos_weight.format(keras_name)},
         ),
         Api(
             name=weighted_name,
