@@ -95,8 +95,9 @@ def to_fraction(value: float | mpmath.mpf) -> Exact:
     if isinstance(value, mpmath.mpf):
         if not mpmath.isfinite(value):
             return float(value)
-        man, exp = value.man_exp
-        return Fraction(int(man) * (2**exp if exp >= 0 else 1), 1 if exp >= 0 else 2**-exp)
+        sign, man, exp, _ = value._mpf_  # (man_exp drops the sign: mpf(-4).man_exp == (1, 2))
+        magnitude = Fraction(int(man) << exp) if exp >= 0 else Fraction(int(man), 1 << -exp)
+        return -magnitude if sign else magnitude
     value = float(value)
     if not math.isfinite(value):
         return value

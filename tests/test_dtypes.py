@@ -122,3 +122,10 @@ def test_literal_specials():
     for bad in ("0x1.gp+1", "abc", "1.2.3", ""):
         with pytest.raises(ValueError):
             parse_hex_or_decimal(bad)
+
+
+def test_negative_mpf_values_keep_their_sign():
+    assert round_to_format(mpmath.mpf(-4), F32) == -4.0
+    assert round_to_format(-mpmath.mpf(2) ** -1074, F64) == -5e-324
+    assert round_to_format(mpmath.mpf(-1) / 3, F32) == float(np.float32(-1 / 3))
+    assert ulp_error(-math.inf, -mpmath.mpf(2) ** 200, F32) == 0.0  # a correctly rounded negative overflow
