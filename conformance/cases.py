@@ -72,6 +72,7 @@ class Case:
     tolerance: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
     gradients: bool = True  # also check the gradient of the loss with respect to the input
+    target_gradients: bool = False  # also check its gradient with respect to the target (opt-in)
     # Keras's label_smoothing: targets become y·(1 - ls) + ls/2. A float64 value (the Python float the
     # APIs take), never rounded to the dtype under test; 0 means none.
     label_smoothing: Fraction = Fraction(0)
@@ -305,6 +306,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
             label_smoothing = _label_smoothing(entry[LABEL_SMOOTHING])
         except ValueError as exc:
             problem(str(exc), LABEL_SMOOTHING)
+    target_gradients = entry.get("target_gradients", defaults.get("target_gradients", False))
     if any(p.case == case_id and p.file == shown for p in problems):
         return None
     return Case(
@@ -320,6 +322,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         tolerance={**defaults.get("tolerance", {}), **entry.get("tolerance", {})},
         line=_line_of(raw_entry),
         gradients=entry.get("gradients", defaults.get("gradients", True)),
+        target_gradients=target_gradients,
         label_smoothing=label_smoothing,
     )
 

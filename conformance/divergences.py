@@ -45,7 +45,7 @@ class KnownDivergence:
     source: str
     dtypes: tuple[str, ...] | None = None
     reductions: tuple[str, ...] | None = None
-    quantities: tuple[str, ...] = ("value",)  # "value" (the loss) and / or "grad" (its gradient)
+    quantities: tuple[str, ...] = ("value",)  # "value" (the loss) and / or "grad" / "grad_target" (its gradient w.r.t. input / target)
     file: str = ""
 
     def matches(self, case: str, api: str, dtype: str, reduction: str, quantity: str = "value") -> bool:

@@ -174,8 +174,29 @@ def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
     return term
 
 
+def bce_with_logits_target_grad(x, y, w, q=None) -> mpmath.mpf:
+    """d/dy of the logits loss w·(q·y·softplus(-x) + (1-y)·softplus(x)): w·(q·softplus(-x) - softplus(x)),
+    which is exactly -w·x for q = 1 (softplus(x) - softplus(-x) = x)."""
+    if any(mpmath.isnan(v) for v in (x, y, w)) or (q is not None and mpmath.isnan(q)):
+        return mpmath.nan
+    if q is None or q == 1:
+        return w * -x
+    return w * (_times(q, softplus(-x)) - softplus(x))
+
+
+def bce_target_grad(p, y, w, q=None) -> mpmath.mpf:
+    """d/dy of the probability loss w·(q·y·(-log p) + (1-y)·(-log(1-p))): w·(log(1-p) - q·log p);
+    NaN outside p ∈ [0, 1], ±inf at p = 0 / 1 (a zero q silences log 0)."""
+    if any(mpmath.isnan(v) for v in (p, y, w)) or (q is not None and mpmath.isnan(q)) or p < 0 or p > 1:
+        return mpmath.nan
+    positive = mpmath.mpf(1) if q is None else q
+    log_not_p = -_neg_log(mpmath.fsub(1, p, exact=True))
+    return w * (log_not_p + _times(positive, _neg_log(p)))
+
+
 TERMS = {"bce": bce_term, "bce_with_logits": bce_with_logits_term}
 GRADIENTS = {"bce": bce_grad, "bce_with_logits": bce_with_logits_grad}
+TARGET_GRADIENTS = {"bce": bce_target_grad, "bce_with_logits": bce_with_logits_target_grad}
 
 
 def smooth_target(y: mpmath.mpf, label_smoothing: mpmath.mpf) -> mpmath.mpf:
@@ -195,13 +216,20 @@ def _label_smoothing(inputs: dict[str, np.ndarray]) -> mpmath.mpf | None:
 
 
 def _evaluate(
-    term, first: str, inputs: dict[str, np.ndarray], reduction: str, gradient: bool = False, axis_mean: bool = False
+    term,
+    first: str,
+    inputs: dict[str, np.ndarray],
+    reduction: str,
+    gradient: bool = False,
+    axis_mean: bool = False,
+    wrt_target: bool = False,
 ) -> np.ndarray:
     """Terms (or their reduction) at the current mpmath precision, as an object array of mpf.
 
     For a ``gradient``, the terms are each element's derivative of the reduced loss: the same for
     `none` (the gradient of their sum) and `sum`, divided by the count for `mean`.
-    With ``axis_mean`` (Keras's reduction), see ``_axis_reduce``.
+    With ``axis_mean`` (Keras's reduction), see ``_axis_reduce``. With ``wrt_target`` (a target
+    gradient), each term is multiplied by dy'/dy = 1 - ls under label smoothing.
     """
     names = (first, "target", "weight", "pos_weight")
     arrays = [inputs.get(name) for name in names]
@@ -215,6 +243,8 @@ def _evaluate(
         if label_smoothing is not None:
             y = smooth_target(y, label_smoothing)
         terms[index] = term(x, y, one if w is None else w, q)
+        if wrt_target and label_smoothing is not None:
+            terms[index] = terms[index] * mpmath.fsub(1, label_smoothing, exact=True)
     if axis_mean:
         return _axis_reduce(terms, reduction, gradient)
     if gradient:
@@ -279,6 +309,7 @@ def reference(
     two_step: bool = False,
     gradient: bool = False,
     axis_mean: bool = False,
+    wrt: str = "input",
 ) -> ReferenceValue:
     """The exact loss for inputs already cast to ``fmt``, with its correct rounding to ``fmt``.
 
@@ -290,11 +321,20 @@ def reference(
     ``gradient``, the derivative of the reduced loss with respect to each element of the input.
     With ``axis_mean``, the reductions of an API whose loss is the mean over the last axis (Keras's
     binary_crossentropy): `none` the exact row means, `sum` / `mean` their sum / mean (``_axis_reduce``).
+    With ``wrt="target"`` (and ``gradient``), the derivative of the reduced loss with respect to each
+    target element instead (times 1 - ls under label smoothing); no variant is defined for it.
     """
     if formula not in TERMS:
         raise ValueError(f"unknown formula {formula!r}")
+    if wrt not in ("input", "target"):
+        raise ValueError(f"unknown wrt {wrt!r} (input or target)")
+    wrt_target = wrt == "target"
+    if wrt_target and (not gradient or variant is not None):
+        raise ValueError("a target gradient needs gradient=True and no variant")
     first = "probs" if formula == "bce" else "logits"
-    if variant is not None:
+    if wrt_target:
+        term = TARGET_GRADIENTS[formula]
+    elif variant is not None:
         term = (variant_grad_term if gradient else variant_term)(variant, fmt, two_step)
     elif gradient:
         term = GRADIENTS[formula]
@@ -303,14 +343,14 @@ def reference(
     precision = 2 * fmt.precision + 64
     while precision <= MAX_PRECISION:
         with mpmath.workprec(precision):
-            low = _evaluate(term, first, inputs, reduction, gradient, axis_mean)
+            low = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target)
         with mpmath.workprec(2 * precision):
-            high = _evaluate(term, first, inputs, reduction, gradient, axis_mean)
+            high = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target)
         rounded = _round_all(high, fmt)
         if _same(_round_all(low, fmt), rounded):
             return ReferenceValue(exact=high, rounded=rounded, precision=2 * precision)
         precision *= 2
-    what = ("gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
+    what = ("target gradient" if wrt_target else "gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
     raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
 
 

@@ -24,7 +24,7 @@ class Result:
     dtype: str
     reduction: str
     verdict: str  # a conformance.verdicts.Verdict value
-    quantity: str = "value"  # "value": the loss; "grad": its gradient with respect to the input
+    quantity: str = "value"  # "value": the loss; "grad" / "grad_target": its gradient with respect to the input / the target
     max_ulp: float | None = None  # the largest error in ULPs over the result's elements
     floor_accepted: int = 0  # elements accepted only through the dtype's absolute floor (flushed subnormals)
     message: str = ""  # why: the failure, the unsupported combination, the error, the divergence's reason

@@ -28,7 +28,7 @@ OBSERVED = " Observed: "  # joins a known divergence's reason and what this resu
 MAX_REPRO_ELEMENTS = 64  # a reduction's reproducer carries its whole input up to this size
 
 
-QUANTITIES = ("value", "grad")  # the loss, and its gradient with respect to the input
+QUANTITIES = ("value", "grad", "grad_target")  # the loss, its gradient with respect to the input, and to the target
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,10 +57,15 @@ def enumerate_checks(cases: list[Case], apis: list[Api]) -> list[Check]:
                 checks += [
                     Check(case, api, dtype, reduction, quantity)
                     for reduction in case.reductions
-                    for quantity in (QUANTITIES if case.gradients else QUANTITIES[:1])
+                    for quantity in _quantities(case)
                 ]
                 checks += [Check(case, api, dtype, reduction, relation) for reduction, relation in _relations(case, api, dtype, apis)]
     return checks
+
+
+def _quantities(case: Case) -> tuple[str, ...]:
+    """value; grad unless the case sets `gradients: false`; grad_target when it sets `target_gradients: true`."""
+    return ("value",) + (("grad",) if case.gradients else ()) + (("grad_target",) if case.target_gradients else ())
 
 
 def _relations(case: Case, api: Api, dtype: str, apis: list[Api]) -> list[tuple[str, str]]:
@@ -109,15 +114,22 @@ class ExactValues:
         return self._inputs[key]
 
     def reference(
-        self, case: Case, op: str, fmt: FloatFormat, reduction: str, gradient: bool = False, axis_mean: bool = False
+        self,
+        case: Case,
+        op: str,
+        fmt: FloatFormat,
+        reduction: str,
+        gradient: bool = False,
+        axis_mean: bool = False,
+        wrt: str = "input",
     ) -> ReferenceValue:
         """The exact reference (loss, or its gradient), with the case's `expect` literals checked against the loss
         (``axis_mean``: the reductions of an API that averages over the last axis; the literals, which are
         elementwise, are not checked against those)."""
         formula = FORMULA_OF_OP[op]
-        key = (str(case.file), case.id, formula, fmt.name, reduction, gradient, axis_mean)
+        key = (str(case.file), case.id, formula, fmt.name, reduction, gradient, axis_mean, wrt)
         if key not in self._references:
-            value = reference(formula, self.inputs(case, fmt), reduction, fmt, gradient=gradient, axis_mean=axis_mean)
+            value = reference(formula, self.inputs(case, fmt), reduction, fmt, gradient=gradient, axis_mean=axis_mean, wrt=wrt)
             literal = None if gradient or axis_mean else case.expected(fmt.name).get(reduction)
             if literal is not None:
                 _check_expectation(literal, value, fmt, reduction)
@@ -197,18 +209,20 @@ class Runner:
         case, api, fmt = check.case, check.api, get_format(check.dtype)
         result = self._blank(check)
         inputs = self.exact.inputs(case, fmt)
-        gradient = check.quantity == "grad"
+        gradient = check.quantity in ("grad", "grad_target")
+        wrt = "target" if check.quantity == "grad_target" else "input"
         reason = api.why_unsupported(check.dtype, inputs, check.quantity)
         if reason:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, reason
             return result
         try:
-            ref = self.exact.reference(case, api.op, fmt, check.reduction, gradient, api.axis_mean)
+            ref = self.exact.reference(case, api.op, fmt, check.reduction, gradient, api.axis_mean, wrt)
         except (ReferenceError, ExpectationError) as exc:
             result.message = f"reference: {exc}"
             return result
         try:
-            got = np.asarray((api.grad if gradient else api.call)(dict(inputs), check.reduction))
+            function = {"value": api.call, "grad": api.grad, "grad_target": api.grad_target}[check.quantity]
+            got = np.asarray(function(dict(inputs), check.reduction))
         except Unsupported as exc:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
             return result
@@ -234,7 +248,8 @@ class Runner:
         elif judgement.passed:
             result.verdict = Verdict.EXACT.value
             return result
-        elif api.variants and self._matches_variant(check, values, fmt, result):
+        elif api.variants and check.quantity != "grad_target" and self._matches_variant(check, values, fmt, result):
+            # no variant is defined for target gradients: a miss there is a fail or a known divergence
             return result
         else:
             tolerance = tolerance_for(check.dtype, case.tolerance)

@@ -78,7 +78,7 @@ def summary_markdown(results: list[Result]) -> str:
                     r.max_ulp
                     for r in rows
                     if r.verdict == Verdict.EXACT.value
-                    and r.quantity in ("value", "grad")  # a relation's distance is no error against the exact value
+                    and r.quantity in ("value", "grad", "grad_target")  # a relation's distance is no error against the exact value
                     and not r.floor_accepted
                     and r.max_ulp is not None
                 ),

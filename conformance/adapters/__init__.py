@@ -37,7 +37,7 @@ BUILTIN = {
 }
 ENTRY_POINT_GROUP = "conformance.adapters"  # installed third-party adapters: name = "module:loader"
 FRAMEWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # it names the results files, results/<name>.jsonl
-UNSUPPORTED_KEYS = ("weight", "pos_weight", "label_smoothing", "grad")  # what an Api's `unsupported` may name, as why_unsupported reads it
+UNSUPPORTED_KEYS = ("weight", "pos_weight", "label_smoothing", "grad", "grad_target")  # what an Api's `unsupported` may name, as why_unsupported reads it
 INSTALL_HINT = {
     "numpy": "pip install 'bce-conformance[numpy]'",
     "torch": "pip install 'bce-conformance[torch]'  (pins torch==2.13.0 and keras==3.15.1)",
@@ -89,9 +89,12 @@ class Api:
     # axis=-1): its `none` result is the row means, shape input.shape[:-1], and its mean / sum reduce
     # those; the reference then computes that documented reduction. False: elementwise, mean / sum over all.
     axis_mean: bool = False
+    # grad_target(inputs, reduction) -> d(reduced loss)/d(inputs["target"]), shaped like the target, through
+    # the framework's own autodiff. None when the framework gives no gradient for the target.
+    grad_target: Callable[[Inputs, str], np.ndarray] | None = None
 
     def why_unsupported(self, dtype: str, inputs: Inputs, quantity: str = "value") -> str | None:
-        """The reason this API cannot compute ``quantity`` ("value" or "grad") of ``inputs`` in ``dtype``."""
+        """The reason this API cannot compute ``quantity`` ("value", "grad" or "grad_target") of ``inputs`` in ``dtype``."""
         if dtype not in self.dtypes:
             return f"{self.name} does not take {dtype}"
         if self.axis_mean and any(name in inputs and np.ndim(inputs[name]) == 0 for name in ("logits", "probs")):
@@ -101,6 +104,8 @@ class Api:
                 return self.unsupported[name]
         if quantity == "grad" and self.grad is None:
             return self.unsupported.get("grad", f"{self.name} has no gradient in this adapter")
+        if quantity == "grad_target" and self.grad_target is None:
+            return self.unsupported.get("grad_target", f"{self.name} has no gradient with respect to the target in this adapter")
         return None
 
 
@@ -315,9 +320,10 @@ def validate_framework(framework: Framework, label: str) -> None:
                 problems.append(f"{where}: unknown variant(s) {', '.join(map(repr, unknown))} (known: {known})")
         if not isinstance(getattr(api, "axis_mean", False), bool):
             problems.append(f"{where}: axis_mean must be a bool, not {_a(api.axis_mean)}")
-        grad = getattr(api, "grad", None)
-        if grad is not None and not callable(grad):
-            problems.append(f"{where}: grad is {_a(grad)}, not a callable or None")
+        for attribute in ("grad", "grad_target"):
+            grad = getattr(api, attribute, None)
+            if grad is not None and not callable(grad):
+                problems.append(f"{where}: {attribute} is {_a(grad)}, not a callable or None")
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise AdapterError(f"{label}: the Framework it returned is not valid:\n{listed}")
@@ -329,8 +335,9 @@ def _guarded(framework: Framework) -> Framework:
     apis = []
     for api in framework.apis:
         guarded = {"call": _copying(api.call), "repro": _safe_repro(api)}
-        if getattr(api, "grad", None) is not None:
-            guarded["grad"] = _copying(api.grad)
+        for attribute in ("grad", "grad_target"):
+            if getattr(api, attribute, None) is not None:
+                guarded[attribute] = _copying(getattr(api, attribute))
         apis.append(replace(api, **guarded))
     return replace(framework, apis=apis)
 

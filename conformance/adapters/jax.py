@@ -82,6 +82,15 @@ def load() -> Framework:
 
         return grad
 
+    def target_gradient(loss, first: str):
+        def grad_target(inputs, reduction):  # jax.grad with respect to the target
+            x = jnp.asarray(inputs[first])
+            return np.asarray(
+                jax.grad(lambda y: jnp.sum(loss(x, {**inputs, "target": y}, reduction)))(jnp.asarray(inputs["target"]))
+            )
+
+        return grad_target
+
     reduce_text = {"none": "{}", "mean": "jnp.mean({})", "sum": "jnp.sum({})"}
 
     def repro_for(template: str, sigmoid_first: bool = False):
@@ -120,6 +129,7 @@ def load() -> Framework:
             op="bce_with_logits",
             call=value(sigmoid_binary_cross_entropy, "logits"),
             grad=gradient(sigmoid_binary_cross_entropy, "logits"),
+            grad_target=target_gradient(sigmoid_binary_cross_entropy, "logits"),
             reduced_by=reduced_by,
             repro=repro_for(f"{optax_name}({{x}}, {{y}})"),
             unsupported={
@@ -134,6 +144,7 @@ def load() -> Framework:
             op="bce",
             call=value(composed(sigmoid_first=False), "probs"),
             grad=gradient(composed(sigmoid_first=False), "probs"),
+            grad_target=target_gradient(composed(sigmoid_first=False), "probs"),
             reduced_by=reduced_by,
             repro=repro_for(XLOGY_BCE),
             unsupported={"label_smoothing": no_label_smoothing.format(xlogy_name)},
@@ -144,6 +155,7 @@ def load() -> Framework:
             op="sigmoid_bce",
             call=value(composed(sigmoid_first=True), "logits"),
             grad=gradient(composed(sigmoid_first=True), "logits"),
+            grad_target=target_gradient(composed(sigmoid_first=True), "logits"),
             reduced_by=reduced_by,
             repro=repro_for(XLOGY_BCE, sigmoid_first=True),
             unsupported={
@@ -153,7 +165,7 @@ def load() -> Framework:
         ),
     ]
     # the backend clips p; no clamp of the log
-    apis += backend_apis("jax", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)",))
+    apis += backend_apis("jax", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)",), target_gradient)
     versions = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__}
     settings = {"jax_enable_x64": "True"}
     if keras is not None:

@@ -55,11 +55,14 @@ def unavailable(why: str):
     return call
 
 
-def backend_apis(framework: str, keras, missing: str | None, value, gradient, loss, repro, prob_variants: tuple[str, ...]) -> list[Api]:
+def backend_apis(
+    framework: str, keras, missing: str | None, value, gradient, loss, repro, prob_variants: tuple[str, ...], target_gradient=None
+) -> list[Api]:
     """Keras's loss on probabilities and on logits, as APIs named for the ``framework`` backend they run on.
 
     ``loss(from_logits)`` is the adapter's Keras loss taking its first input as a tensor; ``value`` and
-    ``gradient`` wrap it as the adapter does for its own APIs; ``prob_variants`` are the variants the
+    ``gradient`` (and ``target_gradient``, for the gradient with respect to the target; None: none) wrap it
+    as the adapter does for its own APIs; ``prob_variants`` are the variants the
     backend's probability path documents.
     """
     apis = []
@@ -71,6 +74,11 @@ def backend_apis(framework: str, keras, missing: str | None, value, gradient, lo
                 op=op,
                 call=unavailable(missing) if keras is None else value(loss(from_logits), first),
                 grad=unavailable(missing) if keras is None else gradient(loss(from_logits), first),
+                grad_target=(
+                    None if target_gradient is None
+                    else unavailable(missing) if keras is None
+                    else target_gradient(loss(from_logits), first)
+                ),
                 reduced_by=REDUCED_BY,
                 repro=repro(from_logits),
                 unsupported={

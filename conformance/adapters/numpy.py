@@ -72,6 +72,7 @@ def _api(name: str, op: str, loss, expression: str, with_pos_weight: str | None 
         repro=repro,
         unsupported={
             "grad": "NumPy has no automatic differentiation",
+            "grad_target": "NumPy has no automatic differentiation",
             "label_smoothing": f"{name} has no label_smoothing argument",
         },
     )

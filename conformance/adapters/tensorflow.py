@@ -46,11 +46,11 @@ def load() -> Framework:
 
     # each loss takes its first input as a tensor, so that the same code serves the value and the gradient
     def sigmoid_cross_entropy_with_logits(x, inputs, reduction):
-        y = tf.constant(inputs["target"])
+        y = tf.convert_to_tensor(inputs["target"])  # a watched tensor for a target gradient
         return tf_reduce[reduction](tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x))
 
     def weighted_cross_entropy_with_logits(x, inputs, reduction):
-        y = tf.constant(inputs["target"])
+        y = tf.convert_to_tensor(inputs["target"])  # a watched tensor for a target gradient
         # pos_weight is required: 1, in the dtype, for a case without one
         q = tf.constant(inputs["pos_weight"]) if "pos_weight" in inputs else tf.ones((), dtype=x.dtype)
         return tf_reduce[reduction](tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=x, pos_weight=q))
@@ -59,7 +59,7 @@ def load() -> Framework:
         def loss(first, inputs, reduction):
             if sigmoid_first:
                 first = tf.math.sigmoid(first)  # eager: Keras sees a plain tensor, not sigmoid logits
-            y = tf.constant(inputs["target"])
+            y = tf.convert_to_tensor(inputs["target"])  # a watched tensor for a target gradient
             out = keras.losses.binary_crossentropy(
                 y[..., None], first[..., None], from_logits=from_logits, label_smoothing=label_smoothing(inputs)
             )
@@ -71,7 +71,7 @@ def load() -> Framework:
         """keras.losses.binary_crossentropy(axis=-1) on the inputs as they are: its own mean over the last axis."""
 
         def loss(first, inputs, reduction):
-            y = tf.constant(inputs["target"])
+            y = tf.convert_to_tensor(inputs["target"])  # a watched tensor for a target gradient
             out = keras.losses.binary_crossentropy(
                 y, first, from_logits=from_logits, label_smoothing=label_smoothing(inputs), axis=-1
             )
@@ -91,6 +91,16 @@ def load() -> Framework:
             return tape.gradient(out, x).numpy()  # for `none`: the gradient of the sum of the losses
 
         return grad
+
+    def target_gradient(loss, first: str):
+        def grad_target(inputs, reduction):  # tf.GradientTape watching the target
+            x, y = tf.constant(inputs[first]), tf.constant(inputs["target"])
+            with tf.GradientTape() as tape:
+                tape.watch(y)
+                out = loss(x, {**inputs, "target": y}, reduction)
+            return tape.gradient(out, y).numpy()  # for `none`: the gradient of the sum of the losses
+
+        return grad_target
 
     def repro_for(call: str, reduce: dict[str, str]):
         def repro(args, dtype, reduction):
@@ -129,6 +139,7 @@ def load() -> Framework:
             op=op,
             call=unavailable(keras_missing) if keras is None else value(loss, first),
             grad=unavailable(keras_missing) if keras is None else gradient(loss, first),
+            grad_target=unavailable(keras_missing) if keras is None else target_gradient(loss, first),
             reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
             repro=repro,
             unsupported=unsupported,
@@ -144,6 +155,7 @@ def load() -> Framework:
             op=op,
             call=unavailable(keras_missing) if keras is None else value(loss, first),
             grad=unavailable(keras_missing) if keras is None else gradient(loss, first),
+            grad_target=unavailable(keras_missing) if keras is None else target_gradient(loss, first),
             reduced_by=axis_reduced_by,
             repro=axis_repro(f"{keras_name}({{y}}, {{x}}{logits_arg}{{ls}}, axis=-1)"),
             unsupported=unsupported,
@@ -163,6 +175,7 @@ def load() -> Framework:
             op="bce_with_logits",
             call=value(sigmoid_cross_entropy_with_logits, "logits"),
             grad=gradient(sigmoid_cross_entropy_with_logits, "logits"),
+            grad_target=target_gradient(sigmoid_cross_entropy_with_logits, "logits"),
             reduced_by="tf.reduce_mean / tf.reduce_sum (the API has no reduction argument)",
             repro=repro_for(f"{tf_name}(labels={{y}}, logits={{x}})", tf_reduce_text),
             unsupported={
@@ -218,6 +231,7 @@ def load() -> Framework:
             op="bce_with_logits",
             call=value(weighted_cross_entropy_with_logits, "logits"),
             grad=gradient(weighted_cross_entropy_with_logits, "logits"),
+            grad_target=target_gradient(weighted_cross_entropy_with_logits, "logits"),
             reduced_by="tf.reduce_mean / tf.reduce_sum (the API has no reduction argument)",
             repro=repro_for(f"{weighted_name}(labels={{y}}, logits={{x}}, pos_weight={{q}})", tf_reduce_text),
             unsupported={

@@ -36,7 +36,9 @@ def load() -> Framework:
     import torch
     import torch.nn.functional as F
 
-    def to_torch(array: np.ndarray):
+    def to_torch(array):
+        if isinstance(array, torch.Tensor):  # the target of a target gradient, already a leaf that requires grad
+            return array
         if array.dtype == ml_dtypes.bfloat16:  # torch.from_numpy does not know ml_dtypes' bfloat16
             return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
         return torch.from_numpy(array.copy())
@@ -83,6 +85,15 @@ def load() -> Framework:
 
         return grad
 
+    def target_gradient(loss, first: str):
+        def grad_target(inputs, reduction):  # torch.autograd with respect to the target tensor
+            y = to_torch(inputs["target"]).requires_grad_(True)
+            out = loss(to_torch(inputs[first]), {**inputs, "target": y}, reduction)
+            out.backward(torch.ones_like(out))  # for `none`: the gradient of the sum of the losses
+            return to_numpy(y.grad)
+
+        return grad_target
+
     def repro_for(function: str, optional: dict[str, str], before: str = "{}"):
         def repro(args, dtype, reduction):
             call = (
@@ -115,6 +126,7 @@ def load() -> Framework:
             op="bce",
             call=value(bce, "probs"),
             grad=gradient(bce, "probs"),
+            grad_target=target_gradient(bce, "probs"),
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}),
             unsupported={"pos_weight": no_pos_weight, "label_smoothing": no_label_smoothing.format(bce_name)},
@@ -126,6 +138,7 @@ def load() -> Framework:
             op="bce_with_logits",
             call=value(bce_with_logits, "logits"),
             grad=gradient(bce_with_logits, "logits"),
+            grad_target=target_gradient(bce_with_logits, "logits"),
             reduced_by="reduction= argument",
             repro=repro_for(logits_name, {"weight": "weight", "pos_weight": "pos_weight"}),
             unsupported={"label_smoothing": no_label_smoothing.format(logits_name)},
@@ -136,6 +149,7 @@ def load() -> Framework:
             op="sigmoid_bce",
             call=value(sigmoid_bce, "logits"),
             grad=gradient(sigmoid_bce, "logits"),
+            grad_target=target_gradient(sigmoid_bce, "logits"),
             reduced_by="reduction= argument",
             repro=repro_for(bce_name, {"weight": "weight"}, before="torch.sigmoid({})"),
             unsupported={"pos_weight": no_pos_weight, "label_smoothing": no_label_smoothing.format(bce_name)},
@@ -143,7 +157,9 @@ def load() -> Framework:
         ),
     ]
     # the backend clips p, then torch's binary_cross_entropy clamps each log at -100
-    apis += backend_apis("torch", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)", "log_clamp(-100)"))
+    apis += backend_apis(
+        "torch", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)", "log_clamp(-100)"), target_gradient
+    )
     versions = {"torch": torch.__version__}
     settings = {}
     if keras is not None:
