@@ -20,7 +20,7 @@ its backend once per process: see conformance/adapters/keras_backend.py.
 from __future__ import annotations
 
 from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
-from conformance.adapters.keras_backend import backend_apis, import_keras
+from conformance.adapters.keras_backend import backend_apis, import_keras, keras_repro as make_keras_repro
 
 PRELUDE = "import jax; jax.config.update('jax_enable_x64', True); import jax.numpy as jnp, jax.scipy.special as jss, optax"
 TENSOR = "lambda v: jnp.asarray([float.fromhex(h) for h in v], dtype=jnp.{dtype})"
@@ -106,16 +106,7 @@ def load() -> Framework:
 
         return repro
 
-    def keras_repro(from_logits: bool):
-        def repro(args, dtype, reduction):
-            call = (
-                f"keras.losses.binary_crossentropy(t({args['target']})[..., None], t({args['input']})[..., None]"
-                f"{', from_logits=True' if from_logits else ''}{label_smoothing_arg(args)})"
-            )
-            reduce = {"none": "{}", "mean": "keras.ops.mean({})", "sum": "keras.ops.sum({})"}[reduction]
-            return repro_line(KERAS_PRELUDE, TENSOR.format(dtype=dtype), reduce.format(call))
-
-        return repro
+    keras_repro = make_keras_repro(KERAS_PRELUDE, TENSOR)
 
     optax_name = "optax.losses.sigmoid_binary_cross_entropy"
     xlogy_name = "jax.scipy.special.xlogy+jax.scipy.special.xlog1py"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from conformance.adapters import Api, Unsupported
+from conformance.adapters import Api, Unsupported, label_smoothing_arg, repro_line
 
 KERAS_NAME = "keras.losses.binary_crossentropy"
 REDUCED_BY = "keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])"
@@ -53,6 +53,23 @@ def unavailable(why: str):
         raise Unsupported(why)
 
     return call
+
+
+def keras_repro(prelude: str, tensor: str, to_list: str = ".tolist()"):
+    """``repro(from_logits)`` for Keras's loss called on ``x[..., None]`` and reduced with keras.ops."""
+
+    def for_logits(from_logits: bool):
+        def repro(args, dtype, reduction):
+            call = (
+                f"{KERAS_NAME}(t({args['target']})[..., None], t({args['input']})[..., None]"
+                f"{', from_logits=True' if from_logits else ''}{label_smoothing_arg(args)})"
+            )
+            reduce = {"none": "{}", "mean": "keras.ops.mean({})", "sum": "keras.ops.sum({})"}[reduction]
+            return repro_line(prelude, tensor.format(dtype=dtype), reduce.format(call), to_list)
+
+        return repro
+
+    return for_logits
 
 
 def backend_apis(

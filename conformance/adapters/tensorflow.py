@@ -132,7 +132,9 @@ def load() -> Framework:
     tf_name = "tf.nn.sigmoid_cross_entropy_with_logits"
     weighted_name = "tf.nn.weighted_cross_entropy_with_logits"
 
-    def keras_api(name: str, op: str, loss, first: str, repro, unsupported: dict[str, str], variants=()) -> Api:
+    def keras_api(
+        name: str, op: str, loss, first: str, repro, unsupported: dict[str, str], variants=(), reduced_by=None, axis_mean=False
+    ) -> Api:
         return Api(
             name=name,
             framework="tensorflow",
@@ -140,27 +142,18 @@ def load() -> Framework:
             call=unavailable(keras_missing) if keras is None else value(loss, first),
             grad=unavailable(keras_missing) if keras is None else gradient(loss, first),
             grad_target=unavailable(keras_missing) if keras is None else target_gradient(loss, first),
-            reduced_by="keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
+            reduced_by=reduced_by or "keras.ops.mean / keras.ops.sum over the elementwise loss (called on x[..., None])",
             repro=repro,
             unsupported=unsupported,
             variants=variants,
+            axis_mean=axis_mean,
         )
 
     def keras_axis_api(name: str, op: str, from_logits: bool, first: str, unsupported: dict[str, str], variants=()) -> Api:
-        loss = keras_bce_axis(from_logits)
         logits_arg = ", from_logits=True" if from_logits else ""
-        return Api(
-            name=name,
-            framework="tensorflow",
-            op=op,
-            call=unavailable(keras_missing) if keras is None else value(loss, first),
-            grad=unavailable(keras_missing) if keras is None else gradient(loss, first),
-            grad_target=unavailable(keras_missing) if keras is None else target_gradient(loss, first),
-            reduced_by=axis_reduced_by,
-            repro=axis_repro(f"{keras_name}({{y}}, {{x}}{logits_arg}{{ls}}, axis=-1)"),
-            unsupported=unsupported,
-            variants=variants,
-            axis_mean=True,
+        repro = axis_repro(f"{keras_name}({{y}}, {{x}}{logits_arg}{{ls}}, axis=-1)")
+        return keras_api(
+            name, op, keras_bce_axis(from_logits), first, repro, unsupported, variants, axis_reduced_by, axis_mean=True
         )
 
     axis_reduced_by = (

@@ -25,7 +25,7 @@ import ml_dtypes
 import numpy as np
 
 from conformance.adapters import Api, Framework, keyword_args, label_smoothing, label_smoothing_arg, repro_line
-from conformance.adapters.keras_backend import backend_apis, import_keras
+from conformance.adapters.keras_backend import backend_apis, import_keras, keras_repro as make_keras_repro
 
 PRELUDE = "import torch"
 KERAS_PRELUDE = "import os; os.environ['KERAS_BACKEND'] = 'torch'; import torch, keras"
@@ -104,16 +104,7 @@ def load() -> Framework:
 
         return repro
 
-    def keras_repro(from_logits: bool):
-        def repro(args, dtype, reduction):
-            call = (
-                f"keras.losses.binary_crossentropy(t({args['target']})[..., None], t({args['input']})[..., None]"
-                f"{', from_logits=True' if from_logits else ''}{label_smoothing_arg(args)})"
-            )
-            reduce = {"none": "{}", "mean": "keras.ops.mean({})", "sum": "keras.ops.sum({})"}[reduction]
-            return repro_line(KERAS_PRELUDE, TENSOR.format(dtype=dtype), reduce.format(call), ".detach().cpu().tolist()")
-
-        return repro
+    keras_repro = make_keras_repro(KERAS_PRELUDE, TENSOR, ".detach().cpu().tolist()")
 
     bce_name = "torch.nn.functional.binary_cross_entropy"
     logits_name = "torch.nn.functional.binary_cross_entropy_with_logits"
