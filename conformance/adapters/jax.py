@@ -20,7 +20,7 @@ its backend once per process: see conformance/adapters/keras_backend.py.
 from __future__ import annotations
 
 from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
-from conformance.adapters.keras_backend import backend_apis, import_keras, keras_repro as make_keras_repro
+from conformance.adapters.keras_backend import backend_apis, describe, import_keras, keras_repro as make_keras_repro
 
 PRELUDE = "import jax; jax.config.update('jax_enable_x64', True); import jax.numpy as jnp, jax.scipy.special as jss, optax"
 TENSOR = "lambda v: jnp.asarray([float.fromhex(h) for h in v], dtype=jnp.{dtype})"
@@ -157,9 +157,9 @@ def load() -> Framework:
     ]
     # the backend clips p; no clamp of the log
     apis += backend_apis("jax", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)",), target_gradient)
-    versions = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__}
-    settings = {"jax_enable_x64": "True"}
-    if keras is not None:
-        versions["keras"] = keras.__version__
-        settings.update(keras_backend=keras.backend.backend(), keras_epsilon=repr(keras.config.epsilon()))
+    versions, settings = describe(
+        keras,
+        {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__},
+        {"jax_enable_x64": "True"},
+    )
     return Framework(name="jax", versions=versions, apis=apis, settings=settings)

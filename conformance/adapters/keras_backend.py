@@ -55,6 +55,16 @@ def unavailable(why: str):
     return call
 
 
+def describe(keras, versions: dict[str, str], settings: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The framework's versions and settings with Keras's added, when this process's Keras serves the adapter."""
+    if keras is None:
+        return versions, settings
+    return (
+        {**versions, "keras": keras.__version__},
+        {**settings, "keras_backend": keras.backend.backend(), "keras_epsilon": repr(keras.config.epsilon())},
+    )
+
+
 def keras_repro(prelude: str, tensor: str, to_list: str = ".tolist()"):
     """``repro(from_logits)`` for Keras's loss called on ``x[..., None]`` and reduced with keras.ops."""
 

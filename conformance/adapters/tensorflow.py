@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
-from conformance.adapters.keras_backend import import_keras, unavailable
+from conformance.adapters.keras_backend import describe, import_keras, unavailable
 
 PRELUDE = "import tensorflow as tf, keras"
 TENSOR = "lambda v: tf.constant([float.fromhex(h) for h in v], dtype=tf.{dtype})"
@@ -233,9 +233,5 @@ def load() -> Framework:
             },
         ),
     ]
-    versions = {"tensorflow": tf.__version__}
-    settings = {}
-    if keras is not None:
-        versions["keras"] = keras.__version__
-        settings = {"keras_backend": keras.backend.backend(), "keras_epsilon": repr(keras.config.epsilon())}
+    versions, settings = describe(keras, {"tensorflow": tf.__version__}, {})
     return Framework(name="tensorflow", versions=versions, apis=apis, settings=settings)

@@ -25,7 +25,7 @@ import ml_dtypes
 import numpy as np
 
 from conformance.adapters import Api, Framework, keyword_args, label_smoothing, label_smoothing_arg, repro_line
-from conformance.adapters.keras_backend import backend_apis, import_keras, keras_repro as make_keras_repro
+from conformance.adapters.keras_backend import backend_apis, describe, import_keras, keras_repro as make_keras_repro
 
 PRELUDE = "import torch"
 KERAS_PRELUDE = "import os; os.environ['KERAS_BACKEND'] = 'torch'; import torch, keras"
@@ -151,9 +151,5 @@ def load() -> Framework:
     apis += backend_apis(
         "torch", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)", "log_clamp(-100)"), target_gradient
     )
-    versions = {"torch": torch.__version__}
-    settings = {}
-    if keras is not None:
-        versions["keras"] = keras.__version__
-        settings = {"keras_backend": keras.backend.backend(), "keras_epsilon": repr(keras.config.epsilon())}
+    versions, settings = describe(keras, {"torch": torch.__version__}, {})
     return Framework(name="torch", versions=versions, apis=apis, settings=settings)
