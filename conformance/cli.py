@@ -141,6 +141,18 @@ def cmd_summary(args) -> int:
     return EXIT_PROBLEMS if problems else 0
 
 
+def cmd_report(args) -> int:
+    from conformance.report import main as report_main  # matplotlib is imported only when a report is made
+
+    return report_main(args)
+
+
+def cmd_diff(args) -> int:
+    from conformance.diff import main as diff_main
+
+    return diff_main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
     top.add_argument("--version", action="version", version=f"bce-conformance {__version__}")
@@ -176,6 +188,25 @@ def parser() -> argparse.ArgumentParser:
     summary.add_argument("results", nargs="+")
     summary.add_argument("--out", help="also write the Markdown to this file")
     summary.set_defaults(func=cmd_summary)
+
+    report = sub.add_parser(
+        "report", help="combine results files into summary.md, report.html (with plots) and junit.xml"
+    )
+    report.add_argument("results", nargs="+", help="results files (.jsonl) or folders of them")
+    report.add_argument("--out", default="results", help="folder for summary.md, report.html, junit.xml (default: results)")
+    report.set_defaults(func=cmd_report)
+
+    diff = sub.add_parser(
+        "diff", help="compare a results set with a baseline; exits 1 on any regression"
+    )
+    diff.add_argument("baseline", help="baseline results file or folder")
+    diff.add_argument("current", help="current results file or folder")
+    diff.add_argument(
+        "--ulp-threshold", type=float, default=1.0,
+        help="an unchanged verdict whose max ULP error grew by more than this is a regression (default 1)",
+    )
+    diff.add_argument("--out", help="also write the Markdown diff to this file")
+    diff.set_defaults(func=cmd_diff)
     return top
 
 
