@@ -1,0 +1,257 @@
+"""``python -m conformance diff BASELINE CURRENT``: what changed between two results sets, and whether it regressed.
+
+A results set is every results file read from a path (a folder standing for every ``*.jsonl`` in it).
+Results are matched by (framework, ``Result.id``); the same key twice in one set is a usage error.
+
+Verdicts are ranked: exact 0, acceptable 1, known_divergence 2, unsupported 2, and fail,
+unexpected_pass, error 3. ``max_ulp`` is compared with None read as 0 and NaN as inf.
+
+A **regression** (exit 1) is any of:
+
+1. a new failure: the current verdict is a problem (fail, unexpected_pass, error) and the baseline's
+   was not, or the result is new;
+2. a verdict that got worse: its rank went up, or it became ``unsupported`` from any other verdict
+   (coverage lost); a new failure is not listed here again;
+3. ULP growth: the same verdict, and max_ulp grew by more than the threshold (finite to inf counts);
+4. a disappeared result: in the baseline and not in the current set.
+
+Not regressions: **improvements** (the rank went down, ``unsupported`` became a verdict that is no
+problem, or the same verdict with max_ulp shrinking by more than the threshold) and **other
+changes** (the same rank with another verdict, another known-divergence id or variant; and new
+results that are no problem).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance.results import Result, ResultsError, Run, read_runs, results_files
+from conformance.verdicts import Verdict
+
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+LISTED = 200  # items listed per category; the counts are always complete
+RANK = {
+    Verdict.EXACT: 0,
+    Verdict.ACCEPTABLE: 1,
+    Verdict.KNOWN_DIVERGENCE: 2,
+    Verdict.UNSUPPORTED: 2,
+    Verdict.FAIL: 3,
+    Verdict.UNEXPECTED_PASS: 3,
+    Verdict.ERROR: 3,
+}
+
+
+class DiffError(Exception):
+    """Results sets that cannot be compared: a duplicated key, an unknown verdict."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One result's change: ``before`` is None for a new result, ``after`` for a disappeared one."""
+
+    framework: str
+    id: str
+    before: Result | None
+    after: Result | None
+
+
+@dataclass
+class Diff:
+    versions: dict[str, tuple[str, str]]  # framework: (baseline labels, current labels), "-" where absent
+    ulp_threshold: float
+    new_failures: list[Change] = field(default_factory=list)
+    worse: list[Change] = field(default_factory=list)
+    ulp_growth: list[Change] = field(default_factory=list)
+    disappeared: list[Change] = field(default_factory=list)
+    improvements: list[Change] = field(default_factory=list)
+    other: list[Change] = field(default_factory=list)
+    new_results: list[Change] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Change]:
+        return self.new_failures + self.worse + self.ulp_growth + self.disappeared
+
+    @property
+    def other_changes(self) -> list[Change]:
+        return self.other + self.new_results
+
+
+def _verdict(result: Result) -> Verdict:
+    try:
+        return Verdict(result.verdict)
+    except ValueError:
+        raise DiffError(f"result {result.framework}/{result.id}: unknown verdict {result.verdict!r}") from None
+
+
+def _ulp(result: Result) -> float:
+    value = result.max_ulp
+    if value is None:
+        return 0.0
+    return math.inf if math.isnan(value) else float(value)
+
+
+def _index(runs: list[Run], name: str) -> dict[tuple[str, str], Result]:
+    index: dict[tuple[str, str], Result] = {}
+    where: dict[tuple[str, str], Path] = {}
+    for run in runs:
+        for result in run.results:
+            key = (result.framework, result.id)
+            if key in index:
+                raise DiffError(
+                    f"{name}: result {result.framework}/{result.id} appears twice ({where[key]} and {run.path})"
+                )
+            _verdict(result)
+            index[key] = result
+            where[key] = run.path
+    return index
+
+
+def _labels(runs: list[Run]) -> dict[str, str]:
+    labels: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        labels[run.framework].add(run.label)
+    return {framework: ", ".join(sorted(names)) for framework, names in labels.items()}
+
+
+def _classify(before: Result, after: Result, threshold: float) -> str | None:
+    """The category of a result in both sets (an attribute name of ``Diff``), or None when unchanged."""
+    old, new = _verdict(before), _verdict(after)
+    if new.is_problem and not old.is_problem:
+        return "new_failures"
+    if new is Verdict.UNSUPPORTED and old is not Verdict.UNSUPPORTED:
+        return "worse"
+    if old is Verdict.UNSUPPORTED and new is not Verdict.UNSUPPORTED:
+        return "improvements"  # a problem here was a new failure above
+    if RANK[new] != RANK[old]:
+        return "worse" if RANK[new] > RANK[old] else "improvements"
+    if new is old:
+        if _ulp(after) > _ulp(before) + threshold:
+            return "ulp_growth"
+        if _ulp(after) < _ulp(before) - threshold:
+            return "improvements"
+    if new is not old or (before.divergence, before.variant) != (after.divergence, after.variant):
+        return "other"
+    return None
+
+
+def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: float = 1.0) -> Diff:
+    """Classify every result of either set; see the module's docstring for the categories."""
+    baseline = _index(baseline_runs, "baseline")
+    current = _index(current_runs, "current")
+    old_labels, new_labels = _labels(baseline_runs), _labels(current_runs)
+    versions = {fw: (old_labels.get(fw, "-"), new_labels.get(fw, "-")) for fw in sorted({*old_labels, *new_labels})}
+    diff = Diff(versions, ulp_threshold)
+    for key in sorted(baseline.keys() | current.keys()):
+        before, after = baseline.get(key), current.get(key)
+        change = Change(*key, before, after)
+        if after is None:
+            category = "disappeared"
+        elif before is None:
+            category = "new_failures" if _verdict(after).is_problem else "new_results"
+        else:
+            category = _classify(before, after, ulp_threshold)
+        if category:
+            getattr(diff, category).append(change)
+    return diff
+
+
+def _format_ulp(result: Result | None) -> str:
+    if result is None or result.max_ulp is None:
+        return "-"
+    return repr(result.max_ulp) if not math.isfinite(result.max_ulp) else f"{result.max_ulp:g}"
+
+
+def _line(change: Change, compact: bool = False) -> str:
+    before, after = change.before, change.after
+    verdicts = f"{before.verdict if before else '(new)'} → {after.verdict if after else '(gone)'}"
+    text = f"- `{change.id}` ({change.framework}): {verdicts}"
+    if compact:
+        for name in ("divergence", "variant"):
+            old, new = (getattr(r, name) if r else "" for r in (before, after))
+            if old != new and before and after:
+                text += f", {name} {old or '-'} → {new or '-'}"
+        return text
+    text += f", max ULP {_format_ulp(before)} → {_format_ulp(after)}"
+    problems = [r for r in (after, before) if r is not None and _verdict(r).is_problem]
+    problem = problems[0] if problems else None
+    if problem and problem.message:
+        first = problem.message.splitlines()[0]
+        text += f": {first[:300]}{'…' if len(first) > 300 else ''}"
+    return text
+
+
+def summary_line(diff: Diff) -> str:
+    n = len(diff.regressions)
+    text = (
+        f"diff: {n} regressions ({len(diff.new_failures)} new failures, {len(diff.worse)} worse, "
+        f"{len(diff.ulp_growth)} ULP growth, {len(diff.disappeared)} disappeared), "
+        f"{len(diff.improvements)} improvements, {len(diff.other_changes)} other changes"
+    )
+    return text if n else text + "; no regressions"
+
+
+def markdown(diff: Diff, listed: int = LISTED) -> str:
+    """The diff in Markdown: versions, then each non-empty category (at most ``listed`` items each), then the counts."""
+    out = ["## Results diff (baseline → current)", ""]
+    out.extend(f"- {framework}: {old} → {new}" for framework, (old, new) in diff.versions.items())
+    sections = [
+        ("New failures", diff.new_failures, False),
+        ("Verdicts that got worse", diff.worse, False),
+        (f"ULP errors that grew by more than {diff.ulp_threshold:g}", diff.ulp_growth, False),
+        ("Disappeared", diff.disappeared, False),
+        ("Improvements", diff.improvements, False),
+        ("Other changes", diff.other, True),
+        ("New results", diff.new_results, True),
+    ]
+    for title, changes, compact in sections:
+        if not changes:
+            continue
+        out += ["", f"### {title} ({len(changes)})", ""]
+        out.extend(_line(change, compact) for change in changes[:listed])
+        if len(changes) > listed:
+            out.append(f"- ... and {len(changes) - listed} more")
+    out += ["", summary_line(diff)]
+    return "\n".join(out) + "\n"
+
+
+def _read(path: str) -> list[Run]:
+    if not Path(path).exists():
+        raise ResultsError(f"{path}: no such file or folder")
+    if not results_files([path]):
+        raise ResultsError(f"{path}: no results files (*.jsonl)")
+    runs = read_runs([path])
+    for run in runs:
+        if run.truncated:
+            print(f"warning: {run.path}: {run.truncated} line(s) cut short, left out", file=sys.stderr)
+    return runs
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def main(args) -> int:
+    try:
+        diff = compare(_read(args.baseline), _read(args.current), args.ulp_threshold)
+        text = markdown(diff)
+        if args.out:
+            _write_atomically(Path(args.out), text)
+    except (ResultsError, DiffError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text, end="")
+    return EXIT_REGRESSION if diff.regressions else 0

@@ -1,0 +1,261 @@
+"""``python -m conformance diff``: every category planted in synthetic results sets, exit codes, a real numpy run."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conformance.cli import main
+from conformance.diff import compare, markdown
+from conformance.results import Result, ResultWriter, read_runs
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "cases" / "seed.yaml"
+JAX = {"framework": "jax", "framework_versions": {"jax": "0.9.2"}}
+JAX_NEW = {"framework": "jax", "framework_versions": {"jax": "0.10.2"}}
+
+
+def result(case="c/a", verdict="exact", max_ulp=0.0, framework="jax", **fields) -> Result:
+    fields.setdefault("api", "jax.bce")
+    fields.setdefault("dtype", "float32")
+    fields.setdefault("reduction", "mean")
+    return Result(case=case, framework=framework, op="bce", verdict=verdict, max_ulp=max_ulp, **fields)
+
+
+def write(path: Path, results: list[Result], environment=JAX) -> Path:
+    writer = ResultWriter(path, environment)
+    for r in results:
+        writer.write(r)
+    writer.close()
+    return path
+
+
+def sets(tmp_path, baseline: list[Result], current: list[Result]) -> tuple[str, str]:
+    write(tmp_path / "base" / "jax.jsonl", baseline)
+    write(tmp_path / "cur" / "jax.jsonl", current, JAX_NEW)
+    return str(tmp_path / "base"), str(tmp_path / "cur")
+
+
+def diff_of(tmp_path, baseline, current, threshold=1.0):
+    base, cur = sets(tmp_path, baseline, current)
+    return compare(read_runs([base]), read_runs([cur]), threshold)
+
+
+def categories(diff) -> dict[str, list[str]]:
+    names = ("new_failures", "worse", "ulp_growth", "disappeared", "improvements", "other", "new_results")
+    return {name: [c.id for c in getattr(diff, name)] for name in names if getattr(diff, name)}
+
+
+UNCHANGED = result("c/unchanged", max_ulp=0.5)
+ID = UNCHANGED.id.replace("unchanged", "a")  # the id of result() with the default case
+
+
+def test_identical_sets_exit_0_with_no_regressions(tmp_path, capsys):
+    rs = [UNCHANGED, result("c/b", "fail", math.inf, message="off\nsecond line"), result("c/u", "unsupported", None)]
+    base, cur = sets(tmp_path, rs, rs)
+    assert main(["diff", base, cur]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("no regressions")
+    assert out.rstrip().splitlines()[-1].startswith("diff: 0 regressions (0 new failures, 0 worse, 0 ULP growth")
+    assert "jax: jax 0.9.2 → jax 0.10.2" in out
+    assert "###" not in out  # no category listed
+
+
+def test_new_failure(tmp_path, capsys):
+    base, cur = sets(
+        tmp_path,
+        [UNCHANGED, result(max_ulp=0.5)],
+        [UNCHANGED, result(verdict="fail", max_ulp=40.0, message="40 ULP off\ndetails")],
+    )
+    assert main(["diff", base, cur]) == 1
+    out = capsys.readouterr().out
+    assert f"- `{ID}` (jax): exact → fail, max ULP 0.5 → 40: 40 ULP off" in out
+    assert "details" not in out
+    assert "### New failures (1)" in out and "Verdicts that got worse" not in out  # listed once
+    assert out.rstrip().splitlines()[-1] == (
+        "diff: 1 regressions (1 new failures, 0 worse, 0 ULP growth, 0 disappeared), 0 improvements, 0 other changes"
+    )
+
+
+def test_new_result_that_is_a_problem_is_a_new_failure(tmp_path):
+    diff = diff_of(tmp_path, [UNCHANGED], [UNCHANGED, result(verdict="error", max_ulp=None, message="raised")])
+    assert categories(diff) == {"new_failures": [ID]}
+
+
+def test_a_problem_already_in_the_baseline_is_no_new_failure(tmp_path):
+    diff = diff_of(tmp_path, [result(verdict="fail", max_ulp=3.0)], [result(verdict="error", max_ulp=None)])
+    assert categories(diff) == {"other": [ID]}  # same rank, another verdict
+
+
+def test_exact_to_acceptable_is_worse(tmp_path, capsys):
+    base, cur = sets(tmp_path, [result()], [result(verdict="acceptable", max_ulp=3.0, variant="clamp")])
+    assert main(["diff", base, cur]) == 1
+    out = capsys.readouterr().out
+    assert "### Verdicts that got worse (1)" in out and f"`{ID}` (jax): exact → acceptable, max ULP 0 → 3" in out
+
+
+def test_acceptable_to_exact_is_an_improvement(tmp_path, capsys):
+    base, cur = sets(tmp_path, [result(verdict="acceptable", max_ulp=3.0, variant="clamp")], [result()])
+    assert main(["diff", base, cur]) == 0
+    out = capsys.readouterr().out
+    assert "### Improvements (1)" in out and "acceptable → exact" in out
+    assert out.rstrip().endswith("0 regressions (0 new failures, 0 worse, 0 ULP growth, 0 disappeared), "
+                                 "1 improvements, 0 other changes; no regressions")
+
+
+def test_fail_to_exact_is_an_improvement(tmp_path):
+    diff = diff_of(tmp_path, [result(verdict="fail", max_ulp=9.0, message="m")], [result()])
+    assert categories(diff) == {"improvements": [ID]}
+    assert "exact, max ULP 9 → 0: m" in markdown(diff)  # the baseline's problem is named
+
+
+def test_ulp_growth_past_the_threshold_and_not_below_it(tmp_path, capsys):
+    before, after = [result(max_ulp=0.5), result("c/b", max_ulp=0.5)], [result(max_ulp=1.6), result("c/b", max_ulp=1.5)]
+    diff = diff_of(tmp_path, before, after)
+    assert categories(diff) == {"ulp_growth": [ID]}  # 1.1 ULP more is past 1; exactly 1 is not
+    base, cur = str(tmp_path / "base"), str(tmp_path / "cur")
+    assert main(["diff", base, cur]) == 1
+    assert "### ULP errors that grew by more than 1 (1)" in capsys.readouterr().out
+    assert main(["diff", base, cur, "--ulp-threshold", "2"]) == 0
+    assert main(["diff", base, cur, "--ulp-threshold", "0.5"]) == 1
+
+
+def test_ulp_growth_of_a_known_divergence_and_a_relation(tmp_path):
+    before = [result(verdict="known_divergence", max_ulp=5.0, divergence="d"), result(quantity="symmetry", max_ulp=0.0)]
+    after = [result(verdict="known_divergence", max_ulp=50.0, divergence="d"), result(quantity="symmetry", max_ulp=4.0)]
+    diff = diff_of(tmp_path, before, after)
+    assert categories(diff) == {"ulp_growth": [ID, ID + "-symmetry"]}
+
+
+def test_finite_to_inf_is_ulp_growth_and_none_and_nan_read_as_0_and_inf(tmp_path):
+    diff = diff_of(
+        tmp_path,
+        [result(verdict="fail", max_ulp=5.0), result("c/n", max_ulp=None), result("c/nan", "fail", math.nan),
+         result("c/to-nan", "fail", 5.0)],
+        [result(verdict="fail", max_ulp=math.inf), result("c/n", max_ulp=0.0), result("c/nan", "fail", math.inf),
+         result("c/to-nan", "fail", math.nan)],
+    )
+    assert categories(diff) == {"ulp_growth": [ID, ID.replace("c/a", "c/to-nan")]}
+    assert "fail → fail, max ULP 5 → inf" in markdown(diff)
+    shrunk = diff_of(tmp_path, [result(verdict="fail", max_ulp=math.inf)], [result(verdict="fail", max_ulp=7.0)])
+    assert categories(shrunk) == {"improvements": [ID]}
+
+
+def test_disappeared(tmp_path, capsys):
+    base, cur = sets(tmp_path, [UNCHANGED, result()], [UNCHANGED])
+    assert main(["diff", base, cur]) == 1
+    out = capsys.readouterr().out
+    assert f"### Disappeared (1)\n\n- `{ID}` (jax): exact → (gone), max ULP 0 → -" in out
+    assert "0 ULP growth, 1 disappeared)" in out
+
+
+def test_a_whole_framework_gone_is_every_result_disappeared(tmp_path, capsys):
+    write(tmp_path / "base" / "torch.jsonl", [result(framework="torch")], {"framework": "torch"})
+    base, cur = sets(tmp_path, [UNCHANGED], [UNCHANGED])
+    assert main(["diff", base, cur]) == 1
+    out = capsys.readouterr().out
+    assert "- torch: torch → -" in out and "### Disappeared (1)" in out
+
+
+def test_new_result_is_another_change(tmp_path, capsys):
+    base, cur = sets(tmp_path, [UNCHANGED], [UNCHANGED, result(verdict="acceptable", max_ulp=2.0)])
+    assert main(["diff", base, cur]) == 0
+    out = capsys.readouterr().out
+    assert f"### New results (1)\n\n- `{ID}` (jax): (new) → acceptable" in out
+    assert "0 improvements, 1 other changes; no regressions" in out
+
+
+def test_divergence_id_change_is_another_change(tmp_path, capsys):
+    base, cur = sets(
+        tmp_path,
+        [result(verdict="known_divergence", max_ulp=9.0, divergence="old-id")],
+        [result(verdict="known_divergence", max_ulp=9.0, divergence="new-id")],
+    )
+    assert main(["diff", base, cur]) == 0
+    out = capsys.readouterr().out
+    assert "### Other changes (1)" in out and "divergence old-id → new-id" in out
+
+
+def test_becoming_unsupported_is_worse_and_back_an_improvement(tmp_path):
+    before = [result(), result("c/kd", "known_divergence", 9.0, divergence="d"), result("c/f", "fail", 9.0)]
+    after = [result(verdict="unsupported", max_ulp=None), *(result(c, "unsupported", None) for c in ("c/kd", "c/f"))]
+    diff = diff_of(tmp_path, before, after)
+    assert categories(diff) == {"worse": sorted(r.id for r in before)}  # coverage lost, even of a failure
+    back = diff_of(tmp_path, after, [result(), result("c/kd", "known_divergence", 9.0, divergence="d"), result("c/f")])
+    assert categories(back) == {"improvements": sorted(r.id for r in before)}
+
+
+def test_results_are_matched_per_framework(tmp_path):
+    write(tmp_path / "base" / "torch.jsonl", [result(framework="torch")], {"framework": "torch"})
+    write(tmp_path / "cur" / "torch.jsonl", [result(framework="torch", verdict="fail")], {"framework": "torch"})
+    diff = diff_of(tmp_path, [result()], [result()])
+    assert [(c.framework, c.id) for c in diff.new_failures] == [("torch", ID)]
+
+
+def test_listing_is_capped_and_the_counts_complete(tmp_path):
+    before = [result(f"c/{i:03}") for i in range(205)]
+    diff = diff_of(tmp_path, before, [])
+    text = markdown(diff)
+    assert len(diff.disappeared) == 205 and "### Disappeared (205)" in text and "- ... and 5 more" in text
+    assert text.count("(gone)") == 200 and "c/199" in text and "c/200" not in text
+
+
+def test_out_file_is_the_same_text_and_deterministic(tmp_path, capsys):
+    base, cur = sets(tmp_path, [result("c/z"), result("c/b"), result()], [result("c/b", "fail", 2.0)])
+    out = tmp_path / "diff.md"
+    assert main(["diff", base, cur, "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert out.read_text(encoding="utf-8") == printed
+    assert main(["diff", base, cur, "--out", str(out)]) == 1
+    assert capsys.readouterr().out == printed
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    assert printed.index("c/a") < printed.index("c/z")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda t: (str(t / "nowhere"), str(t / "cur")), "nowhere: no such file or folder"),
+        (lambda t: (str(t / "empty"), str(t / "cur")), "no results files (*.jsonl)"),
+        (lambda t: (str(t / "base"), str(t / "bad.jsonl")), "results format"),
+        (lambda t: (str(t / "dup"), str(t / "cur")), "appears twice"),
+    ],
+)
+def test_usage_problems_exit_2(tmp_path, capsys, make, message):
+    sets(tmp_path, [result()], [result()])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"format": "other", "format_version": 1}) + "\n", encoding="utf-8")
+    write(tmp_path / "dup" / "a.jsonl", [result()])
+    write(tmp_path / "dup" / "b.jsonl", [result()])
+    assert main(["diff", *make(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and message in captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_a_real_numpy_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(run), str(run)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("no regressions")
+
+    lines = (run / "numpy.jsonl").read_text(encoding="utf-8").splitlines()
+    index = next(i for i, line in enumerate(lines) if json.loads(line).get("verdict") == "exact")
+    record = json.loads(lines[index])
+    record.update(verdict="fail", message="planted")
+    lines[index] = json.dumps(record)
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "numpy.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shutil.copy(run / "numpy.jsonl", tmp_path / "baseline.jsonl")
+
+    assert main(["diff", str(tmp_path / "baseline.jsonl"), str(planted)]) == 1
+    out = capsys.readouterr().out
+    planted_id = Result.from_json(lines[index]).id
+    assert f"- `{planted_id}` (numpy): exact → fail" in out and ": planted" in out
+    assert "diff: 1 regressions (1 new failures, 0 worse, 0 ULP growth, 0 disappeared)" in out
