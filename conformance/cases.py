@@ -73,6 +73,7 @@ class Case:
     line: int | None = None
     gradients: bool = True  # also check the gradient of the loss with respect to the input
     target_gradients: bool = False  # also check its gradient with respect to the target (opt-in)
+    sweep: bool = False  # keep every element of its `none` results, for the report's plots against the input
     # Keras's label_smoothing: targets become y·(1 - ls) + ls/2. A float64 value (the Python float the
     # APIs take), never rounded to the dtype under test; 0 means none.
     label_smoothing: Fraction = Fraction(0)
@@ -323,6 +324,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         line=_line_of(raw_entry),
         gradients=entry.get("gradients", defaults.get("gradients", True)),
         target_gradients=target_gradients,
+        sweep=entry.get("sweep", defaults.get("sweep", False)),
         label_smoothing=label_smoothing,
     )
 

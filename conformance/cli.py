@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import mpmath
@@ -16,7 +17,9 @@ from conformance.adapters import BUILTIN, ENTRY_POINT_GROUP, FrameworkUnavailabl
 from conformance.cases import CaseError, find_case, load
 from conformance.dtypes import get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError
-from conformance.results import ResultWriter, read
+from conformance.environment import describe as describe_environment
+from conformance.environment import header as environment_header
+from conformance.results import ResultWriter, read, write_atomically, write_timing
 from conformance.runner import ExactValues, ExpectationError, plan
 from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
@@ -36,10 +39,14 @@ def cmd_run(args) -> int:
         run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter)
     except (CaseError, FrameworkUnavailable) as exc:
         return _fail(str(exc))
+    environment = describe_environment(run_plan.framework)
     print(run_plan.header(), flush=True)
+    print(f"environment: {environment_header(environment)}", flush=True)
     out = Path(args.out)
-    writer = ResultWriter(out / f"{run_plan.framework.name}.jsonl")
+    name = args.name or run_plan.framework.name
+    writer = ResultWriter(out / f"{name}.jsonl", environment)
     results = []
+    started = time.time()
     try:
         for check in run_plan.checks:
             result = run_plan.runner.run(check)
@@ -49,8 +56,9 @@ def cmd_run(args) -> int:
                 print(failure_text(result), flush=True)
     finally:
         writer.close()
+    write_timing(out / f"{name}.timing.json", started)
     summary = summary_markdown(results)
-    (out / f"{run_plan.framework.name}.summary.md").write_text(summary, encoding="utf-8")
+    write_atomically(out / f"{name}.summary.md", summary)
     print(summary)
     status = 0
     problems = [r for r in results if Verdict(r.verdict).is_problem]
@@ -134,7 +142,7 @@ def cmd_summary(args) -> int:
     results = [r for f in files for r in read(f)]
     text = summary_markdown(results)
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        write_atomically(args.out, text)
     print(text)
     problems = sum(Verdict(r.verdict).is_problem for r in results)
     print(f"{len(results)} results from {len(files)} files; {problems} problems")
@@ -172,6 +180,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--cases", nargs="+", default=[DEFAULT_CASES], help="case files or folders (default: cases)")
     run.add_argument("--out", default="results", help="folder for <framework>.jsonl and .summary.md (default: results)")
+    run.add_argument("--name", help="the results files' name: <name>.jsonl (default: the framework's name)")
     run.add_argument("--divergences", nargs="*", default=[], help="extra known-divergence files")
     run.add_argument("--min-results", type=int, default=1, help="fail when fewer results than this (default 1)")
     run.set_defaults(func=cmd_run)

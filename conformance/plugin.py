@@ -20,19 +20,23 @@ process that writes them.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from conformance.adapters import FrameworkUnavailable
 from conformance.cases import CaseError
-from conformance.results import Result, ResultWriter
+from conformance.environment import describe as describe_environment
+from conformance.environment import header as environment_header
+from conformance.results import Result, ResultWriter, write_atomically, write_timing
 from conformance.runner import Plan, plan
 from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
 
 RESULT_PROPERTY = "conformance_result"
 plan_key = pytest.StashKey[Plan]()
+environment_key = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +67,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--conformance-out",
         default=os.environ.get("CONFORMANCE_OUT"),
         help="folder for <framework>.jsonl and <framework>.summary.md (env CONFORMANCE_OUT)",
+    )
+    group.addoption(
+        "--conformance-name",
+        default=os.environ.get("CONFORMANCE_NAME"),
+        help="the results files' name: <name>.jsonl, <name>.summary.md (env CONFORMANCE_NAME; default: the framework's name)",
     )
     group.addoption(
         "--conformance-min-tests",
@@ -102,7 +111,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if plan_key not in config.stash:
         return []
     env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("CONFORMANCE_")]
-    return [config.stash[plan_key].header()] + ([f"environment: {' '.join(env)}"] if env else [])
+    environment = _environment(config)
+    return [config.stash[plan_key].header(), f"environment: {environment_header(environment)}"] + (
+        [f"variables: {' '.join(env)}"] if env else []
+    )
+
+
+def _environment(config: pytest.Config) -> dict:
+    """The run's environment record (probed once per process)."""
+    if environment_key not in config.stash:
+        config.stash[environment_key] = describe_environment(config.stash[plan_key].framework)
+    return config.stash[environment_key]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -135,6 +154,7 @@ class ConformanceReporter:
         self.results: list[Result] = []
         self.writer: ResultWriter | None = None
         self.floor_failure = ""
+        self.started = time.time()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" or hasattr(self.config, "workerinput"):
@@ -148,12 +168,16 @@ class ConformanceReporter:
         out = self.config.getoption("conformance_out")
         if out:
             if self.writer is None:
-                self.writer = ResultWriter(Path(out) / f"{result.framework}.jsonl")
+                self.writer = ResultWriter(Path(out) / f"{self.name(result)}.jsonl", _environment(self.config))
             self.writer.write(result)
+
+    def name(self, result: Result) -> str:
+        return self.config.getoption("conformance_name") or result.framework
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.writer is not None:
             self.writer.close()
+            write_timing(self.writer.path.with_name(f"{self.name(self.results[0])}.timing.json"), self.started)
         if hasattr(self.config, "workerinput") or plan_key not in self.config.stash or self.config.option.collectonly:
             return
         floor = self.config.getoption("conformance_min_tests")
@@ -170,8 +194,7 @@ class ConformanceReporter:
             terminalreporter.write(text)
             out = self.config.getoption("conformance_out")
             if out:
-                path = Path(out) / f"{self.results[0].framework}.summary.md"
-                path.write_text(text, encoding="utf-8")
+                path = write_atomically(Path(out) / f"{self.name(self.results[0])}.summary.md", text)
                 terminalreporter.write_line(f"results: {self.writer.path}; summary: {path}")
         if self.floor_failure:
             terminalreporter.write_line(self.floor_failure, red=True, bold=True)

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
@@ -194,3 +197,30 @@ def results_files(paths) -> list[Path]:
 def read_runs(paths) -> list[Run]:
     """Every results file under ``paths`` (files, or folders of ``*.jsonl``), in the order given."""
     return [read_run(path) for path in results_files(paths)]
+
+
+def write_atomically(path: str | Path, text: str) -> Path:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it over ``path``: a reader
+    (or a run killed meanwhile) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_timing(path: str | Path, started: float) -> Path:
+    """A run's start time and duration: kept apart from the results file so that the results are the
+    same bytes run after run."""
+    timing = {
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 3),
+    }
+    return write_atomically(path, json.dumps(timing) + "\n")

@@ -87,6 +87,21 @@ def _fused(api: Api, apis: list[Api]) -> Api | None:
     return next((a for a in apis if a.framework == api.framework and a.op == "bce_with_logits"), None)
 
 
+def _elements(case: Case, inputs, values: np.ndarray, ref: ReferenceValue, judgement: Judgement, fmt: FloatFormat) -> dict:
+    """A sweep result's every element, flattened in C order: the input, the target, the result, the
+    correctly rounded exact value and the error in ULPs."""
+    shape = ref.exact.shape
+    flat = {name: np.broadcast_to(np.asarray(inputs[name], dtype=np.float64), shape).ravel() for name in (case.kind, "target")}
+    want = [float(round_to_format(e, fmt)) if not mpmath.isnan(e) else math.nan for e in ref.exact.ravel()]
+    return {
+        "x": [float(v) for v in flat[case.kind]],
+        "target": [float(v) for v in flat["target"]],
+        "got": [float(v) for v in values.ravel()],
+        "want": want,
+        "ulp": [float(u) for u in judgement.ulps],
+    }
+
+
 class ExpectationError(Exception):
     """A case's `expect` literal contradicts the exact reference."""
 
@@ -240,7 +255,10 @@ class Runner:
             return result
         judgement = judge(values, ref.exact, fmt, tolerance_for(check.dtype, case.tolerance))
         result.max_ulp = judgement.max_ulp
+        result.median_ulp = judgement.median_ulp
         result.floor_accepted = judgement.floor_accepted
+        if case.sweep and check.reduction == "none" and not api.axis_mean:
+            result.elements = _elements(case, inputs, values, ref, judgement, fmt)
         result.worst = self._worst(inputs, ref, judgement, fmt, api.axis_mean)
         if got.dtype != fmt.numpy_dtype:
             result.verdict = Verdict.FAIL.value

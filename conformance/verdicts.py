@@ -68,6 +68,16 @@ class Judgement:
     max_ulp: float
     worst: list[ElementError]  # the worst elements that fail, or the worst overall when all pass
     floor_accepted: int = 0  # elements within tolerance only through the absolute floor
+    median_ulp: float = 0.0  # the median error in ULPs (NaN counts as inf)
+    ulps: tuple[float, ...] = ()  # every element's error in ULPs, in the exact values' C order
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(math.inf if math.isnan(v) else v for v in values)
+    if not ordered:
+        return 0.0
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _within(got: float, exact: mpmath.mpf, error: float, tolerance: Tolerance) -> bool:
@@ -89,12 +99,13 @@ def judge(got: np.ndarray, exact: np.ndarray, fmt: FloatFormat, tolerance: Toler
         failing += not ok
         floor_accepted += ok and error > tolerance.max_ulp
         errors.append((not ok, error, index, value, want))
+    ulps = tuple(e[1] for e in errors)
     # failing elements first, then the largest errors; ties broken by position so the order is stable
     errors.sort(key=lambda e: (not e[0], -e[1] if not math.isnan(e[1]) else 0, e[2]))
     max_ulp = max((e[1] for e in errors), default=0.0)
     shown = [e for e in errors if e[0]] if failing else errors
     worst = [ElementError(index, value, want, error) for _, error, index, value, want in shown[:keep]]
-    return Judgement(failing == 0, max_ulp, worst, floor_accepted)
+    return Judgement(failing == 0, max_ulp, worst, floor_accepted, _median(list(ulps)), ulps)
 
 
 def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatFormat) -> bool:

@@ -61,7 +61,8 @@ def output(result) -> str:
 
 
 def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [record for record in map(json.loads, lines) if "format" not in record]  # the environment line left out
 
 
 def divergence_file(tmp_path: Path, text: str) -> Path:

@@ -115,6 +115,10 @@ class Framework:
     versions: dict[str, str]  # package -> version, for every package whose API is called
     apis: list[Api]
     settings: dict[str, str] = field(default_factory=dict)  # configuration the adapter applied, e.g. x64
+    device: str = "cpu"  # where the framework computes, as the framework names it
+    # values · factor computed by the framework on its device, in the values' dtype: the subnormal probe's
+    # operation (conformance.environment); None where the adapter gives none
+    multiply: Callable[[np.ndarray, float], np.ndarray] | None = None
 
 
 def load_framework(name: str) -> Framework:

@@ -162,4 +162,11 @@ def load() -> Framework:
         {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__},
         {"jax_enable_x64": "True"},
     )
-    return Framework(name="jax", versions=versions, apis=apis, settings=settings)
+    return Framework(
+        name="jax",
+        versions=versions,
+        apis=apis,
+        settings=settings,
+        device=str(jax.devices()[0]),
+        multiply=lambda values, factor: np.asarray(jnp.asarray(values) * jnp.asarray(factor, dtype=values.dtype)),
+    )

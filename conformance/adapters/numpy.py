@@ -95,4 +95,6 @@ def load() -> Framework:
             "{w} * ((1 - {y}) * {x} + (1 + ({q} - 1) * {y}) * (np.maximum(-{x}, 0) + np.log1p(np.exp(-np.abs({x})))))",
         ),
     ]
-    return Framework(name="numpy", versions={"numpy": np.__version__}, apis=apis)
+    return Framework(
+        name="numpy", versions={"numpy": np.__version__}, apis=apis, multiply=lambda values, factor: values * values.dtype.type(factor)
+    )

@@ -234,4 +234,11 @@ def load() -> Framework:
         ),
     ]
     versions, settings = describe(keras, {"tensorflow": tf.__version__}, {})
-    return Framework(name="tensorflow", versions=versions, apis=apis, settings=settings)
+    return Framework(
+        name="tensorflow",
+        versions=versions,
+        apis=apis,
+        settings=settings,
+        device=tf.constant(0.0).device,
+        multiply=lambda values, factor: (tf.constant(values) * tf.constant(factor, dtype=values.dtype)).numpy(),
+    )

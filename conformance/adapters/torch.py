@@ -152,4 +152,11 @@ def load() -> Framework:
         "torch", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)", "log_clamp(-100)"), target_gradient
     )
     versions, settings = describe(keras, {"torch": torch.__version__}, {})
-    return Framework(name="torch", versions=versions, apis=apis, settings=settings)
+    return Framework(
+        name="torch",
+        versions=versions,
+        apis=apis,
+        settings=settings,
+        device=str(torch.empty(0).device),
+        multiply=lambda values, factor: (torch.from_numpy(values) * factor).numpy(),
+    )

@@ -1,0 +1,99 @@
+"""What a run ran on: the framework and its versions, Python, platform, CPU, device, whether the
+framework flushes subnormals, mpmath, and this suite's version. The results file's first record.
+
+Nothing here depends on the time: the same run on the same machine and versions describes itself
+with the same bytes.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import mpmath
+import numpy as np
+
+from conformance import __version__
+from conformance.adapters import Framework
+
+PROBED_DTYPES = ("float32", "float64")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def subnormal_probe(framework: Framework) -> dict[str, Any]:
+    """Per dtype, whether the framework's own multiply (on its device) flushes a subnormal result to
+    zero (FTZ: smallest normal · 0.5) and reads a subnormal input as zero (DAZ: smallest subnormal ·
+    2**(mantissa bits + 1), a normal result). A probe that raises says so instead."""
+    if framework.multiply is None:
+        return {"probe": "none: the adapter gives no multiply"}
+    out: dict[str, Any] = {}
+    for name in PROBED_DTYPES:
+        info = np.finfo(name)
+        try:
+            half_normal = np.asarray(framework.multiply(np.array([info.smallest_normal], dtype=name), 0.5))
+            tiny_scaled = np.asarray(
+                framework.multiply(np.array([info.smallest_subnormal], dtype=name), float(2.0 ** (info.nmant + 1)))
+            )
+        except Exception as exc:  # the framework's own refusal is the probe's answer
+            out[name] = {"probe": f"raised {type(exc).__name__}: {exc}".splitlines()[0]}
+            continue
+        out[name] = {
+            "flushed_to_zero": bool(half_normal.ravel()[0] == 0),
+            "inputs_as_zero": bool(tiny_scaled.ravel()[0] == 0),
+        }
+    return out
+
+
+def describe(framework: Framework) -> dict[str, Any]:
+    """The environment record of a results file."""
+    return {
+        "framework": framework.name,
+        "framework_versions": dict(sorted(framework.versions.items())),
+        "settings": dict(sorted(framework.settings.items())),
+        "device": framework.device,
+        "subnormals": subnormal_probe(framework),
+        "suite": __version__,
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "numpy": np.__version__,
+        "mpmath": mpmath.__version__,
+        "mpmath_backend": mpmath.libmp.BACKEND,
+    }
+
+
+def subnormal_text(subnormals: dict[str, Any]) -> str:
+    """``float32 kept, float64 kept`` / ``float32 flushed to zero, subnormal inputs read as zero``."""
+    if "probe" in subnormals:
+        return subnormals["probe"]
+    parts = []
+    for dtype, probe in subnormals.items():
+        if "probe" in probe:
+            parts.append(f"{dtype} {probe['probe']}")
+            continue
+        what = [w for w, on in (("results flushed to zero", probe.get("flushed_to_zero")), ("inputs read as zero", probe.get("inputs_as_zero"))) if on]
+        parts.append(f"{dtype} {' and '.join(what) if what else 'subnormals kept'}")
+    return "; ".join(parts)
+
+
+def header(environment: dict[str, Any]) -> str:
+    """One line for a run's header: device, subnormal probe, Python and platform."""
+    return (
+        f"device {environment.get('device')}; subnormals: {subnormal_text(environment.get('subnormals', {}))}; "
+        f"python {environment.get('python')} on {environment.get('platform')} ({environment.get('cpu')}); "
+        f"mpmath {environment.get('mpmath')} ({environment.get('mpmath_backend')}); bce-conformance {environment.get('suite')}"
+    )
