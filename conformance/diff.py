@@ -24,14 +24,12 @@ results that are no problem).
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.results import Result, ResultsError, Run, read_runs, results_files
+from conformance.results import Result, ResultsError, Run, read_runs, results_files, write_atomically
 from conformance.verdicts import Verdict
 
 EXIT_REGRESSION = 1
@@ -233,23 +231,12 @@ def _read(path: str) -> list[Run]:
     return runs
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def main(args) -> int:
     try:
         diff = compare(_read(args.baseline), _read(args.current), args.ulp_threshold)
         text = markdown(diff)
         if args.out:
-            _write_atomically(Path(args.out), text)
+            write_atomically(args.out, text)
     except (ResultsError, DiffError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
