@@ -1,0 +1,636 @@
+"""``python -m conformance report RESULTS... [--out DIR]``: one report over several results files.
+
+Reads results files (or folders of ``*.jsonl``), one run each (a framework at some versions, on
+some machine), and writes to ``--out``:
+
+- ``summary.md``: for a CI job summary. A header per run (its environment), the matrix of APIs ×
+  case files with the verdict counts of each cell, the runs of one framework at different versions
+  side by side, then the worst cases: the problems first, then the largest errors among known
+  divergences and documented variants. Every list is capped, and the whole file stays under
+  ``SUMMARY_LIMIT`` bytes (GitHub's step-summary limit is 1 MiB) however many results go in.
+- ``report.html``: one self-contained page, the same tables plus ULP-error histograms and the
+  sweep cases' plots (``conformance.report_html``; needs matplotlib).
+- ``junit.xml``: a test suite per run, a test case per result (``conformance.junit``).
+
+Each file is written to a temporary file in ``--out`` and renamed over the old one, and is the same
+bytes for the same inputs (no timestamps; every iteration in a fixed order).
+
+The exit status is 0 even when the results hold failures: the report only describes them. The
+framework runs (``python -m conformance run``, the pytest plugin) and ``python -m conformance diff``
+are the gates. It is 2, with ``error: ...`` on stderr, when no results file is found, one cannot be
+read, or the outputs cannot be written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conformance.results import Result, ResultsError, Run, read_runs, results_files
+from conformance.summary import _ulp, failure_text
+
+EXIT_USAGE = 2
+SUMMARY_LIMIT = 1_000_000  # bytes; GitHub refuses a job summary over 1 MiB
+
+# The five counts of a matrix cell, in this order. "fail" counts every problem: fail, unexpected
+# pass (a known divergence that no longer diverges) and error.
+STATES = ("exact", "acceptable", "fail", "known_divergence", "unsupported")
+STATE_NAMES = {
+    "exact": "exact",
+    "acceptable": "acceptable",
+    "fail": "fail",
+    "known_divergence": "known divergence",
+    "unsupported": "unsupported",
+}
+PROBLEM_VERDICTS = ("fail", "unexpected_pass", "error")
+ERROR_QUANTITIES = ("value", "grad", "grad_target")  # compared with the exact value; the rest are relations
+QUANTITY_ORDER = {"value": 0, "grad": 1, "grad_target": 2}
+CELL_LEGEND = (
+    "Each cell: exact · acceptable · fail · known divergence · unsupported "
+    "(fail counts every problem: fail, unexpected pass and error); **bold**: the cell has a problem; –: no results."
+)
+
+# caps: the Markdown is read in a CI page; the HTML page may show more
+MD_PROBLEMS = 25
+MD_WORST = 25
+MD_APIS_PER_RUN = 60
+MD_VERSION_ROWS = 150
+MAX_FILE_COLUMNS = 40  # case files past this many are summed into one "other files" column
+HTML_PROBLEMS = 300
+HTML_WORST = 100
+
+
+def state_of(verdict: str) -> str:
+    """The matrix column a verdict counts in; a verdict this suite does not know counts as a problem."""
+    if verdict in ("exact", "acceptable", "known_divergence", "unsupported"):
+        return verdict
+    return "fail"
+
+
+def is_problem(verdict: str) -> bool:
+    return state_of(verdict) == "fail"
+
+
+def case_file(result: Result) -> str:
+    """The case file's stem: the part of ``<file stem>/<id>`` before the slash."""
+    if "/" in result.case:
+        return result.case.split("/", 1)[0]
+    return Path(result.file).stem if result.file else result.case
+
+
+def where(result: Result) -> str:
+    """``extreme_logits/minus-inf-t0 · float32 · none`` (and the quantity when not the value)."""
+    parts = [result.case, result.dtype, result.reduction] + ([result.quantity] if result.quantity != "value" else [])
+    return " · ".join(parts)
+
+
+def ulp_key(value: float | None) -> float:
+    """A max ULP error for sorting, largest first: NaN counts as infinite, no value as -1."""
+    if value is None:
+        return -1.0
+    value = float(value)
+    return math.inf if math.isnan(value) else value
+
+
+def natural_key(text: str) -> tuple:
+    """``torch 2.9.0`` before ``torch 2.13.0``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text))
+
+
+class Counts:
+    """The verdict counts of a set of results."""
+
+    __slots__ = ("by_verdict",)
+
+    def __init__(self) -> None:
+        self.by_verdict: dict[str, int] = {}
+
+    def add(self, verdict: str, count: int = 1) -> None:
+        self.by_verdict[verdict] = self.by_verdict.get(verdict, 0) + count
+
+    def merge(self, other: Counts) -> None:
+        for verdict, count in other.by_verdict.items():
+            self.add(verdict, count)
+
+    def __getitem__(self, state: str) -> int:
+        if state == "fail":
+            return sum(n for verdict, n in self.by_verdict.items() if state_of(verdict) == "fail")
+        return self.by_verdict.get(state, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_verdict.values())
+
+    @property
+    def problems(self) -> int:
+        return self["fail"]
+
+    def cell(self) -> str:
+        """``12·3·0·4·1``: exact · acceptable · fail · known divergence · unsupported."""
+        return "·".join(str(self[state]) for state in STATES)
+
+    def sentence(self) -> str:
+        """``92 exact, 0 acceptable, 0 fail, 38 known divergence, 0 unsupported`` (problems named apart)."""
+        text = ", ".join(f"{self[state]} {STATE_NAMES[state]}" for state in STATES)
+        extra = [
+            f"{self.by_verdict[v]} {v.replace('_', ' ')}"
+            for v in sorted(self.by_verdict)
+            if state_of(v) == "fail" and v != "fail"
+        ]
+        return text + (f" ({', '.join(extra)} among the fails)" if extra else "")
+
+
+@dataclass
+class RunReport:
+    """One run: its results counted per API and case file."""
+
+    run: Run
+    label: str  # unique among the report's runs
+    index: int
+    apis: list[str]  # in the order the results file first names them
+    files: list[str]  # case file stems, sorted
+    matrix: dict[str, dict[str, Counts]]  # api -> case file -> counts
+    api_totals: dict[str, Counts]
+    by_quantity: dict[str, dict[str, Counts]]  # api -> quantity -> counts
+    totals: Counts
+
+    @property
+    def framework(self) -> str:
+        return self.run.framework
+
+    @property
+    def results(self) -> list[Result]:
+        return self.run.results
+
+
+@dataclass
+class WorstGroup:
+    """The results of one (run, API, verdict, divergence or variant): their largest error."""
+
+    run: RunReport
+    api: str
+    verdict: str
+    name: str  # the divergence's id or the variant's name
+    worst: float | None
+    example: Result
+    count: int
+    dtypes: list[str]
+    source: str
+
+
+@dataclass
+class Report:
+    runs: list[RunReport]
+    files: list[str]  # every case file stem, sorted
+    quantities: list[str]  # every quantity, value first
+    totals: Counts
+    problems: list[tuple[RunReport, Result]]  # in run order, then by result id
+    worst: list[WorstGroup]  # largest error first
+    version_groups: dict[str, list[RunReport]]  # framework -> its runs, when it has more than one
+    sweeps: dict[str, list[tuple[RunReport, Result]]]  # sweep case -> its results that carry elements
+
+    @property
+    def result_count(self) -> int:
+        return self.totals.total
+
+
+def _unique_labels(runs: list[Run]) -> list[str]:
+    labels = [run.label for run in runs]
+    seen = Counter(labels)
+    return [f"{label} [{run.path}]" if seen[label] > 1 else label for label, run in zip(labels, runs)]
+
+
+def quantity_order(quantity: str) -> tuple:
+    return (QUANTITY_ORDER.get(quantity, 3), quantity)
+
+
+def build(runs: list[Run]) -> Report:
+    """The report's model: runs sorted by framework then version, counts, problems, worst errors, sweeps."""
+    runs = sorted(runs, key=lambda r: (r.framework, natural_key(r.label), str(r.path)))
+    labels = _unique_labels(runs)
+    reports: list[RunReport] = []
+    all_files: set[str] = set()
+    all_quantities: set[str] = set()
+    totals = Counts()
+    problems: list[tuple[RunReport, Result]] = []
+    groups: dict[tuple, list[Result]] = defaultdict(list)
+    sweeps: dict[str, list[tuple[RunReport, Result]]] = defaultdict(list)
+    for index, (run, label) in enumerate(zip(runs, labels)):
+        matrix: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
+        api_totals: dict[str, Counts] = defaultdict(Counts)
+        by_quantity: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
+        run_totals = Counts()
+        apis: dict[str, None] = {}
+        files: set[str] = set()
+        report = RunReport(run, label, index, [], [], matrix, api_totals, by_quantity, run_totals)
+        # one count per (API, case file, quantity, verdict), in the order the file first names each
+        keys = Counter((r.api, case_file(r), r.quantity, r.verdict) for r in run.results)
+        for (api, stem, quantity, verdict), count in keys.items():
+            apis.setdefault(api)
+            files.add(stem)
+            all_quantities.add(quantity)
+            matrix[api][stem].add(verdict, count)
+            api_totals[api].add(verdict, count)
+            by_quantity[api][quantity].add(verdict, count)
+            run_totals.add(verdict, count)
+        for result in run.results:
+            verdict = result.verdict
+            if verdict in ("known_divergence", "acceptable"):
+                name = result.divergence if verdict == "known_divergence" else result.variant
+                groups[(index, result.api, verdict, name)].append(result)
+            elif verdict not in ("exact", "unsupported"):
+                problems.append((report, result))
+            if result.elements and result.elements.get("x"):
+                sweeps[result.case].append((report, result))
+        report.apis = list(apis)
+        report.files = sorted(files)
+        report.matrix = {api: dict(cells) for api, cells in matrix.items()}
+        report.api_totals = dict(api_totals)
+        report.by_quantity = {api: dict(cells) for api, cells in by_quantity.items()}
+        all_files |= files
+        totals.merge(run_totals)
+        reports.append(report)
+    problems.sort(key=lambda pr: (pr[0].index, pr[1].id))
+    worst = []
+    for (index, api, verdict, name), rows in groups.items():
+        largest = max(ulp_key(r.max_ulp) for r in rows)
+        top = min((r for r in rows if ulp_key(r.max_ulp) == largest), key=lambda r: r.id)
+        worst.append(
+            WorstGroup(
+                reports[index],
+                api,
+                verdict,
+                name,
+                top.max_ulp,
+                top,
+                len(rows),
+                sorted({r.dtype for r in rows}),
+                top.source,
+            )
+        )
+    worst.sort(key=lambda g: (-ulp_key(g.worst), g.run.index, g.api, g.verdict, g.name))
+    by_framework: dict[str, list[RunReport]] = defaultdict(list)
+    for report in reports:
+        by_framework[report.framework].append(report)
+    version_groups = {fw: rs for fw, rs in sorted(by_framework.items()) if len(rs) > 1}
+    for rows in sweeps.values():
+        rows.sort(key=lambda rr: (rr[0].index, quantity_order(rr[1].quantity), rr[1].dtype, rr[1].id))
+    return Report(
+        reports,
+        sorted(all_files),
+        sorted(all_quantities, key=quantity_order),
+        totals,
+        problems,
+        worst,
+        version_groups,
+        dict(sorted(sweeps.items())),
+    )
+
+
+# ---------------------------------------------------------------- environment text
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+def subnormal_text(subnormals: Any) -> str:
+    """``float32 subnormals kept; float64 results flushed to zero and inputs read as zero``."""
+    if not isinstance(subnormals, dict):
+        return _text(subnormals)
+    if "probe" in subnormals:
+        return _text(subnormals["probe"])
+    parts = []
+    for dtype in sorted(subnormals):
+        probe = subnormals[dtype]
+        if not isinstance(probe, dict):
+            parts.append(f"{dtype} {_text(probe)}")
+        elif "probe" in probe:
+            parts.append(f"{dtype} {_text(probe['probe'])}")
+        else:
+            what = [
+                name
+                for name, key in (
+                    ("results flushed to zero", "flushed_to_zero"),
+                    ("inputs read as zero", "inputs_as_zero"),
+                )
+                if probe.get(key)
+            ]
+            parts.append(f"{dtype} {' and '.join(what) if what else 'subnormals kept'}")
+    return "; ".join(parts)
+
+
+def environment_rows(run: Run) -> list[tuple[str, str]]:
+    """(field, text) for a run's header; fields the environment lacks are left out."""
+    env = run.environment or {}
+    rows = [
+        (
+            "results",
+            f"{run.path}: {len(run.results)} results" + (f", {run.truncated} lines cut short" if run.truncated else ""),
+        )
+    ]
+    versions = run.versions
+    if versions:
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))))
+    if env.get("settings"):
+        rows.append(("settings", _text(env["settings"])))
+    if "python" in env:
+        implementation = env.get("implementation")
+        rows.append(("Python", f"{env['python']}" + (f" ({implementation})" if implementation else "")))
+    for key, name in (("platform", "platform"), ("machine", "machine"), ("cpu", "CPU"), ("device", "device")):
+        if env.get(key) not in (None, ""):
+            rows.append((name, _text(env[key])))
+    if env.get("subnormals") not in (None, "", {}):
+        rows.append(("subnormals", subnormal_text(env["subnormals"])))
+    if "mpmath" in env:
+        backend = env.get("mpmath_backend")
+        rows.append(("mpmath", f"{env['mpmath']}" + (f" ({backend})" if backend else "")))
+    if "numpy" in env and run.framework != "numpy":
+        rows.append(("NumPy", _text(env["numpy"])))
+    if "suite" in env:
+        rows.append(("suite", f"bce-conformance {_text(env['suite'])}"))
+    if not env:
+        rows.append(("environment", "not recorded (a results file without an environment record)"))
+    return rows
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_code(text: str) -> str:
+    """Inline code that survives backticks and pipes in the text."""
+    text = text.replace("\n", " ").replace("|", "\\|")
+    ticks = "``" if "`" in text else "`"
+    pad = " " if "`" in text else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fence(text: str, info: str = "text") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def _md_counts(counts: Counts | None) -> str:
+    if counts is None or counts.total == 0:
+        return "–"
+    return f"**{counts.cell()}**" if counts.problems else counts.cell()
+
+
+def shown_files(files: list[str], limit: int = MAX_FILE_COLUMNS) -> tuple[list[str], list[str]]:
+    """The case files given a column of their own, and those summed into "other files"."""
+    return (files, []) if len(files) <= limit else (files[:limit], files[limit:])
+
+
+def _sum(counts: Iterable[Counts]) -> Counts:
+    total = Counts()
+    for c in counts:
+        total.merge(c)
+    return total
+
+
+def _cap_note(hidden: int, what: str, see: str = "report.html and junit.xml") -> str:
+    return f"... and {hidden} more {what} (see {see})"
+
+
+def matrix_markdown(report: Report) -> list[str]:
+    files, others = shown_files(report.files)
+    out = ["## Verdicts: APIs × case files", "", CELL_LEGEND, ""]
+    header = ["run", "API", *files] + ([f"{len(others)} other files"] if others else []) + ["all"]
+    out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+    out.append("|---|---|" + "---:|" * (len(header) - 2))
+    for run in report.runs:
+        for i, api in enumerate(run.apis[:MD_APIS_PER_RUN]):
+            row = [_md_cell(run.label) if i == 0 else "", _md_code(api)]
+            row += [_md_counts(run.matrix[api].get(f)) for f in files]
+            if others:
+                row.append(_md_counts(_sum(run.matrix[api][f] for f in others if f in run.matrix[api])))
+            row.append(_md_counts(run.api_totals[api]))
+            out.append("| " + " | ".join(row) + " |")
+        if len(run.apis) > MD_APIS_PER_RUN:
+            hidden = run.apis[MD_APIS_PER_RUN:]
+            rest = _sum(run.api_totals[a] for a in hidden)
+            out.append(
+                f"| | {_cap_note(len(hidden), 'APIs', 'report.html')} |"
+                + " |" * (len(header) - 3)
+                + f" {_md_counts(rest)} |"
+            )
+    out.append("")
+    if len(report.quantities) > 1:
+        out += [
+            "### By quantity",
+            "",
+            "value: the loss; grad / grad_target: its gradients; the rest: metamorphic relations.",
+            "",
+        ]
+        header = ["run", "API", *report.quantities]
+        out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+        out.append("|---|---|" + "---:|" * (len(header) - 2))
+        for run in report.runs:
+            for i, api in enumerate(run.apis[:MD_APIS_PER_RUN]):
+                row = [_md_cell(run.label) if i == 0 else "", _md_code(api)]
+                row += [_md_counts(run.by_quantity[api].get(q)) for q in report.quantities]
+                out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    return out
+
+
+def version_rows(group: list[RunReport]) -> list[tuple[str, str, list[Counts | None]]]:
+    """(API, case file or "all", one cell per run) for a framework's runs side by side."""
+    apis: dict[str, None] = {}
+    for run in group:
+        apis.update(dict.fromkeys(run.apis))
+    rows = []
+    for api in apis:
+        rows.append((api, "all", [run.api_totals.get(api) for run in group]))
+        files = sorted({f for run in group if api in run.matrix for f in run.matrix[api]})
+        for f in files:
+            rows.append((api, f, [run.matrix[api].get(f) if api in run.matrix else None for run in group]))
+    return rows
+
+
+def cells_differ(cells: list[Counts | None]) -> bool:
+    texts = {c.cell() if c is not None and c.total else "" for c in cells}
+    return len(texts) > 1
+
+
+def versions_markdown(report: Report) -> list[str]:
+    if not report.version_groups:
+        return []
+    out = [
+        "## Versions side by side",
+        "",
+        "One framework's runs next to each other (same cell legend); Δ marks a row whose counts differ.",
+        "",
+    ]
+    for framework, group in report.version_groups.items():
+        out += [f"### {_md_cell(framework)}", ""]
+        header = ["API", "case file", *(run.label for run in group), "Δ"]
+        out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+        out.append("|---|---|" + "---:|" * len(group) + ":---:|")
+        rows = version_rows(group)
+        previous = None
+        for api, f, cells in rows[:MD_VERSION_ROWS]:
+            name = _md_code(api) if api != previous else ""
+            previous = api
+            place = "**all**" if f == "all" else _md_cell(f)
+            out.append(
+                f"| {name} | {place} | "
+                + " | ".join(_md_counts(c) for c in cells)
+                + f" | {'Δ' if cells_differ(cells) else ''} |"
+            )
+        if len(rows) > MD_VERSION_ROWS:
+            out.append(
+                f"| {_cap_note(len(rows) - MD_VERSION_ROWS, 'rows', 'report.html')} |" + " |" * (len(header) - 1)
+            )
+        out.append("")
+    return out
+
+
+def worst_markdown(report: Report) -> list[str]:
+    out = ["## Worst cases", ""]
+    if report.problems:
+        out += [f"### Problems: {len(report.problems)} (fail, unexpected pass, error)", ""]
+        for run, result in report.problems[:MD_PROBLEMS]:
+            out += [f"**{_md_cell(run.label)}** · `{result.verdict}`", "", _fence(failure_text(result)), ""]
+        if len(report.problems) > MD_PROBLEMS:
+            out += [_cap_note(len(report.problems) - MD_PROBLEMS, "problems"), ""]
+    else:
+        out += ["No problems: no fail, unexpected pass or error.", ""]
+    if report.worst:
+        out += [
+            "### Largest errors among known divergences and documented variants",
+            "",
+            (
+                "One row per run, API and divergence (or variant): its largest error in ULPs and the result that "
+                "shows it (case · dtype · reduction)."
+            ),
+            "",
+            "| max ULP | run | API | verdict | divergence / variant | results | dtypes | worst result |",
+            "|---:|---|---|---|---|---:|---|---|",
+        ]
+        for g in report.worst[:MD_WORST]:
+            out.append(
+                f"| {_ulp(g.worst)} | {_md_cell(g.run.label)} | {_md_code(g.api)} | {g.verdict.replace('_', ' ')} | "
+                f"{_md_cell(g.name) or '–'} | {g.count} | {', '.join(g.dtypes)} | {_md_code(where(g.example))} |"
+            )
+        if len(report.worst) > MD_WORST:
+            out.append(f"\n{_cap_note(len(report.worst) - MD_WORST, 'groups', 'report.html')}")
+        out.append("")
+    return out
+
+
+def runs_markdown(report: Report) -> list[str]:
+    out = ["## Runs", ""]
+    for run in report.runs:
+        out += [f"### {_md_cell(run.label)}", "", f"{run.totals.total} results: {run.totals.sentence()}", ""]
+        out += [f"- {name}: {_md_cell(text)}" for name, text in environment_rows(run.run)]
+        out.append("")
+    return out
+
+
+def summary_markdown(report: Report, limit: int = SUMMARY_LIMIT) -> str:
+    """summary.md: runs, matrix, versions side by side, worst cases; cut to ``limit`` bytes at a line."""
+    out = [
+        "# BCE conformance report",
+        "",
+        f"{report.result_count} results from {len(report.runs)} runs: {report.totals.sentence()}.",
+        "",
+    ]
+    out += runs_markdown(report) + matrix_markdown(report) + versions_markdown(report) + worst_markdown(report)
+    text = "\n".join(out).rstrip() + "\n"
+    return cut(
+        text, limit, "\n_... the summary is cut here to stay under 1 MiB; report.html and junit.xml hold everything._\n"
+    )
+
+
+def cut(text: str, limit: int, note: str) -> str:
+    """``text`` if it fits in ``limit`` UTF-8 bytes, else its longest prefix of whole lines that fits with ``note``."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    room = limit - len(note.encode("utf-8"))
+    head = data[:room].decode("utf-8", errors="ignore")
+    head = head[: head.rfind("\n") + 1] if "\n" in head else ""
+    return head + note
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Writes ``data`` to a temporary file beside ``path``, then renames it over ``path``."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def render_all(report: Report) -> dict[str, bytes]:
+    """The three outputs' bytes, by file name."""
+    from conformance import junit, report_html  # report_html imports matplotlib
+
+    return {
+        "summary.md": summary_markdown(report).encode("utf-8"),
+        "report.html": report_html.render(report).encode("utf-8"),
+        "junit.xml": junit.render(report),
+    }
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes" if n < 1024 else f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
+
+
+def main(args) -> int:
+    """``report`` subcommand: ``args.results`` (files or folders), ``args.out`` (folder). Exit 0
+    whatever the verdicts (the framework runs and ``diff`` are the gates); 2 on unusable input."""
+    files = results_files(args.results)
+    if not files:
+        return _fail(f"no results files (*.jsonl) in {', '.join(map(str, args.results))}")
+    try:
+        runs = read_runs(args.results)
+    except ResultsError as exc:
+        return _fail(str(exc))
+    for run in runs:
+        if run.truncated:
+            print(f"note: {run.path}: {run.truncated} lines cut short, left out", file=sys.stderr)
+    report = build(runs)
+    outputs = render_all(report)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in outputs.items():
+            path = write_atomic(out / name, data)
+            print(f"wrote {path} ({_size(len(data))})")
+    except OSError as exc:
+        return _fail(f"cannot write the report to {out}: {exc}")
+    print(f"{report.result_count} results from {len(report.runs)} runs: {report.totals.sentence()}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,676 @@
+"""report.html: one self-contained page (inline CSS, inline SVG plots, no script, nothing loaded
+from the network) with the runs' environments, the verdict matrix, the versions side by side, the
+worst cases, per-API histograms of the ULP error and the sweep cases' plots.
+
+The plots are matplotlib figures written as SVG with a fixed hash salt per figure and no date, so
+the same results give the same bytes; each figure's ids are prefixed so that several inline SVGs
+never share one.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import re
+
+import numpy as np
+
+from conformance.report import (
+    ERROR_QUANTITIES,
+    HTML_PROBLEMS,
+    HTML_WORST,
+    STATE_NAMES,
+    STATES,
+    Counts,
+    Report,
+    RunReport,
+    cells_differ,
+    environment_rows,
+    quantity_order,
+    shown_files,
+    state_of,
+    version_rows,
+    where,
+)
+from conformance.results import Result
+from conformance.summary import _ulp, failure_text
+
+# histogram bins of a result's max ULP error: 0, then upper bounds, then > 1e6, then inf/NaN
+BIN_EDGES = (0.5, 1.0, 4.0, 16.0, 100.0, 1e3, 1e4, 1e6)
+BIN_LABELS = ("0", "≤0.5", "≤1", "≤4", "≤16", "≤100", "≤1e3", "≤1e4", "≤1e6", ">1e6", "inf/NaN")
+STATE_COLORS = {
+    "exact": "#2e7d32",
+    "acceptable": "#1565c0",
+    "known_divergence": "#ef6c00",
+    "fail": "#c62828",
+    "unsupported": "#9e9e9e",
+}
+HIST_STATES = ("exact", "acceptable", "known_divergence", "fail")  # unsupported results have no error
+SWEEP_POINTS = 2500  # a sweep line of more elements keeps, per chunk, the element of the largest error
+VALUE_FLOOR = 1e-40  # the values panel's log part stops here: smaller magnitudes sit with 0
+MAX_TICKS = 8
+LINESTYLES = ("-", "--", ":", "-.")
+PALETTE = (
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+    "#393b79", "#ad494a", "#637939", "#7b4173", "#e7969c", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#843c39",
+)  # fmt: skip
+RC = {
+    "svg.fonttype": "none",  # text stays text: smaller, and the browser's own font
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
+URL = re.compile(r"https?://[^\s<>\"'()\[\]]+")
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;margin:0;background:#fafafa}
+main{max-width:1500px;margin:0 auto;padding:16px 24px 48px}
+h1{font-size:24px;margin:8px 0 4px}h2{font-size:19px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 6px}
+nav a{margin-right:14px}
+.lead{font-size:15px;margin:4px 0 10px}
+table{border-collapse:collapse;margin:6px 0 10px;background:#fff}
+th,td{border:1px solid #d7d7d7;padding:3px 7px;vertical-align:top;text-align:left}
+th{background:#f0f0f0;font-weight:600}
+td.num,th.num{text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+pre{font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#fff;border:1px solid #ddd;
+padding:8px;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
+td.cell{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:nowrap;text-align:right}
+td.bad{background:#fdecea}td.none{color:#aaa;text-align:center}
+tr.group td{border-top:2px solid #999}
+.n.exact{color:#2e7d32}.n.acceptable{color:#1565c0}.n.fail{color:#c62828;font-weight:700}
+.n.known_divergence{color:#ef6c00}.n.unsupported{color:#757575}.n.z{color:#c4c4c4;font-weight:400}
+.sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin:0 4px 0 10px;vertical-align:-1px}
+.legend{font-size:13px;margin:4px 0}
+.grid{display:flex;flex-wrap:wrap;gap:10px}
+figure{margin:0;background:#fff;border:1px solid #e0e0e0;padding:6px}
+figure.hist{width:380px}figure.sweep{max-width:1200px;margin-bottom:12px}
+figcaption{font-size:12px;margin-bottom:2px}
+svg.plot{max-width:100%;height:auto;display:block}
+details{margin:4px 0}summary{cursor:pointer}
+.env th{white-space:nowrap}.env td{max-width:420px}
+.delta{color:#c62828;font-weight:700;text-align:center}
+.note{color:#555;font-size:13px}
+td.api{min-width:230px;max-width:420px}td.wr{min-width:210px}td.src{max-width:420px}
+"""
+
+
+def esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def code(text: str) -> str:
+    """An API name or result id as code, with break opportunities after ``+``, ``.`` and ``/``."""
+    escaped = esc(text)
+    for mark in ("+", ".", "/", ","):
+        escaped = escaped.replace(mark, mark + "<wbr>")
+    return f"<code>{escaped}</code>"
+
+
+def linkify(text: str) -> str:
+    """Escaped text whose http(s) addresses are links (a link is no resource load)."""
+    out, pos = [], 0
+    for match in URL.finditer(text):
+        url = match.group(0).rstrip(".,;:")
+        out.append(esc(text[pos : match.start()]))
+        out.append(f'<a href="{esc(url)}" rel="noreferrer">{esc(url)}</a>')
+        pos = match.start() + len(url)
+    out.append(esc(text[pos:]))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _svg(fig, prefix: str, label: str) -> str:
+    """The figure as an inline ``<svg>``: no XML prolog, ids prefixed, a fixed hash salt."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({**RC, "svg.hashsalt": f"bce-conformance-{prefix}"}):
+        fig.savefig(buffer, format="svg", metadata=SVG_METADATA)
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    ids = set(re.findall(r'\bid="([^"]+)"', text))
+    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
+    text = re.sub(
+        r'((?:xlink:)?href)="#([^"]+)"',
+        lambda m: f'{m.group(1)}="#{prefix}-{m.group(2)}"' if m.group(2) in ids else m.group(0),
+        text,
+    )
+    text = re.sub(
+        r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})" if m.group(1) in ids else m.group(0), text
+    )
+    return text.replace("<svg ", f'<svg class="plot" role="img" aria-label="{esc(label)}" ', 1).rstrip() + "\n"
+
+
+def _figure(**kwargs):
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global figure list to leak into
+
+    with matplotlib.rc_context(RC):
+        return Figure(**kwargs)
+
+
+def ulp_bin(value: float) -> int:
+    """The histogram bin of a max ULP error."""
+    value = float(value)
+    if not math.isfinite(value):
+        return len(BIN_LABELS) - 1
+    if value <= 0:
+        return 0
+    for i, edge in enumerate(BIN_EDGES):
+        if value <= edge:
+            return i + 1
+    return len(BIN_EDGES) + 1
+
+
+def histogram_counts(results: list[Result]) -> dict[str, list[int]]:
+    """Per verdict state, the count of results in each bin (value and gradient results with an error)."""
+    counts = {state: [0] * len(BIN_LABELS) for state in HIST_STATES}
+    for r in results:
+        if r.quantity in ERROR_QUANTITIES and r.max_ulp is not None and state_of(r.verdict) in counts:
+            counts[state_of(r.verdict)][ulp_bin(r.max_ulp)] += 1
+    return counts
+
+
+def histogram_svg(counts: dict[str, list[int]], prefix: str, label: str) -> str:
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig = _figure(figsize=(4.0, 2.25), layout="constrained")
+        ax = fig.add_subplot()
+        positions = np.arange(len(BIN_LABELS))
+        bottom = np.zeros(len(BIN_LABELS))
+        for state in HIST_STATES:
+            values = np.asarray(counts[state], dtype=float)
+            if values.any():
+                ax.bar(positions, values, bottom=bottom, width=0.8, color=STATE_COLORS[state], linewidth=0)
+            bottom += values
+        top = max(bottom.max(), 1.0)
+        for x, total in zip(positions, bottom):
+            if total:
+                ax.text(x, total + top * 0.02, f"{int(total)}", ha="center", va="bottom", fontsize=6.5)
+        ax.set_ylim(0, top * 1.2)
+        ax.set_xticks(positions, BIN_LABELS, rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_xlabel("largest error of a result (ULP)")
+        ax.set_ylabel("results")
+        ax.yaxis.get_major_locator().set_params(integer=True)
+    return _svg(fig, prefix, label)
+
+
+def _downsample(order: np.ndarray, ulp: np.ndarray, limit: int = SWEEP_POINTS) -> np.ndarray:
+    """Indices (in ``order``'s order) of at most ``limit`` points: each chunk's largest error."""
+    if len(order) <= limit:
+        return order
+    chunk = math.ceil(len(order) / limit)
+    key = np.where(np.isnan(ulp), np.inf, ulp)
+    kept = [part[np.argmax(key[part])] for part in np.array_split(order, math.ceil(len(order) / chunk))]
+    return np.asarray(kept)
+
+
+def _elements(result: Result) -> dict[str, np.ndarray]:
+    data = result.elements or {}
+    n = min(len(data.get(k) or []) for k in ("x", "got", "ulp"))
+    out = {}
+    for key in ("x", "target", "got", "want", "ulp"):
+        values = list(data.get(key) or [])[:n]
+        values += [math.nan] * (n - len(values))
+        out[key] = np.asarray([math.nan if v is None else float(v) for v in values], dtype=float)
+    return out
+
+
+def _finite_abs(values: list[np.ndarray]) -> np.ndarray:
+    parts = [np.abs(v[np.isfinite(v)]) for v in values]
+    return np.concatenate(parts) if parts else np.array([])
+
+
+def _symlog_threshold(values: list[np.ndarray], floor: float = VALUE_FLOOR) -> float:
+    """The smallest nonzero magnitude (no less than ``floor``, no more than 1): the log region's bottom."""
+    magnitudes = _finite_abs(values)
+    magnitudes = magnitudes[magnitudes > 0]
+    if magnitudes.size == 0:
+        return 1.0
+    return float(min(max(magnitudes.min(), floor), 1.0))
+
+
+def _ceiling(values: list[np.ndarray], floor: float) -> float:
+    """A power of ten a decade above every finite magnitude: where inf and NaN are drawn."""
+    magnitudes = _finite_abs(values)
+    largest = max(float(magnitudes.max()) if magnitudes.size else 0.0, floor)
+    return 10.0 ** (math.ceil(math.log10(largest)) + 1)
+
+
+def _tick_label(value: float, _position=None) -> str:
+    """Plain-text tick labels (``1e-40``, ``0.5``, ``-100``): no mathtext, which is slow to lay out."""
+    if value == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(value)) + 1e-9)
+    if abs(abs(value) / 10.0**exponent - 1) < 1e-6 and not -2 <= exponent <= 3:
+        return f"{'-' if value < 0 else ''}1e{exponent}"
+    return f"{value:g}"
+
+
+def _symlog(ax, which: str, linthresh: float, top: float, bottom: float = 0.0) -> None:
+    """A symlog axis with the linear part around 0 a tenth of the decades shown (so 0 stands apart)
+    and fixed ticks: 0, then at most ``MAX_TICKS`` powers of ten per sign, as plain text."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    low = math.ceil(math.log10(linthresh) - 1e-9)
+    high = math.floor(math.log10(top) + 1e-9)
+    step = max(1, math.ceil((high - low + 1) / MAX_TICKS))
+    exponents = [k for k in range(low, high + 1) if k % step == 0]
+    ticks = [0.0] + [10.0**k for k in exponents]
+    if bottom < 0:
+        ticks += [-(10.0**k) for k in exponents if 10.0**k <= -bottom]
+    scale = ax.set_xscale if which == "x" else ax.set_yscale
+    scale("symlog", linthresh=linthresh, linscale=max(1.0, (high - low + 1) / 10))
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(FixedLocator(sorted(ticks)))
+    axis.set_major_formatter(FuncFormatter(_tick_label))
+    axis.set_minor_locator(NullLocator())
+
+
+def sweep_svg(
+    entries: list[tuple[str, str, Result]],
+    colors: list[str],
+    dtype: str,
+    quantity: str,
+    logits: bool,
+    prefix: str,
+    label: str,
+) -> str:
+    """Two panels for one sweep case, quantity and dtype: the values (got, over the exact value
+    correctly rounded) and the error in ULPs against x, one line per (run, API), a line style per
+    target value; inf and NaN drawn at a dashed ceiling; symlog axes."""
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    from conformance.verdicts import tolerance_for
+
+    data = [(run_label, api, _elements(result)) for run_label, api, result in entries]
+    targets = sorted({float(t) for _, _, d in data for t in d["target"] if math.isfinite(t)})
+    styled = len(targets) <= len(LINESTYLES)
+    style_of = {t: LINESTYLES[i] for i, t in enumerate(targets)} if styled else {}
+    values_name = "loss" if quantity == "value" else f"gradient ({quantity})"
+    against = "logit" if logits else "probability"
+    values = [d[k] for _, _, d in data for k in ("got", "want")]
+    value_ceiling = _ceiling(values, 1.0)
+    ulp_ceiling = _ceiling([d["ulp"] for _, _, d in data], 10.0)
+    negatives = _finite_abs([np.minimum(v, 0) for v in values])
+    value_bottom = (
+        -(10.0 ** math.ceil(math.log10(negatives.max()))) * 1.5 if negatives.size and negatives.max() > 0 else 0.0
+    )
+    xs = _finite_abs([d["x"] for _, _, d in data])
+    xmax = float(xs.max()) if xs.size else 0.0
+    try:
+        tolerance = tolerance_for(dtype).max_ulp
+    except KeyError:
+        tolerance = None
+    apis, styles = [], []
+    with matplotlib.rc_context(RC):
+        fig = _figure(figsize=(11.0, 4.0), layout="constrained")
+        ax_value, ax_ulp = fig.subplots(1, 2)
+        if data:  # the exact value, under the lines
+            d = data[0][2]
+            for group in _target_groups(d, styled):
+                order = group[np.argsort(d["x"][group], kind="stable")]
+                ax_value.plot(
+                    d["x"][order], d["want"][order], color="#bdbdbd", linewidth=3.5, solid_capstyle="round", zorder=1
+                )
+            apis.append(Line2D([], [], color="#bdbdbd", linewidth=3.5, label="exact value (correctly rounded)"))
+        markers = set()
+        for (run_label, api, d), color in zip(data, colors):
+            for group in _target_groups(d, styled):
+                order = group[np.argsort(d["x"][group], kind="stable")]
+                order = order[np.isfinite(d["x"][order])]
+                order = _downsample(order, d["ulp"][order])
+                if order.size == 0:
+                    continue
+                linestyle = style_of.get(float(d["target"][order[0]]), "-") if styled else "none"
+                for ax, key, ceiling in ((ax_value, "got", value_ceiling), (ax_ulp, "ulp", ulp_ceiling)):
+                    x, y = d["x"][order], d[key][order]
+                    finite = np.isfinite(y)
+                    ax.plot(
+                        x, np.where(finite, y, np.nan), color=color, linestyle=linestyle, linewidth=1.1,
+                        marker=None if styled else ".", markersize=2, zorder=2,
+                    )  # fmt: skip
+                    for name, mask, symbol in (
+                        ("+inf", np.isposinf(y), "^"),
+                        ("-inf", np.isneginf(y), "v"),
+                        ("NaN", np.isnan(y), "x"),
+                    ):
+                        if mask.any():
+                            markers.add((name, symbol))
+                            ax.plot(
+                                x[mask],
+                                np.full(mask.sum(), ceiling),
+                                linestyle="none",
+                                marker=symbol,
+                                markersize=4,
+                                color=color,
+                                zorder=3,
+                            )
+            apis.append(Line2D([], [], color=color, linewidth=1.5, label=f"{run_label} · {api}"))
+        if styled and len(targets) > 1:
+            styles += [Line2D([], [], color="#333", linestyle=style_of[t], label=f"target {t:g}") for t in targets]
+        elif not styled:
+            styles.append(
+                Line2D([], [], color="#333", linestyle="none", marker=".", label=f"{len(targets)} target values: dots")
+            )
+        if tolerance is not None:
+            ax_ulp.axhline(tolerance, color="#555", linestyle=(0, (1, 2)), linewidth=1, zorder=1)
+            styles.append(
+                Line2D([], [], color="#555", linestyle=(0, (1, 2)), label=f"tolerance: {tolerance:g} ULP ({dtype})")
+            )
+        for name, symbol in sorted(markers):
+            styles.append(
+                Line2D(
+                    [], [], color="#666", linestyle="none", marker=symbol, label=f"{name}, drawn at the dashed ceiling"
+                )
+            )
+        for ax, ceiling in ((ax_value, value_ceiling), (ax_ulp, ulp_ceiling)):
+            ax.axhline(ceiling, color="#999", linestyle="--", linewidth=0.8, zorder=1)
+            ax.text(
+                0.5,
+                ceiling,
+                "inf / NaN",
+                transform=ax.get_yaxis_transform(),
+                va="bottom",
+                ha="center",
+                fontsize=7,
+                color="#666",
+            )
+            if logits and xmax > 10:
+                _symlog(ax, "x", 1.0, xmax, -xmax)
+            ax.set_xlabel("logit x" if logits else "probability p")
+            ax.grid(True, which="major", color="#eee", linewidth=0.6)
+        _symlog(ax_value, "y", _symlog_threshold(values), value_ceiling, value_bottom)
+        ax_value.set_ylim(value_bottom, value_ceiling * 3)
+        ax_value.set_ylabel(values_name)
+        ax_value.set_title(f"{values_name} vs {against} ({dtype})")
+        _symlog(ax_ulp, "y", 1.0, ulp_ceiling)
+        ax_ulp.set_ylim(0, ulp_ceiling * 3)
+        ax_ulp.set_ylabel("error (ULP)")
+        ax_ulp.set_title(f"error in ULPs vs {against} ({dtype})")
+        # two legend columns, filled column by column: the lines, then the line styles and markers
+        rows = max(len(apis), len(styles))
+        blank = [Line2D([], [], linestyle="none", label=" ")]
+        handles = apis + blank * (rows - len(apis)) + styles + blank * (rows - len(styles))
+        fig.set_size_inches(11.0, 3.4 + 0.15 * rows)
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    return _svg(fig, prefix, label)
+
+
+def _target_groups(d: dict[str, np.ndarray], styled: bool) -> list[np.ndarray]:
+    """Element indices per target value (one group of all when there are too many targets)."""
+    n = len(d["x"])
+    if not styled:
+        return [np.arange(n)]
+    groups = {}
+    for i, t in enumerate(d["target"]):
+        groups.setdefault(float(t) if math.isfinite(t) else math.nan, []).append(i)
+    return [np.asarray(v) for _, v in sorted(groups.items(), key=lambda kv: (math.isnan(kv[0]), kv[0]))]
+
+
+# ---------------------------------------------------------------- HTML pieces
+
+
+def _counts_cell(counts: Counts | None) -> str:
+    if counts is None or counts.total == 0:
+        return '<td class="cell none">–</td>'
+    spans = "·".join(
+        f'<span class="n {state}{"" if counts[state] else " z"}">{counts[state]}</span>' for state in STATES
+    )
+    title = ", ".join(f"{counts[state]} {STATE_NAMES[state]}" for state in STATES)
+    return f'<td class="cell{" bad" if counts.problems else ""}" title="{esc(title)}">{spans}</td>'
+
+
+def _legend() -> str:
+    swatches = "".join(
+        f'<span class="sw" style="background:{STATE_COLORS[s]}"></span>{esc(STATE_NAMES[s])}' for s in STATES
+    )
+    return (
+        f'<p class="legend">Each cell: exact · acceptable · fail · known divergence · unsupported. {swatches}</p>'
+        '<p class="note">fail counts every problem (fail, unexpected pass, error); a cell with one is red; '
+        "–: no results; hover a cell for its counts in words.</p>"
+    )
+
+
+def _environment(report: Report) -> list[str]:
+    rows: dict[str, dict[int, str]] = {}
+    for run in report.runs:
+        for name, text in environment_rows(run.run):
+            rows.setdefault(name, {})[run.index] = text
+    out = ['<h2 id="runs">Runs</h2>', '<div class="scroll"><table class="env">', "<tr><th></th>"]
+    out += [f"<th>{esc(run.label)}</th>" for run in report.runs]
+    out.append("</tr>")
+    out.append("<tr><th>verdicts</th>" + "".join(_counts_cell(run.totals) for run in report.runs) + "</tr>")
+    for name, texts in rows.items():
+        out.append(
+            f"<tr><th>{esc(name)}</th>"
+            + "".join(f"<td>{esc(texts.get(run.index, '–'))}</td>" for run in report.runs)
+            + "</tr>"
+        )
+    out.append("</table></div>")
+    return out
+
+
+def _matrix(report: Report) -> list[str]:
+    files, others = shown_files(report.files)
+    out = ['<h2 id="matrix">Verdicts: APIs × case files</h2>', _legend()]
+    out.append('<div class="scroll"><table class="matrix"><tr><th>run</th><th>API</th>')
+    out += [f'<th class="num">{esc(f)}</th>' for f in files]
+    if others:
+        out.append(f'<th class="num" title="{esc(", ".join(others))}">{len(others)} other files</th>')
+    out.append('<th class="num">all</th></tr>')
+    for run in report.runs:
+        for i, api in enumerate(run.apis):
+            cells = [_counts_cell(run.matrix[api].get(f)) for f in files]
+            if others:
+                rest = Counts()
+                for f in others:
+                    if f in run.matrix[api]:
+                        rest.merge(run.matrix[api][f])
+                cells.append(_counts_cell(rest))
+            cells.append(_counts_cell(run.api_totals[api]))
+            head = f'<td rowspan="{len(run.apis)}"><b>{esc(run.label)}</b></td>' if i == 0 else ""
+            out.append(
+                f'<tr{" class=group" if i == 0 else ""}>{head}<td class="api">{code(api)}</td>{"".join(cells)}</tr>'
+            )
+    out.append("</table></div>")
+    if len(report.quantities) > 1:
+        out.append("<h3>By quantity</h3>")
+        out.append(
+            '<p class="note">value: the loss; grad / grad_target: its gradients; the rest: metamorphic relations.</p>'
+        )
+        out.append('<div class="scroll"><table class="matrix"><tr><th>run</th><th>API</th>')
+        out += [f'<th class="num">{esc(q)}</th>' for q in report.quantities]
+        out.append("</tr>")
+        for run in report.runs:
+            for i, api in enumerate(run.apis):
+                head = f'<td rowspan="{len(run.apis)}"><b>{esc(run.label)}</b></td>' if i == 0 else ""
+                cells = "".join(_counts_cell(run.by_quantity[api].get(q)) for q in report.quantities)
+                out.append(f'<tr{" class=group" if i == 0 else ""}>{head}<td class="api">{code(api)}</td>{cells}</tr>')
+        out.append("</table></div>")
+    return out
+
+
+def _versions(report: Report) -> list[str]:
+    if not report.version_groups:
+        return []
+    out = [
+        '<h2 id="versions">Versions side by side</h2>',
+        '<p class="note">One framework\'s runs next to each other; Δ marks a row whose counts differ.</p>',
+    ]
+    for framework, group in report.version_groups.items():
+        out.append(f"<h3>{esc(framework)}</h3>")
+        out.append('<div class="scroll"><table class="matrix"><tr><th>API</th><th>case file</th>')
+        out += [f'<th class="num">{esc(run.label)}</th>' for run in group]
+        out.append("<th>Δ</th></tr>")
+        previous = None
+        for api, f, cells in version_rows(group):
+            name = code(api) if api != previous else ""
+            group_class = ' class="group"' if api != previous else ""
+            previous = api
+            place = "<b>all</b>" if f == "all" else esc(f)
+            delta = "Δ" if cells_differ(cells) else ""
+            out.append(
+                f"<tr{group_class}><td class=api>{name}</td><td>{place}</td>{''.join(map(_counts_cell, cells))}"
+                f"<td class=delta>{delta}</td></tr>"
+            )
+        out.append("</table></div>")
+    return out
+
+
+def _worst(report: Report) -> list[str]:
+    out = ['<h2 id="worst">Worst cases</h2>']
+    if report.problems:
+        out.append(f"<h3>Problems: {len(report.problems)} (fail, unexpected pass, error)</h3>")
+        for run, result in report.problems[:HTML_PROBLEMS]:
+            out.append(
+                f"<details><summary><b>{esc(run.label)}</b> · <code>{esc(result.verdict)}</code> · "
+                f"{code(result.id)}</summary><pre>{linkify(failure_text(result))}</pre></details>"
+            )
+        if len(report.problems) > HTML_PROBLEMS:
+            out.append(
+                f'<p class="note">... and {len(report.problems) - HTML_PROBLEMS} more problems (see junit.xml)</p>'
+            )
+    else:
+        out.append("<p>No problems: no fail, unexpected pass or error.</p>")
+    if report.worst:
+        out.append("<h3>Largest errors among known divergences and documented variants</h3>")
+        out.append(
+            '<p class="note">One row per run, API and divergence (or variant): its largest error in ULPs and the '
+            "result that shows it (case · dtype · reduction).</p>"
+        )
+        out.append(
+            '<div class="scroll"><table><tr><th class="num">max ULP</th><th>run</th><th>API</th><th>verdict</th>'
+            '<th>divergence / variant</th><th class="num">results</th><th>dtypes</th><th>worst result</th>'
+            "<th>source</th></tr>"
+        )
+        for g in report.worst[:HTML_WORST]:
+            out.append(
+                f"<tr><td class=num>{esc(_ulp(g.worst))}</td><td>{esc(g.run.label)}</td>"
+                f"<td class=api>{code(g.api)}</td>"
+                f"<td>{esc(g.verdict.replace('_', ' '))}</td><td>{esc(g.name) or '–'}</td>"
+                f"<td class=num>{g.count}</td>"
+                f"<td>{esc(', '.join(g.dtypes))}</td><td class=wr>{code(where(g.example))}</td>"
+                f"<td class=src>{linkify(g.source)}</td></tr>"
+            )
+        out.append("</table></div>")
+        if len(report.worst) > HTML_WORST:
+            out.append(f'<p class="note">... and {len(report.worst) - HTML_WORST} more groups</p>')
+    return out
+
+
+def _histograms(report: Report) -> list[str]:
+    swatches = "".join(
+        f'<span class="sw" style="background:{STATE_COLORS[s]}"></span>{esc(STATE_NAMES[s])}' for s in HIST_STATES
+    )
+    out = [
+        '<h2 id="histograms">ULP error per API</h2>',
+        (
+            '<p class="note">Each result\'s largest error in ULPs against the exact value (the loss and its '
+            "gradients; relations, unsupported and error results left out), binned, stacked by verdict.</p>"
+        ),
+        f'<p class="legend">{swatches}</p>',
+    ]
+    for run in report.runs:
+        by_api: dict[str, list[Result]] = {}
+        for r in run.results:
+            by_api.setdefault(r.api, []).append(r)
+        out.append(f"<h3>{esc(run.label)}</h3>")
+        figures = []
+        for i, api in enumerate(run.apis):
+            counts = histogram_counts(by_api.get(api, []))
+            n = sum(map(sum, counts.values()))
+            if not n:
+                continue
+            label = f"{run.label} · {api}: ULP error histogram"
+            figures.append(
+                f'<figure class="hist"><figcaption>{code(api)} · {n} results</figcaption>'
+                f"{histogram_svg(counts, f'h{run.index}-{i}', label)}</figure>"
+            )
+        out += (
+            ['<div class="grid">', *figures, "</div>"]
+            if figures
+            else ['<p class="note">No result with an error in ULPs.</p>']
+        )
+    return out
+
+
+def _sweeps(report: Report) -> list[str]:
+    out = ['<h2 id="sweeps">Sweeps</h2>']
+    if not report.sweeps:
+        out.append('<p class="note">No sweep case in these results (a case whose results carry every element\'s '
+                   "input, value and error, such as cases/logit_sweep.yaml).</p>")  # fmt: skip
+        return out
+    out.append(
+        '<p class="note">Every element of each sweep case: left, the value each API returned over the exact value '
+        "(grey); right, its error in ULPs (symlog axes; inf and NaN drawn at the dashed ceiling; the dotted line is "
+        "the "
+        "tolerance).</p>"
+    )
+    pairs: dict[tuple[int, str], None] = {}
+    for rows in report.sweeps.values():
+        for run, result in rows:
+            pairs.setdefault((run.index, result.api))
+    order = {run.index: {api: i for i, api in enumerate(run.apis)} for run in report.runs}
+    ranked = sorted(pairs, key=lambda p: (p[0], order[p[0]].get(p[1], 0), p[1]))
+    color_of = {pair: PALETTE[i % len(PALETTE)] for i, pair in enumerate(ranked)}
+    for c, (case, rows) in enumerate(report.sweeps.items()):
+        out.append(f'<h3 id="sweep-{c}">{esc(case)}</h3>')
+        panels: dict[tuple[str, str], list[tuple[RunReport, Result]]] = {}
+        for run, result in rows:
+            panels.setdefault((result.quantity, result.dtype), []).append((run, result))
+        for p, ((quantity, dtype), items) in enumerate(
+            sorted(panels.items(), key=lambda kv: (quantity_order(kv[0][0]), kv[0][1]))
+        ):
+            items.sort(key=lambda rr: (rr[0].index, order[rr[0].index].get(rr[1].api, 0), rr[1].id))
+            entries = [(run.label, result.api, result) for run, result in items]
+            colors = [color_of[(run.index, result.api)] for run, result in items]
+            logits = any(result.op != "bce" for _, result in items)
+            label = f"{case} · {quantity} · {dtype}: values and ULP error versus the input"
+            svg = sweep_svg(entries, colors, dtype, quantity, logits, f"s{c}-{p}", label)
+            out.append(
+                f'<figure class="sweep" data-case="{esc(case)}"><figcaption><b>{esc(case)}</b> · {esc(quantity)} · '
+                f"{esc(dtype)} · {len(items)} results</figcaption>{svg}</figure>"
+            )
+    return out
+
+
+def render(report: Report) -> str:
+    """The whole page."""
+    totals = report.totals.sentence()
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>BCE conformance report</title>",
+        f"<style>{CSS}</style></head><body><main>",
+        "<h1>BCE conformance report</h1>",
+        f'<p class="lead">{report.result_count} results from {len(report.runs)} runs: {esc(totals)}.</p>',
+        '<nav><a href="#runs">Runs</a><a href="#matrix">Matrix</a>'
+        + ('<a href="#versions">Versions</a>' if report.version_groups else "")
+        + '<a href="#worst">Worst cases</a><a href="#histograms">Histograms</a><a href="#sweeps">Sweeps</a></nav>',
+    ]
+    parts += (
+        _environment(report)
+        + _matrix(report)
+        + _versions(report)
+        + _worst(report)
+        + _histograms(report)
+        + _sweeps(report)
+    )
+    parts.append("</main></body></html>")
+    return "\n".join(parts) + "\n"

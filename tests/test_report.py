@@ -1,0 +1,415 @@
+"""``python -m conformance report``: summary.md, report.html and junit.xml from synthetic results
+(and from one real numpy run of the seed cases). No framework is imported."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from conformance.cli import main as cli_main
+from conformance.report import SUMMARY_LIMIT, build, summary_markdown
+from conformance.results import Result, ResultWriter, Run
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "cases" / "seed.yaml"
+OUTPUTS = ("summary.md", "report.html", "junit.xml")
+ENVIRONMENT = {
+    "framework": "torch",
+    "framework_versions": {"torch": "2.13.0"},
+    "settings": {"deterministic": True},
+    "suite": "0.1.0",
+    "python": "3.11.9",
+    "platform": "Linux-6.1.0-x86_64-with-glibc2.36",
+    "machine": "x86_64",
+    "cpu": "Some CPU @ 3.0GHz",
+    "device": "cpu",
+    "subnormals": {
+        "float32": {"flushed_to_zero": False, "inputs_as_zero": False},
+        "float64": {"flushed_to_zero": True, "inputs_as_zero": True},
+    },
+    "mpmath": "1.3.0",
+    "mpmath_backend": "gmpy",
+}
+
+
+def result(case="alpha/c1", api="fw.api_a", verdict="exact", framework="fw", versions=None, **fields) -> Result:
+    fields.setdefault("max_ulp", 0.0 if verdict == "exact" else math.inf if verdict != "unsupported" else None)
+    fields.setdefault("dtype", "float32")
+    fields.setdefault("reduction", "none")
+    return Result(
+        case=case,
+        framework=framework,
+        api=api,
+        op="bce_with_logits",
+        verdict=verdict,
+        framework_versions=versions or {framework: "1.0"},
+        file=f"cases/{case.split('/')[0]}.yaml",
+        **fields,
+    )
+
+
+def run_of(results: list[Result], framework="fw", version="1.0", environment=None, path=None) -> Run:
+    env = {"framework": framework, "framework_versions": {framework: version}} if environment is None else environment
+    return Run(Path(path or f"{framework}-{version}.jsonl"), env, results)
+
+
+def write_run(path: Path, results: list[Result], environment: dict | None = None) -> Path:
+    writer = ResultWriter(path, environment or {})
+    for r in results:
+        writer.write(r)
+    writer.close()
+    return path
+
+
+def sweep_results(
+    framework: str, version: str, dtype: str = "float32", case: str = "logit_sweep/sweep"
+) -> list[Result]:
+    """A sweep case's value results for two APIs: the stable formula (within half an ULP) and the
+    two-step hand formula (saturating to inf, NaN at the extremes), targets 0, 0.5 and 1."""
+    ftype = np.float32 if dtype == "float32" else np.float64
+    half = np.logspace(-3, 4, 40)
+    logits = np.concatenate([-half[::-1], [0.0], half]).astype(ftype).astype(float)
+    x = np.tile(logits, 3)
+    t = np.repeat([0.0, 0.5, 1.0], len(logits))
+    with np.errstate(all="ignore"):
+        exact = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        want = exact.astype(ftype).astype(float)
+        spacing = np.spacing(np.abs(want).astype(ftype)).astype(float)
+        p = (1 / (1 + np.exp(-x.astype(ftype)))).astype(ftype)
+        hand = (-(t * np.log(p) + (1 - t) * np.log1p(-p))).astype(ftype).astype(float)
+    out = []
+    versions = {framework: version}
+    for api, got in ((f"{framework}.stable", want.copy()), (f"{framework}.hand_sigmoid+{framework}.hand_bce", hand)):
+        with np.errstate(all="ignore"):
+            ulp = np.where(np.isfinite(got), np.abs(got - exact) / spacing, np.inf)
+        worst = float(np.max(ulp))
+        out.append(
+            result(
+                case,
+                api,
+                "exact" if worst <= 4 else "known_divergence",
+                framework,
+                versions,
+                dtype=dtype,
+                max_ulp=worst,
+                median_ulp=float(np.median(ulp)),
+                divergence="" if worst <= 4 else "hand-formula-saturates",
+                message="" if worst <= 4 else "the hand formula saturates",
+                elements={
+                    k: [float(v) for v in vs]
+                    for k, vs in (("x", x), ("target", t), ("got", got), ("want", want), ("ulp", ulp))
+                },
+            )
+        )
+    return out
+
+
+def mixed_results(framework="fw", version="1.0") -> list[Result]:
+    """Two APIs over two case files, every verdict."""
+    versions = {framework: version}
+    a, b = f"{framework}.api_a", f"{framework}.api_b"
+    spec = [
+        ("alpha/c1", a, "exact"),
+        ("alpha/c2", a, "exact"),
+        ("alpha/c3", a, "acceptable"),
+        ("alpha/c4", a, "fail"),
+        ("alpha/c5", a, "unexpected_pass"),
+        ("alpha/c6", a, "error"),
+        ("alpha/c7", a, "known_divergence"),
+        ("alpha/c8", a, "unsupported"),
+        ("beta/c1", a, "exact"),
+        ("beta/c1", b, "known_divergence"),
+        ("beta/c2", b, "known_divergence"),
+        ("beta/c3", b, "unsupported"),
+    ]
+    out = []
+    for case, api, verdict in spec:
+        extra = {}
+        if verdict == "known_divergence":
+            extra = {
+                "divergence": "div-x",
+                "message": "diverges. Observed: inf",
+                "source": "https://github.com/o/r/issues/1",
+            }
+        elif verdict == "acceptable":
+            extra = {"variant": "clamped", "max_ulp": 7.0}
+        elif verdict == "unsupported":
+            extra = {"message": "float16 unsupported"}
+        elif verdict in ("fail", "error", "unexpected_pass"):
+            extra = {"message": f"{verdict} here <b>bold</b> & more"}
+        out.append(result(case, api, verdict, framework, versions, **extra))
+    return out
+
+
+def test_matrix_counts_per_api_and_case_file():
+    report = build([run_of(mixed_results())])
+    (run,) = report.runs
+    assert run.apis == ["fw.api_a", "fw.api_b"]
+    assert run.files == ["alpha", "beta"]
+    # exact · acceptable · fail (fail + unexpected pass + error) · known divergence · unsupported
+    assert run.matrix["fw.api_a"]["alpha"].cell() == "2·1·3·1·1"
+    assert run.matrix["fw.api_a"]["beta"].cell() == "1·0·0·0·0"
+    assert "alpha" not in run.matrix["fw.api_b"]
+    assert run.matrix["fw.api_b"]["beta"].cell() == "0·0·0·2·1"
+    assert run.api_totals["fw.api_a"].cell() == "3·1·3·1·1"
+    assert report.totals.total == 12 and report.totals.problems == 3
+    text = summary_markdown(report)
+    assert "| fw 1.0 | `fw.api_a` | **2·1·3·1·1** | 1·0·0·0·0 | **3·1·3·1·1** |" in text
+    assert "|  | `fw.api_b` | – | 0·0·0·2·1 | 0·0·0·2·1 |" in text
+    assert "### Problems: 3" in text
+    # the known divergence (inf) before the acceptable variant (7 ULP)
+    worst = [(g.api, g.verdict, g.name, g.count) for g in report.worst]
+    assert worst == [
+        ("fw.api_a", "known_divergence", "div-x", 1),
+        ("fw.api_b", "known_divergence", "div-x", 2),
+        ("fw.api_a", "acceptable", "clamped", 1),
+    ]
+
+
+def test_two_versions_of_a_framework_side_by_side():
+    old = mixed_results("torch", "2.9.0")
+    new = mixed_results("torch", "2.13.0")
+    new[3].verdict = "exact"  # alpha/c4 fixed in 2.13.0
+    other = mixed_results("jax", "0.10.2")
+    # given newest first: the report orders by framework, then by version (2.9.0 before 2.13.0)
+    report = build([run_of(new, "torch", "2.13.0"), run_of(other, "jax", "0.10.2"), run_of(old, "torch", "2.9.0")])
+    assert [r.label for r in report.runs] == ["jax 0.10.2", "torch 2.9.0", "torch 2.13.0"]
+    assert list(report.version_groups) == ["torch"]
+    text = summary_markdown(report)
+    section = text.split("## Versions side by side", 1)[1].split("\n## ", 1)[0]
+    assert "| API | case file | torch 2.9.0 | torch 2.13.0 | Δ |" in section
+    assert "| `torch.api_a` | **all** | **3·1·3·1·1** | **4·1·2·1·1** | Δ |" in section
+    assert "|  | alpha | **2·1·3·1·1** | **3·1·2·1·1** | Δ |" in section
+    assert "|  | beta | 1·0·0·0·0 | 1·0·0·0·0 |  |" in section
+    # in the matrix, the two torch runs' rows follow each other
+    matrix = text.split("## Verdicts", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[0] for line in matrix.splitlines() if line.startswith("| ") and " | `" in line]
+    assert rows == ["| jax 0.10.2", "| ", "| torch 2.9.0", "| ", "| torch 2.13.0", "| "]
+
+
+def test_same_label_twice_is_told_apart():
+    report = build([run_of(mixed_results(), path="a/fw.jsonl"), run_of(mixed_results(), path="b/fw.jsonl")])
+    assert [r.label for r in report.runs] == ["fw 1.0 [a/fw.jsonl]", "fw 1.0 [b/fw.jsonl]"]
+
+
+def test_summary_stays_under_1_mib_for_200k_results():
+    runs = []
+    long_message = "the value is off " * 40
+    for r in range(4):
+        framework = f"fw{r}"
+        results = []
+        for i in range(50_000):
+            verdict = ("exact", "fail", "known_divergence", "unsupported", "acceptable")[i % 5]
+            results.append(
+                Result(
+                    case=f"file{i % 60}/case{i}",
+                    framework=framework,
+                    api=f"{framework}.api{i % 97}",
+                    op="bce",
+                    dtype="float32",
+                    reduction="none",
+                    verdict=verdict,
+                    max_ulp=float(i % 1000),
+                    message=long_message if verdict == "fail" else "",
+                    divergence=f"div{i % 400}" if verdict == "known_divergence" else "",
+                    variant="v" if verdict == "acceptable" else "",
+                    repro="print(" + "1" * 300 + ")",
+                )
+            )
+        runs.append(run_of(results, framework))
+    report = build(runs)
+    assert report.result_count == 200_000
+    text = summary_markdown(report)
+    assert len(text.encode("utf-8")) < SUMMARY_LIMIT <= 1024 * 1024
+    assert "... and 39975 more problems" in text
+    assert "... and 37 more APIs" in text
+    assert "20 other files" in text
+    # the last guard: whatever is left is cut at a line, with a note
+    small = summary_markdown(report, limit=5000)
+    assert len(small.encode("utf-8")) <= 5000
+    assert small.endswith("hold everything._\n")
+
+
+def test_environment_header_and_missing_keys():
+    full = run_of(mixed_results("torch", "2.13.0"), "torch", "2.13.0", environment=ENVIRONMENT)
+    bare = run_of(mixed_results("jax", "0.10.2"), "jax", "0.10.2", environment={"framework": "jax"})
+    text = summary_markdown(build([full, bare]))
+    for expected in (
+        "- Python: 3.11.9",
+        "- platform: Linux-6.1.0-x86_64-with-glibc2.36",
+        "- CPU: Some CPU @ 3.0GHz",
+        "- device: cpu",
+        "- subnormals: float32 subnormals kept; float64 results flushed to zero and inputs read as zero",
+        "- mpmath: 1.3.0 (gmpy)",
+        "- suite: bce-conformance 0.1.0",
+        "- settings: deterministic=True",
+    ):
+        assert expected in text
+    jax = text.split("### jax 0.10.2", 1)[1].split("###", 1)[0]
+    assert "- versions: jax 0.10.2" in jax and "Python" not in jax
+
+
+def _html(tmp_path: Path) -> str:
+    results_dir = tmp_path / "results"
+    write_run(
+        results_dir / "torch.jsonl", mixed_results("torch", "2.13.0") + sweep_results("torch", "2.13.0"), ENVIRONMENT
+    )
+    write_run(
+        results_dir / "jax.jsonl",
+        mixed_results("jax", "0.10.2")
+        + sweep_results("jax", "0.10.2", "float64")
+        + sweep_results("jax", "0.10.2", case="logit_sweep/other"),
+        {"framework": "jax", "framework_versions": {"jax": "0.10.2"}},
+    )
+    assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "out")]) == 0
+    return (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+
+
+def test_html_is_self_contained_with_histograms_and_sweep_plots(tmp_path):
+    page = _html(tmp_path)
+    lowered = page.lower()
+    for loader in ("<script", "<link", "<iframe", "<object", "<embed", "@import", "url(http", "url('http", 'url("http'):
+        assert loader not in lowered, loader
+    # any src=/href= to the network sits on an <a> (a link in the text, not a load)
+    for tag, attribute in re.findall(
+        r"<(\w+)[^>]*?\s((?:xlink:)?(?:src|href))\s*=\s*[\"']?\s*(?:https?:)?//", page, re.IGNORECASE
+    ):
+        assert tag.lower() == "a", (tag, attribute)
+    assert '<a href="https://github.com/o/r/issues/1" rel="noreferrer">' in page
+    # text is escaped: a message's markup shows as text
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    # an inline SVG per sweep case (float32 for torch; float64 for jax; jax's second case)
+    sweeps = re.findall(r'<figure class="sweep" data-case="([^"]+)">.*?</figure>', page, re.DOTALL)
+    assert sorted(set(sweeps)) == ["logit_sweep/other", "logit_sweep/sweep"]
+    assert sweeps.count("logit_sweep/sweep") == 2  # float32 and float64 figures
+    for figure in re.findall(r'<figure class="sweep".*?</figure>', page, re.DOTALL):
+        assert "<svg" in figure
+        assert "jax 0.10.2 · jax.stable" in figure or "torch 2.13.0 · torch.stable" in figure
+    caption = "<figcaption><b>logit_sweep/sweep</b> · value · float32 · 2 results"
+    assert f'<figure class="sweep" data-case="logit_sweep/sweep">{caption}' in page
+    # a histogram per API with errors: torch.api_a, torch.api_b, the two sweep APIs; the same for jax
+    assert page.count('<figure class="hist">') == 8
+    # the inline SVGs' ids are unique on the page
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+
+
+def test_junit_counts_failures_and_skips(tmp_path):
+    results_dir = tmp_path / "results"
+    write_run(results_dir / "fw.jsonl", mixed_results(), {"framework": "fw", "framework_versions": {"fw": "1.0"}})
+    write_run(results_dir / "jax.jsonl", sweep_results("jax", "0.10.2"))
+    assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "out")]) == 0
+    root = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("14", "3", "0", "6")
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    assert list(suites) == ["fw 1.0", "jax 0.10.2"]
+    fw = suites["fw 1.0"]
+    assert (fw.get("tests"), fw.get("failures"), fw.get("skipped")) == ("12", "3", "5")
+    cases = fw.findall("testcase")
+    assert [c.get("classname") for c in cases[:2]] == ["fw.alpha", "fw.alpha"]
+    assert cases[0].get("name") == "alpha/c1-fw.api_a-float32-none"
+    failures = [c.find("failure") for c in cases if c.find("failure") is not None]
+    assert sorted(f.get("type") for f in failures) == ["error", "fail", "unexpected_pass"]
+    assert "fail here <b>bold</b> & more" in failures[0].text
+    skipped = [c.find("skipped") for c in cases if c.find("skipped") is not None]
+    assert sorted(s.get("type") for s in skipped) == ["known_divergence"] * 3 + ["unsupported"] * 2
+    assert skipped[0].get("message").startswith("known divergence div-x: diverges")
+    assert suites["jax 0.10.2"].get("skipped") == "1"
+
+
+def test_outputs_are_byte_identical_across_invocations(tmp_path):
+    results_dir = tmp_path / "results"
+    write_run(
+        results_dir / "torch.jsonl", mixed_results("torch", "2.13.0") + sweep_results("torch", "2.13.0"), ENVIRONMENT
+    )
+    write_run(results_dir / "jax.jsonl", mixed_results("jax", "0.10.2"))
+    assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "one")]) == 0
+    # a second process, with another hash seed
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance", "report", str(results_dir), "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in OUTPUTS:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    # written in place: no temporary file left behind
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(OUTPUTS)
+    assert "wrote" in done.stdout and "results from 2 runs" in done.stdout
+
+
+def test_exit_2_without_results(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no results files") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_exit_2_on_unreadable_results(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format": "bce-conformance-results", "format_version": 99, "environment": {}}\n', encoding="utf-8")
+    assert cli_main(["report", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert cli_main(["report", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_exit_0_although_results_fail(tmp_path, capsys):
+    write_run(tmp_path / "r" / "fw.jsonl", mixed_results())
+    assert cli_main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    counts = (
+        "3 exact, 1 acceptable, 3 fail, 3 known divergence, 2 unsupported (1 error, 1 unexpected pass among the fails)"
+    )
+    assert f"12 results from 1 runs: {counts}" in out
+
+
+def test_report_on_a_real_numpy_run(tmp_path, capsys):
+    results_dir = tmp_path / "results"
+    assert cli_main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(results_dir)]) == 0
+    lines = (results_dir / "numpy.jsonl").read_text(encoding="utf-8").splitlines()
+    count = len(lines) - 1  # the environment line
+    capsys.readouterr()
+    out = tmp_path / "report"
+    assert cli_main(["report", str(results_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{count} results from 1 runs" in printed
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert (
+        "### numpy " in summary
+        and "`numpy.stable_bce_with_logits`" in summary
+        and "| seed |" in summary.replace(" seed | all", " seed |")
+    )
+    root = ET.parse(out / "junit.xml").getroot()
+    assert int(root.get("tests")) == count
+    assert {c.get("classname") for c in root.iter("testcase")} == {"numpy.seed"}
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count('<figure class="hist">') == 3  # the three numpy APIs
+    assert "No sweep case in these results" in page
+
+
+def test_sweep_plot_handles_many_targets_and_points():
+    """More targets than line styles (markers instead), more points than kept (the largest errors stay)."""
+    from conformance import report_html
+
+    n = 6000
+    x = np.linspace(-50, 50, n)
+    ulp = np.zeros(n)
+    ulp[1234] = math.inf
+    ulp[4321] = 1e9
+    elements = {"x": list(x), "target": list(np.linspace(0, 1, n)), "got": list(x), "want": list(x), "ulp": list(ulp)}
+    r = result("sweep/many", "fw.api_a", "known_divergence", elements=elements, max_ulp=math.inf)
+    order = np.arange(n)
+    kept = report_html._downsample(order, ulp)
+    assert len(kept) <= report_html.SWEEP_POINTS and 1234 in kept and 4321 in kept
+    svg = report_html.sweep_svg([("fw 1.0", "fw.api_a", r)], ["#1f77b4"], "float32", "value", True, "t0", "test")
+    assert svg.startswith('<svg class="plot"') and "inf / NaN" in svg
