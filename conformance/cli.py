@@ -19,7 +19,7 @@ from conformance.dtypes import get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
-from conformance.results import ResultWriter, read, write_atomically, write_timing
+from conformance.results import ResultsError, ResultWriter, read, read_run, results_files, write_atomically, write_timing
 from conformance.runner import ExactValues, ExpectationError, plan
 from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
@@ -155,6 +155,28 @@ def cmd_report(args) -> int:
     return report_main(args)
 
 
+def cmd_baseline(args) -> int:
+    """Rewrites the baseline folder from a results folder: each results file copied whole (after
+    reading it back), baseline files with no results file removed."""
+    files = results_files([args.results])
+    if not files:
+        return _fail(f"no results files (*.jsonl) in {args.results}")
+    try:
+        runs = [read_run(path) for path in files]
+    except ResultsError as exc:
+        return _fail(str(exc))
+    baselines = Path(args.baselines)
+    for run in runs:
+        if run.truncated or not run.environment:
+            return _fail(f"{run.path}: cut short or without its environment record; rerun it before making it a baseline")
+        write_atomically(baselines / run.path.name, run.path.read_text(encoding="utf-8"))
+        print(f"{baselines / run.path.name}: {run.label}, {len(run.results)} results")
+    for stale in sorted(set(baselines.glob("*.jsonl")) - {baselines / f.name for f in files}):
+        stale.unlink()
+        print(f"{stale}: removed (no results file of that name)")
+    return 0
+
+
 def cmd_diff(args) -> int:
     from conformance.diff import main as diff_main
 
@@ -216,6 +238,11 @@ def parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--out", help="also write the Markdown diff to this file")
     diff.set_defaults(func=cmd_diff)
+
+    baseline = sub.add_parser("baseline", help="rewrite a baseline folder from a results folder (tox -m baseline)")
+    baseline.add_argument("results", help="the results folder")
+    baseline.add_argument("baselines", help="the baseline folder, e.g. baselines")
+    baseline.set_defaults(func=cmd_baseline)
     return top
 
 
