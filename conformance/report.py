@@ -372,6 +372,11 @@ def _md_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
+def _md_escape(text: str) -> str:
+    """Text that Markdown shows as written (no emphasis, no HTML, no links of its own making)."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text.replace("\n", " "))
+
+
 def _md_code(text: str) -> str:
     """Inline code that survives backticks and pipes in the text."""
     text = text.replace("\n", " ").replace("|", "\\|")
@@ -538,8 +543,14 @@ def worst_markdown(report: Report) -> list[str]:
 def runs_markdown(report: Report) -> list[str]:
     out = ["## Runs", ""]
     for run in report.runs:
+        rows = environment_rows(run.run)
         out += [f"### {_md_cell(run.label)}", "", f"{run.totals.total} results: {run.totals.sentence()}", ""]
-        out += [f"- {name}: {_md_cell(text)}" for name, text in environment_rows(run.run)]
+        # the file, versions and settings a line each; the machine and numerics on one line
+        first = [(name, text) for name, text in rows if name in ("results", "versions", "settings", "environment")]
+        rest = [(name, text) for name, text in rows if name not in dict(first)]
+        out += [f"- **{name}**: {_md_escape(text)}" for name, text in first]
+        if rest:
+            out.append("- " + " · ".join(f"**{name}**: {_md_escape(text)}" for name, text in rest))
         out.append("")
     return out
 

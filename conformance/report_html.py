@@ -50,6 +50,7 @@ HIST_STATES = ("exact", "acceptable", "known_divergence", "fail")  # unsupported
 SWEEP_POINTS = 2500  # a sweep line of more elements keeps, per chunk, the element of the largest error
 VALUE_FLOOR = 1e-40  # the values panel's log part stops here: smaller magnitudes sit with 0
 MAX_TICKS = 8
+OPEN_PROBLEMS = 10  # the first problems are shown unfolded
 LINESTYLES = ("-", "--", ":", "-.")
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -97,7 +98,7 @@ figure.hist{width:380px}figure.sweep{max-width:1200px;margin-bottom:12px}
 figcaption{font-size:12px;margin-bottom:2px}
 svg.plot{max-width:100%;height:auto;display:block}
 details{margin:4px 0}summary{cursor:pointer}
-.env th{white-space:nowrap}.env td{max-width:420px}
+.env th{white-space:nowrap}.env td{max-width:420px}.env td.cell{text-align:left}
 .delta{color:#c62828;font-weight:700;text-align:center}
 .note{color:#555;font-size:13px}
 td.api{min-width:230px;max-width:420px}td.wr{min-width:210px}td.src{max-width:420px}
@@ -250,6 +251,11 @@ def _ceiling(values: list[np.ndarray], floor: float) -> float:
     return 10.0 ** (math.ceil(math.log10(largest)) + 1)
 
 
+def _plain(text: str) -> str:
+    """A label matplotlib shows as written: a pair of ``$`` would start mathtext."""
+    return text.replace("$", r"\$")
+
+
 def _tick_label(value: float, _position=None) -> str:
     """Plain-text tick labels (``1e-40``, ``0.5``, ``-100``): no mathtext, which is slow to lay out."""
     if value == 0:
@@ -360,7 +366,7 @@ def sweep_svg(
                                 color=color,
                                 zorder=3,
                             )
-            apis.append(Line2D([], [], color=color, linewidth=1.5, label=f"{run_label} · {api}"))
+            apis.append(Line2D([], [], color=color, linewidth=1.5, label=_plain(f"{run_label} · {api}")))
         if styled and len(targets) > 1:
             styles += [Line2D([], [], color="#333", linestyle=style_of[t], label=f"target {t:g}") for t in targets]
         elif not styled:
@@ -536,10 +542,11 @@ def _worst(report: Report) -> list[str]:
     out = ['<h2 id="worst">Worst cases</h2>']
     if report.problems:
         out.append(f"<h3>Problems: {len(report.problems)} (fail, unexpected pass, error)</h3>")
-        for run, result in report.problems[:HTML_PROBLEMS]:
+        for n, (run, result) in enumerate(report.problems[:HTML_PROBLEMS]):
             out.append(
-                f"<details><summary><b>{esc(run.label)}</b> · <code>{esc(result.verdict)}</code> · "
-                f"{code(result.id)}</summary><pre>{linkify(failure_text(result))}</pre></details>"
+                f"<details{' open' if n < OPEN_PROBLEMS else ''}><summary><b>{esc(run.label)}</b> · "
+                f"<code>{esc(result.verdict)}</code> · {code(result.id)}</summary>"
+                f"<pre>{linkify(failure_text(result))}</pre></details>"
             )
         if len(report.problems) > HTML_PROBLEMS:
             out.append(

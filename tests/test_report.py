@@ -242,18 +242,19 @@ def test_environment_header_and_missing_keys():
     bare = run_of(mixed_results("jax", "0.10.2"), "jax", "0.10.2", environment={"framework": "jax"})
     text = summary_markdown(build([full, bare]))
     for expected in (
-        "- Python: 3.11.9",
-        "- platform: Linux-6.1.0-x86_64-with-glibc2.36",
-        "- CPU: Some CPU @ 3.0GHz",
-        "- device: cpu",
-        "- subnormals: float32 subnormals kept; float64 results flushed to zero and inputs read as zero",
-        "- mpmath: 1.3.0 (gmpy)",
-        "- suite: bce-conformance 0.1.0",
-        "- settings: deterministic=True",
+        "- **results**: torch-2.13.0.jsonl: 12 results",
+        "- **versions**: torch 2.13.0",
+        "- **settings**: deterministic=True",
+        (
+            "- **Python**: 3.11.9 · **platform**: Linux-6.1.0-x86\\_64-with-glibc2.36 · **machine**: x86\\_64 · "
+            "**CPU**: Some CPU @ 3.0GHz · **device**: cpu · "
+            "**subnormals**: float32 subnormals kept; float64 results flushed to zero and inputs read as zero · "
+            "**mpmath**: 1.3.0 (gmpy) · **suite**: bce-conformance 0.1.0"
+        ),
     ):
         assert expected in text
     jax = text.split("### jax 0.10.2", 1)[1].split("###", 1)[0]
-    assert "- versions: jax 0.10.2" in jax and "Python" not in jax
+    assert "- **versions**: jax 0.10.2" in jax and "Python" not in jax
 
 
 def _html(tmp_path: Path) -> str:
