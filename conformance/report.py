@@ -24,7 +24,6 @@ read, or the outputs cannot be written.
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 from collections import Counter, defaultdict
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.results import Result, ResultsError, Run, read_runs, results_files
+from conformance.results import Result, ResultsError, Run, read_runs, results_files, write_atomically
 from conformance.summary import _ulp, failure_text
 
 EXIT_USAGE = 2
@@ -584,22 +583,6 @@ def cut(text: str, limit: int, note: str) -> str:
 # ---------------------------------------------------------------- writing
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Writes ``data`` to a temporary file beside ``path``, then renames it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
-
-
 def render_all(report: Report) -> dict[str, bytes]:
     """The three outputs' bytes, by file name."""
     from conformance import junit, report_html  # report_html imports matplotlib
@@ -634,7 +617,7 @@ def main(args) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, data in outputs.items():
-            path = write_atomic(out / name, data)
+            path = write_atomically(out / name, data)
             print(f"wrote {path} ({_size(len(data))})")
     except OSError as exc:
         return _fail(f"cannot write the report to {out}: {exc}")

@@ -199,15 +199,15 @@ def read_runs(paths) -> list[Run]:
     return [read_run(path) for path in results_files(paths)]
 
 
-def write_atomically(path: str | Path, text: str) -> Path:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it over ``path``: a reader
-    (or a run killed meanwhile) sees the old file or the new one, never half of one."""
+def write_atomically(path: str | Path, data: str | bytes) -> Path:
+    """Writes ``data`` (text as UTF-8) to a temporary file beside ``path``, then renames it over
+    ``path``: a reader (or a run killed meanwhile) sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.write(text)
+        with temporary.open("wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
