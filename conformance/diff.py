@@ -1,7 +1,10 @@
 """``python -m conformance diff BASELINE CURRENT``: what changed between two results sets, and whether it regressed.
 
 A results set is every results file read from a path (a folder standing for every ``*.jsonl`` in it).
-Results are matched by (framework, ``Result.id``); the same key twice in one set is a usage error.
+Results are matched by (run, ``Result.id``), the run being the results file's name (``jax``,
+``jax-0.6``: one framework may run at two versions in one set); when each side is a single file,
+the run is its framework, so that two files of one framework (two versions) compare with each other.
+The same key twice in one set is a usage error.
 
 Verdicts are ranked: exact 0, acceptable 1, known_divergence 2, unsupported 2, and fail,
 unexpected_pass, error 3. ``max_ulp`` is compared with None read as 0 and NaN as inf.
@@ -54,7 +57,7 @@ class DiffError(Exception):
 class Change:
     """One result's change: ``before`` is None for a new result, ``after`` for a disappeared one."""
 
-    framework: str
+    framework: str  # the run: the results file's name, or the framework when comparing two single files
     id: str
     before: Result | None
     after: Result | None
@@ -95,15 +98,19 @@ def _ulp(result: Result) -> float:
     return math.inf if math.isnan(value) else float(value)
 
 
-def _index(runs: list[Run], name: str) -> dict[tuple[str, str], Result]:
+def _run_name(run: Run, single: bool) -> str:
+    return run.framework if single else run.path.stem
+
+
+def _index(runs: list[Run], name: str, single: bool) -> dict[tuple[str, str], Result]:
     index: dict[tuple[str, str], Result] = {}
     where: dict[tuple[str, str], Path] = {}
     for run in runs:
         for result in run.results:
-            key = (result.framework, result.id)
+            key = (_run_name(run, single), result.id)
             if key in index:
                 raise DiffError(
-                    f"{name}: result {result.framework}/{result.id} appears twice ({where[key]} and {run.path})"
+                    f"{name}: result {key[0]}/{result.id} appears twice ({where[key]} and {run.path})"
                 )
             _verdict(result)
             index[key] = result
@@ -111,10 +118,10 @@ def _index(runs: list[Run], name: str) -> dict[tuple[str, str], Result]:
     return index
 
 
-def _labels(runs: list[Run]) -> dict[str, str]:
+def _labels(runs: list[Run], single: bool) -> dict[str, str]:
     labels: dict[str, set[str]] = defaultdict(set)
     for run in runs:
-        labels[run.framework].add(run.label)
+        labels[_run_name(run, single)].add(run.label)
     return {framework: ", ".join(sorted(names)) for framework, names in labels.items()}
 
 
@@ -141,9 +148,10 @@ def _classify(before: Result, after: Result, threshold: float) -> str | None:
 
 def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: float = 1.0) -> Diff:
     """Classify every result of either set; see the module's docstring for the categories."""
-    baseline = _index(baseline_runs, "baseline")
-    current = _index(current_runs, "current")
-    old_labels, new_labels = _labels(baseline_runs), _labels(current_runs)
+    single = len(baseline_runs) == 1 and len(current_runs) == 1
+    baseline = _index(baseline_runs, "baseline", single)
+    current = _index(current_runs, "current", single)
+    old_labels, new_labels = _labels(baseline_runs, single), _labels(current_runs, single)
     versions = {fw: (old_labels.get(fw, "-"), new_labels.get(fw, "-")) for fw in sorted({*old_labels, *new_labels})}
     diff = Diff(versions, ulp_threshold)
     for key in sorted(baseline.keys() | current.keys()):

@@ -79,6 +79,7 @@ nav a{margin-right:14px}
 .lead{font-size:15px;margin:4px 0 10px}
 table{border-collapse:collapse;margin:6px 0 10px;background:#fff}
 th,td{border:1px solid #d7d7d7;padding:3px 7px;vertical-align:top;text-align:left}
+td a{overflow-wrap:anywhere}
 th{background:#f0f0f0;font-weight:600}
 td.num,th.num{text-align:right;white-space:nowrap}
 .scroll{overflow-x:auto;max-width:100%}

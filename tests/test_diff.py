@@ -229,12 +229,31 @@ def test_usage_problems_exit_2(tmp_path, capsys, make, message):
     sets(tmp_path, [result()], [result()])
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad.jsonl").write_text(json.dumps({"format": "other", "format_version": 1}) + "\n", encoding="utf-8")
-    write(tmp_path / "dup" / "a.jsonl", [result()])
-    write(tmp_path / "dup" / "b.jsonl", [result()])
+    write(tmp_path / "dup" / "a.jsonl", [result(), result()])
     assert main(["diff", *make(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and message in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_one_framework_at_two_versions_in_a_set_is_two_runs(tmp_path, capsys):
+    # a folder holding jax.jsonl and jax-0.6.jsonl (the version matrix): matched per file name
+    for folder in ("base", "cur"):
+        write(tmp_path / folder / "jax.jsonl", [result("c/a", "exact", 0.5)], JAX_NEW)
+        write(tmp_path / folder / "jax-0.6.jsonl", [result("c/a", "exact", 0.5)], JAX)
+    write(tmp_path / "cur" / "jax-0.6.jsonl", [result("c/a", "fail", 9.0)], JAX)
+    diff = compare(read_runs([tmp_path / "base"]), read_runs([tmp_path / "cur"]))
+    assert [(c.framework, c.id) for c in diff.new_failures] == [("jax-0.6", result("c/a").id)]
+    assert diff.versions == {"jax": ("jax 0.10.2", "jax 0.10.2"), "jax-0.6": ("jax 0.9.2", "jax 0.9.2")}
+
+
+def test_two_single_files_of_one_framework_compare_by_framework(tmp_path, capsys):
+    # the version change itself: results/jax.jsonl against results/jax-0.6.jsonl
+    old = write(tmp_path / "jax-0.6.jsonl", [result("c/a", "known_divergence", 5.0)], JAX)
+    new = write(tmp_path / "jax.jsonl", [result("c/a", "known_divergence", float("inf"))], JAX_NEW)
+    assert main(["diff", str(old), str(new)]) == 1
+    text = capsys.readouterr().out
+    assert "- jax: jax 0.9.2 → jax 0.10.2" in text and "max ULP 5 → inf" in text
 
 
 def test_a_real_numpy_run(tmp_path, capsys):
