@@ -203,26 +203,37 @@ def summary_line(diff: Diff) -> str:
     return text if n else text + "; no regressions"
 
 
+SECTIONS = (  # (title, Diff attribute, compact line)
+    ("New failures", "new_failures", False),
+    ("Verdicts that got worse", "worse", False),
+    ("ULP errors that grew by more than {threshold:g}", "ulp_growth", False),
+    ("Disappeared", "disappeared", False),
+    ("Improvements", "improvements", False),
+    ("Other changes", "other", True),
+    ("New results", "new_results", True),
+)
+
+
+def sections(diff: Diff, listed: int = LISTED) -> list[tuple[str, list[str]]]:
+    """Each non-empty category: its title with its count, and its lines (at most ``listed``, then a count)."""
+    out = []
+    for title, name, compact in SECTIONS:
+        changes = getattr(diff, name)
+        if not changes:
+            continue
+        lines = [_line(change, compact) for change in changes[:listed]]
+        if len(changes) > listed:
+            lines.append(f"- ... and {len(changes) - listed} more")
+        out.append((f"{title.format(threshold=diff.ulp_threshold)} ({len(changes)})", lines))
+    return out
+
+
 def markdown(diff: Diff, listed: int = LISTED) -> str:
     """The diff in Markdown: versions, then each non-empty category (at most ``listed`` items each), then the counts."""
     out = ["## Results diff (baseline → current)", ""]
     out.extend(f"- {framework}: {old} → {new}" for framework, (old, new) in diff.versions.items())
-    sections = [
-        ("New failures", diff.new_failures, False),
-        ("Verdicts that got worse", diff.worse, False),
-        (f"ULP errors that grew by more than {diff.ulp_threshold:g}", diff.ulp_growth, False),
-        ("Disappeared", diff.disappeared, False),
-        ("Improvements", diff.improvements, False),
-        ("Other changes", diff.other, True),
-        ("New results", diff.new_results, True),
-    ]
-    for title, changes, compact in sections:
-        if not changes:
-            continue
-        out += ["", f"### {title} ({len(changes)})", ""]
-        out.extend(_line(change, compact) for change in changes[:listed])
-        if len(changes) > listed:
-            out.append(f"- ... and {len(changes) - listed} more")
+    for title, lines in sections(diff, listed):
+        out += ["", f"### {title}", "", *lines]
     out += ["", summary_line(diff)]
     return "\n".join(out) + "\n"
 

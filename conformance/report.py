@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.diff import Diff, compare, sections, summary_line
 from conformance.results import Result, ResultsError, Run, read_runs, results_files, write_atomically
 from conformance.summary import _ulp, failure_text
 
@@ -473,6 +474,14 @@ def cells_differ(cells: list[Counts | None]) -> bool:
     return len(texts) > 1
 
 
+VERSION_CHANGES_LISTED = 20  # per category, between two consecutive runs of one framework
+
+
+def version_changes(group: list[RunReport]) -> list[tuple[RunReport, RunReport, Diff]]:
+    """What changed from each run of a framework to the next (the older version first): ``diff.compare``."""
+    return [(old, new, compare([old.run], [new.run])) for old, new in zip(group, group[1:])]
+
+
 def versions_markdown(report: Report) -> list[str]:
     if not report.version_groups:
         return []
@@ -503,6 +512,11 @@ def versions_markdown(report: Report) -> list[str]:
                 f"| {_cap_note(len(rows) - MD_VERSION_ROWS, 'rows', 'report.html')} |" + " |" * (len(header) - 1)
             )
         out.append("")
+        for old, new, changes in version_changes(group):
+            out += [f"**From {_md_cell(old.label)} to {_md_cell(new.label)}**: {summary_line(changes)}", ""]
+            for title, lines in sections(changes, VERSION_CHANGES_LISTED):
+                out += [f"- {title}", *(f"  {line}" for line in lines)]
+            out.append("")
     return out
 
 

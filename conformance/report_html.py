@@ -30,9 +30,12 @@ from conformance.report import (
     quantity_order,
     shown_files,
     state_of,
+    VERSION_CHANGES_LISTED,
+    version_changes,
     version_rows,
     where,
 )
+from conformance.diff import sections, summary_line
 from conformance.results import Result
 from conformance.summary import _ulp, failure_text
 
@@ -536,6 +539,11 @@ def _versions(report: Report) -> list[str]:
                 f"<td class=delta>{delta}</td></tr>"
             )
         out.append("</table></div>")
+        for old, new, changes in version_changes(group):
+            out.append(f"<p><b>From {esc(old.label)} to {esc(new.label)}</b>: {esc(summary_line(changes))}</p>")
+            for title, lines in sections(changes, VERSION_CHANGES_LISTED):
+                items = "".join(f"<li>{esc(line[2:].replace('`', ''))}</li>" for line in lines)
+                out.append(f"<details open><summary>{esc(title)}</summary><ul>{items}</ul></details>")
     return out
 
 

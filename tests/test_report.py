@@ -188,6 +188,9 @@ def test_two_versions_of_a_framework_side_by_side():
     assert "| `torch.api_a` | **all** | **3·1·3·1·1** | **4·1·2·1·1** | Δ |" in section
     assert "|  | alpha | **2·1·3·1·1** | **3·1·2·1·1** | Δ |" in section
     assert "|  | beta | 1·0·0·0·0 | 1·0·0·0·0 |  |" in section
+    # and what the version change altered, through conformance.diff
+    assert "**From torch 2.9.0 to torch 2.13.0**: diff: 0 regressions" in section
+    assert "- Improvements (1)" in section and f"`{new[3].id}` (torch): {old[3].verdict} → exact" in section
     # in the matrix, the two torch runs' rows follow each other
     matrix = text.split("## Verdicts", 1)[1].split("\n## ", 1)[0]
     rows = [line.split(" | ")[0] for line in matrix.splitlines() if line.startswith("| ") and " | `" in line]
