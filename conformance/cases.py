@@ -20,7 +20,9 @@ import numpy as np
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from conformance.dtypes import FORMATS, FloatFormat, cast, parse_hex_or_decimal, round_to_format
+from conformance import generators
+from conformance.dtypes import FORMATS, FloatFormat, parse_hex_or_decimal, round_to_format
+from conformance.generators import Generated, GeneratorError, PerDtype
 
 DEFAULT_DTYPES = ("float32", "float64")
 DEFAULT_REDUCTIONS = ("none", "mean", "sum")
@@ -58,13 +60,21 @@ class CaseError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Case:
-    """One validated case: exact input values (Fraction, or float for ±inf / NaN) and what to run."""
+    """One validated case: exact input values (Fraction, or float for ±inf / NaN) and what to run.
+
+    ``values`` holds each tensor field's exact values in the case's shape: an object array of
+    Fraction / float (literals, and linspaces whose points are not all float64 values), a float64
+    array (generated values that are all float64 values: every float64 is exact), or a
+    ``generators.PerDtype`` whose values depend on the dtype under test (`special`). ``exact(fmt)``
+    resolves them for one dtype; ``inputs(fmt)`` rounds them to it. With ``product``, the input and
+    the target are read-only broadcast views of shape (n, m).
+    """
 
     file: Path
     id: str
     why: str
     kind: str  # "logits" or "probs"
-    values: dict[str, np.ndarray]  # object arrays of exact values, by tensor field
+    values: dict[str, np.ndarray | PerDtype]  # exact values, by tensor field
     ops: tuple[str, ...]
     dtypes: tuple[str, ...]
     reductions: tuple[str, ...]
@@ -77,6 +87,8 @@ class Case:
     # Keras's label_smoothing: targets become y·(1 - ls) + ls/2. A float64 value (the Python float the
     # APIs take), never rounded to the dtype under test; 0 means none.
     label_smoothing: Fraction = Fraction(0)
+    product: bool = False  # every input value against every target: shape (n, m)
+    generated: dict[str, Generated] = field(default_factory=dict)  # the generators, by tensor field
 
     @property
     def full_name(self) -> str:
@@ -86,13 +98,17 @@ class Case:
     def shape(self) -> tuple[int, ...]:
         return self.values[self.kind].shape
 
+    def exact(self, fmt: FloatFormat) -> dict[str, np.ndarray]:
+        """The exact values of each tensor field for ``fmt``, before rounding (``special`` resolved)."""
+        return {name: generators.resolve(values, fmt) for name, values in self.values.items()}
+
     def inputs(self, fmt: FloatFormat) -> dict[str, np.ndarray]:
         """The case's tensors cast to ``fmt``: the exact values every adapter and the reference see.
 
         A case with label smoothing adds ``label_smoothing``: a 0-d float64 array (not cast to ``fmt``:
         the APIs take it as a Python float), which the reference applies exactly to the targets.
         """
-        inputs = {name: cast(values, fmt) for name, values in self.values.items()}
+        inputs = {name: generators.round_exact(values, fmt) for name, values in self.exact(fmt).items()}
         if self.label_smoothing:
             inputs[LABEL_SMOOTHING] = np.array(float(self.label_smoothing), dtype=np.float64)
         return inputs
@@ -219,7 +235,17 @@ def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
             unknown = [key for key in error.instance if key not in known]
             message = f"unknown field {unknown[0]!r}" + (f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else "")
             location = location + [unknown[0]]
-        elif error.validator == "oneOf" and location and location[-1] in TENSOR_FIELDS + ("mean", "sum"):
+        elif (
+            error.validator == "oneOf" and isinstance(error.instance, dict) and len(location) == 3
+            and location[0] == "cases" and location[-1] in TENSOR_FIELDS
+        ):  # a generator mapping: say what is wrong inside it
+            for inside, message in generators.schema_problems(error.instance, schema()):
+                line, case_id, field_name = _locate(location + inside, data, raw)
+                problems.append(Problem(path, message, line, case_id, field_name))
+            continue
+        elif error.validator == "oneOf" and location and location[-1] in TENSOR_FIELDS:
+            message = f"{error.instance!r} is not a number, a numeric string, a nested list of numbers or a generator mapping"
+        elif error.validator == "oneOf" and location and location[-1] in ("mean", "sum"):
             message = f"{error.instance!r} is not a number, a numeric string or a nested list of numbers"
         elif location and location[-1] == LABEL_SMOOTHING:
             message = _label_smoothing_message(error.instance)
@@ -265,8 +291,11 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
     case_id = entry["id"]
     shown = str(path)
 
-    def problem(message: str, field_name: str | None = None) -> None:
+    def problem(message: str, field_name: str | None = None, within: tuple = ()) -> None:
         line = _line_of(raw_entry, field_name) if field_name in entry else _line_of(raw_entry)
+        if within:  # a place inside the field's value: the line of the deepest node that knows it
+            line = _locate([field_name, *within], entry, raw_entry)[0] or line
+            field_name = ".".join(str(p) for p in (field_name, *within))
         problems.append(Problem(shown, message, line, case_id, field_name))
 
     kinds = [k for k in ("logits", "probs") if k in entry]
@@ -274,18 +303,36 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         problem("a case needs exactly one of `logits` and `probs`" + (", not both" if kinds else ""), None)
         return None
     kind = kinds[0]
-    values = {}
+    product = entry.get("product", False)
+    limit = None
+    if product or any(isinstance(entry.get(name), dict) for name in TENSOR_FIELDS):
+        try:
+            limit = generators.max_elements()
+        except GeneratorError as exc:
+            problem(exc.message)
+            return None
+    values, generated = {}, {}
     for name in TENSOR_FIELDS:
-        if name in entry:
+        if name in entry and isinstance(entry[name], dict):
+            try:
+                generated[name] = generators.expand(entry[name], limit)
+            except GeneratorError as exc:
+                problem(exc.message, name, exc.where)
+                continue
+            values[name] = generated[name].values
+        elif name in entry:
             try:
                 values[name] = _tensor(entry[name])
             except ValueError as exc:
                 problem(str(exc), name)
     if len(values) != sum(name in entry for name in TENSOR_FIELDS):
         return None
+    if product and not _make_product(values, kind, limit, problem):
+        return None
     shape = values[kind].shape
     if values["target"].shape != shape:
-        problem(f"shape {values['target'].shape} does not match `{kind}` shape {shape}", "target")
+        hint = " (or set `product: true`: every input value against every target)" if len(shape) == values["target"].ndim == 1 else ""
+        problem(f"shape {values['target'].shape} does not match `{kind}` shape {shape}{hint}", "target")
     for name in ("weight", "pos_weight"):
         if name in values:
             try:
@@ -326,7 +373,35 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         target_gradients=target_gradients,
         sweep=entry.get("sweep", defaults.get("sweep", False)),
         label_smoothing=label_smoothing,
+        product=product,
+        generated=generated,
     )
+
+
+def _grid(values: np.ndarray | PerDtype, axis: int, shape: tuple[int, int]) -> np.ndarray | PerDtype:
+    """1-D values spread over a product's grid: along the rows (axis 0, the input) or the columns."""
+    def spread(array: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(array[:, None] if axis == 0 else array[None, :], shape)
+
+    return values.map(spread, shape) if isinstance(values, PerDtype) else spread(values)
+
+
+def _make_product(values: dict, kind: str, limit: int, problem) -> bool:
+    """`product: true`: the 1-D input (n) and target (m) become grids of shape (n, m), in place."""
+    ok = True
+    for name in (kind, "target"):
+        if values[name].ndim != 1:
+            problem(f"`product: true` takes a 1-D `{name}`; this one has shape {values[name].shape}", name)
+            ok = False
+    if not ok:
+        return False
+    shape = (values[kind].shape[0], values["target"].shape[0])
+    if shape[0] * shape[1] > limit:
+        problem(generators.over_limit(f"the product {shape[0]} × {shape[1]}", shape[0] * shape[1], limit), "product")
+        return False
+    values[kind] = _grid(values[kind], 0, shape)
+    values["target"] = _grid(values["target"], 1, shape)
+    return True
 
 
 def _label_smoothing_message(value: Any) -> str:

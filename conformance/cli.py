@@ -105,6 +105,13 @@ def _decimal(value) -> str:
 
 
 def cmd_explain(args) -> int:
+    """A case's cast inputs and exact values per dtype. A generated tensor (or a product's grid) is
+    shown as what its generator expands to, its range and its first and last values; the `none`
+    results of such a case at its first and last few elements, and its mean and sum up to a size."""
+    from conformance.generators import summary
+    from conformance.reference import reference
+
+    shown, reduced_up_to = 4, 1024
     try:
         case = find_case(args.case)
     except CaseError as exc:
@@ -112,20 +119,65 @@ def cmd_explain(args) -> int:
     exact_values = ExactValues()
     print(f"{case.full_name} ({case.file}:{case.line}): {case.why}")
     print(f"kind: {case.kind}; ops: {', '.join(case.ops)}; shape: {case.shape}")
+    big = bool(case.generated) or case.product
+    size = int(np.prod(case.shape))
+    if case.product:
+        print(f"product: every {case.kind} value ({case.shape[0]}) against every target ({case.shape[1]})")
+
+    def tensor_lines(name: str, values: np.ndarray) -> list[str]:
+        if name not in case.generated and not (case.product and name in (case.kind, "target")):
+            return [f"  {name}: {[to_hex(v) for v in np.asarray(values, dtype=np.float64).ravel()]}"]
+        along = ""
+        if case.product and name == case.kind:
+            values, along = values[:, 0], f" (each against every target: shape {case.shape})"
+        elif case.product and name == "target":
+            values, along = values[0, :], f" (each against every {case.kind} value: shape {case.shape})"
+        lines = summary(values, shown)
+        if name not in case.generated and len(lines) == 2 and lines[1].startswith("values:"):
+            return [f"  {name}: {lines[1].split(': ', 1)[1]}{along}"]  # a product's short literal target
+        head = f"{case.generated[name].description} → " if name in case.generated else ""
+        return [f"  {name}: {head}{lines[0]}{along}"] + [f"    {line}" for line in lines[1:]]
+
+    def sample(inputs: dict) -> tuple[dict, list[tuple]]:  # the first and last few elements, flat order
+        flat = sorted(set(range(min(shown, size))) | set(range(max(size - shown, 0), size)))
+        picked = {
+            key: np.broadcast_to(array, case.shape).reshape(-1)[flat] if key in case.values else array
+            for key, array in inputs.items()
+        }
+        return picked, [np.unravel_index(i, case.shape) for i in flat]
+
     for dtype in case.dtypes:
         fmt = get_format(dtype)
         print(f"\n== {dtype}")
-        for name, values in exact_values.inputs(case, fmt).items():
-            print(f"  {name}: {[to_hex(v) for v in np.asarray(values, dtype=np.float64).ravel()]}")
+        inputs = exact_values.inputs(case, fmt)
+        for name, values in inputs.items():
+            for line in tensor_lines(name, values):
+                print(line)
         for formula, op in {FORMULA_OF_OP[op]: op for op in case.ops}.items():
             for reduction in case.reductions:
+                sampled = big and reduction == "none" and size > 2 * shown
+                if big and reduction != "none" and size > reduced_up_to:
+                    print(f"  {formula} {reduction}: over {size} elements, not computed here (explain stops at {reduced_up_to})")
+                    continue
                 try:
-                    value = exact_values.reference(case, op, fmt, reduction)
+                    if sampled:
+                        picked, indices = sample(inputs)
+                        value = reference(formula, picked, "none", fmt)
+                    else:
+                        value = exact_values.reference(case, op, fmt, reduction)
                 except (ExpectationError, ReferenceError) as exc:
                     print(f"  {formula} {reduction}: {exc}")
                     continue
-                print(f"  {formula} ({', '.join(o for o in case.ops if FORMULA_OF_OP[o] == formula)}) {reduction}:")
-                for index, exact in np.ndenumerate(value.exact):
+                ops = ", ".join(o for o in case.ops if FORMULA_OF_OP[o] == formula)
+                if sampled:
+                    print(f"  {formula} ({ops}) {reduction}: {size} elements; the first and last {shown}:")
+                    items = list(zip(indices, value.exact))
+                else:
+                    print(f"  {formula} ({ops}) {reduction}:")
+                    items = list(np.ndenumerate(value.exact))
+                for position, (index, exact) in enumerate(items):
+                    if sampled and position == shown:
+                        print("    ...")
                     rounded = round_to_format(exact, fmt) if not mpmath.isnan(exact) else float("nan")
                     where = f"[{', '.join(map(str, index))}] " if index else ""
                     print(f"    {where}exact {_decimal(exact)}  ->  {dtype} {to_hex(rounded)} ({rounded!r})")
