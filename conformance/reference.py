@@ -11,12 +11,12 @@ must round to the same value in the dtype (Ziv's test), else the precision grows
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 
 import mpmath
 import numpy as np
 
+from conformance import fast_reference
 from conformance.dtypes import FloatFormat, round_to_format
 from conformance.variants import Variant
 
@@ -30,13 +30,49 @@ class ReferenceError(Exception):
     """The reference could not settle a correctly rounded value."""
 
 
-@dataclass(frozen=True)
 class ReferenceValue:
-    """Exact (unrounded) values and their correct rounding to the dtype, shaped like the result."""
+    """Exact (unrounded) values and their correct rounding to the dtype, shaped like the result.
 
-    exact: np.ndarray  # object array of mpf, at the final precision
-    rounded: np.ndarray  # float64 array holding the dtype's correctly rounded values
-    precision: int  # bits of the evaluation that settled the rounding
+    From the mpmath path, ``exact`` holds every exact value. From the fast path
+    (``conformance.fast_reference``), ``approx`` holds float64 values each within ``bound`` of the
+    exact one, ``rounded`` is still the correct rounding of every element, and the exact values
+    are computed by mpmath only when asked for (``exact_at`` for one element, ``exact`` for all).
+    """
+
+    def __init__(
+        self,
+        exact: np.ndarray | None = None,
+        rounded: np.ndarray | None = None,
+        precision: int = 0,
+        approx: np.ndarray | None = None,
+        bound: np.ndarray | None = None,
+        exact_of=None,
+        exact_at=None,
+    ):
+        self._exact = exact
+        self.rounded = rounded  # float64 array holding the dtype's correctly rounded values
+        self.precision = precision  # bits of the evaluation that settled the rounding (0: the fast path)
+        self.approx = approx
+        self.bound = bound
+        self._exact_of = exact_of
+        self._exact_at = exact_at
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.rounded.shape
+
+    @property
+    def exact(self) -> np.ndarray:
+        """Every exact value, an object array of mpf (from the fast path: computed now, by mpmath)."""
+        if self._exact is None:
+            self._exact = self._exact_of()
+        return self._exact
+
+    def exact_at(self, index) -> mpmath.mpf:
+        """One element's exact value (from the fast path: that element alone, by mpmath)."""
+        if self._exact is not None or self._exact_at is None:
+            return self.exact[index]
+        return self._exact_at(index)
 
 
 def _mpf(value: float) -> mpmath.mpf:
@@ -223,6 +259,7 @@ def _evaluate(
     gradient: bool = False,
     axis_mean: bool = False,
     wrt_target: bool = False,
+    count: int | None = None,
 ) -> np.ndarray:
     """Terms (or their reduction) at the current mpmath precision, as an object array of mpf.
 
@@ -250,7 +287,8 @@ def _evaluate(
     if gradient:
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}")
-        return terms / terms.size if reduction == "mean" and terms.size else terms
+        count = terms.size if count is None else count  # the fast path's fallback: a part of the elements
+        return terms / count if reduction == "mean" and count else terms
     if reduction == "none":
         return terms
     total = mpmath.fsum(terms.ravel()) if terms.size else mpmath.mpf(0)
@@ -310,6 +348,8 @@ def reference(
     gradient: bool = False,
     axis_mean: bool = False,
     wrt: str = "input",
+    fast: bool = True,
+    count: int | None = None,
 ) -> ReferenceValue:
     """The exact loss for inputs already cast to ``fmt``, with its correct rounding to ``fmt``.
 
@@ -323,6 +363,9 @@ def reference(
     binary_crossentropy): `none` the exact row means, `sum` / `mean` their sum / mean (``_axis_reduce``).
     With ``wrt="target"`` (and ``gradient``), the derivative of the reduced loss with respect to each
     target element instead (times 1 - ls under label smoothing); no variant is defined for it.
+    With ``fast`` (the default), large inputs in dtypes of up to 24 bits go through the float64 fast
+    path (``conformance.fast_reference``), which settles the same rounding. ``count`` divides a
+    `mean` gradient by another count than the elements given (the fast path's fallback elements).
     """
     if formula not in TERMS:
         raise ValueError(f"unknown formula {formula!r}")
@@ -332,6 +375,10 @@ def reference(
     if wrt_target and (not gradient or variant is not None):
         raise ValueError("a target gradient needs gradient=True and no variant")
     first = "probs" if formula == "bce" else "logits"
+    if fast and not wrt_target:
+        settled = _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean)
+        if settled is not None:
+            return settled
     if wrt_target:
         term = TARGET_GRADIENTS[formula]
     elif variant is not None:
@@ -343,9 +390,9 @@ def reference(
     precision = 2 * fmt.precision + 64
     while precision <= MAX_PRECISION:
         with mpmath.workprec(precision):
-            low = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target)
+            low = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target, count)
         with mpmath.workprec(2 * precision):
-            high = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target)
+            high = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target, count)
         rounded = _round_all(high, fmt)
         if _same(_round_all(low, fmt), rounded):
             return ReferenceValue(exact=high, rounded=rounded, precision=2 * precision)
@@ -356,3 +403,100 @@ def reference(
 
 def _plain_logits_term(x, y, w, q=None):
     return bce_with_logits_term(x, y, w, mpmath.mpf(1) if q is None else q)
+
+
+FAST_MIN_ELEMENTS = 1024  # smaller inputs take the mpmath path: fast enough, and every exact value at hand
+
+
+def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean) -> ReferenceValue | None:
+    """The fast path's reference, or None where it does not apply or cannot settle a reduction."""
+    first = "probs" if formula == "bce" else "logits"
+    shape = np.broadcast_shapes(*(np.shape(inputs[n]) for n in (first, "target", "weight", "pos_weight") if n in inputs))
+    size = int(np.prod(shape))
+    if fmt.precision > fast_reference.MAX_PRECISION or size < FAST_MIN_ELEMENTS or (axis_mean and not shape):
+        return None
+    smoothing = float(inputs["label_smoothing"]) if "label_smoothing" in inputs else None
+    if variant is None:
+        if formula == "bce_with_logits":
+            terms = fast_reference.logits_terms(inputs, smoothing, gradient)
+        else:
+            terms = fast_reference.probability_terms(inputs, smoothing, gradient)
+    else:
+        clip = None
+        if variant.prob_clip is not None:
+            eps = round_to_format(Fraction(variant.prob_clip), fmt)
+            clip = (eps, round_to_format(1 - Fraction(eps), fmt))
+        floor = None
+        if gradient and variant.grad_denominator_floor is not None:
+            floor = round_to_format(Fraction(variant.grad_denominator_floor), fmt)
+        ceiling = -float(variant.log_floor) if variant.log_floor is not None else None
+        p = _rounded_sigmoid(inputs[first], fmt) if two_step else None
+        terms = fast_reference.probability_terms(inputs, smoothing, gradient, ceiling, floor, clip, p)
+    count = size
+    if axis_mean:
+        length = shape[-1]
+        count = length * (size // length if length else 0) if reduction == "mean" else length
+        reduced = fast_reference.axis_mean_terms(terms, reduction, gradient)
+    else:
+        reduced = fast_reference.reduce_terms(terms, reduction, gradient, size)
+    rounded, unsettled = fast_reference.settle(reduced, fmt)
+
+    def slow(part: dict, part_reduction: str, part_count: int | None = None) -> ReferenceValue:
+        return reference(formula, part, part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count)
+
+    def exact_of() -> np.ndarray:
+        return reference(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, fast=False).exact
+
+    elementwise = gradient or (reduction == "none" and not axis_mean)
+    if not elementwise:  # a reduction: settled whole, or the mpmath path
+        if unsettled.any():
+            return None
+        return ReferenceValue(
+            rounded=rounded, approx=reduced.approx, bound=reduced.bound, exact_of=exact_of,
+            exact_at=lambda index: mpmath.mpf(float(reduced.approx[index])),
+        )
+
+    def part_of(mask: np.ndarray) -> dict:
+        part = {name: np.broadcast_to(inputs[name], shape)[mask] for name in (first, "target", "weight", "pos_weight") if name in inputs}
+        if smoothing is not None:
+            part["label_smoothing"] = inputs["label_smoothing"]
+        return part
+
+    part_reduction, part_count = ("mean", count) if gradient and (reduction == "mean" or axis_mean) else ("none", None)
+    exact = np.empty(shape, dtype=object)
+    exact.fill(None)
+    if unsettled.any():
+        settled_part = slow(part_of(unsettled), part_reduction, part_count)
+        rounded[unsettled] = settled_part.rounded
+        exact[unsettled] = settled_part.exact
+
+    def exact_at(index) -> mpmath.mpf:
+        if exact[index] is not None:
+            return exact[index]
+        mask = np.zeros(shape, dtype=bool)
+        mask[index] = True
+        return slow(part_of(mask), part_reduction, part_count).exact[0]
+
+    return ReferenceValue(
+        rounded=rounded, approx=np.where(unsettled, np.nan, reduced.approx), bound=reduced.bound,
+        exact_of=exact_of, exact_at=exact_at,
+    )
+
+
+def _rounded_sigmoid(x: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """σ(x) correctly rounded to ``fmt`` elementwise: the fast path where it settles, mpmath elsewhere."""
+    x = np.asarray(x, dtype=np.float64)
+    rounded, unsettled = fast_reference.settle(fast_reference.sigmoid_terms(x), fmt)
+    for index in zip(*np.nonzero(unsettled)):
+        value = _mpf(x[index])
+        precision = 2 * fmt.precision + 64
+        while True:
+            with mpmath.workprec(precision):
+                low = round_to_format(sigmoid(value), fmt) if not mpmath.isnan(value) else math.nan
+            with mpmath.workprec(2 * precision):
+                high = round_to_format(sigmoid(value), fmt) if not mpmath.isnan(value) else math.nan
+            if _same(np.array(low), np.array(high)) or precision > MAX_PRECISION:
+                rounded[index] = high
+                break
+            precision *= 2
+    return rounded

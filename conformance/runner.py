@@ -90,9 +90,9 @@ def _fused(api: Api, apis: list[Api]) -> Api | None:
 def _elements(case: Case, inputs, values: np.ndarray, ref: ReferenceValue, judgement: Judgement, fmt: FloatFormat) -> dict:
     """A sweep result's every element, flattened in C order: the input, the target, the result, the
     correctly rounded exact value and the error in ULPs."""
-    shape = ref.exact.shape
+    shape = ref.shape
     flat = {name: np.broadcast_to(np.asarray(inputs[name], dtype=np.float64), shape).ravel() for name in (case.kind, "target")}
-    want = [float(round_to_format(e, fmt)) if not mpmath.isnan(e) else math.nan for e in ref.exact.ravel()]
+    want = [float(v) for v in ref.rounded.ravel()]
     return {
         "x": [float(v) for v in flat[case.kind]],
         "target": [float(v) for v in flat["target"]],
@@ -245,15 +245,15 @@ class Runner:
             result.message = f"the call raised {_first_line(exc)}"
             result.repro = "" if gradient else self._repro(check, inputs, ref, None)
             return result
-        if got.shape != ref.exact.shape:
-            result.message = f"returned shape {got.shape}, expected {ref.exact.shape}"
+        if got.shape != ref.shape:
+            result.message = f"returned shape {got.shape}, expected {ref.shape}"
             return result
         try:
             values = got.astype(np.float64)
         except (TypeError, ValueError) as exc:
             result.message = f"returned {got.dtype}, which is not a float: {exc}"
             return result
-        judgement = judge(values, ref.exact, fmt, tolerance_for(check.dtype, case.tolerance))
+        judgement = judge(values, ref, fmt, tolerance_for(check.dtype, case.tolerance))
         result.max_ulp = judgement.max_ulp
         result.median_ulp = judgement.median_ulp
         result.floor_accepted = judgement.floor_accepted
@@ -380,7 +380,7 @@ class Runner:
             )
         except ReferenceError:
             return False
-        judgement = judge(values, ref.exact, fmt, tolerance_for(check.dtype, check.case.tolerance))
+        judgement = judge(values, ref, fmt, tolerance_for(check.dtype, check.case.tolerance))
         if not judgement.passed:
             return False
         result.verdict = Verdict.ACCEPTABLE.value
@@ -391,7 +391,7 @@ class Runner:
         return True
 
     def _worst(self, inputs, ref: ReferenceValue, judgement: Judgement, fmt: FloatFormat, axis_mean: bool = False) -> list[dict]:
-        shape = ref.exact.shape
+        shape = ref.shape
         full = broadcast_shape(inputs)
         out = []
         for element in judgement.worst:
@@ -415,7 +415,7 @@ class Runner:
         return out
 
     def _repro(self, check: Check, inputs, ref: ReferenceValue, index) -> str:
-        shape = ref.exact.shape
+        shape = ref.shape
         if index is not None and check.api.axis_mean:  # the row whose mean is worst, as a 1-d input
             full = broadcast_shape(inputs)
             arrays = {name: list(np.broadcast_to(array, full)[index].ravel()) for name, array in inputs.items()}

@@ -13,7 +13,9 @@ import mpmath
 import numpy as np
 from ruamel.yaml import YAML
 
+from conformance import fast_reference
 from conformance.dtypes import FloatFormat, parse_hex_or_decimal, round_to_format, ulp_error
+from conformance.reference import ReferenceValue
 
 
 class Verdict(str, enum.Enum):
@@ -88,8 +90,16 @@ def _within(got: float, exact: mpmath.mpf, error: float, tolerance: Tolerance) -
     return False
 
 
-def judge(got: np.ndarray, exact: np.ndarray, fmt: FloatFormat, tolerance: Tolerance, keep: int = 3) -> Judgement:
-    """Compare a result with the exact values elementwise; ``got`` must already have ``exact``'s shape."""
+def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: int = 3) -> Judgement:
+    """Compare a result with the exact values elementwise; ``got`` must already have ``exact``'s shape.
+
+    ``exact``: an object array of exact values, or a ``ReferenceValue`` (from the fast path, judged
+    with its float64 values and their bounds, and exactly wherever the bound leaves the verdict open).
+    """
+    if isinstance(exact, ReferenceValue):
+        if exact.approx is not None:
+            return _judge_fast(np.asarray(got, dtype=np.float64), exact, fmt, tolerance, keep)
+        exact = exact.exact
     errors = []
     failing = floor_accepted = 0
     for index, want in np.ndenumerate(exact):
@@ -106,6 +116,50 @@ def judge(got: np.ndarray, exact: np.ndarray, fmt: FloatFormat, tolerance: Toler
     shown = [e for e in errors if e[0]] if failing else errors
     worst = [ElementError(index, value, want, error) for _, error, index, value, want in shown[:keep]]
     return Judgement(failing == 0, max_ulp, worst, floor_accepted, _median(list(ulps)), ulps)
+
+
+def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, tolerance: Tolerance, keep: int) -> Judgement:
+    """``judge`` on the fast path: each element's error is measured from its float64 value, to within
+    its bound in ULPs (below 2^-20 ULP); an element whose verdict that margin leaves open, whose exact
+    value the fast path did not give (a special value, an unsettled rounding) or whose result is not
+    finite is judged exactly, with its exact value from mpmath."""
+    approx, bound = ref.approx, ref.bound
+    with np.errstate(invalid="ignore", over="ignore"):
+        ulp = fast_reference.ulp_of(approx, fmt)
+        distance = np.abs(got - approx)
+        error = distance / ulp
+        margin = (bound * (1 + 8 * fast_reference.U) + fast_reference.ABSOLUTE) / ulp + error * 4 * fast_reference.U
+        # the spacing at the exact value is the spacing at approx, unless the interval crosses a binade
+        same_binade = fast_reference.ulp_of(approx - bound, fmt) == fast_reference.ulp_of(approx + bound, fmt)
+        floor_distance = distance + bound * (1 + 8 * fast_reference.U) + fast_reference.ABSOLUTE
+        within_ulps = error + margin <= tolerance.max_ulp
+        beyond_ulps = error - margin > tolerance.max_ulp
+        within_floor = floor_distance <= tolerance.abs_floor
+        beyond_floor = distance - bound * (1 + 8 * fast_reference.U) > tolerance.abs_floor
+    decided = np.isfinite(approx) & np.isfinite(got) & same_binade & (within_ulps | beyond_ulps & (within_floor | beyond_floor))
+    decided &= margin <= 2.0**-20  # else the error itself is measured exactly (a cancelling gradient)
+    ok = within_ulps | (beyond_ulps & within_floor)
+    errors = np.where(decided, error, 0.0)
+    floor = decided & ~within_ulps & within_floor
+    for index in zip(*np.nonzero(~decided)):  # judged exactly
+        want = ref.exact_at(index)
+        value = float(got[index])
+        errors[index] = ulp_error(value, want, fmt)
+        ok[index] = _within(value, want, errors[index], tolerance)
+        floor[index] = ok[index] and errors[index] > tolerance.max_ulp
+    flat_ok, flat_errors = ok.ravel(), errors.ravel()
+    # failing elements first, then the largest errors; ties broken by position so the order is stable
+    order = np.lexsort((np.arange(flat_errors.size), -np.nan_to_num(flat_errors, nan=0.0), flat_ok))
+    failing = int((~flat_ok).sum())
+    shown = order[: min(keep, failing)] if failing else order[:keep]
+    worst = []
+    for position in shown:
+        index = np.unravel_index(position, errors.shape) if errors.shape else ()
+        index = tuple(int(i) for i in index)
+        worst.append(ElementError(index, float(got[index]), ref.exact_at(index), float(errors[index])))
+    ulps = tuple(float(e) for e in flat_errors)
+    max_ulp = float(flat_errors.max()) if flat_errors.size else 0.0
+    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median(list(ulps)), ulps)
 
 
 def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatFormat) -> bool:

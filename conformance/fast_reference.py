@@ -1,0 +1,268 @@
+"""The fast path of the reference: the loss and its gradient evaluated elementwise in float64 with
+numpy, each element with a rigorous bound on its error, rounded to the dtype under test only where
+the bound settles the rounding; every other element goes back to the mpmath reference.
+
+For a dtype of p ≤ 24 bits (float16, bfloat16, float32), a float64 evaluation within 2^-45 of the
+exact value settles its correct rounding except within 2^-45 (relative) of a rounding boundary: a
+few elements in a million. Those, and every element with an infinite or NaN input, a target
+outside [0, 1] or a negative weight, are computed by ``conformance.reference`` as before, so the
+rounded values are exactly the mpmath path's (tests/test_fast_reference.py checks this on every
+finite float16 and bfloat16 logit and on large float32 samples).
+
+The bound: inputs are values of the dtype, exact in float64; each float64 operation rounds with a
+relative error of at most u = 2^-53, and numpy's float64 ``exp``, ``log`` and ``log1p`` are taken
+to be within ``ELEMENTARY_ULPS`` ulps of their results (numpy documents its SIMD float64
+transcendentals as within 4 ULP; glibc's within 1-2: we assume 16). Every formula below is a sum
+of non-negative terms, or a difference of two non-negative terms whose error is bounded by the
+error of their sum, so the bounds follow from the operation counts written next to each formula.
+Underflow in float64 adds at most ``ABSOLUTE`` (far below any float32 subnormal) to each bound, so a
+bound of exactly 0 marks an exact zero (a zero weight, the sigmoid's p·(1 - p) at p = 0 or 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from conformance.dtypes import FloatFormat
+
+U = 2.0**-53
+ELEMENTARY_ULPS = 16
+E = ELEMENTARY_ULPS * U  # relative error of exp, log, log1p
+ABSOLUTE = 2.0**-1000  # absolute error from float64 underflow, far below float32's 2^-149
+MAX_PRECISION = 24  # dtypes the float64 evaluation can settle: float16, bfloat16, float32
+
+
+@dataclass
+class Terms:
+    """Elementwise values in float64, each within ``bound`` of the exact value, and the elements the
+    fast path does not take (``fallback``). ``sign`` is +1 / -1 where the exact value's sign is
+    known (values, or a gradient one of whose terms is exactly absent), 0 where it is not."""
+
+    approx: np.ndarray
+    bound: np.ndarray
+    fallback: np.ndarray  # bool
+    sign: np.ndarray  # int8
+
+
+def round_to_dtype(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Correct rounding (to nearest, ties to even) of float64 values to ``fmt``, exactly: the
+    quantum at each value is a power of two, the scaled value is exact in float64 and ``rint``
+    rounds it once. Overflow past the largest finite value (and its half ulp) gives ±inf."""
+    values = np.asarray(values, dtype=np.float64)
+    out = values.copy()
+    finite = np.isfinite(values) & (values != 0)
+    v = values[finite]
+    _, exponent = np.frexp(v)  # |v| in [2^(e-1), 2^e)
+    quantum_exponent = np.maximum(exponent - 1, fmt.emin) - (fmt.precision - 1)
+    rounded = np.ldexp(np.rint(np.ldexp(v, -quantum_exponent)), quantum_exponent)
+    rounded = np.where(np.abs(rounded) > fmt.largest, np.copysign(np.inf, v), rounded)
+    out[finite] = np.where(rounded == 0, np.copysign(0.0, v), rounded)
+    return out
+
+
+def ulp_of(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """One unit in the last place of ``fmt`` at each (finite) value, the subnormal spacing below the normal range."""
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    _, exponent = np.frexp(np.where(values > 0, values, 1.0))
+    e = np.where(values > 0, exponent - 1, fmt.emin)
+    return np.ldexp(1.0, np.maximum(e, fmt.emin) - (fmt.precision - 1))
+
+
+def settle(terms: Terms, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
+    """The correct rounding of each element to ``fmt`` where its interval rounds to one value
+    (with the sign the exact value is known to have), and the mask of elements it did not settle."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        bound = terms.bound * (1 + 8 * U) + ABSOLUTE
+        low, high = terms.approx - bound, terms.approx + bound
+        low = np.where(terms.sign > 0, np.maximum(low, 0.0), low)
+        high = np.where(terms.sign < 0, np.minimum(high, -0.0), high)
+        rounded_low, rounded_high = round_to_dtype(low, fmt), round_to_dtype(high, fmt)
+    same = (rounded_low == rounded_high) & (np.signbit(rounded_low) == np.signbit(rounded_high))
+    # a product with an exactly zero factor (a zero weight, the sigmoid's p·(1 - p) at p = 0) is an
+    # exact zero, which rounds to +0 as mpmath's unsigned zero does
+    exact_zero = (terms.approx == 0) & (terms.bound == 0)
+    rounded_low = np.where(exact_zero, 0.0, rounded_low)
+    unsettled = terms.fallback | ~(same | exact_zero) | ~np.isfinite(terms.approx)
+    return np.where(unsettled, np.nan, rounded_low), unsettled
+
+
+def _operands(inputs: dict[str, np.ndarray], first: str):
+    names = (first, "target", "weight", "pos_weight")
+    arrays = [inputs.get(name) for name in names]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays if a is not None))
+    x, y, w, q = (
+        np.broadcast_to(np.asarray(a, dtype=np.float64), shape) if a is not None else None for a in arrays
+    )
+    w = np.ones(shape) if w is None else w
+    q_given = q is not None
+    q = np.ones(shape) if q is None else q
+    return shape, x, y, w, q, q_given
+
+
+def _coefficients(y: np.ndarray, q: np.ndarray, smoothing: float | None):
+    """q·y' and 1 - y' for the (smoothed) target y' = y·(1 - ls) + ls/2, each within 4u, non-negative
+    for y in [0, 1] (1 - y' computed as (1 - y)·(1 - ls) + ls/2: no cancellation)."""
+    if smoothing is None:
+        return q * y, 1.0 - y
+    keep, half = 1.0 - smoothing, smoothing / 2
+    return q * (y * keep + half), (1.0 - y) * keep + half
+
+
+def _softplus(t: np.ndarray) -> np.ndarray:
+    """log(1 + e^t) = max(t, 0) + log1p(e^-|t|): relative error ≤ 2E + 3u (no cancellation)."""
+    return np.maximum(t, 0.0) + np.log1p(np.exp(-np.abs(t)))
+
+
+def _sigmoid(t: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-t) for t ≥ 0, e^t / (1 + e^t) below: relative error ≤ E + 3u."""
+    e = np.exp(-np.abs(t))
+    return np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _fallback_mask(x, y, w, q, probabilities: bool) -> np.ndarray:
+    """Elements the fast path leaves to mpmath: a non-finite input, a target outside [0, 1], a negative
+    weight, probabilities outside (0, 1) (whose logs are infinite or NaN)."""
+    mask = ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(q))
+    mask |= (y < 0) | (y > 1) | (w < 0) | (q < 0)
+    if probabilities:
+        mask |= (x <= 0) | (x >= 1)
+    return mask
+
+
+def logits_terms(inputs: dict[str, np.ndarray], smoothing: float | None, gradient: bool) -> Terms:
+    """bce_with_logits: w·(q·y'·softplus(-x) + (1-y')·softplus(x)), or its derivative in x,
+    w·((1-y')·σ(x) - q·y'·σ(-x))."""
+    _, x, y, w, q, _ = _operands(inputs, "logits")
+    fallback = _fallback_mask(x, y, w, q, probabilities=False)
+    with np.errstate(all="ignore"):
+        positive, negative = _coefficients(y, q, smoothing)  # ≤ 4u each
+        if not gradient:
+            # each product ≤ (2E + 3u) + 4u + u, their sum + u, times w + u
+            approx = w * (positive * _softplus(-x) + negative * _softplus(x))
+            bound = np.abs(approx) * (2 * E + 10 * U) + np.abs(w) * ABSOLUTE  # exp may underflow
+            sign = np.ones(approx.shape, dtype=np.int8)
+        else:
+            a, b = negative * _sigmoid(x), positive * _sigmoid(-x)  # ≤ E + 8u each
+            # a - b within (E + 8u)·(a + b) + u·|a - b|; times w + u
+            approx = w * (a - b)
+            bound = np.abs(w) * ((E + 10 * U) * (a + b) + U * np.abs(a - b) + ABSOLUTE)
+            # without pos_weight it is w·(σ(x) - y') = w·(tanh(x/2)/2 + (1/2 - y')): no cancellation
+            # near x = 0 (tanh ≤ E + 2u, 1/2 - y' ≤ u, or ≤ 5u smoothed; their sum + u)
+            half_tanh, offset = np.tanh(x / 2) / 2, 0.5 - (positive if smoothing is not None else y)
+            better = w * (half_tanh + offset)
+            better_bound = np.abs(w) * ((E + 3 * U) * np.abs(half_tanh) + 6 * U * np.abs(offset) + U * np.abs(half_tanh + offset) + ABSOLUTE)
+            use = (q == 1) & (better_bound < bound)
+            approx, bound = np.where(use, better, approx), np.where(use, better_bound, bound)
+            sign = np.where(positive == 0, 1, np.where(negative == 0, -1, 0)).astype(np.int8)
+    return Terms(approx, bound, fallback, sign)
+
+
+def probability_terms(
+    inputs: dict[str, np.ndarray],
+    smoothing: float | None,
+    gradient: bool,
+    log_ceiling: float | None = None,
+    grad_floor: float | None = None,
+    clip: tuple[float, float] | None = None,
+    two_step_p: np.ndarray | None = None,
+) -> Terms:
+    """bce on probabilities p (or, for the two-step op's variant, on ``two_step_p``: the correctly
+    rounded sigmoid of the logits): w·(q·y'·(-log p) + (1-y')·(-log1p(-p))), each log term at most
+    ``log_ceiling`` (torch's -100 clamp), p first clipped to ``clip`` (Keras's); or its derivative,
+    w·((1-y')/(1-p) - q·y'/p), with torch's floored denominator w·(p - y)/max(p·(1-p), floor), zero
+    where the clip is active, and for the two-step op times the sigmoid's p·(1-p)."""
+    first = "logits" if two_step_p is not None else "probs"
+    _, x, y, w, q, q_given = _operands(inputs, first)
+    p = x if two_step_p is None else np.broadcast_to(two_step_p, x.shape)
+    fallback = _fallback_mask(p, y, w, q, probabilities=False) | np.isnan(p)
+    with np.errstate(all="ignore"):
+        clipped = np.zeros(p.shape, dtype=bool)
+        if clip is not None:
+            clipped = (p < clip[0]) | (p > clip[1])
+            p = np.clip(p, clip[0], clip[1])
+        positive, negative = _coefficients(y, q, smoothing)
+        if not gradient:
+            neg_log_p = np.where(p > 0, -np.log(p), np.inf)  # ≤ E
+            neg_log_not_p = np.where(p < 1, -np.log1p(-p), np.inf)  # -p exact: ≤ E
+            if log_ceiling is not None:
+                neg_log_p, neg_log_not_p = np.minimum(neg_log_p, log_ceiling), np.minimum(neg_log_not_p, log_ceiling)
+            first_term = np.where(positive == 0, 0.0, positive * neg_log_p)  # 0·log 0 = 0
+            second_term = np.where(negative == 0, 0.0, negative * neg_log_not_p)
+            approx = w * (first_term + second_term)
+            bound = np.where(np.isfinite(approx), np.abs(approx) * (E + 8 * U) + np.abs(w) * ABSOLUTE, 0.0)
+            sign = np.ones(approx.shape, dtype=np.int8)
+        else:
+            if grad_floor is not None:  # torch's backward: w·(p - y)/max(p·(1 - p), floor), q = 1
+                if q_given or smoothing is not None:
+                    fallback = fallback | True  # no such variant with pos_weight or smoothing
+                denominator = np.maximum(p * (1.0 - p), grad_floor)  # ≤ 2u
+                difference = p - y  # ≤ u
+                grad = difference / denominator  # ≤ 4u
+                grad_bound = np.abs(grad) * 5 * U + ABSOLUTE
+                sign = np.sign(difference).astype(np.int8)
+            else:
+                a = np.where(negative == 0, 0.0, negative / (1.0 - p))  # ≤ 6u
+                b = np.where(positive == 0, 0.0, positive / p)  # ≤ 5u
+                grad = a - b
+                grad_bound = 7 * U * (np.abs(a) + np.abs(b)) + U * np.abs(grad) + ABSOLUTE
+                sign = np.where(positive == 0, 1, np.where(negative == 0, -1, 0)).astype(np.int8)
+                fallback = fallback | (p <= 0) | (p >= 1)  # infinite derivatives
+            if clip is not None:  # clip_by_value passes no gradient outside its range
+                grad, grad_bound = np.where(clipped, 0.0, grad), np.where(clipped, 0.0, grad_bound)
+                sign = np.where(clipped, 1, sign).astype(np.int8)
+            if two_step_p is not None:  # chain rule through the sigmoid: p·(1 - p) of its output
+                chain = p * (1.0 - p)  # ≤ 2u
+                grad, grad_bound = chain * grad, chain * grad_bound + np.abs(chain * grad) * 3 * U
+            approx = w * grad
+            bound = np.abs(w) * grad_bound + np.abs(approx) * U
+    return Terms(approx, bound, fallback, sign)
+
+
+def sigmoid_terms(x: np.ndarray) -> Terms:
+    """σ(x) for the two-step variants' correctly rounded probability."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        approx = _sigmoid(x)
+    return Terms(approx, approx * (E + 4 * U) + ABSOLUTE, ~np.isfinite(x), np.ones(x.shape, dtype=np.int8))
+
+
+def reduce_terms(terms: Terms, reduction: str, gradient: bool, count: int) -> Terms:
+    """The mean or sum of the terms (an exact sum, ``math.fsum``, rounded once, plus the terms' bounds),
+    or for a gradient each term divided by the count (``mean``)."""
+    if gradient or reduction == "none":
+        if gradient and reduction == "mean" and count:
+            return Terms(terms.approx / count, terms.bound / count + np.abs(terms.approx / count) * U, terms.fallback, terms.sign)
+        return terms
+    total = math.fsum(terms.approx.ravel().tolist())
+    bound = math.fsum(terms.bound.ravel().tolist()) * (1 + 4 * U) + abs(total) * U
+    if reduction == "mean":
+        total, bound = (total / count, bound / count + abs(total / count) * U) if count else (math.nan, 0.0)
+    fallback = bool(terms.fallback.any()) or not math.isfinite(total)
+    sign = 1 if bool((terms.sign > 0).all()) else (-1 if bool((terms.sign < 0).all()) else 0)
+    return Terms(np.array(total), np.array(bound), np.array(fallback), np.array(sign, dtype=np.int8))
+
+
+def axis_mean_terms(terms: Terms, reduction: str, gradient: bool) -> Terms:
+    """Keras's mean over the last axis: `none` the row means (each an exact sum rounded once, over the
+    row length), `sum` / `mean` their sum / mean; gradients divided by the row length (and the row count)."""
+    length = terms.approx.shape[-1]
+    rows = terms.approx.size // length if length else 0
+    if gradient:
+        count = length * rows if reduction == "mean" else length
+        return Terms(terms.approx / count, terms.bound / count + np.abs(terms.approx / count) * U, terms.fallback, terms.sign)
+    flat = [reduce_terms(Terms(a, b, f, s), "mean", False, length) for a, b, f, s in zip(
+        terms.approx.reshape(-1, length), terms.bound.reshape(-1, length),
+        terms.fallback.reshape(-1, length), terms.sign.reshape(-1, length))]
+    shape = terms.approx.shape[:-1]
+    means = Terms(
+        np.array([t.approx for t in flat], dtype=np.float64).reshape(shape),
+        np.array([t.bound for t in flat], dtype=np.float64).reshape(shape),
+        np.array([bool(t.fallback) for t in flat], dtype=bool).reshape(shape),
+        np.array([int(t.sign) for t in flat], dtype=np.int8).reshape(shape),
+    )
+    if reduction == "none":
+        return means
+    return reduce_terms(means, reduction, False, rows)

@@ -1,0 +1,189 @@
+"""The fast path of the reference returns exactly what the mpmath path returns: the same correctly
+rounded values, the same verdicts, errors within 2^-20 ULP, on large samples of every kind of input."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from conformance import fast_reference
+from conformance.dtypes import FORMATS, round_to_format
+from conformance.reference import reference
+from conformance.variants import VARIANTS
+from conformance.verdicts import Tolerance, judge
+
+SMALL = ("float16", "bfloat16", "float32")
+TARGETS = (0.0, 0.5, 1.0)
+
+
+def all_finite(dtype: str) -> np.ndarray:
+    values = np.arange(1 << 16, dtype=np.uint16).view(FORMATS[dtype].numpy_dtype).astype(np.float64)
+    return values[np.isfinite(values)]
+
+
+def logit_sample(dtype: str, size: int, seed: int = 0) -> np.ndarray:
+    """Every finite float16 / bfloat16 value in a random sample, or float32 values spread over every
+    binade, both signs; always with the thresholds where the formulas change regime."""
+    rng = np.random.default_rng(seed)
+    fmt = FORMATS[dtype]
+    if dtype == "float32":
+        magnitudes = np.ldexp(rng.uniform(1, 2, size), rng.integers(-149, 128, size))
+        values = np.where(rng.integers(0, 2, size) == 1, -magnitudes, magnitudes)
+    else:
+        values = rng.choice(all_finite(dtype), size=size, replace=False)
+    edges = [0.0, -0.0, 16.0, 17.0, 17.3, 36.0, 88.0, 89.0, 103.9, 104.0, 745.0, 746.0, 1e-3, 2.0**-24]
+    values = np.concatenate([values, edges, [-e for e in edges]])
+    return values.astype(fmt.numpy_dtype).astype(np.float64)
+
+
+def grid(x: np.ndarray, targets=TARGETS) -> dict[str, np.ndarray]:
+    xs, ys = np.meshgrid(x, np.asarray(targets, dtype=np.float64), indexing="ij")
+    return {"logits": xs, "target": ys}
+
+
+def assert_same(fast, slow):
+    assert fast.approx is not None, "the fast path did not take it"
+    assert slow.approx is None
+    assert fast.rounded.shape == slow.rounded.shape
+    same = (fast.rounded == slow.rounded) | (np.isnan(fast.rounded) & np.isnan(slow.rounded))
+    bad = np.argwhere(~same)
+    assert not bad.size, f"{len(bad)} differ, first at {bad[0]}: fast {fast.rounded[tuple(bad[0])]!r}, mpmath {slow.rounded[tuple(bad[0])]!r}"
+    assert np.array_equal(np.signbit(fast.rounded), np.signbit(slow.rounded))
+
+
+def cast(inputs: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    return {k: v.astype(FORMATS[dtype].numpy_dtype) if k != "label_smoothing" else v for k, v in inputs.items()}
+
+
+@pytest.mark.parametrize("dtype", SMALL)
+def test_round_to_dtype_is_correct_rounding(dtype):
+    fmt = FORMATS[dtype]
+    rng = np.random.default_rng(1)
+    values = np.ldexp(rng.uniform(-2, 2, 4000), rng.integers(fmt.emin - fmt.precision - 3, fmt.emax + 2, 4000))
+    largest, half_ulp = fmt.largest, 2.0 ** (fmt.emax - fmt.precision)
+    tiny = fmt.smallest_subnormal
+    edges = [largest, largest + half_ulp, np.nextafter(largest + half_ulp, 0), tiny, tiny / 2, np.nextafter(tiny / 2, 1), 1.5 * tiny, 0.0, -0.0]
+    values = np.concatenate([values, edges, [-e for e in edges]])
+    fast = fast_reference.round_to_dtype(values, fmt)
+    slow = np.array([round_to_format(Fraction(v), fmt) if v else v for v in values])
+    assert np.array_equal(fast, slow) and np.array_equal(np.signbit(fast), np.signbit(slow))
+    if dtype == "float16":  # numpy rounds float64 to float16 correctly, in one step
+        with np.errstate(over="ignore"):
+            assert np.array_equal(fast, values.astype(np.float16).astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", SMALL)
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_logits_fast_path_matches_mpmath(dtype, gradient):
+    inputs = cast(grid(logit_sample(dtype, 1500)), dtype)
+    fmt = FORMATS[dtype]
+    fast = reference("bce_with_logits", inputs, "none", fmt, gradient=gradient)
+    slow = reference("bce_with_logits", inputs, "none", fmt, gradient=gradient, fast=False)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("dtype", SMALL)
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_probabilities_fast_path_matches_mpmath(dtype, gradient):
+    fmt = FORMATS[dtype]
+    rng = np.random.default_rng(2)
+    p = np.concatenate([np.ldexp(rng.uniform(0.5, 1, 1500), rng.integers(fmt.emin - fmt.precision, 0, 1500)), [0.0, 1.0, 0.5]])
+    p = np.concatenate([p, 1 - p]).astype(fmt.numpy_dtype).astype(np.float64)  # and next to 1
+    xs, ys = np.meshgrid(p, [0.0, 0.25, 1.0], indexing="ij")
+    inputs = cast({"probs": xs, "target": ys}, dtype)
+    fast = reference("bce", inputs, "none", fmt, gradient=gradient)
+    slow = reference("bce", inputs, "none", fmt, gradient=gradient, fast=False)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize(
+    "variant, two_step", [("log_clamp(-100)", True), ("prob_clip(1e-7)", True), ("log_clamp(-100)", False), ("prob_clip(1e-7)", False)]
+)
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_variants_fast_path_matches_mpmath(variant, two_step, gradient):
+    fmt = FORMATS["float32"]
+    if two_step:
+        inputs = cast(grid(logit_sample("float32", 700, seed=3)), "float32")
+        formula = "bce_with_logits"  # sigmoid_bce's formula; the variant takes its rounded sigmoid
+    else:
+        p = np.random.default_rng(4).uniform(0, 1, 700)
+        p = np.concatenate([p, [0.0, 1.0, 1e-8, 1 - 1e-8, np.exp(-100.0)]]).astype(np.float32).astype(np.float64)
+        xs, ys = np.meshgrid(p, TARGETS, indexing="ij")
+        inputs = cast({"probs": xs, "target": ys}, "float32")
+        formula = "bce"
+    v = VARIANTS[variant]
+    fast = reference(formula, inputs, "none", fmt, v, two_step=two_step, gradient=gradient)
+    slow = reference(formula, inputs, "none", fmt, v, two_step=two_step, gradient=gradient, fast=False)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_reductions_weights_and_smoothing_match_mpmath(reduction, gradient):
+    fmt = FORMATS["bfloat16"]
+    rng = np.random.default_rng(5)
+    inputs = grid(logit_sample("bfloat16", 600, seed=6), (0.0, 0.3, 1.0))
+    inputs["weight"] = rng.uniform(0, 3, inputs["logits"].shape)
+    inputs["pos_weight"] = rng.uniform(0, 3, inputs["logits"].shape[-1:])
+    inputs = cast(inputs, "bfloat16")
+    inputs["label_smoothing"] = np.array(0.1)
+    fast = reference("bce_with_logits", inputs, reduction, fmt, gradient=gradient)
+    slow = reference("bce_with_logits", inputs, reduction, fmt, gradient=gradient, fast=False)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_axis_mean_matches_mpmath(reduction):
+    fmt = FORMATS["float16"]
+    inputs = cast(grid(logit_sample("float16", 700, seed=7)), "float16")
+    for gradient in (False, True):
+        fast = reference("bce_with_logits", inputs, reduction, fmt, gradient=gradient, axis_mean=True)
+        slow = reference("bce_with_logits", inputs, reduction, fmt, gradient=gradient, axis_mean=True, fast=False)
+        if fast.approx is not None:
+            assert_same(fast, slow)
+        else:  # a row mean the bound could not settle went to mpmath whole
+            assert np.array_equal(fast.rounded, slow.rounded, equal_nan=True)
+
+
+def test_special_inputs_go_to_mpmath_and_the_exact_values_are_at_hand():
+    x = np.concatenate([logit_sample("float32", 1200, seed=8), [np.inf, -np.inf, np.nan]])
+    inputs = cast(grid(x), "float32")
+    fmt = FORMATS["float32"]
+    fast = reference("bce_with_logits", inputs, "none", fmt)
+    slow = reference("bce_with_logits", inputs, "none", fmt, fast=False)
+    assert_same(fast, slow)
+    last = (inputs["logits"].shape[0] - 1, 0)
+    assert np.isnan(fast.rounded[last]) and str(fast.exact_at(last)) == "nan"
+    assert fast.exact_at((0, 1)) == slow.exact[0, 1]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_judging_on_the_fast_path_gives_the_same_verdicts(dtype):
+    fmt = FORMATS[dtype]
+    inputs = cast(grid(logit_sample(dtype, 1200, seed=9)), dtype)
+    fast = reference("bce_with_logits", inputs, "none", fmt, gradient=True)
+    slow = reference("bce_with_logits", inputs, "none", fmt, gradient=True, fast=False)
+    rng = np.random.default_rng(10)
+    # results off by 0 to 8 ULPs, some flushed to zero, some NaN: every verdict and the floor meet
+    ulps = fast_reference.ulp_of(slow.rounded, fmt)
+    got = slow.rounded + rng.integers(-8, 9, slow.rounded.shape) * ulps * rng.choice([0.5, 1.0], slow.rounded.shape)
+    got = fast_reference.round_to_dtype(got, fmt)
+    got[rng.random(got.shape) < 0.01] = 0.0
+    got[rng.random(got.shape) < 0.005] = np.nan
+    tolerance = Tolerance(4.0, fmt.smallest_normal)
+    a, b = judge(got, fast, fmt, tolerance), judge(got, slow.exact, fmt, tolerance)
+    assert (a.passed, a.floor_accepted) == (b.passed, b.floor_accepted)
+    assert np.allclose(a.ulps, b.ulps, rtol=2**-20, atol=2**-20, equal_nan=True)
+    assert [(w.index, repr(w.got)) for w in a.worst] == [(w.index, repr(w.got)) for w in b.worst]
+    assert a.max_ulp == pytest.approx(b.max_ulp, rel=2**-20)
+
+
+def test_the_fast_path_is_taken_only_where_it_applies():
+    inputs = cast(grid(logit_sample("float16", 100)), "float16")
+    assert reference("bce_with_logits", inputs, "none", FORMATS["float16"]).approx is None  # small: mpmath
+    big = cast(grid(logit_sample("float32", 2000)), "float64")
+    assert reference("bce_with_logits", big, "none", FORMATS["float64"]).approx is None  # 53 bits: mpmath
+    assert ml_dtypes.bfloat16  # the bfloat16 values above come from ml_dtypes
