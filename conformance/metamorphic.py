@@ -18,6 +18,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from conformance import fast_reference
 from conformance.dtypes import FloatFormat, round_to_format, to_hex, ulp, ulp_error
 from conformance.reference import bce_grad, sigmoid
 from conformance.verdicts import Tolerance
@@ -47,8 +48,31 @@ def _distance(a: float, b: float, fmt: FloatFormat) -> float:
     return ulp_error(b, mpmath.mpf(a), fmt)
 
 
+VECTORISED_FROM = 1024  # elements; below, each distance is taken exactly with mpmath, one by one
+
+
+def distances(a: np.ndarray, b: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """``_distance`` elementwise, in float64: |b - a| / ulp(a) (NaN meets only NaN, an infinity only itself)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.abs(b - a) / fast_reference.ulp_of(np.where(np.isfinite(a), a, 0.0), fmt)
+        d = np.where(np.isinf(a) | np.isinf(b), np.where(a == b, 0.0, np.inf), d)
+        return np.where(np.isnan(a) | np.isnan(b), np.where(np.isnan(a) & np.isnan(b), 0.0, np.inf), d)
+
+
+def _rows(first: np.ndarray, second: np.ndarray, d: np.ndarray, within: np.ndarray, *extra: np.ndarray) -> list[tuple]:
+    indices = list(np.ndindex(first.shape))
+    columns = [first.ravel().tolist(), second.ravel().tolist(), d.ravel().tolist(), within.ravel().tolist()]
+    columns += [e.ravel().tolist() for e in extra]
+    return [(index, *values) for index, values in zip(indices, zip(*columns))]
+
+
 def symmetry(first: np.ndarray, second: np.ndarray, fmt: FloatFormat, tolerance: Tolerance):
     """Elementwise distances between L(x, y) and L(-x, 1 - y); returns (holds, max, [(index, a, b, d)])."""
+    if first.size >= VECTORISED_FROM:
+        d = distances(first, second, fmt)
+        with np.errstate(invalid="ignore"):
+            close = np.isfinite(first) & np.isfinite(second) & (np.abs(first - second) <= tolerance.abs_floor)
+        return _summarize(_rows(first, second, d, (d <= tolerance.max_ulp) | close))
     rows = []
     for index in np.ndindex(first.shape):
         a, b = float(first[index]), float(second[index])
@@ -91,9 +115,37 @@ def well_conditioned(x: float, y: float, w: float, q: float | None, exact_loss: 
         return bool(mpmath.isfinite(slope) and abs(slope) * p <= max_ulp * abs(exact_loss))
 
 
-def versus_fused(two_step: np.ndarray, fused: np.ndarray, inputs: dict[str, np.ndarray], exact: np.ndarray, fmt: FloatFormat, tolerance: Tolerance):
-    """Distances between the two paths; only the well-conditioned elements must agree (within twice the tolerance)."""
+def well_conditioned_elements(inputs: dict[str, np.ndarray], loss: np.ndarray, fmt: FloatFormat, max_ulp: float) -> np.ndarray:
+    """``well_conditioned`` elementwise, in float64, with ``loss`` the correctly rounded exact loss."""
+    shape = loss.shape
+    x, y = (np.broadcast_to(np.asarray(inputs[n], dtype=np.float64), shape) for n in ("logits", "target"))
+    w = np.broadcast_to(np.asarray(inputs["weight"], dtype=np.float64), shape) if "weight" in inputs else np.ones(shape)
+    q = np.broadcast_to(np.asarray(inputs["pos_weight"], dtype=np.float64), shape) if "pos_weight" in inputs else np.ones(shape)
+    with np.errstate(all="ignore"):
+        p, not_p = _sigmoid64(x), _sigmoid64(-x)
+        slope = w * ((1 - y) / not_p - q * y / p)
+        usable = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(loss) & (loss != 0) & (np.abs(x) <= 2000)
+        usable &= (p >= fmt.smallest_normal) & (not_p >= 2.0 ** (1 - fmt.precision))
+        return usable & np.isfinite(slope) & (np.abs(slope) * p <= max_ulp * np.abs(loss))
+
+
+def _sigmoid64(t: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(t))
+    return np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def versus_fused(two_step: np.ndarray, fused: np.ndarray, inputs: dict[str, np.ndarray], exact, fmt: FloatFormat, tolerance: Tolerance):
+    """Distances between the two paths; only the well-conditioned elements must agree (within twice the tolerance).
+
+    ``exact``: the exact losses, or their ``ReferenceValue``: from ``VECTORISED_FROM`` elements on, the
+    condition is evaluated in float64 on the correctly rounded losses."""
     shape = two_step.shape
+    if two_step.size >= VECTORISED_FROM:
+        d = distances(fused, two_step, fmt)
+        conditioned = well_conditioned_elements(inputs, exact.rounded, fmt, tolerance.max_ulp)
+        rows = _rows(fused, two_step, d, ~conditioned | (d <= 2 * tolerance.max_ulp), conditioned)
+        return all(r[4] for r in rows), [r for r in rows if r[5]], [r for r in rows if not r[5]]
+    exact = getattr(exact, "exact", exact)
     columns = {name: np.broadcast_to(inputs[name], shape) for name in inputs}
     rows = []
     for index in np.ndindex(shape):

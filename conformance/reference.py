@@ -48,6 +48,7 @@ class ReferenceValue:
         bound: np.ndarray | None = None,
         exact_of=None,
         exact_at=None,
+        exact_where=None,
     ):
         self._exact = exact
         self.rounded = rounded  # float64 array holding the dtype's correctly rounded values
@@ -56,6 +57,7 @@ class ReferenceValue:
         self.bound = bound
         self._exact_of = exact_of
         self._exact_at = exact_at
+        self._exact_where = exact_where
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -67,6 +69,12 @@ class ReferenceValue:
         if self._exact is None:
             self._exact = self._exact_of()
         return self._exact
+
+    def exact_where(self, mask: np.ndarray) -> np.ndarray:
+        """The exact values of the elements under ``mask`` (from the fast path: those alone, by mpmath, at once)."""
+        if self._exact is not None or self._exact_where is None:
+            return self.exact[mask]
+        return self._exact_where(mask)
 
     def exact_at(self, index) -> mpmath.mpf:
         """One element's exact value (from the fast path: that element alone, by mpmath)."""
@@ -470,16 +478,20 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
         rounded[unsettled] = settled_part.rounded
         exact[unsettled] = settled_part.exact
 
+    def exact_where(mask: np.ndarray) -> np.ndarray:
+        missing = mask & np.equal(exact, None)
+        if missing.any():  # one mpmath evaluation for all of them
+            exact[missing] = slow(part_of(missing), part_reduction, part_count).exact
+        return exact[mask]
+
     def exact_at(index) -> mpmath.mpf:
-        if exact[index] is not None:
-            return exact[index]
         mask = np.zeros(shape, dtype=bool)
         mask[index] = True
-        return slow(part_of(mask), part_reduction, part_count).exact[0]
+        return exact_where(mask)[0]
 
     return ReferenceValue(
         rounded=rounded, approx=np.where(unsettled, np.nan, reduced.approx), bound=reduced.bound,
-        exact_of=exact_of, exact_at=exact_at,
+        exact_of=exact_of, exact_at=exact_at, exact_where=exact_where,
     )
 
 

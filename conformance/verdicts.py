@@ -141,12 +141,20 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
     ok = within_ulps | (beyond_ulps & within_floor)
     errors = np.where(decided, error, 0.0)
     floor = decided & ~within_ulps & within_floor
-    for index in zip(*np.nonzero(~decided)):  # judged exactly
-        want = ref.exact_at(index)
-        value = float(got[index])
-        errors[index] = ulp_error(value, want, fmt)
-        ok[index] = _within(value, want, errors[index], tolerance)
-        floor[index] = ok[index] and errors[index] > tolerance.max_ulp
+    # a result or an exact value that is not finite: the correct rounding settles it (as ulp_error does)
+    rounded = ref.rounded
+    special = ~decided & (~np.isfinite(got) | ~np.isfinite(rounded))
+    meets = np.where(np.isnan(got), np.isnan(rounded), got == rounded)
+    errors = np.where(special, np.where(meets, 0.0, np.inf), errors)
+    ok = np.where(special, meets, ok)
+    exactly = ~decided & ~special
+    if exactly.any():  # judged exactly, their exact values from mpmath at once
+        wants = ref.exact_where(exactly)
+        for index, want in zip(zip(*np.nonzero(exactly)), wants):
+            value = float(got[index])
+            errors[index] = ulp_error(value, want, fmt)
+            ok[index] = _within(value, want, errors[index], tolerance)
+            floor[index] = ok[index] and errors[index] > tolerance.max_ulp
     flat_ok, flat_errors = ok.ravel(), errors.ravel()
     # failing elements first, then the largest errors; ties broken by position so the order is stable
     order = np.lexsort((np.arange(flat_errors.size), -np.nan_to_num(flat_errors, nan=0.0), flat_ok))

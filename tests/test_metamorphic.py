@@ -146,3 +146,32 @@ def test_a_wrong_shape_is_reported_as_the_apis_not_as_a_raise(case):
     result = runner.run(symmetry)
     assert result.verdict == "error" and result.message == "double.logits returned shape (2,), expected (5,)"
     assert result.max_ulp is None
+
+
+def test_the_vectorised_relations_agree_with_the_exact_ones(monkeypatch):
+    """From VECTORISED_FROM elements on, symmetry and vs-fused are measured in float64: the same
+    verdicts, the same well-conditioned elements, distances within 2^-40 of the exact ones."""
+    from conformance import metamorphic
+    from conformance.dtypes import FORMATS
+    from conformance.reference import reference
+    from conformance.verdicts import Tolerance
+
+    fmt = FORMATS["float32"]
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 30, 1500), [np.inf, -np.inf, np.nan, 0.0, 17.0, -104.0]]).astype(np.float32)
+    xs, ys = np.meshgrid(x, np.array([0, 0.25, 1], dtype=np.float32), indexing="ij")
+    inputs = {"logits": xs, "target": ys}
+    exact = reference("bce_with_logits", inputs, "none", fmt)
+    first = exact.rounded + rng.integers(-6, 7, exact.rounded.shape) * np.abs(exact.rounded) * 2.0**-23
+    second = np.where(rng.random(first.shape) < 0.02, np.nan, exact.rounded)
+    tolerance = Tolerance(4.0, fmt.smallest_normal)
+    fast = (metamorphic.symmetry(first, second, fmt, tolerance), metamorphic.versus_fused(second, first, inputs, exact, fmt, tolerance))
+    monkeypatch.setattr(metamorphic, "VECTORISED_FROM", 10**9)
+    slow = (metamorphic.symmetry(first, second, fmt, tolerance), metamorphic.versus_fused(second, first, inputs, exact, fmt, tolerance))
+    (holds, largest, rows), (fused_holds, inside, outside) = fast
+    (holds2, largest2, rows2), (fused_holds2, inside2, outside2) = slow
+    assert (holds, fused_holds) == (holds2, fused_holds2)
+    assert largest == largest2 or abs(largest - largest2) <= 2**-40 * largest2
+    assert [r[0] for r in rows[:50]] == [r[0] for r in rows2[:50]]
+    assert [r[0] for r in inside] == [r[0] for r in inside2] and len(outside) == len(outside2)
+    assert np.allclose([r[3] for r in inside], [r[3] for r in inside2], rtol=2**-40, atol=0, equal_nan=True)
