@@ -82,7 +82,10 @@ class Result:
             if isinstance(data.get(name), str):
                 data[name] = float(data[name])
         if data.get("elements"):
-            data["elements"] = {k: [float(v) if isinstance(v, str) else v for v in vs] for k, vs in data["elements"].items()}
+            data["elements"] = {
+                k: [float(v) if isinstance(v, str) else v for v in vs] if isinstance(vs, list) else vs
+                for k, vs in data["elements"].items()
+            }
         return cls(**data)
 
 

@@ -87,19 +87,41 @@ def _fused(api: Api, apis: list[Api]) -> Api | None:
     return next((a for a in apis if a.framework == api.framework and a.op == "bce_with_logits"), None)
 
 
+SWEEP_ELEMENTS_KEPT = 4096  # a larger sweep keeps, per target and bin of x, its first and its worst element
+
+
 def _elements(case: Case, inputs, values: np.ndarray, ref: ReferenceValue, judgement: Judgement, fmt: FloatFormat) -> dict:
     """A sweep result's every element, flattened in C order: the input, the target, the result, the
-    correctly rounded exact value and the error in ULPs."""
+    correctly rounded exact value and the error in ULPs. Past ``SWEEP_ELEMENTS_KEPT`` elements (an
+    exhaustive sweep), for each target the elements in ascending x are cut into bins and each bin
+    keeps its first element (the curve) and its worst one (the error), plus the last, with ``sampled_from`` the count."""
     shape = ref.shape
     flat = {name: np.broadcast_to(np.asarray(inputs[name], dtype=np.float64), shape).ravel() for name in (case.kind, "target")}
-    want = [float(v) for v in ref.rounded.ravel()]
-    return {
-        "x": [float(v) for v in flat[case.kind]],
-        "target": [float(v) for v in flat["target"]],
-        "got": [float(v) for v in values.ravel()],
-        "want": want,
-        "ulp": [float(u) for u in judgement.ulps],
+    columns = {
+        "x": flat[case.kind],
+        "target": flat["target"],
+        "got": values.ravel(),
+        "want": ref.rounded.ravel(),
+        "ulp": np.asarray(judgement.ulps, dtype=np.float64),
     }
+    size = columns["x"].size
+    kept = np.arange(size)
+    if size > SWEEP_ELEMENTS_KEPT:
+        targets = np.unique(columns["target"][~np.isnan(columns["target"])])
+        bins = max(1, SWEEP_ELEMENTS_KEPT // (2 * max(len(targets), 1)))
+        picks = []
+        for target in targets:
+            group = np.nonzero(columns["target"] == target)[0]
+            group = group[np.argsort(columns["x"][group], kind="stable")]
+            for chunk in np.array_split(group, min(bins, group.size)):
+                errors = np.nan_to_num(columns["ulp"][chunk], nan=np.inf)
+                picks += [chunk[0], chunk[int(np.argmax(errors))]]
+            picks.append(group[-1])  # the sweep's end
+        kept = np.unique(np.array(picks + list(np.nonzero(np.isnan(columns["target"]))[0]), dtype=np.int64))
+    out = {name: [float(v) for v in column[kept]] for name, column in columns.items()}
+    if kept.size < size:
+        out["sampled_from"] = int(size)
+    return out
 
 
 class ExpectationError(Exception):

@@ -143,3 +143,27 @@ def test_the_subnormal_probe_sees_a_framework_that_flushes():
     assert "float32 results flushed to zero and inputs read as zero" in header(flushed)
     silent = describe(type(numpy)(name="x", versions={"x": "1"}, apis=numpy.apis))
     assert silent["subnormals"] == {"probe": "none: the adapter gives no multiply"}
+
+
+def test_a_large_sweep_keeps_the_first_and_the_worst_element_of_each_bin(tmp_path, capsys):
+    cases = tmp_path / "big.yaml"
+    cases.write_text(
+        "schema_version: 1\ndescription: a large sweep\ncases:\n"
+        "  - id: all\n    why: every float16 logit\n    sweep: true\n    gradients: false\n"
+        "    logits: {all_finite: float16}\n    target: [0, 1]\n    product: true\n"
+        "    dtypes: [float16]\n    reductions: [none]\n    ops: [sigmoid_bce]\n",
+        encoding="utf-8",
+    )
+    main(["run", "--framework", "numpy", "--cases", str(cases), "--out", str(tmp_path)])
+    run = read_run(tmp_path / "numpy.jsonl")
+    (result,) = [r for r in run.results if r.quantity == "value"]
+    elements = result.elements
+    assert elements["sampled_from"] == 63488 * 2
+    assert 2048 <= len(elements["x"]) <= 4096 + 4
+    # the worst element of the whole sweep is among those kept, and each target's extremes
+    assert max(elements["ulp"]) == result.max_ulp
+    for target in (0.0, 1.0):
+        xs = [x for x, t in zip(elements["x"], elements["target"]) if t == target]
+        assert min(xs) == -65504.0 and max(xs) == 65504.0
+    for record in lines(tmp_path / "numpy.jsonl"):
+        assert not list(validator().iter_errors(record))
