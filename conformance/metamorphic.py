@@ -82,9 +82,31 @@ def symmetry(first: np.ndarray, second: np.ndarray, fmt: FloatFormat, tolerance:
     return _summarize(rows)
 
 
-def mean_vs_sum(mean: float, total: float, terms: np.ndarray, fmt: FloatFormat):
-    """Whether mean = sum / n within the summation bound; returns (holds, distance in ULPs of the mean, bound)."""
+def mean_vs_sum(mean: float, total: float, terms, fmt: FloatFormat):
+    """Whether mean = sum / n within the summation bound; returns (holds, distance in ULPs of the mean, bound).
+
+    ``terms``: the exact terms, or their ``ReferenceValue``: from ``VECTORISED_FROM`` terms on, their
+    magnitude is bounded from the correctly rounded terms (each within a relative 2^-p or half a
+    subnormal of the exact one)."""
+    if hasattr(terms, "rounded"):
+        if terms.rounded.size >= VECTORISED_FROM:
+            finite = np.abs(terms.rounded[np.isfinite(terms.rounded)])
+            # each term within a relative 2^-p of its rounding, or within half a subnormal of it
+            n = terms.rounded.size
+            magnitude = mpmath.mpf(math.fsum(finite.tolist())) * (1 + mpmath.mpf(2) ** (1 - fmt.precision)) + n * mpmath.mpf(fmt.smallest_subnormal)
+            return _mean_vs_sum(mean, total, terms.rounded.size, magnitude, fmt)
+        terms = terms.exact
     n = terms.size
+    if not (math.isfinite(mean) and math.isfinite(total)):
+        quotient = total / n if n else math.nan
+        same = (math.isnan(mean) and math.isnan(quotient)) or mean == quotient
+        return same, (0.0 if same else math.inf), None
+    with mpmath.workprec(4 * fmt.precision + 64):
+        magnitude = mpmath.fsum(abs(t) for t in terms.ravel() if mpmath.isfinite(t))
+        return _mean_vs_sum(mean, total, n, magnitude, fmt)
+
+
+def _mean_vs_sum(mean: float, total: float, n: int, magnitude, fmt: FloatFormat):
     if not (math.isfinite(mean) and math.isfinite(total)):
         quotient = total / n if n else math.nan
         same = (math.isnan(mean) and math.isnan(quotient)) or mean == quotient
@@ -92,7 +114,6 @@ def mean_vs_sum(mean: float, total: float, terms: np.ndarray, fmt: FloatFormat):
     with mpmath.workprec(4 * fmt.precision + 64):
         u = mpmath.mpf(2) ** -fmt.precision
         gamma = n * u / (1 - n * u) if n * u < 1 else mpmath.inf
-        magnitude = mpmath.fsum(abs(t) for t in terms.ravel() if mpmath.isfinite(t))
         bound = 2 * gamma * magnitude / n + ulp(mpmath.mpf(mean), fmt)
         gap = abs(mpmath.mpf(mean) - mpmath.mpf(total) / n)
         return bool(gap <= bound), float(gap / ulp(mpmath.mpf(mean), fmt)), float(bound)
