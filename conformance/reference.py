@@ -185,7 +185,10 @@ def bce_grad(p, y, w, q=None, denominator_floor=None) -> mpmath.mpf:
         return mpmath.nan
     if denominator_floor is not None:
         denominator = max(mpmath.fmul(p, mpmath.fsub(1, p, exact=True), exact=True), mpmath.mpf(denominator_floor))
-        return w * mpmath.fsub(p, y, exact=True) / denominator
+        numerator = w * mpmath.fsub(p, y, exact=True)
+        if denominator == 0:  # a floor that rounds to 0 in the dtype (1e-12 in float16), at p = 0 or 1
+            return mpmath.nan if numerator == 0 else mpmath.inf * mpmath.sign(numerator)
+        return numerator / denominator
     positive = y if q is None else mpmath.fmul(q, y, exact=True)
     one_minus_y = mpmath.fsub(1, y, exact=True)
     return w * (_times(one_minus_y, _reciprocal(mpmath.fsub(1, p, exact=True))) - _times(positive, _reciprocal(p)))

@@ -1,6 +1,7 @@
 """The runner: verdicts from real NumPy calls, and every way an API can misbehave."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,3 +265,19 @@ def test_expect_contradicting_the_reference_is_an_error(tmp_path):
     path.write_text(CASE.replace("    weight: [2.0, 0.5]\n", "    expect: {mean: '0.9'}\n"))
     result = run(double(call=numpy_stable), load_file(path)[0], reduction="mean")
     assert result.verdict == "error" and "contradicts the exact float32 value" in result.message
+
+
+def test_a_bug_in_the_suite_is_the_checks_error_and_no_known_divergence_hides_it(monkeypatch):
+    from conformance.runner import Runner, plan as make_plan
+
+    run_plan = make_plan("numpy", [str(Path(__file__).resolve().parents[1] / "cases" / "seed.yaml")])
+    runner = run_plan.runner
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(Runner, "_judge", broken)
+    check = next(c for c in run_plan.checks if c.quantity == "value")
+    result = runner.run(check)
+    assert result.verdict == "error" and "ZeroDivisionError: planted" in result.message
+    assert "a bug in the suite" in result.message and result.divergence == ""
