@@ -43,7 +43,8 @@ def element_line(element: dict) -> str:
 
 def failure_text(result: Result) -> str:
     """What a failing result says: the check, why, the worst elements, and a one-line reproducer."""
-    lines = [f"{result.case} · {result.api} · {result.dtype} · {result.reduction}: {result.verdict}: {result.message}"]
+    quantity = "" if result.quantity == "value" else f" · {result.quantity}"
+    lines = [f"{result.case} · {result.api} · {result.dtype} · {result.reduction}{quantity}: {result.verdict}: {result.message}"]
     if result.reduced_by:
         lines.append(f"  reduced by: {result.reduced_by}")
     if result.source:
