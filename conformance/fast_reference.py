@@ -266,3 +266,25 @@ def axis_mean_terms(terms: Terms, reduction: str, gradient: bool) -> Terms:
     if reduction == "none":
         return means
     return reduce_terms(means, reduction, False, rows)
+
+
+@dataclass
+class Magnitude:
+    """The terms of a loss as far as ``mean-vs-sum`` needs them: their count and an upper bound on the
+    sum of their absolute values."""
+
+    size: int
+    upper: float
+
+
+def magnitude_terms(formula: str, inputs: dict[str, np.ndarray], axis_mean: bool = False) -> Magnitude:
+    """An upper bound on the sum of |term| (the row means' for ``axis_mean``), from the float64 terms and
+    their bounds: any dtype, no mpmath. Non-finite terms are left out (the API's mean or sum then is not
+    finite and the relation compares them as they are)."""
+    smoothing = float(inputs["label_smoothing"]) if "label_smoothing" in inputs else None
+    terms = logits_terms(inputs, smoothing, False) if formula == "bce_with_logits" else probability_terms(inputs, smoothing, False)
+    if axis_mean:
+        terms = axis_mean_terms(terms, "none", False)
+    finite = np.isfinite(terms.approx) & np.isfinite(terms.bound)
+    magnitude = np.abs(terms.approx[finite]) + terms.bound[finite] + ABSOLUTE
+    return Magnitude(int(terms.approx.size), math.fsum(magnitude.ravel().tolist()) * (1 + 4 * U))

@@ -88,6 +88,8 @@ def mean_vs_sum(mean: float, total: float, terms, fmt: FloatFormat):
     ``terms``: the exact terms, or their ``ReferenceValue``: from ``VECTORISED_FROM`` terms on, their
     magnitude is bounded from the correctly rounded terms (each within a relative 2^-p or half a
     subnormal of the exact one)."""
+    if isinstance(terms, fast_reference.Magnitude):
+        return _mean_vs_sum(mean, total, terms.size, mpmath.mpf(terms.upper), fmt)
     if hasattr(terms, "rounded"):
         if terms.rounded.size >= VECTORISED_FROM:
             finite = np.abs(terms.rounded[np.isfinite(terms.rounded)])

@@ -16,7 +16,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from conformance import fast_reference
+from conformance import arb_reference, fast_reference
 from conformance.dtypes import FloatFormat, round_to_format
 from conformance.variants import Variant
 
@@ -24,6 +24,7 @@ from conformance.variants import Variant
 FORMULA_OF_OP = {"bce": "bce", "bce_with_logits": "bce_with_logits", "sigmoid_bce": "bce_with_logits"}
 REDUCTIONS = ("none", "mean", "sum")
 MAX_PRECISION = 1 << 14
+MPMATH_MAX_ELEMENTS = 1 << 17  # beyond, the mpmath path would take minutes: an error, never a silent stall
 
 
 class ReferenceError(Exception):
@@ -62,6 +63,10 @@ class ReferenceValue:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.rounded.shape
+
+    @property
+    def size(self) -> int:
+        return int(self.rounded.size)
 
     @property
     def exact(self) -> np.ndarray:
@@ -390,6 +395,17 @@ def reference(
         settled = _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean)
         if settled is not None:
             return settled
+        if fmt.precision > fast_reference.MAX_PRECISION and variant is None and not gradient and not axis_mean:
+            balls = arb_reference.reduction(formula, inputs, reduction, fmt)
+            if balls is not None:
+                value, middle = balls
+                return ReferenceValue(exact=np.array(middle, dtype=object), rounded=np.array(value), precision=2 * fmt.precision + 64)
+    size = int(np.prod(np.broadcast_shapes(*(np.shape(inputs[n]) for n in (first, "target", "weight", "pos_weight") if n in inputs))))
+    if size > MPMATH_MAX_ELEMENTS:
+        raise ReferenceError(
+            f"{size} elements for the mpmath path (at most {MPMATH_MAX_ELEMENTS}: about a thousand elements a second "
+            f"in {fmt.name}); the fast paths take large float16 / bfloat16 / float32 inputs and float64 means and sums"
+        )
     if wrt_target:
         term = TARGET_GRADIENTS[formula]
     elif variant is not None:

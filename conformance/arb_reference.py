@@ -1,0 +1,98 @@
+"""float64 means and sums at scale by ball arithmetic (python-flint's ``arb``).
+
+The float64 fast path cannot settle a float64 rounding (its bounds are near 2^-47), and mpmath
+evaluates about a thousand elements a second at the precision a float64 reference needs, so a
+million-element float64 reduction takes ``arb`` instead: every term and the sum are balls at
+2·53 + 64 bits whose radius bounds the error rigorously; where both ends of the ball round to the
+same float64, that is the correctly rounded mean or sum (else the mpmath path decides). The ball's
+midpoint, within its radius (about 2^-120 relative), stands for the exact value in the judgement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from conformance.dtypes import FloatFormat, round_fraction
+
+try:  # optional: without python-flint, large float64 reductions take the mpmath path
+    from flint import arb, ctx
+except ImportError:  # pragma: no cover - python-flint is a dependency; this keeps the suite usable without it
+    arb = ctx = None
+
+MIN_ELEMENTS = 1 << 15  # below, mpmath is fast enough
+_sums: dict[str, object] = {}  # the exact sum of a set of terms, shared by its mean and its sum
+
+
+def available() -> bool:
+    return arb is not None
+
+
+def _exact(value) -> Fraction:
+    man, exp = value.man_exp()
+    man, exp = int(man), int(exp)
+    return Fraction(man * 2**exp) if exp >= 0 else Fraction(man, 2**-exp)
+
+
+def _softplus(a, positive: bool):
+    """log(1 + e^a) without cancellation on either side of zero."""
+    return a + (-a).exp().log1p() if positive else a.exp().log1p()
+
+
+def _sum(formula: str, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, q: np.ndarray | None):
+    """The sum of w·(q·y·(-log σ(x)) + (1-y)·(-log(1-σ(x)))) (or its probability form) as a ball."""
+    one, total = arb(1), arb(0)
+    ws = w.tolist() if w is not None else None
+    qs = q.tolist() if q is not None else None
+    for i, (xi, yi) in enumerate(zip(x.tolist(), y.tolist())):
+        a, t = arb(xi), arb(yi)
+        positive = t if qs is None else t * arb(qs[i])
+        if formula == "bce_with_logits":
+            term = positive * _softplus(-a, xi < 0) + (one - t) * _softplus(a, xi > 0)
+        else:  # probabilities in (0, 1)
+            term = positive * -(a.log()) + (one - t) * -((-a).log1p())
+        total += term if ws is None else term * arb(ws[i])
+    return total
+
+
+def reduction(formula: str, inputs: dict[str, np.ndarray], reduction_name: str, fmt: FloatFormat):
+    """(correctly rounded value, midpoint as mpf), or None where this path does not apply or cannot settle."""
+    if arb is None or reduction_name not in ("mean", "sum") or "label_smoothing" in inputs:
+        return None
+    first = "probs" if formula == "bce" else "logits"
+    names = [n for n in (first, "target", "weight", "pos_weight") if n in inputs]
+    shape = np.broadcast_shapes(*(np.shape(inputs[n]) for n in names))
+    size = int(np.prod(shape))
+    if size < MIN_ELEMENTS:
+        return None
+    x, y, w, q = (
+        np.broadcast_to(np.asarray(inputs[n], dtype=np.float64), shape).ravel() if n in inputs else None
+        for n in (first, "target", "weight", "pos_weight")
+    )
+    arrays = [a for a in (x, y, w, q) if a is not None]
+    if not all(np.isfinite(a).all() for a in arrays) or (y < 0).any() or (y > 1).any():
+        return None
+    if (w is not None and (w < 0).any()) or (q is not None and (q < 0).any()):
+        return None
+    if formula == "bce" and ((x <= 0).any() or (x >= 1).any()):
+        return None
+    key = hashlib.sha256(formula.encode() + b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+    precision = 2 * fmt.precision + 64
+    saved = ctx.prec
+    try:
+        ctx.prec = precision
+        if key not in _sums:
+            _sums[key] = _sum(formula, x, y, w, q)
+        total = _sums[key]
+        value = total / size if reduction_name == "mean" else total
+        middle, radius = _exact(value.mid()), _exact(value.rad())
+    finally:
+        ctx.prec = saved
+    low, high = round_fraction(middle - radius, fmt), round_fraction(middle + radius, fmt)
+    if low != high:
+        return None
+    with mpmath.workprec(precision):
+        return low, mpmath.mpf(middle.numerator) / middle.denominator

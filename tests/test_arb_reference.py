@@ -1,0 +1,48 @@
+"""float64 means and sums by ball arithmetic equal the mpmath path's correctly rounded values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conformance import arb_reference
+from conformance.dtypes import FORMATS
+from conformance.reference import reference
+
+FLOAT64 = FORMATS["float64"]
+
+
+@pytest.fixture(autouse=True)
+def small_threshold(monkeypatch):
+    monkeypatch.setattr(arb_reference, "MIN_ELEMENTS", 1000)  # so that mpmath can check it in seconds
+    arb_reference._sums.clear()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("formula", ["bce_with_logits", "bce"])
+def test_balls_round_as_mpmath_does(formula, reduction):
+    rng = np.random.default_rng(3)
+    first = rng.normal(0, 20, 1500) if formula == "bce_with_logits" else rng.uniform(0, 1, 1500)
+    inputs = {"logits" if formula == "bce_with_logits" else "probs": first, "target": rng.uniform(0, 1, 1500)}
+    inputs["weight"] = rng.uniform(0, 2, 1500)
+    balls = reference(formula, inputs, reduction, FLOAT64)
+    exact = reference(formula, inputs, reduction, FLOAT64, fast=False)
+    assert balls.precision == 2 * 53 + 64 and balls.rounded == exact.rounded
+    assert abs(balls.exact[()] - exact.exact[()]) <= abs(exact.exact[()]) * 2.0**-100
+
+
+def test_special_values_and_small_inputs_take_the_mpmath_path():
+    rng = np.random.default_rng(4)
+    inputs = {"logits": np.append(rng.normal(0, 4, 1500), np.inf), "target": np.append(rng.uniform(0, 1, 1500), 0.0)}
+    assert arb_reference.reduction("bce_with_logits", inputs, "mean", FLOAT64) is None
+    small = {"logits": rng.normal(0, 4, 10), "target": rng.uniform(0, 1, 10)}
+    assert arb_reference.reduction("bce_with_logits", small, "mean", FLOAT64) is None
+
+
+def test_the_mpmath_path_refuses_what_would_take_minutes(monkeypatch):
+    from conformance import reference as reference_module
+
+    monkeypatch.setattr(reference_module, "MPMATH_MAX_ELEMENTS", 100)
+    inputs = {"logits": np.zeros(200), "target": np.zeros(200)}
+    with pytest.raises(reference_module.ReferenceError, match="200 elements for the mpmath path"):
+        reference("bce_with_logits", inputs, "none", FLOAT64)
