@@ -474,7 +474,8 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
     def exact_of() -> np.ndarray:
         return reference(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, fast=False).exact
 
-    elementwise = gradient or (reduction == "none" and not axis_mean)
+    rowwise = axis_mean and reduction == "none" and not gradient  # Keras's row means: settled row by row
+    elementwise = gradient or (reduction == "none" and not axis_mean) or rowwise
     if not elementwise:  # a reduction: settled whole, or the mpmath path
         if unsettled.any():
             return None
@@ -484,27 +485,35 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
         )
 
     def part_of(mask: np.ndarray) -> dict:
+        # a mask over the elements, or for row means over the rows (each selected row whole)
         part = {name: np.broadcast_to(inputs[name], shape)[mask] for name in (first, "target", "weight", "pos_weight") if name in inputs}
         if smoothing is not None:
             part["label_smoothing"] = inputs["label_smoothing"]
         return part
 
     part_reduction, part_count = ("mean", count) if gradient and (reduction == "mean" or axis_mean) else ("none", None)
-    exact = np.empty(shape, dtype=object)
+
+    def settle_part(mask: np.ndarray) -> ReferenceValue:
+        if rowwise:
+            return reference(formula, part_of(mask), "none", fmt, variant, two_step, False, axis_mean=True, fast=False)
+        return slow(part_of(mask), part_reduction, part_count)
+
+    result_shape = rounded.shape
+    exact = np.empty(result_shape, dtype=object)
     exact.fill(None)
     if unsettled.any():
-        settled_part = slow(part_of(unsettled), part_reduction, part_count)
+        settled_part = settle_part(unsettled)
         rounded[unsettled] = settled_part.rounded
         exact[unsettled] = settled_part.exact
 
     def exact_where(mask: np.ndarray) -> np.ndarray:
         missing = mask & np.equal(exact, None)
         if missing.any():  # one mpmath evaluation for all of them
-            exact[missing] = slow(part_of(missing), part_reduction, part_count).exact
+            exact[missing] = settle_part(missing).exact
         return exact[mask]
 
     def exact_at(index) -> mpmath.mpf:
-        mask = np.zeros(shape, dtype=bool)
+        mask = np.zeros(result_shape, dtype=bool)
         mask[index] = True
         return exact_where(mask)[0]
 
