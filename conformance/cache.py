@@ -2,7 +2,7 @@
 
 ``reference(...)`` takes the arguments of ``conformance.reference.reference`` and returns the same
 ``ReferenceValue``: from the cache when an entry for exactly these arguments exists, else computed
-and, when it came from the fast path and is large enough, stored.
+and, when it is of a kind the cache keeps (below) and large enough, stored.
 
 The key is a SHA-256 of everything that determines the value: ``REFERENCE_VERSION``, the package
 version, a digest of the reference's own source files (so an edit invalidates entries even if
@@ -25,7 +25,8 @@ Any other mpmath-path value (float64, target gradients, a finite reduction the f
 settle) is judged from its exact values, which are not stored: caching its rounding would save nothing.
 
 Folder: ``$CONFORMANCE_CACHE``, by default ``$XDG_CACHE_HOME/bce-conformance/reference``
-(``~/.cache/...``); ``CONFORMANCE_CACHE=off`` disables the cache. Writes go to a temporary file in
+(``~/.cache/...``); ``CONFORMANCE_CACHE=off`` disables the cache. ``CONFORMANCE_CACHE_MIN_ELEMENTS``
+changes the size threshold (``MIN_ELEMENTS``). Writes go to a temporary file in
 the entry's folder, then ``os.replace``: parallel tox envs and pytest-xdist workers can share the
 folder. An entry that cannot be read (truncated, corrupt, another key) is ignored and rewritten; a
 folder that cannot be written is ignored: the cache never turns into an error.
@@ -299,7 +300,10 @@ def reference(
     compute = lambda: reference_module.reference(  # noqa: E731
         formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, wrt
     )
-    root = folder()
+    try:
+        root = folder()
+    except (RuntimeError, KeyError, OSError):  # no home directory to put a default folder in: no cache
+        root = None
     if root is None or formula not in reference_module.TERMS:
         return compute()
     try:

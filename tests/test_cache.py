@@ -285,6 +285,19 @@ def test_an_unwritable_folder_is_no_error(tmp_path, monkeypatch):
     assert same_value(value, reference_module.reference("bce_with_logits", inputs, "none", fmt))
 
 
+def test_no_home_directory_is_no_cache(monkeypatch):
+    monkeypatch.delenv(cache.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv(cache.MIN_ELEMENTS_ENV, str(N))
+
+    def homeless():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", homeless)
+    fmt, inputs = FORMATS["float32"], logits_inputs()
+    assert same_value(cache.reference("bce_with_logits", inputs, "none", fmt), reference_module.reference("bce_with_logits", inputs, "none", fmt))
+
+
 def test_the_default_folder(monkeypatch, tmp_path):
     monkeypatch.delenv(cache.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -345,17 +358,16 @@ def assert_same_judgement(a, b):
 def test_a_cached_reference_judges_exactly_like_a_fresh_one(folder, computed, formula, reduction, kwargs, dtype):
     fmt = FORMATS[dtype]
     kwargs = dict(kwargs)
-    # torch's backward floor 1e-12 rounds to 0 in float16, where the mpmath reference then divides by
-    # zero at p = 0 or 1 (a ZeroDivisionError, not this cache's concern): keep p inside (0, 1) there
-    inside = dtype == "float16" and kwargs.get("gradient") and kwargs.get("variant") == "log_clamp(-100)"
-    if inside and kwargs.get("two_step"):
-        pytest.skip("float16 two-step log_clamp gradients: the mpmath reference cannot settle exact ties there")
+    if dtype == "float16" and kwargs.get("two_step") and kwargs.get("gradient") and kwargs.get("variant") == "log_clamp(-100)":
+        # torch's backward floor rounds to 0 in float16: the gradient is then (p - y)·p(1 - p)/(p(1 - p)), whose
+        # exact values sit on rounding ties the mpmath reference cannot settle (ReferenceError, after minutes)
+        pytest.skip("float16 two-step log_clamp gradients: exact ties the reference cannot settle")
     if "variant" in kwargs:
         kwargs["variant"] = combine((kwargs["variant"],))
     elementwise = kwargs.get("gradient") or (reduction == "none" and not kwargs.get("axis_mean"))
     if formula == "bce":
         rng = np.random.default_rng(3)
-        ends = [0.5, 0.25, 0.75, 0.5] if inside else [0.0, 1.0, np.nan, 0.5]
+        ends = [0.0, 1.0, np.nan, 0.5]
         p = np.concatenate([ends, rng.uniform(0.01, 0.99, N - 4)])
         inputs = {"probs": p.astype(fmt.numpy_dtype), "target": rng.choice([0.0, 0.5, 1.0], N).astype(fmt.numpy_dtype)}
     else:
