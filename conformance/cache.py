@@ -102,8 +102,7 @@ def _sources_digest() -> str:
 def _variant_key(variant: Variant | None):
     if variant is None:
         return None
-    number = lambda v: None if v is None else float(v).hex()  # noqa: E731
-    return [number(variant.log_floor), number(variant.prob_clip), number(variant.grad_denominator_floor)]
+    return [None if v is None else float(v).hex() for v in (variant.log_floor, variant.prob_clip, variant.grad_denominator_floor)]
 
 
 def key(
@@ -251,32 +250,40 @@ def rebuild(
             formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, fast=False
         ).exact
 
-    elementwise = gradient or (reduction == "none" and not axis_mean)
-    if not elementwise:
+    # Mirrors conformance.reference._fast (tests/test_cache.py checks that they agree on every path)
+    rowwise = axis_mean and reduction == "none" and not gradient  # Keras's row means: settled row by row
+    elementwise = gradient or (reduction == "none" and not axis_mean) or rowwise
+    if not elementwise:  # a reduction: its exact value where asked is its float64 value, as the fast path has it
         return ReferenceValue(
             rounded=rounded, approx=approx, bound=bound, exact_of=exact_of,
             exact_at=lambda index: mpmath.mpf(float(approx[index])),
         )
     part_reduction, part_count = ("mean", count) if gradient and (reduction == "mean" or axis_mean) else ("none", None)
-    exact = np.empty(shape, dtype=object)
+    exact = np.empty(rounded.shape, dtype=object)
     exact.fill(None)
 
     def part_of(mask: np.ndarray) -> dict:
+        # a mask over the elements, or for row means over the rows (each selected row whole)
         part = {name: np.broadcast_to(inputs[name], shape)[mask] for name in (first, "target", "weight", "pos_weight") if name in inputs}
         if "label_smoothing" in inputs:
             part["label_smoothing"] = inputs["label_smoothing"]
         return part
 
+    def settle_part(mask: np.ndarray) -> ReferenceValue:
+        if rowwise:
+            return reference_module.reference(formula, part_of(mask), "none", fmt, variant, two_step, False, axis_mean=True, fast=False)
+        return reference_module.reference(
+            formula, part_of(mask), part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count
+        )
+
     def exact_where(mask: np.ndarray) -> np.ndarray:
         missing = mask & np.equal(exact, None)
         if missing.any():  # one mpmath evaluation for all of them
-            exact[missing] = reference_module.reference(
-                formula, part_of(missing), part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count
-            ).exact
+            exact[missing] = settle_part(missing).exact
         return exact[mask]
 
     def exact_at(index) -> mpmath.mpf:
-        mask = np.zeros(shape, dtype=bool)
+        mask = np.zeros(rounded.shape, dtype=bool)
         mask[index] = True
         return exact_where(mask)[0]
 
@@ -297,9 +304,9 @@ def reference(
     wrt: str = "input",
 ) -> ReferenceValue:
     """``conformance.reference.reference`` (fast path on), through the cache."""
-    compute = lambda: reference_module.reference(  # noqa: E731
-        formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, wrt
-    )
+    def compute() -> ReferenceValue:
+        return reference_module.reference(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, wrt)
+
     try:
         root = folder()
     except (RuntimeError, KeyError, OSError):  # no home directory to put a default folder in: no cache
