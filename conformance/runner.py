@@ -1,13 +1,16 @@
 """Runs one check, (case, API, dtype, reduction), from the cast inputs to a result record.
 
 case → inputs cast to the dtype → the API's call and the exact reference → verdict → ``Result``.
-Nothing here raises for a framework's misbehaviour: an exception, a wrong shape or a wrong dtype
-becomes the check's verdict.
+Nothing here raises for a framework's misbehaviour: an exception, a wrong shape, a wrong dtype or a
+call that runs past the time limit becomes the check's verdict.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mpmath
@@ -125,6 +128,62 @@ def _elements(case: Case, inputs, values: np.ndarray, ref: ReferenceValue, judge
     return out
 
 
+DEFAULT_TIMEOUT = 600.0  # seconds a framework call may take (--conformance-timeout, CONFORMANCE_TIMEOUT; 0: no limit)
+
+
+class CallTimeout(BaseException):
+    """A framework call ran past the time limit. A BaseException, so that no ``except Exception``
+    (the adapter's or the runner's) takes it for the framework's own error."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+def timeout_message(seconds: float) -> str:
+    return (
+        f"timeout: the framework call ran past the time limit of {seconds:g} s and was stopped "
+        "(--conformance-timeout / CONFORMANCE_TIMEOUT)"
+    )
+
+
+WATCHDOG_GRACE = 5.0  # seconds past the limit after which a call that SIGALRM could not stop is the watchdog's
+
+
+@contextmanager
+def time_limit(seconds: float | None, watchdog=None):
+    """Raises CallTimeout in the block once ``seconds`` have passed (SIGALRM, so only in the main
+    thread of a platform that has it; elsewhere, or with 0 or None, no limit). A hang in C code that
+    never returns to the interpreter (or blocks the signal) is not interrupted by it: ``watchdog``, if
+    given, is called with ``seconds`` from another thread ``WATCHDOG_GRACE`` seconds later (the plugin's
+    ends an xdist worker, whose check the controller then records as stopped)."""
+    if not seconds or seconds <= 0:
+        yield
+        return
+    timer = None
+    if watchdog is not None:
+        timer = threading.Timer(seconds + WATCHDOG_GRACE, watchdog, args=(seconds,))
+        timer.daemon = True
+        timer.start()
+    alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    previous = None
+    if alarm:
+
+        def expired(signum, frame):
+            raise CallTimeout(seconds)
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        if timer is not None:
+            timer.cancel()
+
+
 class ExpectationError(Exception):
     """A case's `expect` literal contradicts the exact reference."""
 
@@ -206,14 +265,20 @@ class ExactValues:
 class Runner:
     """Runs checks for one framework; its APIs share the cast inputs and the references."""
 
-    def __init__(self, framework: Framework, known: list[divergence_list.KnownDivergence] = ()):
+    def __init__(
+        self, framework: Framework, known: list[divergence_list.KnownDivergence] = (), timeout: float | None = DEFAULT_TIMEOUT
+    ):
         self.framework = framework
         self.known = list(known)
         self.exact = ExactValues()
+        self.timeout = timeout  # seconds each framework call may take; 0 or None: no limit
+        self.watchdog = None  # called with the limit when a call outlives it by WATCHDOG_GRACE (see time_limit)
 
     def run(self, check: Check) -> Result:
         try:
             result = self._relation(check) if check.quantity in metamorphic.RELATIONS else self._judge(check)
+        except CallTimeout as exc:  # the framework hung: this check's error, which no known divergence stands for
+            return self.error(check, timeout_message(exc.seconds))
         except Exception as exc:  # a bug of the suite's own: this check's error, never the others' loss
             result = self._blank(check)
             result.message = f"bce-conformance raised {_first_line(exc)} (a bug in the suite, not the framework)"
@@ -234,6 +299,18 @@ class Runner:
                 )
             result.divergence, result.source = entry.id, entry.source
         return result
+
+    def error(self, check: Check, message: str) -> Result:
+        """The check's ``error`` record with ``message``: for what ends a check outside the runner (a crashed
+        process, reported by the plugin) or stops it (a time limit)."""
+        result = self._blank(check)
+        result.message = message
+        return result
+
+    def _call(self, function, inputs, reduction: str):
+        """A framework call, under the time limit."""
+        with time_limit(self.timeout, self.watchdog):
+            return function(inputs, reduction)
 
     def _blank(self, check: Check) -> Result:
         """The check's record before any verdict (an error until something better is known)."""
@@ -268,7 +345,7 @@ class Runner:
             return result
         try:
             function = {"value": api.call, "grad": api.grad, "grad_target": api.grad_target}[check.quantity]
-            got = np.asarray(function(dict(inputs), check.reduction))
+            got = np.asarray(self._call(function, dict(inputs), check.reduction))
         except Unsupported as exc:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
             return result
@@ -345,7 +422,7 @@ class Runner:
         """The API's result as float64 of the expected shape, or _BadResult saying what went wrong
         (``own``: the checked API, "the call"; otherwise the other API a relation compares with)."""
         try:
-            got = np.asarray(api.call(dict(inputs), reduction))
+            got = np.asarray(self._call(api.call, dict(inputs), reduction))
         except Unsupported:
             raise
         except Exception as exc:  # the framework's own error is this check's result
@@ -527,10 +604,13 @@ class Plan:
         )
 
 
-def plan(framework_name: str | None, case_paths, divergence_files=(), adapter: str | None = None) -> Plan:
+def plan(
+    framework_name: str | None, case_paths, divergence_files=(), adapter: str | None = None, timeout: float | None = DEFAULT_TIMEOUT
+) -> Plan:
     """Load a framework (by name, or from an ``adapter`` spec ``module:object``), the cases and the known
-    divergences; raises FrameworkUnavailable (AdapterError for a broken adapter) or CaseError."""
+    divergences; raises FrameworkUnavailable (AdapterError for a broken adapter) or CaseError. ``timeout``:
+    the seconds each framework call may take (0 or None: no limit)."""
     cases = load_cases(list(case_paths))  # first: a bad case file is reported before any framework import
     framework = load_adapter(adapter) if adapter else load_framework(framework_name)
     known = divergence_list.load(framework.name, list(divergence_files))
-    return Plan(framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known))
+    return Plan(framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout))
