@@ -20,7 +20,7 @@ from conformance.reference import FORMULA_OF_OP, ReferenceError
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
 from conformance.results import ResultsError, ResultWriter, read, read_run, results_files, write_atomically, write_timing
-from conformance.runner import ExactValues, ExpectationError, plan
+from conformance.runner import DEFAULT_TIMEOUT, ExactValues, ExpectationError, plan
 from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
 
@@ -36,7 +36,7 @@ def _fail(message: str) -> int:
 
 def cmd_run(args) -> int:
     try:
-        run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter)
+        run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter, timeout=args.timeout)
     except (CaseError, FrameworkUnavailable) as exc:
         return _fail(str(exc))
     environment = describe_environment(run_plan.framework)
@@ -257,6 +257,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="the results files' name: <name>.jsonl (default: the framework's name)")
     run.add_argument("--divergences", nargs="*", default=[], help="extra known-divergence files")
     run.add_argument("--min-results", type=int, default=1, help="fail when fewer results than this (default 1)")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=float(os.environ.get("CONFORMANCE_TIMEOUT", DEFAULT_TIMEOUT)),
+        metavar="SECONDS",
+        help=f"time limit of each framework call; past it the check is an error (env CONFORMANCE_TIMEOUT; "
+        f"default {DEFAULT_TIMEOUT:g}; 0: no limit)",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check case files, and their `expect` values against the reference")

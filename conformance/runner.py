@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -173,13 +174,16 @@ def time_limit(seconds: float | None, watchdog=None):
             raise CallTimeout(seconds)
 
         previous = signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        started = time.monotonic()
+        outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # another timer's (pytest-timeout's) time left
     try:
         yield
     finally:
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            if outer > 0:  # put the other timer back, less the time the call took
+                signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
         if timer is not None:
             timer.cancel()
 

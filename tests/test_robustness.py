@@ -265,6 +265,15 @@ def test_time_limit_stops_a_python_level_hang_and_0_disables_it():
     with time_limit(5):
         pass
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # nothing left armed
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    try:  # another timer (pytest-timeout's, say) is put back, less the time taken
+        signal.setitimer(signal.ITIMER_REAL, 50)
+        with time_limit(5):
+            time.sleep(0.1)
+        assert 45 < signal.getitimer(signal.ITIMER_REAL)[0] < 50
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_the_runner_reports_a_timeout_as_the_checks_error(tmp_path, monkeypatch):
@@ -280,6 +289,17 @@ def test_the_runner_reports_a_timeout_as_the_checks_error(tmp_path, monkeypatch)
     result = run_plan.runner.run(check)
     assert time.monotonic() - started < 5
     assert result.verdict == "error" and "time limit of 0.3 s" in result.message
+
+
+def test_cli_run_takes_the_time_limit(tmp_path, trap, monkeypatch, capsys):
+    from conformance.cli import main
+
+    monkeypatch.setenv("ROBUST_TRAP", "sleep")
+    started = time.monotonic()
+    assert main(["run", "--adapter", trap[1], "--cases", trap[3], "--out", str(tmp_path), "--timeout", "0.5"]) == 1
+    assert time.monotonic() - started < 30
+    assert "time limit of 0.5 s" in capsys.readouterr().out
+    assert records(tmp_path / "trap.jsonl")[TRAP_CHECK]["verdict"] == "error"
 
 
 # ---------------------------------------------------------------------------------------------
