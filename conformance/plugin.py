@@ -32,6 +32,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def _exit_status(worker) -> int | None:
         return None
     try:
         return popen.wait(timeout=10)
-    except Exception:  # still running, or no process to wait for
+    except (subprocess.TimeoutExpired, OSError):  # still running, or no process to wait for
         return None
 
 

@@ -29,7 +29,7 @@ SEED = REPO / "cases" / "seed.yaml"
 TRAP_CHECK = "trap/trap-trap.bce_with_logits-float64-sum"
 TRAP2_CHECK = "trap/trap2-trap.bce_with_logits-float64-sum"
 
-ADAPTER = '''
+ADAPTER = """
 import ctypes, dataclasses, os, signal, time
 import numpy as np
 from conformance.adapters import Framework
@@ -62,7 +62,7 @@ def load():
 
     api = dataclasses.replace(stable, name="trap.bce_with_logits", framework="trap", call=call)
     return Framework("trap", {"numpy": np.__version__}, [api])
-'''
+"""
 
 CASES = """\
 schema_version: 1
@@ -110,7 +110,13 @@ def command(*args) -> list[str]:
 def run(tmp_path, *args, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """A pytest subprocess (the environment, PYTHONPATH included, inherited)."""
     return subprocess.run(
-        command(*args), cwd=tmp_path, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        command(*args),
+        cwd=tmp_path,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -132,9 +138,17 @@ def records(path: Path) -> dict[str, dict]:
 def uninterrupted(tmp_path_factory, trap) -> Path:
     """The results file of a run without the traps (ROBUST_TRAP, ROBUST_TRAP2 unset)."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROBUST_", "CONFORMANCE_")) and k != "PYTEST_ADDOPTS"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ROBUST_", "CONFORMANCE_")) and k != "PYTEST_ADDOPTS"
+    }
     done = subprocess.run(
-        command(*trap, "--conformance-out", str(out)), cwd=tmp_path_factory.mktemp("cwd"), env=env, capture_output=True, text=True, timeout=60
+        command(*trap, "--conformance-out", str(out)),
+        cwd=tmp_path_factory.mktemp("cwd"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return out / "trap.jsonl"
@@ -193,7 +207,9 @@ def test_without_xdist_a_crash_leaves_the_results_before_it(tmp_path, trap, unin
 
 def test_under_xdist_a_crash_is_that_checks_error_and_the_others_run(tmp_path, trap, uninterrupted):
     out = tmp_path / "crashed"
-    done = run(tmp_path, *trap, "-n", "2", "--conformance-out", str(out), env={"ROBUST_TRAP": "segv", "ROBUST_TRAP2": "abort"})
+    done = run(
+        tmp_path, *trap, "-n", "2", "--conformance-out", str(out), env={"ROBUST_TRAP": "segv", "ROBUST_TRAP2": "abort"}
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "node down" in done.stdout  # xdist's word for a crashed worker, which it replaced
     got, want = records(out / "trap.jsonl"), records(uninterrupted)
@@ -201,7 +217,9 @@ def test_under_xdist_a_crash_is_that_checks_error_and_the_others_run(tmp_path, t
     for check, number, name in ((TRAP_CHECK, 11, "SIGSEGV"), (TRAP2_CHECK, 6, "SIGABRT")):
         crashed = got.pop(check)
         assert crashed["verdict"] == "error"
-        assert crashed["message"].startswith(f"worker crashed: signal {number} ({name}): pytest-xdist worker gw"), crashed
+        assert crashed["message"].startswith(f"worker crashed: signal {number} ({name}): pytest-xdist worker gw"), (
+            crashed
+        )
         want.pop(check)
     assert got == want  # the other checks' results, as in a run without the crashes
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
@@ -216,7 +234,9 @@ def test_under_xdist_a_crash_is_that_checks_error_and_the_others_run(tmp_path, t
 def test_a_hanging_call_is_stopped_by_the_time_limit(tmp_path, trap, uninterrupted):
     out = tmp_path / "hung"
     started = time.monotonic()
-    done = run(tmp_path, *trap, "--conformance-out", str(out), "--conformance-timeout", "1", env={"ROBUST_TRAP": "sleep"})
+    done = run(
+        tmp_path, *trap, "--conformance-out", str(out), "--conformance-timeout", "1", env={"ROBUST_TRAP": "sleep"}
+    )
     assert time.monotonic() - started < 30  # not the 100 s sleep
     assert done.returncode == 1, done.stdout + done.stderr
     got, want = records(out / "trap.jsonl"), records(uninterrupted)
@@ -256,9 +276,8 @@ def test_under_xdist_hangs_are_stopped_by_the_time_limit_or_the_watchdog(tmp_pat
 
 def test_time_limit_stops_a_python_level_hang_and_0_disables_it():
     started = time.monotonic()
-    with pytest.raises(CallTimeout):
-        with time_limit(0.2):
-            time.sleep(10)
+    with pytest.raises(CallTimeout), time_limit(0.2):
+        time.sleep(10)
     assert time.monotonic() - started < 5
     with time_limit(0):
         time.sleep(0.3)  # no limit
@@ -310,7 +329,17 @@ def test_xdist_and_serial_runs_give_the_same_bytes(tmp_path):
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     one = run(tmp_path, "--framework", "numpy", "--conformance-cases", str(SEED), "--conformance-out", str(serial))
     assert one.returncode == 0, one.stdout + one.stderr
-    two = run(tmp_path, "--framework", "numpy", "--conformance-cases", str(SEED), "--conformance-out", str(parallel), "-n", "2")
+    two = run(
+        tmp_path,
+        "--framework",
+        "numpy",
+        "--conformance-cases",
+        str(SEED),
+        "--conformance-out",
+        str(parallel),
+        "-n",
+        "2",
+    )
     assert two.returncode == 0, two.stdout + two.stderr
     assert "bringing up nodes" in two.stdout  # it ran under xdist
     for name in ("numpy.jsonl", "numpy.summary.md"):
@@ -324,7 +353,9 @@ def test_xdist_and_serial_runs_give_the_same_bytes(tmp_path):
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "xdist"])
 def test_a_run_that_ran_no_check_fails(tmp_path, parallel):
-    args = ["--framework", "numpy", "--conformance-cases", str(SEED), "-k", "no_such_check"] + (["-n", "2"] if parallel else [])
+    args = ["--framework", "numpy", "--conformance-cases", str(SEED), "-k", "no_such_check"] + (
+        ["-n", "2"] if parallel else []
+    )
     done = run(tmp_path, *args)
     assert done.returncode != 0
     assert "bce-conformance: 0 conformance tests ran, fewer than the floor of 1" in done.stdout
