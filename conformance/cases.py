@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache
@@ -22,6 +23,7 @@ import numpy as np
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import CollectionNode, MappingNode, SequenceNode
 
 from conformance import generators
 from conformance.dtypes import FORMATS, FloatFormat, parse_hex_or_decimal, round_to_format
@@ -558,30 +560,34 @@ def _flow_depth(text: str) -> tuple[int, int]:
     return int(depth[deepest]), deepest
 
 
-def _structure_problem(raw: Any) -> str | None:
-    """What makes the parsed document unsafe to walk, if anything: an alias that contains itself, nesting
-    deeper than MAX_DEPTH, or more than MAX_NODES values once aliases are expanded ("billion laughs").
-    One pass over the distinct nodes (aliases are shared objects), without recursion."""
+def _structure_problem(root: Any) -> tuple[str, int | None] | None:
+    """What makes a composed YAML document unsafe to build, if anything: an alias inside the node it
+    names, nesting deeper than MAX_DEPTH, or more than MAX_NODES values once aliases are expanded
+    ("billion laughs"). Measured on ruamel's node graph, where an alias is the node it names, before
+    any Python object is built (building, and even an error message's repr, would expand them):
+    one pass over the distinct nodes, without recursion."""
     measured: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, depth)
     open_nodes: set[int] = set()  # entered, not finished: the current node's ancestors
-    stack: list[tuple[Any, bool]] = [(raw, False)]
+    stack: list[tuple[Any, bool]] = [(root, False)]
 
-    def children(node):
-        return list(node.values()) if isinstance(node, dict) else list(node)
+    def children(node) -> list:
+        if isinstance(node, MappingNode):
+            return [item for pair in node.value for item in pair]
+        return list(node.value) if isinstance(node, SequenceNode) else []
 
     while stack:
         node, finished = stack.pop()
-        if not isinstance(node, (dict, list)):
+        if not isinstance(node, CollectionNode):
             continue
         key = id(node)
         if finished:
-            inner = [measured[id(c)] for c in children(node) if isinstance(c, (dict, list))]
-            count = 1 + len(node) - len(inner) + sum(n for n, _ in inner)
+            inner = [measured[id(c)] for c in children(node) if isinstance(c, CollectionNode)]
+            count = 1 + len(children(node)) - len(inner) + sum(n for n, _ in inner)
             depth = 1 + max((d for _, d in inner), default=0)
             if count > MAX_NODES:
-                return f"YAML aliases expand this document to more than {MAX_NODES} values (MAX_NODES)"
+                return f"YAML aliases expand this document to more than {MAX_NODES} values (MAX_NODES)", _node_line(node)
             if depth > MAX_DEPTH:
-                return f"lists and mappings are nested more than {MAX_DEPTH} deep (MAX_DEPTH)"
+                return f"lists and mappings are nested more than {MAX_DEPTH} deep (MAX_DEPTH)", _node_line(node)
             measured[key] = (count, depth)
             open_nodes.discard(key)
             continue
@@ -590,12 +596,17 @@ def _structure_problem(raw: Any) -> str | None:
         open_nodes.add(key)
         stack.append((node, True))
         for child in children(node):
-            if isinstance(child, (dict, list)):
+            if isinstance(child, CollectionNode):
                 if id(child) in open_nodes:
-                    return "a YAML alias refers to a list or mapping that contains it (a recursive structure)"
+                    return "a YAML alias refers to a list or mapping that contains it (a recursive structure)", _node_line(node)
                 if id(child) not in measured:
                     stack.append((child, False))
     return None
+
+
+def _node_line(node: Any) -> int | None:
+    mark = getattr(node, "start_mark", None)
+    return mark.line + 1 if mark is not None else None
 
 
 def load_file(path: str | Path) -> list[Case]:
@@ -608,7 +619,12 @@ def load_file(path: str | Path) -> list[Case]:
         line = text.count("\n", 0, offset) + 1
         raise CaseError([Problem(shown, f"lists and mappings are nested more than {MAX_DEPTH} deep (MAX_DEPTH)", line)])
     try:
-        raw = _yaml().load(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ruamel's warnings (a reused anchor) are not the user's concern
+            found = _structure_problem(_yaml().compose(text))  # before anything is built from it
+            if found:
+                raise CaseError([Problem(shown, *found)])
+            raw = _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(filter(None, [exc.context, exc.problem])) or str(exc)
@@ -620,9 +636,6 @@ def load_file(path: str | Path) -> list[Case]:
     except (ValueError, TypeError, OverflowError) as exc:  # what ruamel's constructors let through
         message, line = _yaml_value_error(exc, text)
         raise CaseError([Problem(shown, f"YAML error: cannot read this as plain data: {message}", line)]) from None
-    problem = _structure_problem(raw)
-    if problem:
-        raise CaseError([Problem(shown, problem)])
     data = _plain(raw)
     problems = _tag_problems(shown, data, raw) + _schema_problems(shown, data, raw)
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or any(

@@ -491,7 +491,7 @@ def _special(spec: dict, body: list) -> Generated:
 
 def _random(spec: dict, body: dict) -> Generated:
     distribution = body.get("distribution")
-    if distribution not in DISTRIBUTIONS:
+    if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
         raise GeneratorError(
             f"distribution must be one of {', '.join(DISTRIBUTIONS)}, not {distribution!r}", ("random", "distribution")
         )
@@ -550,7 +550,7 @@ def schema_problems(instance: Any, schema: dict) -> list[tuple[list, str]]:
     body = instance[kind]
     if kind == "random" and isinstance(body, dict) and not [k for k in instance if k != kind]:
         distribution = body.get("distribution")
-        if distribution not in DISTRIBUTIONS:
+        if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
             where = ["random", "distribution"] if "distribution" in body else ["random"]
             return [(where, f"random needs a distribution: one of {', '.join(DISTRIBUTIONS)}, not {distribution!r}")]
         target, prefix, instance = {"$ref": f"#/definitions/random_{distribution}"}, [kind], body
