@@ -262,8 +262,13 @@ def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
         elif location and location[-1] == LABEL_SMOOTHING:
             message = _label_smoothing_message(error.instance)
         line, case_id, field_name = _locate(location, data, raw)
-        problems.append(Problem(path, message, line, case_id, field_name))
+        problems.append(Problem(path, _short(message), line, case_id, field_name))
     return problems
+
+
+def _short(message: str, limit: int = 400) -> str:
+    """A message cut to ``limit`` characters: one that quotes a value (a long list) stays readable."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
 
 
 def _yaml_value_error(exc: Exception, text: str) -> tuple[str, int | None]:
@@ -377,7 +382,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
                     f"says why in `{INVALID_INPUT}`", name,
                 )
     elif not any(outside.values()):
-        problem(f"`{INVALID_INPUT}` is set, but every value of `{kind}` and `target` lies in [0, 1]: remove it", INVALID_INPUT)
+        problem(f"`{INVALID_INPUT}` is set, but every probability and target lies in [0, 1]: remove it", INVALID_INPUT)
     for where, value in _numbers_in(entry.get("tolerance", {})):
         if isinstance(value, float) and math.isnan(value):
             problem("a tolerance must be a number, not NaN", "tolerance", where)
@@ -621,16 +626,18 @@ def load_file(path: str | Path) -> list[Case]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ruamel's warnings (a reused anchor) are not the user's concern
-            found = _structure_problem(_yaml().compose(text))  # before anything is built from it
+            yaml = _yaml()
+            node = yaml.compose(text)  # parsed once, into nodes: an alias is the node it names
+            found = _structure_problem(node)  # before anything is built from it
             if found:
                 raise CaseError([Problem(shown, *found)])
-            raw = _yaml().load(text)
+            raw = None if node is None else yaml.constructor.construct_document(node)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(filter(None, [exc.context, exc.problem])) or str(exc)
-        raise CaseError([Problem(shown, f"YAML error: {message}", mark.line + 1 if mark else None)]) from None
+        raise CaseError([Problem(shown, f"YAML error: {_short(message)}", mark.line + 1 if mark else None)]) from None
     except YAMLError as exc:
-        raise CaseError([Problem(shown, f"YAML error: {exc}")]) from None
+        raise CaseError([Problem(shown, f"YAML error: {_short(str(exc))}")]) from None
     except RecursionError:
         raise CaseError([Problem(shown, f"lists and mappings are nested more than {MAX_DEPTH} deep (MAX_DEPTH)")]) from None
     except (ValueError, TypeError, OverflowError) as exc:  # what ruamel's constructors let through
