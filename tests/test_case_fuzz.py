@@ -474,19 +474,19 @@ def test_hostile_case_files_are_rejected_with_a_case_error_naming_the_file(recor
             assert not marker.exists(), content[:300]
             path.unlink()
 
-        common = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        common = {"deadline": None, "database": None, "suppress_health_check": list(HealthCheck)}
 
-        @settings(max_examples=220, **common)
+        @settings(max_examples=180, **common)
         @given(mutated_documents())
         def documents(text):
             attempt(text)
 
-        @settings(max_examples=220, **common)
+        @settings(max_examples=240, **common)
         @given(mutated_texts())
         def texts(data):
             attempt(data)
 
-        @settings(max_examples=80, **common)
+        @settings(max_examples=100, **common)
         @given(WHOLE_FILES)
         def whole_files(data):
             attempt(data)
@@ -531,7 +531,7 @@ def test_validate_a_folder_of_bad_files_reports_every_problem_without_a_tracebac
     expected.append((write(folder, two, "several.yaml"), (two, 6, "a", "logit", ["unknown field"])))
     write(folder, HEAD + CASE + "    logits: [1]\n    target: [0]\n", "good.yaml")
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-m", "conformance", "validate", str(folder)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "conformance", "validate", str(folder)], check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     for path, (_, line, case, field, words) in expected:
