@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache
@@ -18,7 +21,9 @@ from typing import Any
 import jsonschema
 import numpy as np
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import CollectionNode, MappingNode, SequenceNode
 
 from conformance import generators
 from conformance.dtypes import FORMATS, FloatFormat, parse_hex_or_decimal, round_to_format
@@ -30,6 +35,12 @@ DEFAULT_OPS = {"logits": ("bce_with_logits", "sigmoid_bce"), "probs": ("bce",)}
 OPS_OF_KIND = {"logits": {"bce_with_logits", "sigmoid_bce"}, "probs": {"bce"}}
 TENSOR_FIELDS = ("logits", "probs", "target", "weight", "pos_weight")
 LABEL_SMOOTHING = "label_smoothing"  # the key of Case.inputs that carries it, as a 0-d float64 array
+INVALID_INPUT = "invalid_input"  # a case that feeds probabilities or targets outside [0, 1] (or NaN) on purpose says why here
+RANGED_FIELDS = ("probs", "target")  # fields whose values must lie in [0, 1] unless the case sets `invalid_input`
+MAX_FILE_BYTES = 2**18  # the largest case file read, 256 KiB (larger inputs belong in generators: big literals load slowly)
+MAX_FILE_BYTES_ENV = "CONFORMANCE_MAX_FILE_BYTES"  # overrides MAX_FILE_BYTES
+MAX_DEPTH = 32  # the deepest nesting of lists and mappings in a case file
+MAX_NODES = 2**17  # the most values a file may hold once YAML aliases are expanded (no "billion laughs")
 
 
 @dataclass(frozen=True)
@@ -136,12 +147,13 @@ def _line_of(node: Any, key: Any = None) -> int | None:
     lc = getattr(node, "lc", None)
     if lc is None:
         return None
+    own = lc.line + 1 if isinstance(lc.line, int) else None
     try:
         if key is not None:
             return (lc.key(key) if isinstance(key, str) else lc.item(key))[0] + 1
-        return lc.line + 1
+        return own
     except (KeyError, IndexError, TypeError, AttributeError):
-        return lc.line + 1
+        return own
 
 
 def _plain(node: Any) -> Any:
@@ -250,26 +262,59 @@ def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
         elif location and location[-1] == LABEL_SMOOTHING:
             message = _label_smoothing_message(error.instance)
         line, case_id, field_name = _locate(location, data, raw)
-        problems.append(Problem(path, message, line, case_id, field_name))
+        problems.append(Problem(path, _short(message), line, case_id, field_name))
     return problems
 
 
+def _short(message: str, limit: int = 400) -> str:
+    """A message cut to ``limit`` characters: one that quotes a value (a long list) stays readable."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
+
+
+def _yaml_value_error(exc: Exception, text: str) -> tuple[str, int | None]:
+    """What a constructor's exception means, and its line where it can be found in the text."""
+    message = str(exc)
+    if "integer string conversion" in message:
+        found = re.search(r"\d{4301,}", text)
+        return "an integer with more than 4300 digits", text.count("\n", 0, found.start()) + 1 if found else None
+    if "unhashable" in message:
+        return "a list or mapping used as a mapping key", None
+    return message, None
+
+
 def _tag_problems(path: str, data: Any, raw: Any) -> list[Problem]:
-    """Explicit YAML tags (``!!python/object``, ``!foo``) on collections: case files hold plain data only.
+    """Explicit YAML tags (``!!python/object``, ``!foo``, ``!!str``) anywhere, keys included, and strings
+    that are not Unicode text (a lone surrogate from an escape): case files hold plain data only.
 
     Round-trip loading never builds objects from tags, but it would otherwise keep the contents
     of a tagged list or mapping as if the tag were not there.
     """
     problems = []
 
-    def walk(node, location):
+    def report(location, message):
+        line, case_id, field_name = _locate(location, data, raw)
+        problems.append(Problem(path, message, line, case_id, field_name))
+
+    def check(node, location):
         tag = getattr(getattr(node, "tag", None), "value", None)
-        if tag is not None and isinstance(node, (dict, list)):
-            line, case_id, field_name = _locate(location, data, raw)
-            problems.append(Problem(path, f"YAML tag {tag!r} is not allowed: case files hold plain data", line, case_id, field_name))
-        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, child in children:
-            walk(child, location + [key])
+        if tag is not None and isinstance(node, (dict, list, TaggedScalar)):
+            report(location, f"YAML tag {tag!r} is not allowed: case files hold plain data")
+        if isinstance(node, (str, TaggedScalar)):
+            text = node.value if isinstance(node, TaggedScalar) else node
+            try:
+                str(text).encode("utf-8")
+            except UnicodeEncodeError:
+                report(location, f"{text!r} is not Unicode text (a lone surrogate)")
+
+    def walk(node, location):
+        check(node, location)
+        if isinstance(node, dict):
+            for key, child in node.items():
+                check(key, location + [key if isinstance(key, str) else str(key)])
+                walk(child, location + [key])
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, location + [index])
 
     walk(raw, [])
     return problems
@@ -327,6 +372,20 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
                 problem(str(exc), name)
     if len(values) != sum(name in entry for name in TENSOR_FIELDS):
         return None
+    dtypes = tuple(entry.get("dtypes", defaults.get("dtypes", DEFAULT_DTYPES)))
+    outside = {name: _out_of_range(values[name], dtypes) for name in RANGED_FIELDS if name in values}
+    if INVALID_INPUT not in entry:
+        for name, found in outside.items():
+            if found:
+                problem(
+                    f"{found}: probabilities and targets lie in [0, 1]; a case that means to test invalid input "
+                    f"says why in `{INVALID_INPUT}`", name,
+                )
+    elif not any(outside.values()):
+        problem(f"`{INVALID_INPUT}` is set, but every probability and target lies in [0, 1]: remove it", INVALID_INPUT)
+    for where, value in _numbers_in(entry.get("tolerance", {})):
+        if isinstance(value, float) and math.isnan(value):
+            problem("a tolerance must be a number, not NaN", "tolerance", where)
     if product and not _make_product(values, kind, limit, problem):
         return None
     shape = values[kind].shape
@@ -364,7 +423,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         kind=kind,
         values=values,
         ops=ops,
-        dtypes=tuple(entry.get("dtypes", defaults.get("dtypes", DEFAULT_DTYPES))),
+        dtypes=dtypes,
         reductions=tuple(entry.get("reductions", defaults.get("reductions", DEFAULT_REDUCTIONS))),
         expect=entry.get("expect", {}),
         tolerance={**defaults.get("tolerance", {}), **entry.get("tolerance", {})},
@@ -376,6 +435,43 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         product=product,
         generated=generated,
     )
+
+
+def _out_of_range(values: np.ndarray | PerDtype, dtypes: tuple[str, ...]) -> str:
+    """How the values stray outside [0, 1] (NaN included), or "" where none does.
+
+    Exact values in [0, 1] round into [0, 1] in every format (0 and 1 are values of each, and
+    rounding is monotone), so the exact values decide; a ``special`` generator's, for each dtype.
+    """
+    if isinstance(values, PerDtype):
+        for dtype in dtypes:
+            found = _out_of_range(values.resolve(FORMATS[dtype]), ())
+            if found:
+                return f"{found} (in {dtype})"
+        return ""
+    array = np.asarray(values)
+    if array.dtype == np.float64:
+        bad = ~((array >= 0) & (array <= 1))  # NaN included
+    else:
+        bad = np.array([not (0 <= v <= 1) for v in array.ravel()], dtype=bool).reshape(array.shape)
+    count = int(np.count_nonzero(bad))
+    if not count:
+        return ""
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    first = array[index]
+    try:
+        shown = repr(float(first))
+    except OverflowError:  # a Fraction beyond float64
+        shown = "a value beyond float64"
+    where = f" at {list(index)}" if index else ""
+    return f"value {shown}{where} is outside [0, 1]" + (f" ({count} values are)" if count > 1 else "")
+
+
+def _numbers_in(node: Any, where: tuple = ()) -> list[tuple[tuple, Any]]:
+    """(path, value) of every leaf of a nested mapping (a tolerance)."""
+    if isinstance(node, dict):
+        return [found for key, child in node.items() for found in _numbers_in(child, (*where, key))]
+    return [(where, node)]
 
 
 def _grid(values: np.ndarray | PerDtype, axis: int, shape: tuple[int, int]) -> np.ndarray | PerDtype:
@@ -419,22 +515,134 @@ def _label_smoothing(value: Any) -> Fraction:
     return Fraction(round_to_format(exact, FORMATS["float64"]))
 
 
+def max_file_bytes() -> int:
+    """The largest case file read: ``MAX_FILE_BYTES``, or the whole number in $CONFORMANCE_MAX_FILE_BYTES."""
+    text = os.environ.get(MAX_FILE_BYTES_ENV, "").strip()
+    if not text:
+        return MAX_FILE_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CaseError([Problem(MAX_FILE_BYTES_ENV, f"{MAX_FILE_BYTES_ENV}={text!r} is not a positive whole number")])
+    return value
+
+
+def _read_text(path: Path, shown: str) -> str:
+    """The file's text, refused (before it is all read) when over the size limit or not UTF-8."""
+    limit = max_file_bytes()
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)  # never more: a device or a growing file cannot exhaust memory
+    except OSError as exc:
+        raise CaseError([Problem(shown, f"cannot read: {exc.strerror or exc}")]) from None
+    if len(data) > limit:
+        raise CaseError([Problem(
+            shown,
+            f"the file is over the size limit of {limit} bytes (MAX_FILE_BYTES; set {MAX_FILE_BYTES_ENV} to change it): "
+            "write large inputs as generators",
+        )])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CaseError([Problem(shown, f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
+
+
+_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'|(?:^|(?<=\s))#[^\n]*', re.MULTILINE)
+
+
+def _flow_depth(text: str) -> tuple[int, int]:
+    """(deepest nesting of flow brackets, its offset): a cheap scan before parsing, which is slow on deep
+    nesting. Quoted strings and comments are skipped; brackets in plain scalars may count (never many)."""
+    stripped = _QUOTED_OR_COMMENT.sub(lambda m: " " * len(m.group()), text)
+    codes = np.frombuffer(stripped.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    if not steps.size:
+        return 0, 0
+    depth = np.cumsum(steps)
+    deepest = int(np.argmax(depth))
+    return int(depth[deepest]), deepest
+
+
+def _structure_problem(root: Any) -> tuple[str, int | None] | None:
+    """What makes a composed YAML document unsafe to build, if anything: an alias inside the node it
+    names, nesting deeper than MAX_DEPTH, or more than MAX_NODES values once aliases are expanded
+    ("billion laughs"). Measured on ruamel's node graph, where an alias is the node it names, before
+    any Python object is built (building, and even an error message's repr, would expand them):
+    one pass over the distinct nodes, without recursion."""
+    measured: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, depth)
+    open_nodes: set[int] = set()  # entered, not finished: the current node's ancestors
+    stack: list[tuple[Any, bool]] = [(root, False)]
+
+    def children(node) -> list:
+        if isinstance(node, MappingNode):
+            return [item for pair in node.value for item in pair]
+        return list(node.value) if isinstance(node, SequenceNode) else []
+
+    while stack:
+        node, finished = stack.pop()
+        if not isinstance(node, CollectionNode):
+            continue
+        key = id(node)
+        if finished:
+            inner = [measured[id(c)] for c in children(node) if isinstance(c, CollectionNode)]
+            count = 1 + len(children(node)) - len(inner) + sum(n for n, _ in inner)
+            depth = 1 + max((d for _, d in inner), default=0)
+            if count > MAX_NODES:
+                return f"YAML aliases expand this document to more than {MAX_NODES} values (MAX_NODES)", _node_line(node)
+            if depth > MAX_DEPTH:
+                return f"lists and mappings are nested more than {MAX_DEPTH} deep (MAX_DEPTH)", _node_line(node)
+            measured[key] = (count, depth)
+            open_nodes.discard(key)
+            continue
+        if key in measured:
+            continue
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in children(node):
+            if isinstance(child, CollectionNode):
+                if id(child) in open_nodes:
+                    return "a YAML alias refers to a list or mapping that contains it (a recursive structure)", _node_line(node)
+                if id(child) not in measured:
+                    stack.append((child, False))
+    return None
+
+
+def _node_line(node: Any) -> int | None:
+    mark = getattr(node, "start_mark", None)
+    return mark.line + 1 if mark is not None else None
+
+
 def load_file(path: str | Path) -> list[Case]:
     """All the cases of one file; raises ``CaseError`` listing every problem in it."""
     path = Path(path)
     shown = str(path)
+    text = _read_text(path, shown)
+    depth, offset = _flow_depth(text)
+    if depth > MAX_DEPTH:
+        line = text.count("\n", 0, offset) + 1
+        raise CaseError([Problem(shown, f"lists and mappings are nested more than {MAX_DEPTH} deep (MAX_DEPTH)", line)])
     try:
-        raw = _yaml().load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CaseError([Problem(shown, f"cannot read: {exc.strerror or exc}")]) from None
-    except UnicodeDecodeError as exc:
-        raise CaseError([Problem(shown, f"not UTF-8 text: {exc.reason}")]) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ruamel's warnings (a reused anchor) are not the user's concern
+            yaml = _yaml()
+            node = yaml.compose(text)  # parsed once, into nodes: an alias is the node it names
+            found = _structure_problem(node)  # before anything is built from it
+            if found:
+                raise CaseError([Problem(shown, *found)])
+            raw = None if node is None else yaml.constructor.construct_document(node)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(filter(None, [exc.context, exc.problem])) or str(exc)
-        raise CaseError([Problem(shown, f"YAML error: {message}", mark.line + 1 if mark else None)]) from None
+        raise CaseError([Problem(shown, f"YAML error: {_short(message)}", mark.line + 1 if mark else None)]) from None
     except YAMLError as exc:
-        raise CaseError([Problem(shown, f"YAML error: {exc}")]) from None
+        raise CaseError([Problem(shown, f"YAML error: {_short(str(exc))}")]) from None
+    except RecursionError:
+        raise CaseError([Problem(shown, f"lists and mappings are nested more than {MAX_DEPTH} deep (MAX_DEPTH)")]) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # what ruamel's constructors let through
+        message, line = _yaml_value_error(exc, text)
+        raise CaseError([Problem(shown, f"YAML error: cannot read this as plain data: {message}", line)]) from None
     data = _plain(raw)
     problems = _tag_problems(shown, data, raw) + _schema_problems(shown, data, raw)
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or any(

@@ -30,6 +30,7 @@ from conformance.dtypes import FORMATS, FloatFormat, cast, parse_hex_or_decimal,
 
 MAX_ELEMENTS = 2**22  # the most elements one generated tensor (or a product's grid) may have
 MAX_ELEMENTS_ENV = "CONFORMANCE_MAX_ELEMENTS"  # overrides MAX_ELEMENTS
+MAX_DIMENSIONS = 32  # the most dimensions of a `random` shape (numpy allows 64)
 GENERATORS = ("linspace", "logspace", "all_finite", "special", "random")
 ALL_FINITE_DTYPES = ("float16", "bfloat16")
 SIGNS = ("positive", "negative", "both")
@@ -384,6 +385,8 @@ def _planned_size(kind: str, body: Any, spec: dict, limit: int) -> int:
         shape = body.get("shape")
         if not isinstance(shape, list) or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape):
             raise GeneratorError(f"shape must be a list of non-negative whole numbers, not {shape!r}", (kind, "shape"))
+        if len(shape) > MAX_DIMENSIONS:
+            raise GeneratorError(f"shape has {len(shape)} dimensions, more than {MAX_DIMENSIONS}", (kind, "shape"))
         return math.prod(shape)
     raise GeneratorError(f"unknown generator {kind!r}")
 
@@ -488,7 +491,7 @@ def _special(spec: dict, body: list) -> Generated:
 
 def _random(spec: dict, body: dict) -> Generated:
     distribution = body.get("distribution")
-    if distribution not in DISTRIBUTIONS:
+    if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
         raise GeneratorError(
             f"distribution must be one of {', '.join(DISTRIBUTIONS)}, not {distribution!r}", ("random", "distribution")
         )
@@ -505,7 +508,13 @@ def _random(spec: dict, body: dict) -> Generated:
         raise GeneratorError(f"seed must be a whole number >= 0, not {seed!r}", ("random", "seed"))
     values = {}
     for key in parameters:
-        values[key] = float(_finite(body[key], ("random", key), key)) if key in body else DISTRIBUTION_DEFAULTS[key]
+        if key not in body:
+            values[key] = DISTRIBUTION_DEFAULTS[key]
+            continue
+        try:
+            values[key] = float(_finite(body[key], ("random", key), key))
+        except OverflowError:
+            raise GeneratorError(f"{key} {_shown(body[key])} is beyond float64", ("random", key)) from None
     if "scale" in values and not values["scale"] > 0:
         raise GeneratorError(f"scale must be positive, not {_shown(body['scale'])}", ("random", "scale"))
     if "low" in values and values["low"] > values["high"]:
@@ -513,7 +522,11 @@ def _random(spec: dict, body: dict) -> Generated:
     shape = tuple(body["shape"])
     rng = np.random.default_rng(seed)
     first, second = (values[key] for key in parameters)
-    draws = getattr(rng, distribution)(first, second, size=shape).astype(np.float64)
+    try:
+        with np.errstate(over="ignore"):
+            draws = getattr(rng, distribution)(first, second, size=shape).astype(np.float64)
+    except (OverflowError, ValueError) as exc:  # uniform: high - low must be a finite float64
+        raise GeneratorError(f"random {distribution}({first!r}, {second!r}) cannot be drawn in float64: {exc}", ("random",)) from None
     arguments = ", ".join(f"{key}={_shown(body.get(key, DISTRIBUTION_DEFAULTS[key]))}" for key in parameters)
     return Generated("random", spec, draws, f"random {distribution}({arguments}), seed {seed}, shape {list(shape)}")
 
@@ -537,7 +550,7 @@ def schema_problems(instance: Any, schema: dict) -> list[tuple[list, str]]:
     body = instance[kind]
     if kind == "random" and isinstance(body, dict) and not [k for k in instance if k != kind]:
         distribution = body.get("distribution")
-        if distribution not in DISTRIBUTIONS:
+        if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
             where = ["random", "distribution"] if "distribution" in body else ["random"]
             return [(where, f"random needs a distribution: one of {', '.join(DISTRIBUTIONS)}, not {distribution!r}")]
         target, prefix, instance = {"$ref": f"#/definitions/random_{distribution}"}, [kind], body

@@ -341,7 +341,23 @@ def test_python_tag_is_rejected_and_never_executed(tmp_path):
 
 def test_python_tag_on_a_scalar_is_rejected(tmp_path):
     path = write(tmp_path, HEAD + "  - id: a\n    why: w\n    logits: [!!python/name:os.system 1]\n    target: [0]\n")
-    assert_problem(path, line=6, case="a", field="logits")
+    _, problems = problems_of(path)
+    assert {(p.line, p.case, p.field) for p in problems} == {(6, "a", "logits.0"), (6, "a", "logits")}
+    assert any("YAML tag" in p.message and "python/name:os.system" in p.message for p in problems)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!!python/name:os.system\n",  # the whole document
+        HEAD + "  - id: a\n    why: w\n    !!python/name:os.system logits: [1]\n    target: [0]\n",  # a key
+        HEAD + "  - id: a\n    why: !!str w\n    logits: [1]\n    target: [0]\n",  # even a standard tag
+    ],
+    ids=["document", "key", "standard-tag"],
+)
+def test_tags_anywhere_are_rejected(tmp_path, text):
+    exc, problems = problems_of(write(tmp_path, text))
+    assert any("YAML tag" in p.message for p in problems), str(exc)
 
 
 @pytest.mark.parametrize(
