@@ -236,7 +236,11 @@ class ExactValues:
             )
             literal = None if gradient or axis_mean else case.expected(fmt.name).get(reduction)
             if literal is not None:
-                _check_expectation(literal, value, fmt, reduction)
+                try:
+                    _check_expectation(literal, value, fmt, reduction)
+                except ExpectationError as exc:  # named as the loader names a bad file: file:line, case, field
+                    where = f"{case.file}:{case.line}" if case.line else str(case.file)
+                    raise ExpectationError(f"{where}: case '{case.id}': field 'expect.{reduction}': {exc}") from None
             self._references[key] = value
         return self._references[key]
 

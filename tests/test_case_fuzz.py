@@ -140,6 +140,7 @@ def test_expect_contradicting_the_reference_via_validate_and_a_run(tmp_path, cap
     assert main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
     assert "wrong/a" in out and "error" in out and "contradicts" in out and "Traceback" not in out
+    assert f"{path}:4: case 'a': field 'expect.mean'" in out  # named as the loader names it
 
 
 def test_file_size_limit_is_configurable_and_checked_before_reading(tmp_path, monkeypatch):

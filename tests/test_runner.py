@@ -265,6 +265,7 @@ def test_expect_contradicting_the_reference_is_an_error(tmp_path):
     path.write_text(CASE.replace("    weight: [2.0, 0.5]\n", "    expect: {mean: '0.9'}\n"))
     result = run(double(call=numpy_stable), load_file(path)[0], reduction="mean")
     assert result.verdict == "error" and "contradicts the exact float32 value" in result.message
+    assert f"{path}:" in result.message and "field 'expect.mean'" in result.message
 
 
 def test_a_bug_in_the_suite_is_the_checks_error_and_no_known_divergence_hides_it(monkeypatch):
