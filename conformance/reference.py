@@ -422,8 +422,11 @@ def reference(
         settled = _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean)
         if settled is not None:
             return settled
-        if fmt.precision > fast_reference.MAX_PRECISION and variant is None and not gradient and not axis_mean:
-            balls = arb_reference.reduction(formula, inputs, reduction, fmt)
+        # the mean of Keras's row means (rows of equal length) is the mean of every element, and for a
+        # 1-D input (one row) so are its sum and the row mean itself: the same ball
+        arb_reduction = reduction if not axis_mean else ("mean" if reduction == "mean" or _one_row(inputs, first) else None)
+        if fmt.precision > fast_reference.MAX_PRECISION and variant is None and not gradient and arb_reduction:
+            balls = arb_reference.reduction(formula, inputs, arb_reduction, fmt)
             if balls is not None:
                 value, middle = balls
                 return ReferenceValue(exact=np.array(middle, dtype=object), rounded=np.array(value), precision=2 * fmt.precision + 64)
@@ -453,6 +456,10 @@ def reference(
         precision *= 2
     what = ("target gradient" if wrt_target else "gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
     raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
+
+
+def _one_row(inputs, first: str) -> bool:
+    return len(np.broadcast_shapes(*(np.shape(inputs[n]) for n in (first, "target", "weight", "pos_weight") if n in inputs))) == 1
 
 
 def _plain_logits_term(x, y, w, q=None):
