@@ -217,6 +217,8 @@ def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
         p = mpmath.mpf(round_to_format(sigmoid(first), fmt)) if two_step else first
         if low is not None and (p < low or p > high):
             grad = mpmath.mpf(0)  # clip_by_value passes no gradient outside its range
+        elif two_step and 0 < p < 1 and all(mpmath.isfinite(v) for v in (y, w) + ((q,) if q is not None else ())):
+            return _two_step_chain(p, y, w, q, floor)
         else:
             grad = bce_grad(p, y, w, q, denominator_floor=floor)
         if two_step:  # chain rule through the sigmoid, whose backward is p·(1 - p) of its output
@@ -224,6 +226,31 @@ def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
         return grad
 
     return term
+
+
+def _two_step_chain(p, y, w, q, floor) -> mpmath.mpf:
+    """p·(1 - p) times the probability loss's backward, for 0 < p < 1, formed exactly and rounded at most once.
+
+    The product is often a value of the dtype or a rounding tie exactly (w·(p - y) for torch's backward
+    where p·(1 - p) is above its floor): evaluated as a quotient then a product, it would come out a
+    working-precision rounding either side of the tie at every precision, and Ziv's test would never settle.
+    """
+    slope = mpmath.fmul(p, mpmath.fsub(1, p, exact=True), exact=True)
+    if floor is not None:  # torch: w·(p - y)·slope / max(slope, floor)
+        numerator = mpmath.fmul(w, mpmath.fsub(p, y, exact=True), exact=True)
+        if slope >= floor:
+            return numerator
+        return mpmath.fmul(numerator, slope, exact=True) / floor  # one correctly rounded division
+    positive = y if q is None else mpmath.fmul(q, y, exact=True)  # w·((1-y)/(1-p) - q·y/p)·p·(1-p)
+    return mpmath.fmul(
+        w,
+        mpmath.fsub(
+            mpmath.fmul(mpmath.fsub(1, y, exact=True), p, exact=True),
+            mpmath.fmul(positive, mpmath.fsub(1, p, exact=True), exact=True),
+            exact=True,
+        ),
+        exact=True,
+    )
 
 
 def bce_with_logits_target_grad(x, y, w, q=None) -> mpmath.mpf:
@@ -395,8 +422,11 @@ def reference(
         settled = _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean)
         if settled is not None:
             return settled
-        if fmt.precision > fast_reference.MAX_PRECISION and variant is None and not gradient and not axis_mean:
-            balls = arb_reference.reduction(formula, inputs, reduction, fmt)
+        # the mean of Keras's row means (rows of equal length) is the mean of every element, and for a
+        # 1-D input (one row) so are its sum and the row mean itself: the same ball
+        arb_reduction = reduction if not axis_mean else ("mean" if reduction == "mean" or _one_row(inputs, first) else None)
+        if fmt.precision > fast_reference.MAX_PRECISION and variant is None and not gradient and arb_reduction:
+            balls = arb_reference.reduction(formula, inputs, arb_reduction, fmt)
             if balls is not None:
                 value, middle = balls
                 return ReferenceValue(exact=np.array(middle, dtype=object), rounded=np.array(value), precision=2 * fmt.precision + 64)
@@ -426,6 +456,10 @@ def reference(
         precision *= 2
     what = ("target gradient" if wrt_target else "gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
     raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
+
+
+def _one_row(inputs, first: str) -> bool:
+    return len(np.broadcast_shapes(*(np.shape(inputs[n]) for n in (first, "target", "weight", "pos_weight") if n in inputs))) == 1
 
 
 def _plain_logits_term(x, y, w, q=None):

@@ -358,7 +358,7 @@ class Runner:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
             return result
         except Exception as exc:  # the framework's own error is this check's result
-            result.message = f"the call raised {_first_line(exc)}"
+            result.message = f"{EMPTY if _is_empty(inputs) else ''}the call raised {_first_line(exc)}"
             result.repro = "" if gradient else self._repro(check, inputs, ref, None)
             return result
         if got.shape != ref.shape:
@@ -381,6 +381,8 @@ class Runner:
             result.message = f"returned {got.dtype} for {check.dtype} inputs (a silent change of dtype)"
         elif judgement.passed:
             result.verdict = Verdict.EXACT.value
+            if _is_empty(inputs):  # the framework's policy for no elements, on record (not only in `worst`)
+                result.message = f"{EMPTY}returned {_returned(values)}"
             return result
         elif api.variants and check.quantity != "grad_target" and self._matches_variant(check, values, fmt, result):
             # no variant is defined for target gradients: a miss there is a fail or a known divergence
@@ -392,6 +394,8 @@ class Runner:
                 f"max error {_ulps(judgement.max_ulp)} ULP exceeds the {check.dtype} tolerance of "
                 f"{tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g})"
             )
+            if _is_empty(inputs):
+                result.message = f"{EMPTY}returned {_returned(values)}: {result.message}"
         if not gradient:  # the reproducers call the loss; a gradient's is not written yet
             result.repro = self._repro(check, inputs, ref, judgement.worst[0].index if check.reduction == "none" else None)
         return result
@@ -561,6 +565,20 @@ class Runner:
 
 def broadcast_shape(inputs) -> tuple[int, ...]:
     return np.broadcast_shapes(*(a.shape for a in inputs.values()))
+
+
+EMPTY = "empty input: "  # starts the message of every result on an input without elements
+
+
+def _is_empty(inputs) -> bool:
+    return int(np.prod(broadcast_shape(inputs))) == 0
+
+
+def _returned(values: np.ndarray) -> str:
+    """What an API returned for an empty input: its value (a reduction) or its shape."""
+    if values.shape == ():
+        return to_hex(float(values)) if math.isnan(float(values)) else f"{to_hex(float(values))} ({float(values)!r})"
+    return f"shape {values.shape}"
 
 
 def _decimal(value: mpmath.mpf) -> str:

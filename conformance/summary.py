@@ -6,7 +6,7 @@ import math
 from collections import Counter, defaultdict
 
 from conformance.results import Result
-from conformance.runner import OBSERVED
+from conformance.runner import EMPTY, OBSERVED
 from conformance.verdicts import Verdict
 
 COLUMNS = [
@@ -127,6 +127,16 @@ def summary_markdown(results: list[Result]) -> str:
                 dtypes = ", ".join(sorted({r.dtype for r in rows}))
                 out.append(f"- **{name}** ({len(rows)} results; {where}; {dtypes}; worst {_ulp(worst)} ULP): {reason}")
                 out.append(f"  Source: {rows[0].source}")
+            out.append("")
+        empty: dict[tuple[str, str], list[str]] = defaultdict(list)  # what each API does with no elements
+        for r in group:
+            observed = r.message.split(OBSERVED, 1)[-1]  # a known divergence's message: its reason, then this
+            if observed.startswith(EMPTY) and r.quantity in ("value", "grad", "grad_target"):
+                quantity = "" if r.quantity == "value" else f" {r.quantity}"
+                empty[(r.api, f"{r.reduction}{quantity}: {observed[len(EMPTY):]} ({r.verdict})")].append(r.dtype)
+        if empty:
+            out.append(f"### Empty inputs ({sum(map(len, empty.values()))} results)\n")
+            out.extend(f"- `{api}` {what}; {', '.join(dtypes)}" for (api, what), dtypes in empty.items())
             out.append("")
         unsupported = Counter(r.message for r in group if r.verdict == Verdict.UNSUPPORTED.value)
         if unsupported:

@@ -46,3 +46,22 @@ def test_the_mpmath_path_refuses_what_would_take_minutes(monkeypatch):
     inputs = {"logits": np.zeros(200), "target": np.zeros(200)}
     with pytest.raises(reference_module.ReferenceError, match="200 elements for the mpmath path"):
         reference("bce_with_logits", inputs, "none", FLOAT64)
+
+
+@pytest.mark.parametrize("shape, reduction", [((1500,), "none"), ((1500,), "mean"), ((1500,), "sum"), ((3, 500), "mean")])
+def test_keras_row_means_of_a_large_float64_input_take_the_balls(shape, reduction):
+    # Keras's mean over the last axis: the mean of the row means is the mean of every element, and for one
+    # row (a 1-D input) so are the row mean and its sum. These took the mpmath path, which refuses a
+    # million elements (the error of cases/scale.yaml's float64 case under keras ... axis=-1)
+    rng = np.random.default_rng(5)
+    inputs = {"logits": rng.uniform(-15, 15, shape), "target": rng.uniform(0, 1, shape)}
+    balls = reference("bce_with_logits", inputs, reduction, FLOAT64, axis_mean=True)
+    exact = reference("bce_with_logits", inputs, reduction, FLOAT64, axis_mean=True, fast=False)
+    assert balls.precision == 2 * 53 + 64 and balls.rounded == exact.rounded and balls.rounded.shape == exact.rounded.shape
+    assert abs(balls.exact[()] - exact.exact[()]) <= abs(exact.exact[()]) * 2.0**-100
+
+
+def test_keras_row_sums_of_several_rows_stay_on_the_mpmath_path():
+    rng = np.random.default_rng(6)
+    inputs = {"logits": rng.uniform(-15, 15, (3, 500)), "target": rng.uniform(0, 1, (3, 500))}
+    assert reference("bce_with_logits", inputs, "sum", FLOAT64, axis_mean=True).precision != 2 * 53 + 64

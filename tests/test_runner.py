@@ -282,3 +282,54 @@ def test_a_bug_in_the_suite_is_the_checks_error_and_no_known_divergence_hides_it
     result = runner.run(check)
     assert result.verdict == "error" and "ZeroDivisionError: planted" in result.message
     assert "a bug in the suite" in result.message and result.divergence == ""
+
+
+EMPTY_CASE = """\
+schema_version: 1
+description: empty inputs
+cases:
+  - id: empty
+    why: no elements
+    logits: []
+    target: []
+    dtypes: [float32]
+    reductions: [none, mean, sum]
+"""
+
+
+def test_empty_input_policy_is_recorded_and_summarised(tmp_path):
+    # what an API does with no elements is on record in each result's message and in the summary's
+    # "Empty inputs" section, whether it matches the exact NaN mean / 0 sum, returns something else, or raises
+    from conformance.summary import summary_markdown
+
+    path = tmp_path / "empty.yaml"
+    path.write_text(EMPTY_CASE)
+    case = load_file(path)[0]
+    numpy_policy = double("double.numpy_policy", call=numpy_stable)
+    zero_mean = double("double.zero_mean", call=lambda inputs, r: np.float32(0) if r == "mean" else numpy_stable(inputs, r))
+
+    def refuses(inputs, reduction):
+        if reduction != "none":
+            raise ValueError("cannot reduce an empty tensor")
+        return numpy_stable(inputs, reduction)
+
+    raising = double("double.raises", call=refuses)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        results = {(api.name, r): run(api, case, reduction=r) for api in (numpy_policy, zero_mean, raising) for r in ("none", "mean", "sum")}
+    assert results[("double.numpy_policy", "mean")].verdict == Verdict.EXACT.value
+    assert results[("double.numpy_policy", "mean")].message == "empty input: returned nan"
+    assert results[("double.numpy_policy", "sum")].message == "empty input: returned 0x0p+0 (0.0)"
+    assert results[("double.numpy_policy", "none")].message == "empty input: returned shape (0,)"
+    assert results[("double.zero_mean", "mean")].verdict == Verdict.FAIL.value
+    assert results[("double.zero_mean", "mean")].message.startswith("empty input: returned 0x0p+0 (0.0): max error inf ULP")
+    assert results[("double.raises", "sum")].verdict == Verdict.ERROR.value
+    assert results[("double.raises", "sum")].message == "empty input: the call raised ValueError: cannot reduce an empty tensor"
+    known = KnownDivergence(id="refuses-empty", case=("*",), api=("double.raises",), reason="it refuses.", source="here")
+    listed = run(raising, case, reduction="mean", known=[known])
+    assert listed.verdict == Verdict.KNOWN_DIVERGENCE.value
+    summary = summary_markdown(list(results.values()) + [listed])
+    section = summary.split("### Empty inputs (10 results)\n", 1)[1]
+    assert "- `double.numpy_policy` mean: returned nan (exact); float32" in section
+    assert "- `double.zero_mean` mean: returned 0x0p+0 (0.0): max error inf ULP" in section
+    assert "- `double.raises` sum: the call raised ValueError: cannot reduce an empty tensor (error); float32" in section
+    assert "- `double.raises` mean: the call raised ValueError: cannot reduce an empty tensor (known_divergence); float32" in section

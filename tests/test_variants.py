@@ -59,6 +59,27 @@ def test_two_step_variant_rounds_the_sigmoid_first():
     assert reference("bce_with_logits", inputs, "none", F32).rounded[0] == np.float32(20.000000002)
 
 
+@pytest.mark.parametrize("variant", [CLAMP, CLIP])
+def test_two_step_variant_gradient_on_a_tie_settles_at_once(variant, monkeypatch):
+    # bfloat16 x = 3.828125 has the rounded sigmoid p = 0.98046875 (251·2**-8), and y = 0.177734375 (91·2**-9):
+    # the chain product w·(p - y) = 0.802734375 (411·2**-9) lies exactly halfway between two bfloat16 values.
+    # As a quotient then a product it came out a working-precision rounding either side of the tie (exact at
+    # 80 bits, 7e-49 below at 160), so Ziv's test doubled the precision again and again (108k such elements
+    # of cases/scale.yaml ran for minutes); formed exactly, it settles at the first precision, half to even.
+    from conformance import reference as reference_module
+
+    bf16 = FORMATS["bfloat16"]
+    inputs = arrays(bf16, logits=[3.828125, 0.5], target=[0.177734375, 0.25])
+    assert float(reference_module._rounded_sigmoid(inputs["logits"], bf16)[0]) == 251 * 2**-8
+    monkeypatch.setattr(reference_module, "MAX_PRECISION", 2 * (2 * bf16.precision + 64))  # no doubling allowed
+    slow = reference("bce_with_logits", inputs, "none", bf16, variant, two_step=True, gradient=True, fast=False)
+    assert slow.exact[0] == mpmath.mpf(411) / 512
+    assert float(slow.rounded[0]) == 0.8046875  # 206·2**-8, the even neighbour of the tie
+    many = {name: np.repeat(values, 1024) for name, values in inputs.items()}  # the fast path, whose ties go to mpmath
+    fast = reference("bce_with_logits", many, "none", bf16, variant, two_step=True, gradient=True)
+    assert np.array_equal(np.asarray(fast.rounded[::1024]).astype(np.float64), np.asarray(slow.rounded).astype(np.float64))
+
+
 CASE = """\
 schema_version: 1
 description: variant tests
