@@ -28,10 +28,9 @@ cases:
     target: [0, 0.5, 1]
     product: true
   - id: every-float16-two-step
-    why: the same elements through the two-step path, loss only
+    why: the same elements through the two-step path, loss and gradient
     dtypes: [float16]
     ops: [sigmoid_bce]
-    gradients: false
     logits: {all_finite: float16}
     target: [0, 0.5, 1]
     product: true

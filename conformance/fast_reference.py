@@ -195,27 +195,38 @@ def probability_terms(
             bound = np.where(np.isfinite(approx), np.abs(approx) * (E + 8 * U) + np.abs(w) * ABSOLUTE, 0.0)
             sign = np.ones(approx.shape, dtype=np.int8)
         else:
+            infinite = np.zeros(p.shape, dtype=bool)
             if grad_floor is not None:  # torch's backward: w·(p - y)/max(p·(1 - p), floor), q = 1
                 if q_given or smoothing is not None:
                     fallback = fallback | True  # no such variant with pos_weight or smoothing
                 denominator = np.maximum(p * (1.0 - p), grad_floor)  # ≤ 2u
                 difference = p - y  # ≤ u
                 grad = difference / denominator  # ≤ 4u
-                grad_bound = np.abs(grad) * 5 * U + ABSOLUTE
+                # p - y is exact in float64 where it is 0 (p = y): the gradient is then exactly 0
+                grad_bound = np.where(difference == 0, 0.0, np.abs(grad) * 5 * U + ABSOLUTE)
                 sign = np.sign(difference).astype(np.int8)
             else:
                 a = np.where(negative == 0, 0.0, negative / (1.0 - p))  # ≤ 6u
                 b = np.where(positive == 0, 0.0, positive / p)  # ≤ 5u
                 grad = a - b
                 grad_bound = 7 * U * (np.abs(a) + np.abs(b)) + U * np.abs(grad) + ABSOLUTE
+                if not q_given and smoothing is None:  # p = y in (0, 1): a = b = 1 exactly, a - b exactly 0
+                    grad_bound = np.where((p == y) & (p > 0) & (p < 1), 0.0, grad_bound)
                 sign = np.where(positive == 0, 1, np.where(negative == 0, -1, 0)).astype(np.int8)
-                fallback = fallback | (p <= 0) | (p >= 1)  # infinite derivatives
+                infinite = (p <= 0) | (p >= 1)  # infinite derivatives
             if clip is not None:  # clip_by_value passes no gradient outside its range
                 grad, grad_bound = np.where(clipped, 0.0, grad), np.where(clipped, 0.0, grad_bound)
                 sign = np.where(clipped, 1, sign).astype(np.int8)
             if two_step_p is not None:  # chain rule through the sigmoid: p·(1 - p) of its output
-                chain = p * (1.0 - p)  # ≤ 2u
-                grad, grad_bound = chain * grad, chain * grad_bound + np.abs(chain * grad) * 3 * U
+                chain = p * (1.0 - p)  # ≤ 2u; no underflow for p a value of a dtype of at most 24 bits
+                # at p = 0 or 1 the sigmoid's backward is exactly 0 and silences an infinite or NaN
+                # gradient (a floor that is 0 in the dtype, 1/p): an exact zero, as in the mpmath path
+                silenced = chain == 0
+                grad = np.where(silenced, 0.0, chain * grad)
+                grad_bound = np.where(silenced, 0.0, chain * grad_bound + np.abs(grad) * 3 * U)
+                sign = np.where(silenced, 1, sign).astype(np.int8)
+                infinite = infinite & ~silenced
+            fallback = fallback | infinite
             approx = w * grad
             bound = np.abs(w) * grad_bound + np.abs(approx) * U
     return Terms(approx, bound, fallback, sign)

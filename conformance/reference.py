@@ -17,7 +17,7 @@ import mpmath
 import numpy as np
 
 from conformance import arb_reference, fast_reference
-from conformance.dtypes import FloatFormat, round_to_format
+from conformance.dtypes import FloatFormat, round_to_format, to_fraction
 from conformance.variants import Variant
 
 # Formulas by what they compute: `sigmoid_bce` is mathematically `bce_with_logits`.
@@ -199,58 +199,90 @@ def bce_grad(p, y, w, q=None, denominator_floor=None) -> mpmath.mpf:
     return w * (_times(one_minus_y, _reciprocal(mpmath.fsub(1, p, exact=True))) - _times(positive, _reciprocal(p)))
 
 
+def _infinity(sign_of) -> mpmath.mpf:
+    return mpmath.inf if sign_of > 0 else -mpmath.inf
+
+
+def _exact_bce_grad(p: Fraction, y: Fraction, w: Fraction, q: Fraction | None, floor: Fraction | None):
+    """``bce_grad`` on finite binary inputs, exactly: a Fraction, or ±inf / NaN as an mpf where it is
+    not finite (the same cases and signs as ``bce_grad``: 0·(1/0) = 0, 0·inf = NaN)."""
+    if p < 0 or p > 1:
+        return mpmath.nan
+    if floor is not None:  # torch's backward: w·(p - y)/max(p·(1 - p), floor)
+        numerator, denominator = w * (p - y), max(p * (1 - p), floor)
+        if denominator == 0:  # a floor that rounds to 0 in the dtype (1e-12 in float16), at p = 0 or 1
+            return mpmath.nan if numerator == 0 else _infinity(numerator)
+        return numerator / denominator
+    positive = y if q is None else q * y
+    one_minus_y = 1 - y
+    infinite = one_minus_y if p == 1 and one_minus_y else (-positive if p == 0 and positive else None)
+    if infinite is not None:  # (1-y)/(1-p) or y/p is infinite (never both: p is 0 or 1, not both)
+        return mpmath.nan if w == 0 else _infinity(w * infinite)
+    a = one_minus_y / (1 - p) if one_minus_y else Fraction(0)
+    b = positive / p if positive else Fraction(0)
+    return w * (a - b)
+
+
 def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
     """The gradient of one element under ``variant``, as the framework's backward computes it: zero where
     the clip of p is active, torch's floored denominator, and for the two-step op the sigmoid's own
-    derivative p·(1 - p) taken from its rounded output."""
+    derivative p·(1 - p) taken from its rounded output.
+
+    Given p (for the two-step op, the sigmoid rounded to the dtype), every step is rational in the binary
+    inputs: p - y, p·(1 - p), the max with the floor (a value of the dtype), the quotient and the
+    product. So for finite inputs the term is computed exactly, as a Fraction (±inf and NaN as mpf), and
+    its rounding is settled at once, ties included: an exact value that is a midpoint of the format
+    (common in 16 bits, e.g. p - y at y = 0.5) is rounded to even by ``round_to_format``, where an
+    inexact quotient at any working precision would land on either side of the tie and never settle.
+    Non-finite inputs keep the mpmath evaluation (their results are ±inf, NaN or exact zeros).
+    ``reference`` turns the Fractions into mpf for ``ReferenceValue.exact``."""
     low = high = None
     if variant.prob_clip is not None:
         eps = round_to_format(Fraction(variant.prob_clip), fmt)
-        low, high = mpmath.mpf(eps), mpmath.mpf(round_to_format(1 - Fraction(eps), fmt))
+        low, high = Fraction(eps), Fraction(round_to_format(1 - Fraction(eps), fmt))
     floor = None
     if variant.grad_denominator_floor is not None:
-        floor = mpmath.mpf(round_to_format(Fraction(variant.grad_denominator_floor), fmt))
+        floor = Fraction(round_to_format(Fraction(variant.grad_denominator_floor), fmt))
+
+    def inexact(p, y, w, q):  # a non-finite input
+        if low is not None and (p < float(low) or p > float(high)):  # the ends are values of the dtype
+            grad = mpmath.mpf(0)  # clip_by_value passes no gradient outside its range
+        else:
+            grad = bce_grad(p, y, w, q, denominator_floor=None if floor is None else mpmath.mpf(floor))
+        if two_step:  # chain rule through the sigmoid, whose backward is p·(1 - p) of its output
+            grad = _times(mpmath.fmul(p, mpmath.fsub(1, p, exact=True), exact=True), grad)
+        return grad
 
     def term(first, y, w, q=None):
         if mpmath.isnan(first):
             return mpmath.nan
         p = mpmath.mpf(round_to_format(sigmoid(first), fmt)) if two_step else first
-        if low is not None and (p < low or p > high):
-            grad = mpmath.mpf(0)  # clip_by_value passes no gradient outside its range
-        elif two_step and 0 < p < 1 and all(mpmath.isfinite(v) for v in (y, w) + ((q,) if q is not None else ())):
-            return _two_step_chain(p, y, w, q, floor)
+        if not all(mpmath.isfinite(v) for v in (p, y, w) + (() if q is None else (q,))):
+            return inexact(p, y, w, q)
+        p_, y_, w_ = to_fraction(p), to_fraction(y), to_fraction(w)
+        q_ = None if q is None else to_fraction(q)
+        if low is not None and (p_ < low or p_ > high):
+            grad = Fraction(0)  # clip_by_value passes no gradient outside its range
         else:
-            grad = bce_grad(p, y, w, q, denominator_floor=floor)
+            grad = _exact_bce_grad(p_, y_, w_, q_, floor)
         if two_step:  # chain rule through the sigmoid, whose backward is p·(1 - p) of its output
-            grad = _times(mpmath.fmul(p, mpmath.fsub(1, p, exact=True), exact=True), grad)
+            chain = p_ * (1 - p_)  # in [0, 1/4]: a zero silences an infinite or NaN gradient
+            if chain == 0:
+                return Fraction(0)
+            return chain * grad if isinstance(grad, Fraction) else grad
         return grad
 
     return term
 
 
-def _two_step_chain(p, y, w, q, floor) -> mpmath.mpf:
-    """p·(1 - p) times the probability loss's backward, for 0 < p < 1, formed exactly and rounded at most once.
-
-    The product is often a value of the dtype or a rounding tie exactly (w·(p - y) for torch's backward
-    where p·(1 - p) is above its floor): evaluated as a quotient then a product, it would come out a
-    working-precision rounding either side of the tie at every precision, and Ziv's test would never settle.
-    """
-    slope = mpmath.fmul(p, mpmath.fsub(1, p, exact=True), exact=True)
-    if floor is not None:  # torch: w·(p - y)·slope / max(slope, floor)
-        numerator = mpmath.fmul(w, mpmath.fsub(p, y, exact=True), exact=True)
-        if slope >= floor:
-            return numerator
-        return mpmath.fmul(numerator, slope, exact=True) / floor  # one correctly rounded division
-    positive = y if q is None else mpmath.fmul(q, y, exact=True)  # w·((1-y)/(1-p) - q·y/p)·p·(1-p)
-    return mpmath.fmul(
-        w,
-        mpmath.fsub(
-            mpmath.fmul(mpmath.fsub(1, y, exact=True), p, exact=True),
-            mpmath.fmul(positive, mpmath.fsub(1, p, exact=True), exact=True),
-            exact=True,
-        ),
-        exact=True,
-    )
+def _as_mpf(values: np.ndarray, precision: int) -> np.ndarray:
+    """The values with each Fraction (an exact rational term) as the nearest mpf of ``precision`` bits."""
+    out = np.empty(values.shape, dtype=object)
+    for index, value in np.ndenumerate(values):
+        if isinstance(value, Fraction):
+            value = mpmath.mpf(mpmath.libmp.from_rational(value.numerator, value.denominator, precision, mpmath.libmp.round_nearest))
+        out[index] = value
+    return out
 
 
 def bce_with_logits_target_grad(x, y, w, q=None) -> mpmath.mpf:
@@ -452,7 +484,7 @@ def reference(
             high = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target, count)
         rounded = _round_all(high, fmt)
         if _same(_round_all(low, fmt), rounded):
-            return ReferenceValue(exact=high, rounded=rounded, precision=2 * precision)
+            return ReferenceValue(exact=_as_mpf(high, 2 * precision), rounded=rounded, precision=2 * precision)
         precision *= 2
     what = ("target gradient" if wrt_target else "gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
     raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")

@@ -120,6 +120,25 @@ def test_variants_fast_path_matches_mpmath(variant, two_step, gradient):
     assert_same(fast, slow)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("variant", ["log_clamp(-100)", "prob_clip(1e-7)"])
+def test_16bit_two_step_variant_gradients_match_mpmath_at_ties(dtype, variant):
+    # In 16 bits the two-step variant gradient p - y is often exactly a midpoint of the format (p has
+    # 11 or 8 bits): the fast path leaves those to the mpmath path, which settles them exactly; both
+    # paths agree on a sample with every such tie near 0 (x ≈ 0: p next to 1/2, targets 0.5 and 1) and
+    # the saturated ends (p = 0 or 1: an exact zero)
+    fmt = FORMATS[dtype]
+    x = all_finite(dtype)
+    near_zero = x[(np.abs(x) < 0.01) & (np.abs(x) > 1e-4)][:: 8 if dtype == "float16" else 1]
+    x = np.concatenate([near_zero, logit_sample(dtype, 600, seed=5)]).astype(fmt.numpy_dtype).astype(np.float64)
+    inputs = cast(grid(x), dtype)
+    v = VARIANTS[variant]
+    fast = reference("bce_with_logits", inputs, "none", fmt, v, two_step=True, gradient=True)
+    assert np.isnan(fast.approx).sum() >= 50  # ties the fast path handed on
+    slow = reference("bce_with_logits", inputs, "none", fmt, v, two_step=True, gradient=True, fast=False)
+    assert_same(fast, slow)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
 def test_reductions_weights_and_smoothing_match_mpmath(reduction, gradient):

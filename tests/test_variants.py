@@ -12,7 +12,7 @@ from conformance.adapters import Api, Framework
 from conformance.cases import load_file
 from conformance.divergences import KnownDivergence
 from conformance.dtypes import FORMATS, cast
-from conformance.reference import reference
+from conformance.reference import _rounded_sigmoid, reference
 from conformance.runner import Check, Runner
 
 F32, F64 = FORMATS["float32"], FORMATS["float64"]
@@ -78,6 +78,47 @@ def test_two_step_variant_gradient_on_a_tie_settles_at_once(variant, monkeypatch
     many = {name: np.repeat(values, 1024) for name, values in inputs.items()}  # the fast path, whose ties go to mpmath
     fast = reference("bce_with_logits", many, "none", bf16, variant, two_step=True, gradient=True)
     assert np.array_equal(np.asarray(fast.rounded[::1024]).astype(np.float64), np.asarray(slow.rounded).astype(np.float64))
+
+
+F16, BF16 = FORMATS["float16"], FORMATS["bfloat16"]
+
+
+@pytest.mark.parametrize("variant", [CLAMP, CLIP], ids=lambda v: v.name)
+def test_two_step_variant_gradient_settles_an_exact_tie(variant):
+    # The two-step gradient under either variant is ((p - y)/max(p(1 - p), floor))·p(1 - p) = p - y here,
+    # with p the rounded sigmoid: p - y is exactly a midpoint of the 16-bit format, which an inexact
+    # division at any working precision lands on either side of (the Ziv loop never settled: ReferenceError).
+    # Evaluated in exact rationals it rounds to even at the first precision, on both paths.
+    cases = [  # dtype, logit, target, p, exact p - y, its rounding (ties to even)
+        (F16, -0.0004887580871582031, 1.0, 0.499755859375, -0.500244140625, -0.5),  # -(0.5 + ulp/2)
+        (F16, -1.1005859375, 0.5, 0.2496337890625, -0.2503662109375, -0.25048828125),  # -(0.25 + 1.5 ulp)
+        (BF16, -0.003936767578125, 1.0, 0.498046875, -0.501953125, -0.5),
+    ]
+    for fmt, x, y, p, exact, rounded in cases:
+        assert float(np.asarray(x, fmt.numpy_dtype)) == x and _rounded_sigmoid(np.array([x]), fmt)[0] == p
+        inputs = arrays(fmt, logits=[x], target=[y])
+        slow = reference("bce_with_logits", inputs, "none", fmt, variant, two_step=True, gradient=True, fast=False)
+        assert slow.precision == 2 * (2 * fmt.precision + 64)  # settled at once
+        assert slow.rounded[0] == rounded and slow.exact[0] == exact and isinstance(slow.exact[0], mpmath.mpf)
+        # the fast path cannot settle a tie from its float64 interval and hands it to the exact one
+        many = arrays(fmt, logits=[x] * 1024, target=[y] * 1024)
+        fast = reference("bce_with_logits", many, "none", fmt, variant, two_step=True, gradient=True)
+        assert fast.approx is not None and np.isnan(fast.approx).all() and (fast.rounded == rounded).all()
+        assert fast.exact_at(0) == exact
+        # the mean's gradient divides the exact value by the count: p - y over 1024, a tie again
+        mean = reference("bce_with_logits", many, "mean", fmt, variant, two_step=True, gradient=True)
+        assert (mean.rounded == rounded / 1024).all()
+
+
+def test_two_step_variant_gradient_is_exact_zero_where_the_sigmoid_saturates():
+    # float16's floor 1e-12 is 0 in the dtype: at p = 1 (x = 20), (p - y)/max(0, 0) is NaN or inf, and the
+    # sigmoid's backward p(1 - p) = 0 silences it: an exact zero on both paths
+    inputs = arrays(F16, logits=[20.0, 20.0, -20.0, -20.0], target=[1.0, 0.0, 0.0, 0.5])
+    slow = reference("bce_with_logits", inputs, "none", F16, CLAMP, two_step=True, gradient=True, fast=False)
+    assert list(slow.rounded) == [0.0, 0.0, 0.0, 0.0] and not np.signbit(slow.rounded).any()
+    many = {name: np.repeat(values, 256) for name, values in inputs.items()}
+    fast = reference("bce_with_logits", many, "none", F16, CLAMP, two_step=True, gradient=True)
+    assert not np.isnan(fast.approx).any() and (fast.rounded == 0).all() and not np.signbit(fast.rounded).any()
 
 
 CASE = """\
