@@ -468,26 +468,64 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
         reduced = fast_reference.reduce_terms(terms, reduction, gradient, size)
     rounded, unsettled = fast_reference.settle(reduced, fmt)
 
-    def slow(part: dict, part_reduction: str, part_count: int | None = None) -> ReferenceValue:
-        return reference(formula, part, part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count)
+    rowwise = axis_mean and reduction == "none" and not gradient  # Keras's row means: settled row by row
+    elementwise = gradient or (reduction == "none" and not axis_mean) or rowwise
+    if not elementwise and unsettled.any():  # a reduction: settled whole, or the mpmath path
+        return None
+    return fast_value(
+        formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean,
+        rounded, reduced.approx, reduced.bound, unsettled, shape=shape, count=count,
+    )
+
+
+def fast_value(
+    formula: str,
+    inputs: dict[str, np.ndarray],
+    reduction: str,
+    fmt: FloatFormat,
+    variant: Variant | None,
+    two_step: bool,
+    gradient: bool,
+    axis_mean: bool,
+    rounded: np.ndarray,
+    approx: np.ndarray,
+    bound: np.ndarray,
+    unsettled: np.ndarray | None = None,
+    shape: tuple[int, ...] | None = None,
+    count: int | None = None,
+) -> ReferenceValue:
+    """The ``ReferenceValue`` of fast-path values (``rounded``, ``approx``, ``bound``), whose exact values
+    mpmath computes on demand: all of them (``exact``), or those of the elements asked (``exact_where`` /
+    ``exact_at``; for Keras's row means, of the rows). The one constructor of the fast path's values, for
+    ``_fast`` and for the cache's stored ones (``conformance.cache.rebuild``). ``unsettled``: elements whose
+    rounding the float64 bound did not settle: settled here by mpmath (``rounded`` is written in place),
+    their exact values kept and their ``approx`` NaN. A reduction's exact value, where asked, is its
+    float64 value (its rounding is settled, and its error is judged from ``bound``)."""
+    first = "probs" if formula == "bce" else "logits"
+    if shape is None:
+        shape = np.broadcast_shapes(*(np.shape(inputs[n]) for n in (first, "target", "weight", "pos_weight") if n in inputs))
+    if count is None:
+        size = int(np.prod(shape))
+        count = size
+        if axis_mean:
+            length = shape[-1]
+            count = length * (size // length if length else 0) if reduction == "mean" else length
 
     def exact_of() -> np.ndarray:
         return reference(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, fast=False).exact
 
     rowwise = axis_mean and reduction == "none" and not gradient  # Keras's row means: settled row by row
     elementwise = gradient or (reduction == "none" and not axis_mean) or rowwise
-    if not elementwise:  # a reduction: settled whole, or the mpmath path
-        if unsettled.any():
-            return None
+    if not elementwise:
         return ReferenceValue(
-            rounded=rounded, approx=reduced.approx, bound=reduced.bound, exact_of=exact_of,
-            exact_at=lambda index: mpmath.mpf(float(reduced.approx[index])),
+            rounded=rounded, approx=approx, bound=bound, exact_of=exact_of,
+            exact_at=lambda index: mpmath.mpf(float(approx[index])),
         )
 
     def part_of(mask: np.ndarray) -> dict:
         # a mask over the elements, or for row means over the rows (each selected row whole)
         part = {name: np.broadcast_to(inputs[name], shape)[mask] for name in (first, "target", "weight", "pos_weight") if name in inputs}
-        if smoothing is not None:
+        if "label_smoothing" in inputs:
             part["label_smoothing"] = inputs["label_smoothing"]
         return part
 
@@ -496,15 +534,17 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
     def settle_part(mask: np.ndarray) -> ReferenceValue:
         if rowwise:
             return reference(formula, part_of(mask), "none", fmt, variant, two_step, False, axis_mean=True, fast=False)
-        return slow(part_of(mask), part_reduction, part_count)
+        return reference(formula, part_of(mask), part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count)
 
     result_shape = rounded.shape
     exact = np.empty(result_shape, dtype=object)
     exact.fill(None)
-    if unsettled.any():
+    if unsettled is not None and unsettled.any():
         settled_part = settle_part(unsettled)
         rounded[unsettled] = settled_part.rounded
         exact[unsettled] = settled_part.exact
+    if unsettled is not None:
+        approx = np.where(unsettled, np.nan, approx)
 
     def exact_where(mask: np.ndarray) -> np.ndarray:
         missing = mask & np.equal(exact, None)
@@ -518,8 +558,7 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
         return exact_where(mask)[0]
 
     return ReferenceValue(
-        rounded=rounded, approx=np.where(unsettled, np.nan, reduced.approx), bound=reduced.bound,
-        exact_of=exact_of, exact_at=exact_at, exact_where=exact_where,
+        rounded=rounded, approx=approx, bound=bound, exact_of=exact_of, exact_at=exact_at, exact_where=exact_where
     )
 
 
