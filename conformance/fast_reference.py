@@ -45,6 +45,9 @@ class Terms:
     bound: np.ndarray
     fallback: np.ndarray  # bool
     sign: np.ndarray  # int8
+    # where finite, a strict upper bound on the exact value's magnitude: |exact| < cap (the logits
+    # gradient at target 1/2, w·tanh(x/2)/2, below w·|x|/4); it settles roundings next to a tie
+    cap: np.ndarray | None = None
 
 
 def round_to_dtype(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -80,6 +83,13 @@ def settle(terms: Terms, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
         low = np.where(terms.sign > 0, np.maximum(low, 0.0), low)
         high = np.where(terms.sign < 0, np.minimum(high, -0.0), high)
         rounded_low, rounded_high = round_to_dtype(low, fmt), round_to_dtype(high, fmt)
+        if terms.cap is not None:  # |exact| < cap: at most the largest float64 below cap where cap is a tie
+            below = np.nextafter(terms.cap, 0.0)
+            boundary = round_to_dtype(below, fmt) != round_to_dtype(np.nextafter(terms.cap, np.inf), fmt)
+            cap = np.where(np.isfinite(terms.cap), np.where(boundary, below, terms.cap), np.inf)
+            high = np.where(terms.sign > 0, np.minimum(high, cap), high)
+            low = np.where(terms.sign < 0, np.maximum(low, -cap), low)
+            rounded_low, rounded_high = round_to_dtype(low, fmt), round_to_dtype(high, fmt)
     same = (rounded_low == rounded_high) & (np.signbit(rounded_low) == np.signbit(rounded_high))
     # a product with an exactly zero factor (a zero weight, the sigmoid's p·(1 - p) at p = 0) is an
     # exact zero, which rounds to +0 as mpmath's unsigned zero does
@@ -157,6 +167,13 @@ def logits_terms(inputs: dict[str, np.ndarray], smoothing: float | None, gradien
             use = (q == 1) & (better_bound < bound)
             approx, bound = np.where(use, better, approx), np.where(use, better_bound, bound)
             sign = np.where(positive == 0, 1, np.where(negative == 0, -1, 0)).astype(np.int8)
+            # at y' = 1/2 exactly (q = 1, no smoothing) the gradient is w·tanh(x/2)/2: the sign of w·x,
+            # and |tanh(t)| < |t| for t != 0 makes w·|x|/4 (exact in float64 above its underflow: two
+            # values of at most 24 bits) a strict upper bound on its magnitude
+            quarter = np.abs(w * (x / 4))
+            capped = (q == 1) & (y == 0.5) & (w > 0) & (x != 0) & (quarter >= 2.0**-960) & np.isfinite(quarter) & (smoothing is None)
+            sign = np.where(capped, np.sign(x), sign).astype(np.int8)
+            return Terms(approx, bound, fallback, sign, np.where(capped, quarter, np.nan))
     return Terms(approx, bound, fallback, sign)
 
 

@@ -187,3 +187,29 @@ def test_the_fast_path_is_taken_only_where_it_applies():
     big = cast(grid(logit_sample("float32", 2000)), "float64")
     assert reference("bce_with_logits", big, "none", FORMATS["float64"]).approx is None  # 53 bits: mpmath
     assert ml_dtypes.bfloat16  # the bfloat16 values above come from ml_dtypes
+
+
+@pytest.mark.parametrize("dtype", SMALL)
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_gradients_next_to_a_tie_at_target_one_half_settle_in_float64(dtype, weighted):
+    """At target 1/2 and tiny |x| the gradient w·tanh(x/2)/2 lies a hair inside w·x/4, which is often a
+    rounding tie of the dtype (x = (4m + 2) ulps): the strict bound |gradient| < w·|x|/4 (Terms.cap)
+    settles them in float64, each as the mpmath path rounds it."""
+    fmt = FORMATS[dtype]
+    rng = np.random.default_rng(11)
+    tiny = fmt.smallest_subnormal
+    ties = (4 * rng.integers(0, 1 << 20, 400) + 2) * tiny  # x/4 half-way between two subnormals
+    small = np.ldexp(rng.uniform(1, 2, 800), rng.integers(fmt.emin - fmt.precision + 1, fmt.emin + 8, 800))
+    x = np.concatenate([ties, small, [tiny, 2 * tiny, 3 * tiny, 6 * tiny, fmt.smallest_normal]])
+    x = np.concatenate([x, -x]).astype(fmt.numpy_dtype).astype(np.float64)
+    x = x[np.abs(x) > 0]
+    inputs = {"logits": x, "target": np.full(x.shape, 0.5)}
+    if weighted:
+        inputs["weight"] = rng.choice([0.0, 0.75, 1.0, 3.0, 2.0**-5], x.shape)
+    inputs = cast(inputs, dtype)
+    terms = fast_reference.logits_terms(inputs, None, gradient=True)
+    _, unsettled = fast_reference.settle(terms, fmt)
+    assert not unsettled.any()
+    fast = reference("bce_with_logits", inputs, "none", fmt, gradient=True)
+    slow = reference("bce_with_logits", inputs, "none", fmt, gradient=True, fast=False)
+    assert_same(fast, slow)
