@@ -53,7 +53,7 @@ from conformance.variants import Variant
 
 # Bump whenever the reference's code changes what it returns (conformance/reference.py,
 # conformance/fast_reference.py, the rounding in conformance/dtypes.py, conformance/variants.py).
-REFERENCE_VERSION = 1
+REFERENCE_VERSION = 2  # 2: the logits gradient at target 1/2 next to a rounding tie (reference._half_target_grad)
 
 CACHE_ENV = "CONFORMANCE_CACHE"  # a folder, or "off"
 MIN_ELEMENTS_ENV = "CONFORMANCE_CACHE_MIN_ELEMENTS"
