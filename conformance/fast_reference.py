@@ -48,6 +48,9 @@ class Terms:
     # where finite, a strict upper bound on the exact value's magnitude: |exact| < cap (the logits
     # gradient at target 1/2, w·tanh(x/2)/2, below w·|x|/4); it settles roundings next to a tie
     cap: np.ndarray | None = None
+    # where True, the exact value is +inf exactly (a log of 0 with a positive coefficient and weight):
+    # its rounding, with approx = +inf and bound 0
+    infinite: np.ndarray | None = None
 
 
 def round_to_dtype(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -96,6 +99,10 @@ def settle(terms: Terms, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
     exact_zero = (terms.approx == 0) & (terms.bound == 0)
     rounded_low = np.where(exact_zero, 0.0, rounded_low)
     unsettled = terms.fallback | ~(same | exact_zero) | ~np.isfinite(terms.approx)
+    if terms.infinite is not None:
+        infinite = terms.infinite & ~terms.fallback
+        unsettled &= ~infinite
+        rounded_low = np.where(infinite, np.inf, rounded_low)
     return np.where(unsettled, np.nan, rounded_low), unsettled
 
 
@@ -211,6 +218,13 @@ def probability_terms(
             approx = w * (first_term + second_term)
             bound = np.where(np.isfinite(approx), np.abs(approx) * (E + 8 * U) + np.abs(w) * ABSOLUTE, 0.0)
             sign = np.ones(approx.shape, dtype=np.int8)
+            # p = 0 with q·y' > 0, or p = 1 with 1 - y' > 0 (no ceiling), times w > 0: exactly +inf, as
+            # mpmath has it (the other term is finite and non-negative, or +inf too)
+            infinite = (w > 0) & (((p == 0) & (positive > 0)) | ((p == 1) & (negative > 0)))
+            if log_ceiling is not None:
+                infinite = np.zeros(approx.shape, dtype=bool)
+            infinite &= approx == np.inf
+            return Terms(approx, np.where(infinite, 0.0, bound), fallback, sign, infinite=infinite)
         else:
             if grad_floor is not None:  # torch's backward: w·(p - y)/max(p·(1 - p), floor), q = 1
                 if q_given or smoothing is not None:

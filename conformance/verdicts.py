@@ -180,8 +180,9 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
     floor = decided & ~within_ulps & within_floor
     # a result that is not finite, or a NaN exact value: the correct rounding settles it (as ulp_error
     # does). Not a finite result against a rounding to ±inf: the exact value may be finite (it overflows
-    # the dtype), and then ulp_error measures the distance to it, as below.
-    special = ~decided & (~np.isfinite(got) | np.isnan(rounded))
+    # the dtype), and then ulp_error measures the distance to it, as below. An approx of ±inf with a
+    # zero bound is an exactly infinite value (fast_reference.Terms.infinite).
+    special = ~decided & (~np.isfinite(got) | np.isnan(rounded) | (np.isinf(approx) & (bound == 0)))
     meets = np.where(np.isnan(got), np.isnan(rounded), got == rounded)
     errors = np.where(special, np.where(meets, 0.0, np.inf), errors)
     ok = np.where(special, meets, ok)

@@ -213,3 +213,39 @@ def test_gradients_next_to_a_tie_at_target_one_half_settle_in_float64(dtype, wei
     fast = reference("bce_with_logits", inputs, "none", fmt, gradient=True)
     slow = reference("bce_with_logits", inputs, "none", fmt, gradient=True, fast=False)
     assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("two_step", [False, True], ids=["probs", "two-step-clip"])
+def test_exactly_infinite_losses_are_settled_and_judged_without_mpmath(two_step):
+    """log 0 with a positive coefficient: the loss is exactly +inf (p = 0 or 1, or Keras's clip whose
+    1 - eps rounds to 1 in float16). The fast path settles it, and judges any result against it, as
+    the mpmath path does, without asking mpmath for an exact value."""
+    fmt = FORMATS["float16"]
+    rng = np.random.default_rng(12)
+    if two_step:
+        x = np.concatenate([np.linspace(-30, 30, 1200), [0.0, 20.0, -20.0]])
+        inputs = cast(grid(x, (0.0, 0.5, 1.0)), "float16")
+        variant = VARIANTS["prob_clip(1e-7)"] if "prob_clip(1e-7)" in VARIANTS else next(v for v in VARIANTS.values() if v.prob_clip)
+        kwargs = {"variant": variant, "two_step": True}
+    else:
+        p = np.concatenate([rng.uniform(0, 1, 1200), [0.0] * 20, [1.0] * 20])
+        xs, ys = np.meshgrid(p, [0.0, 0.25, 1.0], indexing="ij")
+        inputs = cast({"probs": xs, "target": ys}, "float16")
+        kwargs = {}
+    formula = "bce_with_logits" if two_step else "bce"
+    fast = reference(formula, inputs, "none", fmt, **kwargs)
+    slow = reference(formula, inputs, "none", fmt, fast=False, **kwargs)
+    assert_same(fast, slow)
+    infinite = np.isinf(slow.rounded)
+    assert infinite.any() and np.isinf(fast.approx[infinite]).all()
+    got = np.where(rng.random(slow.rounded.shape) < 0.5, slow.rounded, 11.0)  # some finite where inf is exact
+    got[rng.random(got.shape) < 0.01] = np.nan
+    asked = []
+    original = fast.exact_where
+    fast.exact_where = lambda mask: (asked.append(int(mask[infinite].sum())), original(mask))[1]
+    tolerance = Tolerance(4.0, fmt.smallest_normal)
+    a, b = judge(got, fast, fmt, tolerance), judge(got, slow.exact, fmt, tolerance)
+    assert (a.passed, a.floor_accepted) == (b.passed, b.floor_accepted)
+    assert np.allclose(a.ulps, b.ulps, rtol=2**-20, atol=2**-20, equal_nan=True)
+    assert [w.index for w in a.worst] == [w.index for w in b.worst]
+    assert sum(asked) == 0
