@@ -277,26 +277,54 @@ def reduce_terms(terms: Terms, reduction: str, gradient: bool, count: int) -> Te
 
 
 def axis_mean_terms(terms: Terms, reduction: str, gradient: bool) -> Terms:
-    """Keras's mean over the last axis: `none` the row means (each an exact sum rounded once, over the
-    row length), `sum` / `mean` their sum / mean; gradients divided by the row length (and the row count)."""
+    """Keras's mean over the last axis: `none` the row means (``_row_means``: a float64 row sum with its
+    bound, over the row length), `sum` / `mean` their sum / mean; gradients divided by the row length
+    (and the row count)."""
     length = terms.approx.shape[-1]
     rows = terms.approx.size // length if length else 0
     if gradient:
         count = length * rows if reduction == "mean" else length
         return Terms(terms.approx / count, terms.bound / count + np.abs(terms.approx / count) * U, terms.fallback, terms.sign)
-    flat = [reduce_terms(Terms(a, b, f, s), "mean", False, length) for a, b, f, s in zip(
-        terms.approx.reshape(-1, length), terms.bound.reshape(-1, length),
-        terms.fallback.reshape(-1, length), terms.sign.reshape(-1, length))]
     shape = terms.approx.shape[:-1]
-    means = Terms(
-        np.array([t.approx for t in flat], dtype=np.float64).reshape(shape),
-        np.array([t.bound for t in flat], dtype=np.float64).reshape(shape),
-        np.array([bool(t.fallback) for t in flat], dtype=bool).reshape(shape),
-        np.array([int(t.sign) for t in flat], dtype=np.int8).reshape(shape),
-    )
+    if not length or not rows:
+        flat = [reduce_terms(Terms(a, b, f, s), "mean", False, length) for a, b, f, s in zip(
+            terms.approx.reshape(-1, length), terms.bound.reshape(-1, length),
+            terms.fallback.reshape(-1, length), terms.sign.reshape(-1, length))]
+        means = Terms(
+            np.array([t.approx for t in flat], dtype=np.float64).reshape(shape),
+            np.array([t.bound for t in flat], dtype=np.float64).reshape(shape),
+            np.array([bool(t.fallback) for t in flat], dtype=bool).reshape(shape),
+            np.array([int(t.sign) for t in flat], dtype=np.int8).reshape(shape),
+        )
+    else:
+        means = _row_means(terms, length, shape)
     if reduction == "none":
         return means
     return reduce_terms(means, reduction, False, rows)
+
+
+def _row_means(terms: Terms, length: int, shape: tuple[int, ...]) -> Terms:
+    """Each last-axis row's mean, all rows at once: the float64 sum of the row (any order of the L - 1
+    additions: within γ_(L-1)·Σ|a_i| of the exact sum of the approximations, γ_n = n·u/(1 - n·u)), plus
+    the terms' bounds, over L (one more rounding). The sums of |a_i| and of the bounds are themselves
+    float64 sums, within a relative γ_(L-1) of theirs: 2γ + 4u more covers that."""
+    approx = terms.approx.reshape(-1, length)
+    bounds = terms.bound.reshape(-1, length)
+    gamma = (length - 1) * U / (1 - (length - 1) * U)
+    with np.errstate(all="ignore"):
+        total = approx.sum(axis=1)
+        spread = (bounds.sum(axis=1) + gamma * np.abs(approx).sum(axis=1)) * (1 + 2 * gamma + 4 * U)
+        mean = total / length
+        bound = spread / length + np.abs(mean) * U
+    fallback = terms.fallback.reshape(-1, length).any(axis=1)
+    signs = terms.sign.reshape(-1, length)
+    sign = np.where((signs > 0).all(axis=1), 1, np.where((signs < 0).all(axis=1), -1, 0)).astype(np.int8)
+    infinite = np.zeros(total.shape, dtype=bool)
+    if terms.infinite is not None:  # an exactly infinite term among non-negative ones: the mean is +inf exactly
+        infinite = terms.infinite.reshape(-1, length).any(axis=1) & (sign > 0) & ~fallback & (total == np.inf)
+        bound = np.where(infinite, 0.0, bound)
+    fallback = fallback | (~np.isfinite(total) & ~infinite)
+    return Terms(mean.reshape(shape), bound.reshape(shape), fallback.reshape(shape), sign.reshape(shape), infinite=infinite.reshape(shape))
 
 
 @dataclass

@@ -249,3 +249,23 @@ def test_exactly_infinite_losses_are_settled_and_judged_without_mpmath(two_step)
     assert np.allclose(a.ulps, b.ulps, rtol=2**-20, atol=2**-20, equal_nan=True)
     assert [w.index for w in a.worst] == [w.index for w in b.worst]
     assert sum(asked) == 0
+
+
+def test_row_means_with_an_exactly_infinite_term_settle_in_float64():
+    """Keras's row means (axis_mean, `none`) of its clipped two-step float16 loss: a row holding an
+    exactly infinite term (p = 1 after the clip) has the mean +inf exactly, settled without mpmath;
+    every row as the mpmath path has it, and the vectorised row sums' bounds settle the others."""
+    fmt = FORMATS["float16"]
+    x = np.concatenate([np.linspace(-25, 25, 397), [0.0, 9.0, -9.0]])
+    inputs = cast(grid(x, (0.0, 0.5, 1.0)), "float16")
+    kwargs = {"variant": VARIANTS["prob_clip(1e-7)"], "two_step": True, "axis_mean": True}
+    terms = fast_reference.probability_terms(
+        inputs, None, False, clip=(round_to_format(Fraction(1e-7), fmt), 1.0),
+        two_step_p=fast_reference.round_to_dtype(fast_reference.sigmoid_terms(inputs["logits"].astype(np.float64)).approx, fmt),
+    )
+    means = fast_reference.axis_mean_terms(terms, "none", False)
+    assert means.infinite.any() and not means.fallback[means.infinite].any()
+    fast = reference("bce_with_logits", inputs, "none", fmt, **kwargs)
+    slow = reference("bce_with_logits", inputs, "none", fmt, fast=False, **kwargs)
+    assert_same(fast, slow)
+    assert np.isinf(slow.rounded).any()
