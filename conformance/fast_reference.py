@@ -267,6 +267,10 @@ def reduce_terms(terms: Terms, reduction: str, gradient: bool, count: int) -> Te
         if gradient and reduction == "mean" and count:
             return Terms(terms.approx / count, terms.bound / count + np.abs(terms.approx / count) * U, terms.fallback, terms.sign)
         return terms
+    if terms.infinite is not None and terms.infinite.any() and not terms.fallback.any() and (terms.sign > 0).all():
+        # non-negative terms, one of them exactly +inf: the sum and the mean are +inf exactly
+        one = np.array(True)
+        return Terms(np.array(np.inf), np.array(0.0), np.array(False), np.array(1, dtype=np.int8), infinite=one)
     total = math.fsum(terms.approx.ravel().tolist())
     bound = math.fsum(terms.bound.ravel().tolist()) * (1 + 4 * U) + abs(total) * U
     if reduction == "mean":

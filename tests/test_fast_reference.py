@@ -249,6 +249,10 @@ def test_exactly_infinite_losses_are_settled_and_judged_without_mpmath(two_step)
     assert np.allclose(a.ulps, b.ulps, rtol=2**-20, atol=2**-20, equal_nan=True)
     assert [w.index for w in a.worst] == [w.index for w in b.worst]
     assert sum(asked) == 0
+    for reduction in ("sum", "mean"):  # an exactly infinite term among non-negative ones: +inf exactly
+        fast = reference(formula, inputs, reduction, fmt, **kwargs)
+        assert fast.approx is not None and fast.rounded == np.inf
+        assert reference(formula, inputs, reduction, fmt, fast=False, **kwargs).rounded == np.inf
 
 
 def test_row_means_with_an_exactly_infinite_term_settle_in_float64():
