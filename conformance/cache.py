@@ -53,7 +53,7 @@ from conformance.variants import Variant
 
 # Bump whenever the reference's code changes what it returns (conformance/reference.py,
 # conformance/fast_reference.py, the rounding in conformance/dtypes.py, conformance/variants.py).
-REFERENCE_VERSION = 1
+REFERENCE_VERSION = 2  # 2: the logits gradient at target 1/2 next to a rounding tie (reference._half_target_grad)
 
 CACHE_ENV = "CONFORMANCE_CACHE"  # a folder, or "off"
 MIN_ELEMENTS_ENV = "CONFORMANCE_CACHE_MIN_ELEMENTS"
@@ -230,66 +230,16 @@ def rebuild(
     entry: dict,
 ) -> ReferenceValue:
     """The ``ReferenceValue`` of a stored entry. A fast-path one recomputes its exact values by mpmath on
-    demand, as the fast path's own value does (conformance.reference._fast); a non-finite one has them."""
+    demand, built by the fast path's own constructor (conformance.reference.fast_value); a non-finite
+    one has them."""
     rounded, approx, bound = entry["rounded"], entry["approx"], entry["bound"]
     if entry["kind"] == "nonfinite":
         exact = np.empty(rounded.shape, dtype=object)
         for index, v in np.ndenumerate(rounded):
             exact[index] = mpmath.nan if np.isnan(v) else mpmath.mpf(float(v))
         return ReferenceValue(exact=exact, rounded=rounded, precision=entry["precision"])
-    first = "probs" if formula == "bce" else "logits"
-    shape, _ = _shapes(formula, inputs, reduction, gradient, axis_mean)
-    size = int(np.prod(shape))
-    count = size
-    if axis_mean:
-        length = shape[-1]
-        count = length * (size // length if length else 0) if reduction == "mean" else length
-
-    def exact_of() -> np.ndarray:
-        return reference_module.reference(
-            formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, fast=False
-        ).exact
-
-    # Mirrors conformance.reference._fast (tests/test_cache.py checks that they agree on every path)
-    rowwise = axis_mean and reduction == "none" and not gradient  # Keras's row means: settled row by row
-    elementwise = gradient or (reduction == "none" and not axis_mean) or rowwise
-    if not elementwise:  # a reduction: its exact value where asked is its float64 value, as the fast path has it
-        return ReferenceValue(
-            rounded=rounded, approx=approx, bound=bound, exact_of=exact_of,
-            exact_at=lambda index: mpmath.mpf(float(approx[index])),
-        )
-    part_reduction, part_count = ("mean", count) if gradient and (reduction == "mean" or axis_mean) else ("none", None)
-    exact = np.empty(rounded.shape, dtype=object)
-    exact.fill(None)
-
-    def part_of(mask: np.ndarray) -> dict:
-        # a mask over the elements, or for row means over the rows (each selected row whole)
-        part = {name: np.broadcast_to(inputs[name], shape)[mask] for name in (first, "target", "weight", "pos_weight") if name in inputs}
-        if "label_smoothing" in inputs:
-            part["label_smoothing"] = inputs["label_smoothing"]
-        return part
-
-    def settle_part(mask: np.ndarray) -> ReferenceValue:
-        if rowwise:
-            return reference_module.reference(formula, part_of(mask), "none", fmt, variant, two_step, False, axis_mean=True, fast=False)
-        return reference_module.reference(
-            formula, part_of(mask), part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count
-        )
-
-    def exact_where(mask: np.ndarray) -> np.ndarray:
-        missing = mask & np.equal(exact, None)
-        if missing.any():  # one mpmath evaluation for all of them
-            exact[missing] = settle_part(missing).exact
-        return exact[mask]
-
-    def exact_at(index) -> mpmath.mpf:
-        mask = np.zeros(rounded.shape, dtype=bool)
-        mask[index] = True
-        return exact_where(mask)[0]
-
-    return ReferenceValue(
-        rounded=rounded, approx=approx, bound=bound, exact_of=exact_of, exact_at=exact_at, exact_where=exact_where
-    )
+    # the fast path's own constructor: exact values on demand exactly as for a fresh value
+    return reference_module.fast_value(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, rounded, approx, bound)
 
 
 def reference(

@@ -45,6 +45,12 @@ class Terms:
     bound: np.ndarray
     fallback: np.ndarray  # bool
     sign: np.ndarray  # int8
+    # where finite, a strict upper bound on the exact value's magnitude: |exact| < cap (the logits
+    # gradient at target 1/2, w·tanh(x/2)/2, below w·|x|/4); it settles roundings next to a tie
+    cap: np.ndarray | None = None
+    # where True, the exact value is +inf exactly (a log of 0 with a positive coefficient and weight):
+    # its rounding, with approx = +inf and bound 0
+    infinite: np.ndarray | None = None
 
 
 def round_to_dtype(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -80,12 +86,23 @@ def settle(terms: Terms, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
         low = np.where(terms.sign > 0, np.maximum(low, 0.0), low)
         high = np.where(terms.sign < 0, np.minimum(high, -0.0), high)
         rounded_low, rounded_high = round_to_dtype(low, fmt), round_to_dtype(high, fmt)
+        if terms.cap is not None:  # |exact| < cap: at most the largest float64 below cap where cap is a tie
+            below = np.nextafter(terms.cap, 0.0)
+            boundary = round_to_dtype(below, fmt) != round_to_dtype(np.nextafter(terms.cap, np.inf), fmt)
+            cap = np.where(np.isfinite(terms.cap), np.where(boundary, below, terms.cap), np.inf)
+            high = np.where(terms.sign > 0, np.minimum(high, cap), high)
+            low = np.where(terms.sign < 0, np.maximum(low, -cap), low)
+            rounded_low, rounded_high = round_to_dtype(low, fmt), round_to_dtype(high, fmt)
     same = (rounded_low == rounded_high) & (np.signbit(rounded_low) == np.signbit(rounded_high))
     # a product with an exactly zero factor (a zero weight, the sigmoid's p·(1 - p) at p = 0) is an
     # exact zero, which rounds to +0 as mpmath's unsigned zero does
     exact_zero = (terms.approx == 0) & (terms.bound == 0)
     rounded_low = np.where(exact_zero, 0.0, rounded_low)
     unsettled = terms.fallback | ~(same | exact_zero) | ~np.isfinite(terms.approx)
+    if terms.infinite is not None:
+        infinite = terms.infinite & ~terms.fallback
+        unsettled &= ~infinite
+        rounded_low = np.where(infinite, np.inf, rounded_low)
     return np.where(unsettled, np.nan, rounded_low), unsettled
 
 
@@ -157,6 +174,13 @@ def logits_terms(inputs: dict[str, np.ndarray], smoothing: float | None, gradien
             use = (q == 1) & (better_bound < bound)
             approx, bound = np.where(use, better, approx), np.where(use, better_bound, bound)
             sign = np.where(positive == 0, 1, np.where(negative == 0, -1, 0)).astype(np.int8)
+            # at y' = 1/2 exactly (q = 1, no smoothing) the gradient is w·tanh(x/2)/2: the sign of w·x,
+            # and |tanh(t)| < |t| for t != 0 makes w·|x|/4 (exact in float64 above its underflow: two
+            # values of at most 24 bits) a strict upper bound on its magnitude
+            quarter = np.abs(w * (x / 4))
+            capped = (q == 1) & (y == 0.5) & (w > 0) & (x != 0) & (quarter >= 2.0**-960) & np.isfinite(quarter) & (smoothing is None)
+            sign = np.where(capped, np.sign(x), sign).astype(np.int8)
+            return Terms(approx, bound, fallback, sign, np.where(capped, quarter, np.nan))
     return Terms(approx, bound, fallback, sign)
 
 
@@ -194,6 +218,13 @@ def probability_terms(
             approx = w * (first_term + second_term)
             bound = np.where(np.isfinite(approx), np.abs(approx) * (E + 8 * U) + np.abs(w) * ABSOLUTE, 0.0)
             sign = np.ones(approx.shape, dtype=np.int8)
+            # p = 0 with q·y' > 0, or p = 1 with 1 - y' > 0 (no ceiling), times w > 0: exactly +inf, as
+            # mpmath has it (the other term is finite and non-negative, or +inf too)
+            infinite = (w > 0) & (((p == 0) & (positive > 0)) | ((p == 1) & (negative > 0)))
+            if log_ceiling is not None:
+                infinite = np.zeros(approx.shape, dtype=bool)
+            infinite &= approx == np.inf
+            return Terms(approx, np.where(infinite, 0.0, bound), fallback, sign, infinite=infinite)
         else:
             infinite = np.zeros(p.shape, dtype=bool)
             if grad_floor is not None:  # torch's backward: w·(p - y)/max(p·(1 - p), floor), q = 1
@@ -247,6 +278,10 @@ def reduce_terms(terms: Terms, reduction: str, gradient: bool, count: int) -> Te
         if gradient and reduction == "mean" and count:
             return Terms(terms.approx / count, terms.bound / count + np.abs(terms.approx / count) * U, terms.fallback, terms.sign)
         return terms
+    if terms.infinite is not None and terms.infinite.any() and not terms.fallback.any() and (terms.sign > 0).all():
+        # non-negative terms, one of them exactly +inf: the sum and the mean are +inf exactly
+        one = np.array(True)
+        return Terms(np.array(np.inf), np.array(0.0), np.array(False), np.array(1, dtype=np.int8), infinite=one)
     total = math.fsum(terms.approx.ravel().tolist())
     bound = math.fsum(terms.bound.ravel().tolist()) * (1 + 4 * U) + abs(total) * U
     if reduction == "mean":
@@ -257,26 +292,54 @@ def reduce_terms(terms: Terms, reduction: str, gradient: bool, count: int) -> Te
 
 
 def axis_mean_terms(terms: Terms, reduction: str, gradient: bool) -> Terms:
-    """Keras's mean over the last axis: `none` the row means (each an exact sum rounded once, over the
-    row length), `sum` / `mean` their sum / mean; gradients divided by the row length (and the row count)."""
+    """Keras's mean over the last axis: `none` the row means (``_row_means``: a float64 row sum with its
+    bound, over the row length), `sum` / `mean` their sum / mean; gradients divided by the row length
+    (and the row count)."""
     length = terms.approx.shape[-1]
     rows = terms.approx.size // length if length else 0
     if gradient:
         count = length * rows if reduction == "mean" else length
         return Terms(terms.approx / count, terms.bound / count + np.abs(terms.approx / count) * U, terms.fallback, terms.sign)
-    flat = [reduce_terms(Terms(a, b, f, s), "mean", False, length) for a, b, f, s in zip(
-        terms.approx.reshape(-1, length), terms.bound.reshape(-1, length),
-        terms.fallback.reshape(-1, length), terms.sign.reshape(-1, length))]
     shape = terms.approx.shape[:-1]
-    means = Terms(
-        np.array([t.approx for t in flat], dtype=np.float64).reshape(shape),
-        np.array([t.bound for t in flat], dtype=np.float64).reshape(shape),
-        np.array([bool(t.fallback) for t in flat], dtype=bool).reshape(shape),
-        np.array([int(t.sign) for t in flat], dtype=np.int8).reshape(shape),
-    )
+    if not length or not rows:
+        flat = [reduce_terms(Terms(a, b, f, s), "mean", False, length) for a, b, f, s in zip(
+            terms.approx.reshape(-1, length), terms.bound.reshape(-1, length),
+            terms.fallback.reshape(-1, length), terms.sign.reshape(-1, length))]
+        means = Terms(
+            np.array([t.approx for t in flat], dtype=np.float64).reshape(shape),
+            np.array([t.bound for t in flat], dtype=np.float64).reshape(shape),
+            np.array([bool(t.fallback) for t in flat], dtype=bool).reshape(shape),
+            np.array([int(t.sign) for t in flat], dtype=np.int8).reshape(shape),
+        )
+    else:
+        means = _row_means(terms, length, shape)
     if reduction == "none":
         return means
     return reduce_terms(means, reduction, False, rows)
+
+
+def _row_means(terms: Terms, length: int, shape: tuple[int, ...]) -> Terms:
+    """Each last-axis row's mean, all rows at once: the float64 sum of the row (any order of the L - 1
+    additions: within γ_(L-1)·Σ|a_i| of the exact sum of the approximations, γ_n = n·u/(1 - n·u)), plus
+    the terms' bounds, over L (one more rounding). The sums of |a_i| and of the bounds are themselves
+    float64 sums, within a relative γ_(L-1) of theirs: 2γ + 4u more covers that."""
+    approx = terms.approx.reshape(-1, length)
+    bounds = terms.bound.reshape(-1, length)
+    gamma = (length - 1) * U / (1 - (length - 1) * U)
+    with np.errstate(all="ignore"):
+        total = approx.sum(axis=1)
+        spread = (bounds.sum(axis=1) + gamma * np.abs(approx).sum(axis=1)) * (1 + 2 * gamma + 4 * U)
+        mean = total / length
+        bound = spread / length + np.abs(mean) * U
+    fallback = terms.fallback.reshape(-1, length).any(axis=1)
+    signs = terms.sign.reshape(-1, length)
+    sign = np.where((signs > 0).all(axis=1), 1, np.where((signs < 0).all(axis=1), -1, 0)).astype(np.int8)
+    infinite = np.zeros(total.shape, dtype=bool)
+    if terms.infinite is not None:  # an exactly infinite term among non-negative ones: the mean is +inf exactly
+        infinite = terms.infinite.reshape(-1, length).any(axis=1) & (sign > 0) & ~fallback & (total == np.inf)
+        bound = np.where(infinite, 0.0, bound)
+    fallback = fallback | (~np.isfinite(total) & ~infinite)
+    return Terms(mean.reshape(shape), bound.reshape(shape), fallback.reshape(shape), sign.reshape(shape), infinite=infinite.reshape(shape))
 
 
 @dataclass

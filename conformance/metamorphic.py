@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
+from collections.abc import Sequence
 
 import mpmath
 import numpy as np
 
 from conformance import fast_reference
-from conformance.dtypes import FloatFormat, round_to_format, to_hex, ulp, ulp_error
+from conformance.dtypes import FloatFormat, to_hex, ulp, ulp_error
 from conformance.reference import bce_grad, sigmoid
 from conformance.verdicts import Tolerance
 
@@ -30,8 +30,25 @@ def mirrors_exactly(inputs: dict[str, np.ndarray], fmt: FloatFormat) -> bool:
     """Whether L(-x, 1 - y) can be fed exactly: logits, no pos_weight, and every 1 - y a value of the dtype."""
     if "logits" not in inputs or "pos_weight" in inputs:
         return False
-    targets = np.asarray(inputs["target"], dtype=np.float64).ravel()
-    return all(math.isfinite(y) and round_to_format(1 - Fraction(y), fmt) == 1 - y for y in targets)
+    return bool(one_minus_is_exact(np.asarray(inputs["target"], dtype=np.float64), fmt).all())
+
+
+def one_minus_is_exact(y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Elementwise, whether the exact 1 - y (y a value of ``fmt``) is a finite value of ``fmt``.
+
+    1 - y is computed in float64 with its rounding error by TwoSum (Knuth: s = a + b, then
+    (a - (s - b')) + (b - b') with b' = s - a, exact in binary floating point without overflow, which
+    |1 - y| <= 2^1024 - 2^970 rules out): the exact 1 - y is a float64 iff that error is 0, and then
+    it is a value of ``fmt`` iff rounding it to ``fmt`` gives it back. (Comparing the float64 1 - y
+    with the rounding of the exact 1 - y would accept every inexact 1 - y in float64, and in the
+    narrower formats any 1 - y whose float64 rounding is already a value of the format.)"""
+    y = np.asarray(y, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = 1.0 - y
+        b_virtual = s - 1.0
+        error = (1.0 - (s - b_virtual)) + (-y - b_virtual)
+        finite = np.isfinite(y) & np.isfinite(s)
+        return finite & (error == 0) & (fast_reference.round_to_dtype(np.where(finite, s, 0.0), fmt) == s)
 
 
 def mirrored(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -59,11 +76,47 @@ def distances(a: np.ndarray, b: np.ndarray, fmt: FloatFormat) -> np.ndarray:
         return np.where(np.isnan(a) | np.isnan(b), np.where(np.isnan(a) & np.isnan(b), 0.0, np.inf), d)
 
 
-def _rows(first: np.ndarray, second: np.ndarray, d: np.ndarray, within: np.ndarray, *extra: np.ndarray) -> list[tuple]:
-    indices = list(np.ndindex(first.shape))
-    columns = [first.ravel().tolist(), second.ravel().tolist(), d.ravel().tolist(), within.ravel().tolist()]
-    columns += [e.ravel().tolist() for e in extra]
-    return [(index, *values) for index, values in zip(indices, zip(*columns))]
+class Rows(Sequence):
+    """Rows ``(index, a, b, d, within, *extra)`` held as arrays, in the order of ``positions`` (flat C-order
+    positions into ``shape``): a row's tuple (Python floats and bools, as ``tolist`` gives) is built only
+    when asked for, so taking the first few of a million costs nothing; iterating builds them all once."""
+
+    def __init__(self, shape: tuple[int, ...], columns: list[np.ndarray], positions: np.ndarray):
+        self.shape = tuple(shape)
+        self.columns = [np.asarray(c).ravel() for c in columns]
+        self.positions = np.asarray(positions, dtype=np.intp)
+        self._all: list[tuple] | None = None
+
+    def __len__(self) -> int:
+        return int(self.positions.size)
+
+    def _build(self, positions: np.ndarray) -> list[tuple]:
+        if self.shape:
+            indices = zip(*(i.tolist() for i in np.unravel_index(positions, self.shape)))
+        else:
+            indices = (() for _ in range(positions.size))
+        return [(index, *values) for index, values in zip(indices, zip(*(c[positions].tolist() for c in self.columns)))]
+
+    def __getitem__(self, item):
+        if self._all is not None:
+            return self._all[item]
+        if isinstance(item, slice):
+            return self._build(self.positions[item])
+        return self._build(self.positions[[item]])[0]
+
+    def __iter__(self):
+        if self._all is None:
+            self._all = self._build(self.positions)
+        return iter(self._all)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+
+def _order(d: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """``_summarize``'s order as flat positions: elements outside first, then the largest distances, then position."""
+    d, within = d.ravel(), within.ravel()
+    return np.lexsort((np.arange(d.size), -np.nan_to_num(d, nan=0.0), within))
 
 
 def symmetry(first: np.ndarray, second: np.ndarray, fmt: FloatFormat, tolerance: Tolerance):
@@ -72,7 +125,9 @@ def symmetry(first: np.ndarray, second: np.ndarray, fmt: FloatFormat, tolerance:
         d = distances(first, second, fmt)
         with np.errstate(invalid="ignore"):
             close = np.isfinite(first) & np.isfinite(second) & (np.abs(first - second) <= tolerance.abs_floor)
-        return _summarize(_rows(first, second, d, (d <= tolerance.max_ulp) | close))
+        within = (d <= tolerance.max_ulp) | close
+        largest = float(np.nanmax(d)) if d.size and not np.isnan(d).all() else 0.0
+        return bool(within.all()), largest, Rows(first.shape, [first, second, d, within], _order(d, within))
     rows = []
     for index in np.ndindex(first.shape):
         a, b = float(first[index]), float(second[index])
@@ -166,8 +221,11 @@ def versus_fused(two_step: np.ndarray, fused: np.ndarray, inputs: dict[str, np.n
     if two_step.size >= VECTORISED_FROM:
         d = distances(fused, two_step, fmt)
         conditioned = well_conditioned_elements(inputs, exact.rounded, fmt, tolerance.max_ulp)
-        rows = _rows(fused, two_step, d, ~conditioned | (d <= 2 * tolerance.max_ulp), conditioned)
-        return all(r[4] for r in rows), [r for r in rows if r[5]], [r for r in rows if not r[5]]
+        within = ~conditioned | (d <= 2 * tolerance.max_ulp)
+        columns = [fused, two_step, d, within, conditioned]
+        positions = np.arange(d.size)
+        flat = conditioned.ravel()
+        return bool(within.all()), Rows(shape, columns, positions[flat]), Rows(shape, columns, positions[~flat])
     exact = getattr(exact, "exact", exact)
     columns = {name: np.broadcast_to(inputs[name], shape) for name in inputs}
     rows = []

@@ -173,8 +173,27 @@ def bce_with_logits_grad(x, y, w, q=None) -> mpmath.mpf:
     q = mpmath.mpf(1) if q is None else q
     if any(mpmath.isnan(v) for v in (x, y, w, q)):
         return mpmath.nan
+    if q == 1 and y == mpmath.mpf(0.5) and mpmath.isfinite(x):
+        return _half_target_grad(x, w)
     one_minus_y = mpmath.fsub(1, y, exact=True)
     return w * (_times(one_minus_y, sigmoid(x)) - _times(mpmath.fmul(q, y, exact=True), sigmoid(-x)))
+
+
+def _half_target_grad(x: mpmath.mpf, w: mpmath.mpf) -> mpmath.mpf:
+    """w·(σ(x) - 1/2) = w·tanh(x/2)/2, the logits gradient at target 1/2, without cancellation.
+
+    The general form w·(σ(x)/2 - σ(-x)/2) loses every bit of a tiny gradient, and Ziv's test then
+    agreed at two precisions on the wrong side of a rounding tie: w·x/4 is a tie of the dtype for
+    many tiny x (128 bfloat16 subnormal logits at w = 1), and the exact value lies a hair inside it.
+    Where tanh(t) rounds to t itself at this precision (|t| tiny), the exact value is strictly between
+    t·(1 - 2^-prec) and t in magnitude (|tanh t| < |t|): t·(1 - 2^-(prec+2)), kept exactly, stands
+    for it, and rounds as it does to the dtype: w·x/4 has at most 2p bits for a dtype of p bits, so no
+    rounding boundary of the dtype lies strictly inside that interval at the precisions used (> 2p + 64)."""
+    t = mpmath.ldexp(x, -1)
+    h = mpmath.tanh(t)
+    if t != 0 and h == t:
+        h = mpmath.fsub(t, mpmath.ldexp(t, -(mpmath.mp.prec + 2)), exact=True)
+    return mpmath.ldexp(mpmath.fmul(w, h, exact=True), -1)
 
 
 def _reciprocal(v: mpmath.mpf) -> mpmath.mpf:
@@ -534,26 +553,64 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
         reduced = fast_reference.reduce_terms(terms, reduction, gradient, size)
     rounded, unsettled = fast_reference.settle(reduced, fmt)
 
-    def slow(part: dict, part_reduction: str, part_count: int | None = None) -> ReferenceValue:
-        return reference(formula, part, part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count)
+    rowwise = axis_mean and reduction == "none" and not gradient  # Keras's row means: settled row by row
+    elementwise = gradient or (reduction == "none" and not axis_mean) or rowwise
+    if not elementwise and unsettled.any():  # a reduction: settled whole, or the mpmath path
+        return None
+    return fast_value(
+        formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean,
+        rounded, reduced.approx, reduced.bound, unsettled, shape=shape, count=count,
+    )
+
+
+def fast_value(
+    formula: str,
+    inputs: dict[str, np.ndarray],
+    reduction: str,
+    fmt: FloatFormat,
+    variant: Variant | None,
+    two_step: bool,
+    gradient: bool,
+    axis_mean: bool,
+    rounded: np.ndarray,
+    approx: np.ndarray,
+    bound: np.ndarray,
+    unsettled: np.ndarray | None = None,
+    shape: tuple[int, ...] | None = None,
+    count: int | None = None,
+) -> ReferenceValue:
+    """The ``ReferenceValue`` of fast-path values (``rounded``, ``approx``, ``bound``), whose exact values
+    mpmath computes on demand: all of them (``exact``), or those of the elements asked (``exact_where`` /
+    ``exact_at``; for Keras's row means, of the rows). The one constructor of the fast path's values, for
+    ``_fast`` and for the cache's stored ones (``conformance.cache.rebuild``). ``unsettled``: elements whose
+    rounding the float64 bound did not settle: settled here by mpmath (``rounded`` is written in place),
+    their exact values kept and their ``approx`` NaN. A reduction's exact value, where asked, is its
+    float64 value (its rounding is settled, and its error is judged from ``bound``)."""
+    first = "probs" if formula == "bce" else "logits"
+    if shape is None:
+        shape = np.broadcast_shapes(*(np.shape(inputs[n]) for n in (first, "target", "weight", "pos_weight") if n in inputs))
+    if count is None:
+        size = int(np.prod(shape))
+        count = size
+        if axis_mean:
+            length = shape[-1]
+            count = length * (size // length if length else 0) if reduction == "mean" else length
 
     def exact_of() -> np.ndarray:
         return reference(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, fast=False).exact
 
     rowwise = axis_mean and reduction == "none" and not gradient  # Keras's row means: settled row by row
     elementwise = gradient or (reduction == "none" and not axis_mean) or rowwise
-    if not elementwise:  # a reduction: settled whole, or the mpmath path
-        if unsettled.any():
-            return None
+    if not elementwise:
         return ReferenceValue(
-            rounded=rounded, approx=reduced.approx, bound=reduced.bound, exact_of=exact_of,
-            exact_at=lambda index: mpmath.mpf(float(reduced.approx[index])),
+            rounded=rounded, approx=approx, bound=bound, exact_of=exact_of,
+            exact_at=lambda index: mpmath.mpf(float(approx[index])),
         )
 
     def part_of(mask: np.ndarray) -> dict:
         # a mask over the elements, or for row means over the rows (each selected row whole)
         part = {name: np.broadcast_to(inputs[name], shape)[mask] for name in (first, "target", "weight", "pos_weight") if name in inputs}
-        if smoothing is not None:
+        if "label_smoothing" in inputs:
             part["label_smoothing"] = inputs["label_smoothing"]
         return part
 
@@ -562,15 +619,17 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
     def settle_part(mask: np.ndarray) -> ReferenceValue:
         if rowwise:
             return reference(formula, part_of(mask), "none", fmt, variant, two_step, False, axis_mean=True, fast=False)
-        return slow(part_of(mask), part_reduction, part_count)
+        return reference(formula, part_of(mask), part_reduction, fmt, variant, two_step, gradient, fast=False, count=part_count)
 
     result_shape = rounded.shape
     exact = np.empty(result_shape, dtype=object)
     exact.fill(None)
-    if unsettled.any():
+    if unsettled is not None and unsettled.any():
         settled_part = settle_part(unsettled)
         rounded[unsettled] = settled_part.rounded
         exact[unsettled] = settled_part.exact
+    if unsettled is not None:
+        approx = np.where(unsettled, np.nan, approx)
 
     def exact_where(mask: np.ndarray) -> np.ndarray:
         missing = mask & np.equal(exact, None)
@@ -584,8 +643,7 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
         return exact_where(mask)[0]
 
     return ReferenceValue(
-        rounded=rounded, approx=np.where(unsettled, np.nan, reduced.approx), bound=reduced.bound,
-        exact_of=exact_of, exact_at=exact_at, exact_where=exact_where,
+        rounded=rounded, approx=approx, bound=bound, exact_of=exact_of, exact_at=exact_at, exact_where=exact_where
     )
 
 

@@ -118,32 +118,71 @@ def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: 
     return Judgement(failing == 0, max_ulp, worst, floor_accepted, _median(list(ulps)), ulps)
 
 
-def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, tolerance: Tolerance, keep: int) -> Judgement:
-    """``judge`` on the fast path: each element's error is measured from its float64 value, to within
-    its bound in ULPs (below 2^-20 ULP); an element whose verdict that margin leaves open, whose exact
-    value the fast path did not give (a special value, an unsettled rounding) or whose result is not
-    finite is judged exactly, with its exact value from mpmath."""
-    approx, bound = ref.approx, ref.bound
+def exact_ulps(rounded: np.ndarray, approx: np.ndarray, slack: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
+    """The ULP of ``fmt`` at each exact value, bounded from its correct rounding: (smallest, largest) candidate.
+
+    An exact value and its correct rounding R lie in the same binade unless |R| is a power of two 2^k
+    above the subnormal range and the exact value is just below it (it rounded up to 2^k): then its ULP
+    is half of R's. Which one it is, the float64 interval ``approx`` ± ``slack`` (holding the exact
+    value) settles unless it contains 2^k; there both candidates are returned. Exact, not estimated:
+    R is a value of ``fmt`` and its ULP a power of two. Where R is ±inf (or NaN), the ULPs at the
+    interval's ends."""
     with np.errstate(invalid="ignore", over="ignore"):
-        ulp = fast_reference.ulp_of(approx, fmt)
-        distance = np.abs(got - approx)
-        error = distance / ulp
-        margin = (bound * (1 + 8 * fast_reference.U) + fast_reference.ABSOLUTE) / ulp + error * 4 * fast_reference.U
-        # the spacing at the exact value is the spacing at approx, unless the interval crosses a binade
-        same_binade = fast_reference.ulp_of(approx - bound, fmt) == fast_reference.ulp_of(approx + bound, fmt)
-        floor_distance = distance + bound * (1 + 8 * fast_reference.U) + fast_reference.ABSOLUTE
-        within_ulps = error + margin <= tolerance.max_ulp
-        beyond_ulps = error - margin > tolerance.max_ulp
-        within_floor = floor_distance <= tolerance.abs_floor
-        beyond_floor = distance - bound * (1 + 8 * fast_reference.U) > tolerance.abs_floor
-    decided = np.isfinite(approx) & np.isfinite(got) & same_binade & (within_ulps | beyond_ulps & (within_floor | beyond_floor))
-    decided &= margin <= 2.0**-20  # else the error itself is measured exactly (a cancelling gradient)
+        finite = np.isfinite(rounded)
+        magnitude = np.abs(np.where(finite, rounded, 0.0))
+        ulp = fast_reference.ulp_of(magnitude, fmt)
+        mantissa, _ = np.frexp(magnitude)
+        power = (mantissa == 0.5) & (magnitude > fmt.smallest_normal)
+        a = np.abs(approx)
+        above = (a - slack) * (1 - 4 * fast_reference.U) >= magnitude  # every |x| in the interval >= 2^k
+        below = (a + slack) * (1 + 4 * fast_reference.U) < magnitude  # every |x| < 2^k
+        smallest = np.where(power & ~above, ulp / 2, ulp)
+        largest = np.where(power & below, ulp / 2, ulp)
+        # a rounding that overflowed to ±inf says only that the exact value is past the largest finite
+        # value: the interval's ends give the ULPs (ulp_of grows with the magnitude)
+        low_end = np.maximum((a - slack) * (1 - 4 * fast_reference.U), 0.0)
+        high_end = (a + slack) * (1 + 4 * fast_reference.U)
+        smallest = np.where(finite, smallest, fast_reference.ulp_of(low_end, fmt))
+        largest = np.where(finite, largest, fast_reference.ulp_of(high_end, fmt))
+    return smallest, largest
+
+
+def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, tolerance: Tolerance, keep: int) -> Judgement:
+    """``judge`` on the fast path, in float64 with rigorous bounds: each element's exact value lies within
+    ``slack`` of its float64 value, and the ULP at it is that of its correct rounding, or half of it
+    just below a power of two (``exact_ulps``), so |got - exact| / ULP lies in an interval [low, high].
+    Where that interval decides the verdict (the tolerance, and the absolute floor) and is at most 2^-20
+    ULP wide, the element is judged from it, its error reported as |got - approx| / ULP (inside the
+    interval); an element whose verdict the interval leaves open (an error on the tolerance itself, a
+    cancelling gradient), whose exact value the fast path did not give (a special value, an unsettled
+    rounding) or whose result is not finite is judged exactly, with its exact value from mpmath."""
+    approx, bound, rounded = ref.approx, ref.bound, ref.rounded
+    u = fast_reference.U
+    with np.errstate(invalid="ignore", over="ignore"):
+        # |exact - approx| <= slack; one more ABSOLUTE covers any rounding of float64 subnormals below
+        slack = bound * (1 + 8 * u) + 2 * fast_reference.ABSOLUTE
+        smallest_ulp, largest_ulp = exact_ulps(rounded, approx, slack, fmt)
+        distance = np.abs(got - approx)  # within a relative u of |got - approx|
+        # |got - exact| lies in [distance_low, distance_high], each rounding accounted for
+        distance_high = (distance * (1 + 4 * u) + slack) * (1 + 4 * u)
+        distance_low = np.maximum((distance * (1 - 2 * u) - slack * (1 + 2 * u)) * (1 - 2 * u), 0.0)
+        low, high = distance_low / largest_ulp, distance_high / smallest_ulp  # exact: powers of two
+        error = distance / largest_ulp
+        within_ulps = high <= tolerance.max_ulp
+        beyond_ulps = low > tolerance.max_ulp
+        within_floor = distance_high <= tolerance.abs_floor
+        beyond_floor = distance_low > tolerance.abs_floor
+        usable = np.isfinite(approx) & np.isfinite(got) & np.isfinite(smallest_ulp) & np.isfinite(largest_ulp)
+        decided = usable & (within_ulps | beyond_ulps & (within_floor | beyond_floor))
+        decided &= high - low <= 2.0**-20  # else the error itself is measured exactly (a cancelling gradient)
     ok = within_ulps | (beyond_ulps & within_floor)
     errors = np.where(decided, error, 0.0)
     floor = decided & ~within_ulps & within_floor
-    # a result or an exact value that is not finite: the correct rounding settles it (as ulp_error does)
-    rounded = ref.rounded
-    special = ~decided & (~np.isfinite(got) | ~np.isfinite(rounded))
+    # a result that is not finite, or a NaN exact value: the correct rounding settles it (as ulp_error
+    # does). Not a finite result against a rounding to ±inf: the exact value may be finite (it overflows
+    # the dtype), and then ulp_error measures the distance to it, as below. An approx of ±inf with a
+    # zero bound is an exactly infinite value (fast_reference.Terms.infinite).
+    special = ~decided & (~np.isfinite(got) | np.isnan(rounded) | (np.isinf(approx) & (bound == 0)))
     meets = np.where(np.isnan(got), np.isnan(rounded), got == rounded)
     errors = np.where(special, np.where(meets, 0.0, np.inf), errors)
     ok = np.where(special, meets, ok)
@@ -165,9 +204,22 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
         index = np.unravel_index(position, errors.shape) if errors.shape else ()
         index = tuple(int(i) for i in index)
         worst.append(ElementError(index, float(got[index]), ref.exact_at(index), float(errors[index])))
-    ulps = tuple(float(e) for e in flat_errors)
+    ulps = tuple(flat_errors.tolist())
     max_ulp = float(flat_errors.max()) if flat_errors.size else 0.0
-    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median(list(ulps)), ulps)
+    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median_array(flat_errors), ulps)
+
+
+def _median_array(values: np.ndarray) -> float:
+    """``_median`` of an array (NaN counts as inf), by a partial sort."""
+    ordered = np.where(np.isnan(values), np.inf, values)
+    n = ordered.size
+    if not n:
+        return 0.0
+    middle = n // 2
+    if n % 2:
+        return float(np.partition(ordered, middle)[middle])
+    low, high = np.partition(ordered, (middle - 1, middle))[middle - 1 : middle + 1]
+    return float((low + high) / 2)
 
 
 def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatFormat) -> bool:

@@ -145,10 +145,11 @@ def test_a_broadcast_view_is_keyed_by_what_it_stands_for(folder):
 def test_a_new_reference_version_or_source_invalidates(folder, computed, monkeypatch):
     fmt, inputs = FORMATS["float32"], logits_inputs()
     cache.reference("bce_with_logits", inputs, "none", fmt)
-    monkeypatch.setattr(cache, "REFERENCE_VERSION", cache.REFERENCE_VERSION + 1)
+    version = cache.REFERENCE_VERSION
+    monkeypatch.setattr(cache, "REFERENCE_VERSION", version + 1)
     cache.reference("bce_with_logits", inputs, "none", fmt)
     assert len(computed) == 2
-    assert sorted(p.name for p in folder.iterdir()) == ["v1", "v2"]
+    assert sorted(p.name for p in folder.iterdir()) == [f"v{version}", f"v{version + 1}"]
     before = cache.key("bce_with_logits", inputs, "none", fmt)
     monkeypatch.setattr(cache, "_sources_digest", lambda: "an edited reference.py")
     assert cache.key("bce_with_logits", inputs, "none", fmt) != before

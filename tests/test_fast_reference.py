@@ -206,3 +206,89 @@ def test_the_fast_path_is_taken_only_where_it_applies():
     big = cast(grid(logit_sample("float32", 2000)), "float64")
     assert reference("bce_with_logits", big, "none", FORMATS["float64"]).approx is None  # 53 bits: mpmath
     assert ml_dtypes.bfloat16  # the bfloat16 values above come from ml_dtypes
+
+
+@pytest.mark.parametrize("dtype", SMALL)
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_gradients_next_to_a_tie_at_target_one_half_settle_in_float64(dtype, weighted):
+    """At target 1/2 and tiny |x| the gradient w·tanh(x/2)/2 lies a hair inside w·x/4, which is often a
+    rounding tie of the dtype (x = (4m + 2) ulps): the strict bound |gradient| < w·|x|/4 (Terms.cap)
+    settles them in float64, each as the mpmath path rounds it."""
+    fmt = FORMATS[dtype]
+    rng = np.random.default_rng(11)
+    tiny = fmt.smallest_subnormal
+    ties = (4 * rng.integers(0, 1 << 20, 400) + 2) * tiny  # x/4 half-way between two subnormals
+    small = np.ldexp(rng.uniform(1, 2, 800), rng.integers(fmt.emin - fmt.precision + 1, fmt.emin + 8, 800))
+    x = np.concatenate([ties, small, [tiny, 2 * tiny, 3 * tiny, 6 * tiny, fmt.smallest_normal]])
+    x = np.concatenate([x, -x]).astype(fmt.numpy_dtype).astype(np.float64)
+    x = x[np.abs(x) > 0]
+    inputs = {"logits": x, "target": np.full(x.shape, 0.5)}
+    if weighted:
+        inputs["weight"] = rng.choice([0.0, 0.75, 1.0, 3.0, 2.0**-5], x.shape)
+    inputs = cast(inputs, dtype)
+    terms = fast_reference.logits_terms(inputs, None, gradient=True)
+    _, unsettled = fast_reference.settle(terms, fmt)
+    assert not unsettled.any()
+    fast = reference("bce_with_logits", inputs, "none", fmt, gradient=True)
+    slow = reference("bce_with_logits", inputs, "none", fmt, gradient=True, fast=False)
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("two_step", [False, True], ids=["probs", "two-step-clip"])
+def test_exactly_infinite_losses_are_settled_and_judged_without_mpmath(two_step):
+    """log 0 with a positive coefficient: the loss is exactly +inf (p = 0 or 1, or Keras's clip whose
+    1 - eps rounds to 1 in float16). The fast path settles it, and judges any result against it, as
+    the mpmath path does, without asking mpmath for an exact value."""
+    fmt = FORMATS["float16"]
+    rng = np.random.default_rng(12)
+    if two_step:
+        x = np.concatenate([np.linspace(-30, 30, 1200), [0.0, 20.0, -20.0]])
+        inputs = cast(grid(x, (0.0, 0.5, 1.0)), "float16")
+        variant = VARIANTS["prob_clip(1e-7)"] if "prob_clip(1e-7)" in VARIANTS else next(v for v in VARIANTS.values() if v.prob_clip)
+        kwargs = {"variant": variant, "two_step": True}
+    else:
+        p = np.concatenate([rng.uniform(0, 1, 1200), [0.0] * 20, [1.0] * 20])
+        xs, ys = np.meshgrid(p, [0.0, 0.25, 1.0], indexing="ij")
+        inputs = cast({"probs": xs, "target": ys}, "float16")
+        kwargs = {}
+    formula = "bce_with_logits" if two_step else "bce"
+    fast = reference(formula, inputs, "none", fmt, **kwargs)
+    slow = reference(formula, inputs, "none", fmt, fast=False, **kwargs)
+    assert_same(fast, slow)
+    infinite = np.isinf(slow.rounded)
+    assert infinite.any() and np.isinf(fast.approx[infinite]).all()
+    got = np.where(rng.random(slow.rounded.shape) < 0.5, slow.rounded, 11.0)  # some finite where inf is exact
+    got[rng.random(got.shape) < 0.01] = np.nan
+    asked = []
+    original = fast.exact_where
+    fast.exact_where = lambda mask: (asked.append(int(mask[infinite].sum())), original(mask))[1]
+    tolerance = Tolerance(4.0, fmt.smallest_normal)
+    a, b = judge(got, fast, fmt, tolerance), judge(got, slow.exact, fmt, tolerance)
+    assert (a.passed, a.floor_accepted) == (b.passed, b.floor_accepted)
+    assert np.allclose(a.ulps, b.ulps, rtol=2**-20, atol=2**-20, equal_nan=True)
+    assert [w.index for w in a.worst] == [w.index for w in b.worst]
+    assert sum(asked) == 0
+    for reduction in ("sum", "mean"):  # an exactly infinite term among non-negative ones: +inf exactly
+        fast = reference(formula, inputs, reduction, fmt, **kwargs)
+        assert fast.approx is not None and fast.rounded == np.inf
+        assert reference(formula, inputs, reduction, fmt, fast=False, **kwargs).rounded == np.inf
+
+
+def test_row_means_with_an_exactly_infinite_term_settle_in_float64():
+    """Keras's row means (axis_mean, `none`) of its clipped two-step float16 loss: a row holding an
+    exactly infinite term (p = 1 after the clip) has the mean +inf exactly, settled without mpmath;
+    every row as the mpmath path has it, and the vectorised row sums' bounds settle the others."""
+    fmt = FORMATS["float16"]
+    x = np.concatenate([np.linspace(-25, 25, 397), [0.0, 9.0, -9.0]])
+    inputs = cast(grid(x, (0.0, 0.5, 1.0)), "float16")
+    kwargs = {"variant": VARIANTS["prob_clip(1e-7)"], "two_step": True, "axis_mean": True}
+    terms = fast_reference.probability_terms(
+        inputs, None, False, clip=(round_to_format(Fraction(1e-7), fmt), 1.0),
+        two_step_p=fast_reference.round_to_dtype(fast_reference.sigmoid_terms(inputs["logits"].astype(np.float64)).approx, fmt),
+    )
+    means = fast_reference.axis_mean_terms(terms, "none", False)
+    assert means.infinite.any() and not means.fallback[means.infinite].any()
+    fast = reference("bce_with_logits", inputs, "none", fmt, **kwargs)
+    slow = reference("bce_with_logits", inputs, "none", fmt, fast=False, **kwargs)
+    assert_same(fast, slow)
+    assert np.isinf(slow.rounded).any()

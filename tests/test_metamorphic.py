@@ -47,6 +47,40 @@ def test_mirroring_needs_exact_one_minus_y():
     assert not metamorphic.mirrors_exactly({**inputs, "pos_weight": np.ones(1, np.float32)}, F32)
 
 
+def test_mirroring_checks_that_one_minus_y_is_exact_in_float64_too():
+    """1 - y must be exact, not merely equal to its own rounding: in float64, 1 - 2^-60 rounds to 1 (the
+    old check compared the float64 1 - y with the rounding of the exact 1 - y, and accepted it)."""
+    from fractions import Fraction
+
+    from conformance.dtypes import round_to_format
+
+    logits = np.array([1.0, 2.0])
+    for y, exact in ((2.0**-60, False), (2.0**-53, True), (0.25, True), (1.0 + 2.0**-52, True), (-(2.0**60), False), (3.0, True)):
+        assert metamorphic.mirrors_exactly({"logits": logits, "target": np.array([0.5, y])}, F64) is exact, y
+    assert not metamorphic.mirrors_exactly({"logits": logits, "target": np.array([0.5, np.nan])}, F64)
+    assert not metamorphic.mirrors_exactly({"logits": logits, "target": np.array([0.5, np.inf])}, F64)
+    # float32 too: 1 - 2^-149 is no float32 (nor float64), though both round it to 1
+    assert not metamorphic.mirrors_exactly({"logits": logits, "target": np.array([0.5, 2.0**-149], np.float32)}, F32)
+    # elementwise against exact rationals, on every float16 value and on float32 / float64 samples
+    rng = np.random.default_rng(5)
+    for name in ("float16", "bfloat16", "float32", "float64"):
+        fmt = FORMATS[name]
+        if name in ("float16", "bfloat16"):
+            ys = np.arange(1 << 16, dtype=np.uint16).view(fmt.numpy_dtype).astype(np.float64)
+        else:
+            low = -1074 if name == "float64" else -149
+            ys = np.ldexp(rng.uniform(1, 2, 3000), rng.integers(low, 60, 3000)).astype(fmt.numpy_dtype).astype(np.float64)
+            ys = np.concatenate([ys, -ys, rng.uniform(-2, 2, 3000).astype(fmt.numpy_dtype).astype(np.float64)])
+
+        def truth(y):
+            if not math.isfinite(y):
+                return False
+            rounded = round_to_format(1 - Fraction(y), fmt)
+            return math.isfinite(rounded) and Fraction(rounded) == 1 - Fraction(y)
+
+        assert metamorphic.one_minus_is_exact(ys, fmt).tolist() == [truth(y) for y in ys], name
+
+
 def test_symmetry_distances():
     holds, largest, rows = metamorphic.symmetry(np.array([1.0, math.nan]), np.array([1.0 + 2**-23, math.nan]), F32, TOL)
     assert holds and largest == 1.0

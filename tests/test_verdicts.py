@@ -94,3 +94,135 @@ def test_float32_repr_literal():
         exact = mpmath.mpf("0.80000682553706109087")
     assert expectation_holds("0.80000682553706109", exact, F32)
     assert expectation_holds("0.8000068", exact, F32)  # float32 repr of the rounded value, and right to 7 digits
+
+
+# The fast path's judgement (verdicts._judge_fast): decided in float64 from each element's bound where
+# the bound decides it, exactly elsewhere, always as the exact judgement would.
+
+F16 = FORMATS["float16"]
+
+
+def fast_value(exact: list, fmt, relative_bound: float = 2.0**-45):
+    """A fast-path ReferenceValue for the given exact values (mpf): approx their float64 rounding, bound
+    ``relative_bound`` of it (0 for an exact float64), and a count of the elements asked of mpmath."""
+    from conformance.dtypes import round_to_format
+    from conformance.reference import ReferenceValue
+
+    exact = np.array(exact, dtype=object)
+    approx = np.array([float(v) for v in exact])
+    bound = np.abs(approx) * relative_bound
+    rounded = np.array([math.nan if mpmath.isnan(v) else round_to_format(v, fmt) for v in exact])
+    asked = []
+
+    def exact_where(mask):
+        asked.append(int(mask.sum()))
+        return exact[mask]
+
+    value = ReferenceValue(
+        rounded=rounded, approx=approx, bound=bound, exact_of=lambda: exact,
+        exact_at=lambda index: exact[index], exact_where=exact_where,
+    )
+    return value, exact, asked
+
+
+def assert_judged_alike(got, exact, fmt, tolerance, relative_bound=2.0**-45):
+    from conformance.reference import ReferenceValue
+
+    value, exact, asked = fast_value(exact, fmt, relative_bound)
+    assert isinstance(value, ReferenceValue)
+    a, b = judge(np.array(got, dtype=np.float64), value, fmt, tolerance), judge(np.array(got, dtype=np.float64), exact, fmt, tolerance)
+    assert (a.passed, a.floor_accepted) == (b.passed, b.floor_accepted)
+    assert np.allclose(a.ulps, b.ulps, rtol=2**-20, atol=2**-20, equal_nan=True), list(zip(a.ulps, b.ulps))
+    assert [w.index for w in a.worst] == [w.index for w in b.worst]
+    per_element = [judge(np.array([g]), exact[i : i + 1], fmt, tolerance).passed for i, g in enumerate(got)]
+    per_element_fast = [judge(np.array([g]), fast_value(exact[i : i + 1], fmt, relative_bound)[0], fmt, tolerance).passed for i, g in enumerate(got)]
+    assert per_element == per_element_fast
+    return a, sum(asked)
+
+
+def below(power: float, gap: float = 2.0**-60) -> mpmath.mpf:
+    return mpmath.mpf(power) - mpmath.mpf(gap) * power
+
+
+def above(power: float, gap: float = 2.0**-60) -> mpmath.mpf:
+    return mpmath.mpf(power) + mpmath.mpf(gap) * power
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_fast_judgement_at_powers_of_two(sign):
+    """An exact value just below 2^k rounds to 2^k but has half its ULP: judged alike, and without
+    mpmath where every ULP the interval allows gives the same verdict and error within 2^-20."""
+    tolerance = Tolerance(4, F16.smallest_normal)
+    cases = []
+    for power in (1.0, 2.0**-13, 1024.0):  # 2^-13: the first power of two above float16's normal minimum
+        u = power * 2.0**-10  # float16's ULP at 2^k; 2^k - tiny has u / 2
+        for x in (below(power), above(power), mpmath.mpf(power)):
+            for got in (power, power - u / 2, power - u, power - 2 * u, power - 3 * u, power + u, power + 4 * u, power + 2 * u, power - 4 * u, power - 5 * u / 2, power - 5 * u, power + 5 * u):
+                cases.append((sign * got, sign * x))
+    got, exact = zip(*cases)
+    judgement, asked = assert_judged_alike(list(got), list(exact), F16, tolerance)
+    assert not judgement.passed  # some are 5 to 10 ULP away
+    settled_at_once = [(sign * p, sign * below(p)) for p in (1.0, 2.0**-13, 1024.0)]  # got = 2^k: ~0 ULP whichever ULP
+    judgement, asked = assert_judged_alike([g for g, _ in settled_at_once], [x for _, x in settled_at_once], F16, tolerance)
+    assert judgement.passed and asked == 0
+
+
+def test_fast_judgement_on_the_tolerance_and_on_the_floor():
+    """Errors of exactly max_ulp ULP, and |got - exact| exactly the absolute floor: undecided by any
+    positive bound, so judged exactly (accepted: the limits are inclusive); an exact float64 value with
+    a zero bound is decided at once."""
+    tolerance = Tolerance(4, F16.smallest_normal)
+    u = 2.0**-10
+    got = [1.0 + 4 * u, 1.0 - 4 * u, 1.0 + 5 * u, 0.0, 0.0, 0.0, 2.0**-14 + 4 * 2.0**-24]
+    exact = [mpmath.mpf(1), mpmath.mpf(1), mpmath.mpf(1), mpmath.mpf(2.0**-14), mpmath.mpf(2.0**-14) + mpmath.mpf(2.0**-40),
+             mpmath.mpf(2.0**-20), mpmath.mpf(2.0**-14)]
+    judgement, asked = assert_judged_alike(got, exact, F16, tolerance)
+    assert [round(e, 3) for e in judgement.ulps] == [4.0, 4.0, 5.0, 1024.0, 1024.0, 16.0, 4.0]
+    assert judgement.floor_accepted == 2 and not judgement.passed  # 2^-14 + a hair is beyond the floor
+    assert asked > 0
+    exact_floats = [mpmath.mpf(v) for v in (1.0, 1.0, 2.0**-14)]
+    judgement, asked = assert_judged_alike([1.0 + 4 * u, 1.0 - 2 * u, 0.0], exact_floats, F16, tolerance, relative_bound=0.0)
+    assert judgement.passed and judgement.floor_accepted == 1
+
+
+def test_fast_judgement_of_subnormals_and_special_values():
+    tolerance = Tolerance(4, F32.smallest_normal)
+    tiny = F32.smallest_subnormal
+    got = [0.0, tiny, 3 * tiny, 2.0**-126, 0.0, math.nan, math.nan, math.inf, math.inf, -math.inf, 3.4028234663852886e38, 1.0, math.inf]
+    exact = [mpmath.mpf(tiny) / 3, mpmath.mpf(tiny), mpmath.mpf(tiny) * 7.5, below(2.0**-126), mpmath.mpf(2.0**-125),
+             mpmath.nan, mpmath.mpf(1), mpmath.mpf(2.0**129), mpmath.inf, mpmath.mpf(-(2.0**200)), mpmath.mpf(2.0**129),
+             mpmath.mpf(1) + mpmath.mpf(2.0**-70), mpmath.mpf(1)]
+    judgement, _ = assert_judged_alike(got, exact, F32, tolerance)
+    assert not judgement.passed
+
+
+def test_fast_judgement_of_saturated_float16_gradients():
+    """The float16 gradient at the saturating ends, every element judged alike with results off by -8 .. 8
+    half ULPs; the correctly rounded results, saturated elements included (an exact value just below 1,
+    whose float64 interval holds 1), settled in float64."""
+    from conformance import fast_reference
+    from conformance.reference import reference
+
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    x = x[np.isfinite(x) & (np.abs(x.astype(np.float64)) > 6)][::7]  # the saturating ends, sampled
+    xs, ys = np.meshgrid(x, np.array([0, 0.5, 1], np.float16), indexing="ij")
+    inputs = {"logits": xs, "target": ys}
+    fast = reference("bce_with_logits", inputs, "none", F16, gradient=True)
+    slow = reference("bce_with_logits", inputs, "none", F16, gradient=True, fast=False)
+    rng = np.random.default_rng(3)
+    ulps = fast_reference.ulp_of(slow.rounded, F16)
+    steps = rng.integers(-8, 9, slow.rounded.shape) * ulps / 2
+    for n, got in enumerate((slow.rounded, fast_reference.round_to_dtype(slow.rounded + steps, F16))):
+        asked = []
+        original = fast.exact_where
+        fast.exact_where = lambda mask: (asked.append(int(mask.sum())), original(mask))[1]
+        tolerance = Tolerance(4, F16.smallest_normal)
+        a, b = judge(got, fast, F16, tolerance), judge(got, slow.exact, F16, tolerance)
+        fast.exact_where = original
+        assert (a.passed, a.floor_accepted) == (b.passed, b.floor_accepted)
+        assert np.allclose(a.ulps, b.ulps, rtol=2**-20, atol=2**-20, equal_nan=True)
+        assert [w.index for w in a.worst] == [w.index for w in b.worst]
+        if n == 0:  # before, every element whose interval held 1 went to mpmath; now only a few ties
+            assert sum(asked) <= got.size // 50
+        # results a few ULPs off a saturated exact value just below 1 (rounding to 1) still need mpmath to
+        # say on which side of 1 it is: their error is j or j/2 ULPs (see the README's Benchmarks)
