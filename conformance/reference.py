@@ -297,10 +297,11 @@ def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
 def _as_mpf(values: np.ndarray, precision: int) -> np.ndarray:
     """The values with each Fraction (an exact rational term) as the nearest mpf of ``precision`` bits."""
     out = np.empty(values.shape, dtype=object)
-    for index, value in np.ndenumerate(values):
-        if isinstance(value, Fraction):
-            value = mpmath.mpf(mpmath.libmp.from_rational(value.numerator, value.denominator, precision, mpmath.libmp.round_nearest))
-        out[index] = value
+    with mpmath.workprec(precision):  # mpf() rounds a raw value to the context's precision: keep all of them
+        for index, value in np.ndenumerate(values):
+            if isinstance(value, Fraction):
+                value = mpmath.mpf(mpmath.libmp.from_rational(value.numerator, value.denominator, precision, mpmath.libmp.round_nearest))
+            out[index] = value
     return out
 
 

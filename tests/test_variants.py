@@ -177,3 +177,25 @@ def test_an_acceptable_result_passes_its_pytest_test_and_a_failing_one_does_not(
     verdict_outcome(run(tmp_path, clamped_bce, ("log_clamp(-100)",)))  # acceptable: no exception
     with pytest.raises(pytest.fail.Exception):
         verdict_outcome(run(tmp_path, clamped_bce, ()))
+
+
+def test_variant_gradient_keeps_its_exact_value_beyond_the_dtype():
+    # Where the clip is inactive the variant's gradient is the exact one; its exact value must stay exact
+    # (an mpf of the reference's precision), not the float64 rounding, or errors near the tolerance are
+    # measured against the wrong number (it was: 4.0 instead of 4.44 ULP for Keras's smoothed float64 gradient)
+    from conformance.variants import VARIANTS
+
+    f64 = FORMATS["float64"]
+    inputs = {
+        "probs": np.array([float.fromhex("0x1.a1e4f765fd8aep-1")]),
+        "target": np.array([1.0]),
+        "label_smoothing": np.array(0.1),
+    }
+    plain = reference("bce", inputs, "none", f64, gradient=True, fast=False)
+    clipped = reference("bce", inputs, "none", f64, VARIANTS["prob_clip(1e-7)"], gradient=True, fast=False)
+    assert clipped.exact[0] == plain.exact[0] != mpmath.mpf(float(plain.rounded[0]))
+    p, ls = Fraction(float.fromhex("0x1.a1e4f765fd8aep-1")), Fraction(0.1)
+    y = 1 - ls + ls / 2
+    exact = (1 - y) / (1 - p) - y / p
+    with mpmath.workprec(300):
+        assert abs(clipped.exact[0] - mpmath.mpf(exact.numerator) / exact.denominator) < mpmath.mpf(2) ** -200
