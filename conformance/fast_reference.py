@@ -291,6 +291,9 @@ def reduce_terms(terms: Terms, reduction: str, gradient: bool, count: int) -> Te
     return Terms(np.array(total), np.array(bound), np.array(fallback), np.array(sign, dtype=np.int8))
 
 
+FEW_ROWS = 256  # up to this many rows, Keras's row means are summed row by row with fsum (exact); beyond, all at once
+
+
 def axis_mean_terms(terms: Terms, reduction: str, gradient: bool) -> Terms:
     """Keras's mean over the last axis: `none` the row means (``_row_means``: a float64 row sum with its
     bound, over the row length), `sum` / `mean` their sum / mean; gradients divided by the row length
@@ -301,7 +304,7 @@ def axis_mean_terms(terms: Terms, reduction: str, gradient: bool) -> Terms:
         count = length * rows if reduction == "mean" else length
         return Terms(terms.approx / count, terms.bound / count + np.abs(terms.approx / count) * U, terms.fallback, terms.sign)
     shape = terms.approx.shape[:-1]
-    if not length or not rows:
+    if not length or rows <= FEW_ROWS:  # few (long) rows: each summed exactly, for a bound as tight as a sum's
         flat = [reduce_terms(Terms(a, b, f, s), "mean", False, length) for a, b, f, s in zip(
             terms.approx.reshape(-1, length), terms.bound.reshape(-1, length),
             terms.fallback.reshape(-1, length), terms.sign.reshape(-1, length))]
