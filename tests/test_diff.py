@@ -278,3 +278,21 @@ def test_a_real_numpy_run(tmp_path, capsys):
     planted_id = Result.from_json(lines[index]).id
     assert f"- `{planted_id}` (numpy): exact → fail" in out and ": planted" in out
     assert "diff: 1 regressions (1 new failures, 0 worse, 0 ULP growth, 0 disappeared)" in out
+
+
+def test_baseline_keeps_every_record_but_the_sweep_elements(tmp_path, capsys):
+    sweep = result("c/sweep", reduction="none", elements={"x": [1.0, 2.0], "ulp": [0.0, 0.5]})
+    rs = [UNCHANGED, sweep, result("c/b", "fail", math.inf, message="off")]
+    write(tmp_path / "results" / "jax.jsonl", rs)
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "gone.jsonl").write_text("stale\n")
+    assert main(["baseline", str(tmp_path / "results"), str(tmp_path / "baselines")]) == 0
+    assert not (tmp_path / "baselines" / "gone.jsonl").exists()
+    full = [json.loads(line) for line in (tmp_path / "results" / "jax.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in (tmp_path / "baselines" / "jax.jsonl").read_text().splitlines()]
+    assert "elements" in full[2] and all("elements" not in record for record in kept)
+    full[2].pop("elements")
+    assert kept == full  # everything else, the environment record included, as it was
+    capsys.readouterr()
+    assert main(["diff", str(tmp_path / "baselines"), str(tmp_path / "results")]) == 0
+    assert "0 other changes" in capsys.readouterr().out
