@@ -51,6 +51,8 @@ class Terms:
     # where True, the exact value is +inf exactly (a log of 0 with a positive coefficient and weight):
     # its rounding, with approx = +inf and bound 0
     infinite: np.ndarray | None = None
+    # where True, approx is the exact value (a float64 with no error: bound 0), rounded once, ties to even
+    exact: np.ndarray | None = None
 
 
 def round_to_dtype(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -99,6 +101,10 @@ def settle(terms: Terms, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
     exact_zero = (terms.approx == 0) & (terms.bound == 0)
     rounded_low = np.where(exact_zero, 0.0, rounded_low)
     unsettled = terms.fallback | ~(same | exact_zero) | ~np.isfinite(terms.approx)
+    if terms.exact is not None:  # an exact float64 value, a rounding tie included: its correct rounding at once
+        known = terms.exact & ~terms.fallback & np.isfinite(terms.approx)
+        unsettled &= ~known
+        rounded_low = np.where(known, round_to_dtype(terms.approx, fmt), rounded_low)
     if terms.infinite is not None:
         infinite = terms.infinite & ~terms.fallback
         unsettled &= ~infinite
@@ -227,6 +233,7 @@ def probability_terms(
             return Terms(approx, np.where(infinite, 0.0, bound), fallback, sign, infinite=infinite)
         else:
             infinite = np.zeros(p.shape, dtype=bool)
+            exact = None
             if grad_floor is not None:  # torch's backward: w·(p - y)/max(p·(1 - p), floor), q = 1
                 if q_given or smoothing is not None:
                     fallback = fallback | True  # no such variant with pos_weight or smoothing
@@ -257,10 +264,25 @@ def probability_terms(
                 grad_bound = np.where(silenced, 0.0, chain * grad_bound + np.abs(grad) * 3 * U)
                 sign = np.where(silenced, 1, sign).astype(np.int8)
                 infinite = infinite & ~silenced
+                # Where the floor (torch) or the clip (Keras) is not active, the chain product is exactly
+                # w·(p - y): with w = 1, no pos_weight and no smoothing, and p - y exact in float64 (TwoSum),
+                # the value is known exactly, a rounding tie of the dtype included (p - y of two 16- or
+                # 24-bit values often is one), which no interval settles
+                if not q_given and smoothing is None:
+                    difference = p - y
+                    back = difference - p
+                    exact_difference = ((p - (difference - back)) + (-y - back)) == 0
+                    active = (chain < grad_floor * (1 + 4 * U)) if grad_floor is not None else clipped
+                    exact = exact_difference & ~active & ~silenced & (w == 1) & ~fallback & ~infinite & np.isfinite(difference)
+                    grad = np.where(exact, difference, grad)
+                    grad_bound = np.where(exact, 0.0, grad_bound)
+                    sign = np.where(exact, np.sign(difference), sign).astype(np.int8)
             fallback = fallback | infinite
             approx = w * grad
             bound = np.abs(w) * grad_bound + np.abs(approx) * U
-    return Terms(approx, bound, fallback, sign)
+            if exact is not None:
+                bound = np.where(exact, 0.0, bound)
+    return Terms(approx, bound, fallback, sign, exact=exact)
 
 
 def sigmoid_terms(x: np.ndarray) -> Terms:
