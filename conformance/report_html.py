@@ -248,11 +248,15 @@ def _symlog_threshold(values: list[np.ndarray], floor: float = VALUE_FLOOR) -> f
     return float(min(max(magnitudes.min(), floor), 1.0))
 
 
+CEILING_EXPONENT = 300
+
+
 def _ceiling(values: list[np.ndarray], floor: float) -> float:
     """A power of ten a decade above every finite magnitude: where inf and NaN are drawn."""
     magnitudes = _finite_abs(values)
     largest = max(float(magnitudes.max()) if magnitudes.size else 0.0, floor)
-    return 10.0 ** (math.ceil(math.log10(largest)) + 1)
+    # at most 1e300 (the axes reach 3× the ceiling; a float64 error of 1e308 ULP is real): larger values are clipped to it
+    return 10.0 ** min(math.ceil(math.log10(largest)) + 1, CEILING_EXPONENT)
 
 
 def _plain(text: str) -> str:
@@ -318,7 +322,7 @@ def sweep_svg(
     ulp_ceiling = _ceiling([d["ulp"] for _, _, d in data], 10.0)
     negatives = _finite_abs([np.minimum(v, 0) for v in values])
     value_bottom = (
-        -(10.0 ** math.ceil(math.log10(negatives.max()))) * 1.5 if negatives.size and negatives.max() > 0 else 0.0
+        -(10.0 ** min(math.ceil(math.log10(negatives.max())), CEILING_EXPONENT)) * 1.5 if negatives.size and negatives.max() > 0 else 0.0
     )
     xs = _finite_abs([d["x"] for _, _, d in data])
     xmax = float(xs.max()) if xs.size else 0.0
@@ -351,7 +355,7 @@ def sweep_svg(
                     x, y = d["x"][order], d[key][order]
                     finite = np.isfinite(y)
                     ax.plot(
-                        x, np.where(finite, y, np.nan), color=color, linestyle=linestyle, linewidth=1.1,
+                        x, np.where(finite, np.clip(y, -1.5 * ceiling, ceiling), np.nan), color=color, linestyle=linestyle, linewidth=1.1,
                         marker=None if styled else ".", markersize=2, zorder=2,
                     )  # fmt: skip
                     for name, mask, symbol in (

@@ -417,3 +417,12 @@ def test_sweep_plot_handles_many_targets_and_points():
     assert len(kept) <= report_html.SWEEP_POINTS and 1234 in kept and 4321 in kept
     svg = report_html.sweep_svg([("fw 1.0", "fw.api_a", r)], ["#1f77b4"], "float32", "value", True, "t0", "test")
     assert svg.startswith('<svg class="plot"') and "inf / NaN" in svg
+
+
+def test_sweep_plot_takes_errors_up_to_the_largest_float64():
+    # a float64 error of 1e308 ULP (a wrong result where the exact value is subnormal) is finite: the ceiling,
+    # 10 ** (decades + 1), overflowed; it stops at 1e300 and larger values are drawn there
+    from conformance import report_html
+
+    assert report_html._ceiling([np.array([1.7e308, 3.0])], 10.0) == 1e300
+    assert report_html._ceiling([np.array([2.0e37])], 10.0) == 1e39
