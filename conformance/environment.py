@@ -1,5 +1,6 @@
 """What a run ran on: the framework and its versions, Python, platform, CPU, device, whether the
-framework flushes subnormals, mpmath, and this suite's version. The results file's first record.
+framework flushes subnormals, the numerics environment (SIMD dispatch, CPU capability, oneDNN, threads:
+``conformance.numerics``), mpmath, and this suite's version. The results file's first record.
 
 Nothing here depends on the time: the same run on the same machine and versions describes itself
 with the same bytes.
@@ -15,7 +16,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from conformance import __version__
+from conformance import __version__, numerics
 from conformance.adapters import Framework
 
 PROBED_DTYPES = ("float32", "float64")
@@ -64,6 +65,7 @@ def describe(framework: Framework) -> dict[str, Any]:
         "settings": dict(sorted(framework.settings.items())),
         "device": framework.device,
         "subnormals": subnormal_probe(framework),
+        "numerics": numerics.probe(),
         "suite": __version__,
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
@@ -91,9 +93,11 @@ def subnormal_text(subnormals: dict[str, Any]) -> str:
 
 
 def header(environment: dict[str, Any]) -> str:
-    """One line for a run's header: device, subnormal probe, Python and platform."""
+    """One line for a run's header: device, subnormal probe, numerics, Python and platform."""
+    recorded = environment.get("numerics")
     return (
         f"device {environment.get('device')}; subnormals: {subnormal_text(environment.get('subnormals', {}))}; "
+        f"numerics: {numerics.summary(recorded) if recorded is not None else '(not recorded)'}; "
         f"python {environment.get('python')} on {environment.get('platform')} ({environment.get('cpu')}); "
         f"mpmath {environment.get('mpmath')} ({environment.get('mpmath_backend')}); bce-conformance {environment.get('suite')}"
     )

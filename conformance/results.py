@@ -50,6 +50,8 @@ class Result:
     message: str = ""  # why: the failure, the unsupported combination, the error, the divergence's reason
     source: str = ""  # a known divergence's source (issue or documentation)
     divergence: str = ""  # a known divergence's id
+    # that divergence's environment condition, its `when:` as written (conformance.numerics), where it has one
+    when: dict[str, dict[str, Any]] = field(default_factory=dict)
     variant: str = ""  # the documented variant an acceptable result matches
     variant_max_ulp: float | None = None  # its largest error in ULPs against that variant
     reduced_by: str = ""
@@ -69,6 +71,8 @@ class Result:
         data = asdict(self)
         if data["elements"] is None:
             del data["elements"]  # only sweep cases carry them
+        if not data["when"]:
+            del data["when"]  # only a divergence with an environment condition has one
         return json.dumps(_jsonable(data), ensure_ascii=False, sort_keys=False)
 
     @classmethod

@@ -1,0 +1,278 @@
+"""The numerics environment: what, besides the versions, decides a framework's floating-point results on a host.
+
+The same numpy on two x86-64 machines can give two answers: numpy picks its SIMD kernels at import time
+from the CPU's features (its float64 ``exp`` / ``log`` have AVX-512F kernels of their own, used where
+the ``X86_V4`` dispatch target is found; elsewhere the C library's), torch picks its ATen kernels by
+CPU capability and sums in as many threads as it has, TensorFlow may route ops through oneDNN, XLA
+compiles for the host's instruction set. This module records those facts as one flat mapping,
+``field -> value`` (a str, an int, a bool, or a sorted list of str), the environment record's
+``numerics``:
+
+- ``cpu.flags``: the CPU flags that select kernels (avx2, avx512f, fma, ...), from /proc/cpuinfo;
+- ``numpy.simd_baseline`` / ``numpy.simd_found`` / ``numpy.simd_not_found``: what ``np.show_runtime()``
+  prints under ``simd_extensions`` (the dispatch targets found are the ones numpy uses);
+- ``env.<VARIABLE>``: the environment variables that change a dispatch (``NPY_DISABLE_CPU_FEATURES``,
+  ``ATEN_CPU_CAPABILITY``, ``TF_ENABLE_ONEDNN_OPTS``, ``XLA_FLAGS``, ...), where set;
+- per framework that the run imported (never imported here): see ``FRAMEWORK_PROBES``.
+
+A known-divergence entry may hold only where a field has a value (``when:``, see ``parse_condition``),
+and ``diff`` names the fields that changed between a baseline and the current run (``changes``).
+Nothing here depends on the time: the same host and settings give the same record.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+# the CPU flags (Linux /proc/cpuinfo names) that decide which kernels numpy, oneDNN, ATen and XLA take
+CPU_FLAGS = (
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c",
+    "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16", "avx512_vnni",
+    "amx_bf16", "amx_fp16", "amx_tile",
+    "asimd", "asimdhp", "fphp", "bf16", "sve", "sve2",
+)  # fmt: skip
+# environment variables that change a library's dispatch or precision, recorded where set
+ENVIRONMENT_VARIABLES = (
+    "NPY_DISABLE_CPU_FEATURES",
+    "NPY_ENABLE_CPU_FEATURES",
+    "ATEN_CPU_CAPABILITY",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_NUM_INTRAOP_THREADS",
+    "XLA_FLAGS",
+    "JAX_DEFAULT_MATMUL_PRECISION",
+    "JAX_ENABLE_X64",
+)
+
+# field -> how a person reads it (the run header, the report, the diff); a `when:` may name only these
+FIELDS: dict[str, str] = {
+    "cpu.flags": "CPU flags",
+    "numpy.simd_baseline": "numpy SIMD baseline",
+    "numpy.simd_found": "numpy SIMD dispatch found",
+    "numpy.simd_not_found": "numpy SIMD dispatch not found",
+    "torch.cpu_capability": "torch CPU capability",
+    "torch.threads": "torch threads",
+    "torch.interop_threads": "torch inter-op threads",
+    "torch.mkldnn": "torch oneDNN (mkldnn)",
+    "tensorflow.onednn": "TensorFlow oneDNN",
+    "tensorflow.intra_op_threads": "TensorFlow intra-op threads",
+    "tensorflow.inter_op_threads": "TensorFlow inter-op threads",
+    "jax.backend": "JAX backend",
+    "jax.device_kind": "JAX device",
+    "jax.platform_version": "XLA platform",
+    "jax.matmul_precision": "JAX default matmul precision",
+    **{f"env.{name}": f"${name}" for name in ENVIRONMENT_VARIABLES},
+}
+
+Value = str | int | bool | list[str]
+
+
+def _cpu_flags(cpuinfo: str) -> list[str]:
+    """The flags of ``CPU_FLAGS`` the first processor of a /proc/cpuinfo text lists (x86 ``flags``, arm ``Features``)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            present = set(value.split())
+            return sorted(flag for flag in CPU_FLAGS if flag in present)
+    return []
+
+
+def cpu_flags() -> list[str] | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None  # not Linux: unknown, not empty
+    return _cpu_flags(text)
+
+
+def numpy_simd() -> dict[str, Value]:
+    """numpy's SIMD baseline and dispatch, computed as ``np.show_runtime()`` does
+    (numpy/lib/_utils_impl.py::show_runtime: a dispatch target is found where ``__cpu_features__`` has it)."""
+    try:
+        from numpy._core import _multiarray_umath as umath  # numpy 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import _multiarray_umath as umath
+    baseline = getattr(umath, "__cpu_baseline__", None)
+    dispatch = getattr(umath, "__cpu_dispatch__", None)
+    features = getattr(umath, "__cpu_features__", None)
+    if baseline is None or dispatch is None or features is None:
+        return {}
+    return {
+        "numpy.simd_baseline": list(baseline),
+        "numpy.simd_found": [name for name in dispatch if features.get(name)],
+        "numpy.simd_not_found": [name for name in dispatch if not features.get(name)],
+    }
+
+
+def torch_numerics(torch) -> dict[str, Value]:
+    """ATen's CPU kernels are chosen by capability (aten/src/ATen/native/DispatchStub.cpp: DEFAULT, AVX2,
+    AVX512; ``ATEN_CPU_CAPABILITY`` lowers it) and its reductions split over its intra-op threads."""
+    return {
+        "torch.cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        "torch.threads": int(torch.get_num_threads()),
+        "torch.interop_threads": int(torch.get_num_interop_threads()),
+        "torch.mkldnn": bool(torch.backends.mkldnn.is_available()),
+    }
+
+
+def tensorflow_numerics(tf) -> dict[str, Value]:
+    """Whether TensorFlow routes ops through oneDNN (tensorflow/core/util/util.cc::IsMKLEnabled:
+    ``TF_ENABLE_ONEDNN_OPTS``, on by default on x86 Linux), and its thread pools (0: TensorFlow's default)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return {
+        "tensorflow.onednn": bool(_pywrap_util_port.IsMklEnabled()),
+        "tensorflow.intra_op_threads": int(tf.config.threading.get_intra_op_parallelism_threads()),
+        "tensorflow.inter_op_threads": int(tf.config.threading.get_inter_op_parallelism_threads()),
+    }
+
+
+def jax_numerics(jax) -> dict[str, Value]:
+    """XLA's backend and device, its platform version, and JAX's default matmul precision (XLA compiles
+    for the host's instruction set; ``XLA_FLAGS`` is recorded with the variables)."""
+    device = jax.devices()[0]
+    return {
+        "jax.backend": str(jax.default_backend()),
+        "jax.device_kind": str(device.device_kind),
+        "jax.platform_version": str(device.client.platform_version),
+        "jax.matmul_precision": str(jax.config.jax_default_matmul_precision),
+    }
+
+
+# framework module -> probe of what decides its numerics; run only where the run imported the module
+FRAMEWORK_PROBES: dict[str, Callable[[Any], dict[str, Value]]] = {
+    "torch": torch_numerics,
+    "tensorflow": tensorflow_numerics,
+    "jax": jax_numerics,
+}
+
+
+def probe(modules: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Value]:
+    """This host's numerics record: the CPU flags, numpy's SIMD dispatch, the variables set, and a probe of
+    each framework in ``FRAMEWORK_PROBES`` already imported (``modules``: sys.modules). A probe that
+    raises records ``<framework>.probe`` saying so, never stops the run."""
+    modules = sys.modules if modules is None else modules
+    environ = os.environ if environ is None else environ
+    record: dict[str, Value] = {}
+    flags = cpu_flags()
+    if flags is not None:
+        record["cpu.flags"] = flags
+    record.update(numpy_simd())
+    for name in ENVIRONMENT_VARIABLES:
+        if name in environ:
+            record[f"env.{name}"] = environ[name]
+    for name, framework_probe in FRAMEWORK_PROBES.items():
+        if name in modules:
+            try:
+                record.update(framework_probe(modules[name]))
+            except Exception as exc:  # an unreadable setting is recorded as such
+                record[f"{name}.probe"] = f"raised {type(exc).__name__}: {exc}".splitlines()[0]
+    return dict(sorted(record.items()))
+
+
+def label(field: str) -> str:
+    return FIELDS.get(field, field)
+
+
+def text(value: Value | None) -> str:
+    if value is None:
+        return "(not recorded)"
+    if isinstance(value, list):
+        return ", ".join(value) if value else "(none)"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def summary(record: dict[str, Value]) -> str:
+    """One line: ``CPU flags avx2, fma; numpy SIMD dispatch found X86_V3, X86_V4; ...``."""
+    return "; ".join(f"{label(field)} {text(value)}" for field, value in record.items()) or "(not recorded)"
+
+
+def changes(before: dict[str, Value] | None, after: dict[str, Value] | None) -> list[str]:
+    """What changed between two numerics records, a line per field:
+    ``numpy SIMD dispatch found: X86_V3, X86_V4, AVX512_ICL → X86_V3``. A side without a record gives one
+    line saying so (results taken before the numerics were recorded), unless neither has one."""
+    if before is None and after is None:
+        return []
+    if before is None or after is None:
+        side = "the baseline" if before is None else "the current run"
+        return [f"numerics environment not recorded in {side}"]
+    return [
+        f"{label(field)}: {text(before.get(field))} → {text(after.get(field))}"
+        for field in sorted(before.keys() | after.keys())
+        if before.get(field) != after.get(field)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# conditions: a known divergence's `when:`
+
+OPERATORS = {
+    # operator -> (holds(recorded value, operand), how it reads)
+    "has": (lambda value, operand: isinstance(value, list) and operand in value, "has"),
+    "lacks": (lambda value, operand: isinstance(value, list) and operand not in value, "lacks"),
+    "is": (lambda value, operand: not isinstance(value, list) and value == operand, "is"),
+    "is_not": (lambda value, operand: not isinstance(value, list) and value != operand, "is not"),
+}
+
+
+class ConditionError(ValueError):
+    """A malformed ``when:``; the message names the field (``when.<field>``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Term:
+    field: str
+    operator: str
+    operand: str | int | bool
+
+    def holds(self, record: dict[str, Value]) -> bool:
+        """Whether the recorded value satisfies it; a field the record lacks satisfies no term (unknown is
+        never assumed either way)."""
+        return self.field in record and OPERATORS[self.operator][0](record[self.field], self.operand)
+
+    def __str__(self) -> str:
+        return f"{label(self.field)} {OPERATORS[self.operator][1]} {text(self.operand)}"
+
+
+Condition = tuple[Term, ...]
+
+
+def parse_condition(raw: Any) -> Condition:
+    """``when:`` as YAML gives it: a mapping of fields to ``{operator: operand}``, every term to hold, e.g.
+    ``{numpy.simd_found: {has: X86_V4}}``. Operators: ``has`` / ``lacks`` (a list field holds / lacks the
+    operand) and ``is`` / ``is_not`` (a single value equals / differs). Raises ConditionError."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConditionError("when", "a non-empty mapping of numerics fields to {operator: value}, e.g. "
+                             "{numpy.simd_found: {has: X86_V4}}")  # fmt: skip
+    terms = []
+    for field, test in raw.items():
+        where = f"when.{field}"
+        if field not in FIELDS:
+            raise ConditionError(where, f"unknown numerics field {field!r} (known: {', '.join(FIELDS)})")
+        if not isinstance(test, dict) or len(test) != 1:
+            raise ConditionError(where, f"one {{operator: value}}, operator one of {', '.join(OPERATORS)}")
+        (operator, operand), = test.items()
+        if operator not in OPERATORS:
+            raise ConditionError(where, f"unknown operator {operator!r} (one of: {', '.join(OPERATORS)})")
+        if not isinstance(operand, (str, int, bool)) or isinstance(operand, float):
+            raise ConditionError(f"{where}.{operator}", f"a string, a whole number or a boolean, not {operand!r}")
+        terms.append(Term(field, operator, operand))
+    return tuple(terms)
+
+
+def holds(condition: Condition, record: dict[str, Value] | None) -> bool:
+    """Whether every term holds on a numerics record (None, a run without one: no term holds)."""
+    return record is not None and all(term.holds(record) for term in condition)
+
+
+def describe_condition(condition: Condition) -> str:
+    return " and ".join(map(str, condition))
