@@ -5,7 +5,10 @@ One YAML file per framework (``conformance/known_divergences/<framework>.yaml``)
 name, or a list of them; a pattern equal to the name always matches it, so that names with brackets,
 ``keras.losses.binary_crossentropy[torch]``, can be given as they are), optional
 ``dtypes``, ``reductions`` and ``quantities`` (``value``, the default, and / or ``grad``),
-``reason`` and ``source`` (an issue link or a documentation page).
+``reason`` and ``source`` (an issue link or a documentation page), and an optional ``when``: the
+numerics environment the entry holds in (``conformance.numerics.parse_condition``, e.g.
+``{numpy.simd_found: {has: X86_V4}}``); on a host where it does not hold the entry does not apply,
+neither to a result nor to the staleness check, and the run's header counts it apart.
 The list is strict: an entry whose results now match the reference is reported as an
 unexpected pass, and an entry that matches nothing in the case files it names fails the run.
 """
@@ -20,11 +23,12 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from conformance import numerics
 from conformance.cases import CaseError, Problem
 
 REQUIRED = ("id", "reason", "source")
 PATTERNS = ("case", "api")
-OPTIONAL = ("dtypes", "reductions", "quantities")
+OPTIONAL = ("dtypes", "reductions", "quantities", "when")
 
 
 def _patterns(value) -> tuple[str, ...] | None:
@@ -47,6 +51,16 @@ class KnownDivergence:
     reductions: tuple[str, ...] | None = None
     quantities: tuple[str, ...] = ("value",)  # "value" (the loss) and / or "grad" / "grad_target" (its gradient w.r.t. input / target)
     file: str = ""
+    when: numerics.Condition = ()  # the numerics environment it holds in; () everywhere
+    when_written: tuple[tuple[str, tuple[str, object]], ...] = ()  # `when:` as written, for the result record
+
+    def applies(self, environment: dict | None) -> bool:
+        """Whether the entry holds on a host with this numerics record (an entry without ``when`` always does)."""
+        return not self.when or numerics.holds(self.when, environment)
+
+    @property
+    def when_record(self) -> dict[str, dict[str, object]]:
+        return {name: dict([test]) for name, test in self.when_written}
 
     def matches(self, case: str, api: str, dtype: str, reduction: str, quantity: str = "value") -> bool:
         return (
@@ -86,14 +100,23 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
         if label in seen:
             problems.append(Problem(shown, "duplicate id", case=label, field="id"))
         seen.add(label)
+        condition: numerics.Condition = ()
+        if "when" in entry:
+            try:
+                condition = numerics.parse_condition(entry["when"])
+            except numerics.ConditionError as exc:
+                problems.append(Problem(shown, str(exc), case=label, field=exc.field))
+                continue
         if missing or unknown:
             continue
         entries.append(
             KnownDivergence(
                 **{k: entry[k] for k in REQUIRED},
                 **{k: _patterns(entry[k]) for k in PATTERNS},
-                **{k: tuple(entry[k]) for k in OPTIONAL if k in entry},
+                **{k: tuple(entry[k]) for k in OPTIONAL if k in entry and k != "when"},
                 file=shown,
+                when=condition,
+                when_written=tuple((term.field, (term.operator, term.operand)) for term in condition),
             )
         )
     if problems:
@@ -115,6 +138,11 @@ def load(framework: str, extra: list[str | Path] = ()) -> list[KnownDivergence]:
     for path in extra:
         entries.extend(_parse(Path(path).read_text(encoding="utf-8"), str(path)))
     return entries
+
+
+def applying(entries: list[KnownDivergence], environment: dict | None) -> tuple[list[KnownDivergence], list[KnownDivergence]]:
+    """The entries that hold on a host with this numerics record, and those whose ``when`` does not."""
+    return [e for e in entries if e.applies(environment)], [e for e in entries if not e.applies(environment)]
 
 
 def find(

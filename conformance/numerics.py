@@ -1,9 +1,9 @@
 """The numerics environment: what, besides the versions, decides a framework's floating-point results on a host.
 
 The same numpy on two x86-64 machines can give two answers: numpy picks its SIMD kernels at import time
-from the CPU's features (its float64 ``exp`` / ``log`` have AVX-512F kernels of their own, used where
-the ``X86_V4`` dispatch target is found; elsewhere the C library's), torch picks its ATen kernels by
-CPU capability and sums in as many threads as it has, TensorFlow may route ops through oneDNN, XLA
+from the CPU's features (on Linux x86-64 its float64 ``exp`` / ``log`` are SVML's AVX-512 kernels, used where
+the ``X86_V4`` dispatch target is found, elsewhere the C library's: see ``numpy_simd``), torch picks its ATen
+kernels by CPU capability and sums in as many threads as it has, TensorFlow may route ops through oneDNN, XLA
 compiles for the host's instruction set. This module records those facts as one flat mapping,
 ``field -> value`` (a str, an int, a bool, or a sorted list of str), the environment record's
 ``numerics``:
@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # the CPU flags (Linux /proc/cpuinfo names) that decide which kernels numpy, oneDNN, ATen and XLA take
 CPU_FLAGS = (
@@ -66,6 +67,7 @@ FIELDS: dict[str, str] = {
     "jax.device_kind": "JAX device",
     "jax.platform_version": "XLA platform",
     "jax.matmul_precision": "JAX default matmul precision",
+    "jax.xla_cpu_fast_math": "XLA CPU fast math",
     **{f"env.{name}": f"${name}" for name in ENVIRONMENT_VARIABLES},
 }
 
@@ -92,7 +94,15 @@ def cpu_flags() -> list[str] | None:
 
 def numpy_simd() -> dict[str, Value]:
     """numpy's SIMD baseline and dispatch, computed as ``np.show_runtime()`` does
-    (numpy/lib/_utils_impl.py::show_runtime: a dispatch target is found where ``__cpu_features__`` has it)."""
+    (numpy/lib/_utils_impl.py::show_runtime: a dispatch target is found where ``__cpu_features__`` has it).
+
+    Why ``X86_V4`` matters (numpy v2.4.6, numpy/_core/src/umath/loops_exponent_log.dispatch.c.src, built for
+    ``X86_V4, X86_V3`` in numpy/_core/meson.build): ``DOUBLE_exp`` / ``DOUBLE_log`` call ``__svml_exp8_ha`` /
+    ``__svml_log8_ha`` under ``NPY_HAVE_AVX512_SKX && NPY_CAN_LINK_SVML`` (SVML is linked on Linux x86-64 only),
+    else the AVX-512F ``AVX512F_exp_DOUBLE`` / ``AVX512F_log_DOUBLE`` (numpy 1.19 / 1.20), else ``npy_exp`` /
+    ``npy_log`` (libm). float32 ``exp`` / ``log`` have AVX512F and AVX2+FMA3 kernels of one algorithm ("Max ULP
+    error measured across all 32-bit FP's = 2.52" / "= 3.83", the same in doc/source/release/1.17.0-notes.rst);
+    numpy documents no ULP bound for float64 beyond its accuracy test (umath-validation-set-exp/log.csv: 1 ULP)."""
     try:
         from numpy._core import _multiarray_umath as umath  # numpy 2
     except ImportError:  # pragma: no cover - numpy 1.x
@@ -110,38 +120,70 @@ def numpy_simd() -> dict[str, Value]:
 
 
 def torch_numerics(torch) -> dict[str, Value]:
-    """ATen's CPU kernels are chosen by capability (aten/src/ATen/native/DispatchStub.cpp: DEFAULT, AVX2,
-    AVX512; ``ATEN_CPU_CAPABILITY`` lowers it) and its reductions split over its intra-op threads."""
+    """ATen's CPU kernels are chosen by capability, its reductions split over its intra-op threads.
+
+    aten/src/ATen/native/DispatchStub.cpp::compute_cpu_capability: ``ATEN_CPU_CAPABILITY`` (``avx512``, ``avx2``,
+    ``default``) wins, else AVX512 where "cpuinfo_has_x86_avx512vl() && cpuinfo_has_x86_avx512bw() &&
+    cpuinfo_has_x86_avx512dq() && cpuinfo_has_x86_fma3()", else AVX2 (avx2 and fma3), else DEFAULT; it is computed
+    once. ``torch.backends.cpu.get_cpu_capability()`` returns it ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2",
+    "AVX512", "SVE256"). ``torch.mkldnn``: oneDNN built in and not switched off (``torch.backends.mkldnn.enabled``)."""
+    mkldnn = torch.backends.mkldnn
     return {
         "torch.cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "torch.threads": int(torch.get_num_threads()),
         "torch.interop_threads": int(torch.get_num_interop_threads()),
-        "torch.mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "torch.mkldnn": bool(mkldnn.is_available() and mkldnn.enabled),
     }
 
 
 def tensorflow_numerics(tf) -> dict[str, Value]:
-    """Whether TensorFlow routes ops through oneDNN (tensorflow/core/util/util.cc::IsMKLEnabled:
-    ``TF_ENABLE_ONEDNN_OPTS``, on by default on x86 Linux), and its thread pools (0: TensorFlow's default)."""
-    from tensorflow.python.util import _pywrap_util_port
+    """Whether TensorFlow routes ops through oneDNN, and its thread pools (0: TensorFlow's default).
 
+    tensorflow/core/util/port.cc::IsMklEnabled (util.cc::IsMKLEnabled forwards to it; Python:
+    ``_pywrap_util_port.IsMklEnabled``): ``TF_ENABLE_ONEDNN_OPTS`` read once per process, else
+    ``DefaultOneDnnPolicy``, which on Linux is on only for CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX
+    (or an ARM Neoverse V1), and needs a build with INTEL_MKL. On: "You may see slightly different numerical
+    results due to floating-point round-off errors from different computation orders"."""
+    util_port = sys.modules.get("tensorflow.python.util._pywrap_util_port")
+    if util_port is None:  # loaded by every TensorFlow 2 import; a lookup of the submodule, not a new framework
+        from tensorflow.python.util import _pywrap_util_port as util_port
     return {
-        "tensorflow.onednn": bool(_pywrap_util_port.IsMklEnabled()),
+        "tensorflow.onednn": bool(util_port.IsMklEnabled()),
         "tensorflow.intra_op_threads": int(tf.config.threading.get_intra_op_parallelism_threads()),
         "tensorflow.inter_op_threads": int(tf.config.threading.get_inter_op_parallelism_threads()),
     }
 
 
+def _xla_cpu_fast_math(jax) -> bool | None:
+    """XLA's ``xla_cpu_enable_fast_math`` as JAX compiles with it: the DebugOptions of a fresh CompileOptions,
+    which XLA fills from ``XLA_FLAGS`` (xla/debug_options_flags.cc::DefaultDebugOptionsIgnoringFlags: "false").
+    The CompileOptions must outlive the read: a DebugOptions of a temporary one reads freed memory."""
+    try:
+        options = jax._src.lib.xla_client.CompileOptions()
+        debug = options.executable_build_options.debug_options
+        return bool(debug.xla_cpu_enable_fast_math)
+    except AttributeError:  # another jaxlib's layout: unknown, not recorded
+        return None
+
+
 def jax_numerics(jax) -> dict[str, Value]:
-    """XLA's backend and device, its platform version, and JAX's default matmul precision (XLA compiles
-    for the host's instruction set; ``XLA_FLAGS`` is recorded with the variables)."""
+    """XLA's backend and device, its platform version, JAX's default matmul precision ("default" where unset) and
+    whether XLA's CPU fast math is on. The ISA XLA compiles for is not readable from Python: it is the host's
+    (``cpu.flags``), capped by ``--xla_cpu_max_isa`` in ``XLA_FLAGS`` (recorded with the variables; default "" on
+    x86, "NEON" on AArch64, xla/debug_options_flags.cc::DefaultMaxIsa). ``device.client.platform_version`` is
+    jax 0.10.2's (also ``jax.extend.backend.get_backend().platform_version``, but that needs an import)."""
     device = jax.devices()[0]
-    return {
+    precision = jax.config.jax_default_matmul_precision
+    record: dict[str, Value] = {
         "jax.backend": str(jax.default_backend()),
         "jax.device_kind": str(device.device_kind),
         "jax.platform_version": str(device.client.platform_version),
-        "jax.matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "jax.matmul_precision": "default" if precision is None else str(precision),
     }
+    fast_math = _xla_cpu_fast_math(jax)
+    if fast_math is not None:
+        record["jax.xla_cpu_fast_math"] = fast_math
+    return record
 
 
 # framework module -> probe of what decides its numerics; run only where the run imported the module
@@ -170,7 +212,7 @@ def probe(modules: dict[str, Any] | None = None, environ: dict[str, str] | None 
         if name in modules:
             try:
                 record.update(framework_probe(modules[name]))
-            except Exception as exc:  # an unreadable setting is recorded as such
+            except Exception as exc:  # noqa: BLE001 - an unreadable setting is recorded as such, never stops the run
                 record[f"{name}.probe"] = f"raised {type(exc).__name__}: {exc}".splitlines()[0]
     return dict(sorted(record.items()))
 
@@ -260,7 +302,7 @@ def parse_condition(raw: Any) -> Condition:
             raise ConditionError(where, f"unknown numerics field {field!r} (known: {', '.join(FIELDS)})")
         if not isinstance(test, dict) or len(test) != 1:
             raise ConditionError(where, f"one {{operator: value}}, operator one of {', '.join(OPERATORS)}")
-        (operator, operand), = test.items()
+        ((operator, operand),) = test.items()
         if operator not in OPERATORS:
             raise ConditionError(where, f"unknown operator {operator!r} (one of: {', '.join(OPERATORS)})")
         if not isinstance(operand, (str, int, bool)) or isinstance(operand, float):

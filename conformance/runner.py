@@ -19,7 +19,7 @@ import numpy as np
 
 from conformance import cache as reference_cache
 from conformance import divergences as divergence_list
-from conformance import fast_reference, metamorphic
+from conformance import fast_reference, metamorphic, numerics
 from conformance.adapters import Api, Framework, Unsupported, load_adapter, load_framework
 from conformance.cases import Case
 from conformance.cases import load as load_cases
@@ -305,7 +305,7 @@ class Runner:
                     f"listed as known divergence {entry.id!r} ({entry.file}), but the result matches the "
                     f"{matched}: remove or narrow the entry"
                 )
-            result.divergence, result.source = entry.id, entry.source
+            result.divergence, result.source, result.when = entry.id, entry.source, entry.when_record
         return result
 
     def error(self, check: Check, message: str) -> Result:
@@ -612,9 +612,10 @@ class Plan:
 
     framework: Framework
     cases: list[Case]
-    known: list[divergence_list.KnownDivergence]
+    known: list[divergence_list.KnownDivergence]  # the entries that hold on this host
     checks: list[Check]
     runner: Runner
+    elsewhere: list[divergence_list.KnownDivergence] = ()  # entries whose `when:` does not hold on this host
 
     def stale_divergences(self) -> list[divergence_list.KnownDivergence]:
         return divergence_list.stale(self.known, self.checks, {case.file.stem for case in self.cases})
@@ -627,6 +628,13 @@ class Plan:
             f"bce-conformance: framework {self.framework.name} ({versions}{'; ' + settings if settings else ''}); "
             f"{len(self.cases)} cases in {files} files, {len(self.framework.apis)} APIs, {len(self.checks)} checks, "
             f"{len(self.known)} known divergences"
+            + (
+                f" ({len(self.elsewhere)} more that hold elsewhere, not applied: "
+                + "; ".join(f"{e.id} when {numerics.describe_condition(e.when)}" for e in self.elsewhere)
+                + ")"
+                if self.elsewhere
+                else ""
+            )
         )
 
 
@@ -638,5 +646,8 @@ def plan(
     the seconds each framework call may take (0 or None: no limit)."""
     cases = load_cases(list(case_paths))  # first: a bad case file is reported before any framework import
     framework = load_adapter(adapter) if adapter else load_framework(framework_name)
-    known = divergence_list.load(framework.name, list(divergence_files))
-    return Plan(framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout))
+    # an entry with a `when:` applies only where this host's numerics environment satisfies it
+    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, list(divergence_files)), numerics.probe())
+    return Plan(
+        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere
+    )

@@ -25,7 +25,7 @@ def test_numpy_apis_name_their_formulas_and_cover_every_op():
     assert framework.name == "numpy" and framework.versions == {"numpy": np.__version__}
     assert sorted(api.op for api in framework.apis) == sorted(OPS)
     assert all(api.name.startswith("numpy.") and api.framework == "numpy" for api in framework.apis)
-    assert set(BUILTIN) == {"numpy", "torch", "tensorflow", "jax"}
+    assert set(BUILTIN) == {"numpy", "torch", "tensorflow", "jax", "rounded"}
 
 
 def test_numpy_reproducer_runs_the_same_formula():

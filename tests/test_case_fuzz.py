@@ -124,7 +124,7 @@ def test_bad_file_is_rejected_by_the_loader_validate_and_a_run(tmp_path, capsys,
     assert f"{len(info.value.problems)} problem(s)" in err
 
     out = tmp_path / "out"
-    assert main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(out)]) == 2
+    assert main(["run", "--framework", "rounded", "--cases", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     check_message(err, path, line, case, field, words)
@@ -137,7 +137,7 @@ def test_expect_contradicting_the_reference_via_validate_and_a_run(tmp_path, cap
     err = capsys.readouterr().err
     check_message(err, path, 4, "a", "expect", ["contradicts", "0.693147"])
     # a run reports it as the check's error (the reference is only computed there), and fails
-    assert main(["run", "--framework", "numpy", "--cases", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert main(["run", "--framework", "rounded", "--cases", str(path), "--out", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
     assert "wrong/a" in out and "error" in out and "contradicts" in out and "Traceback" not in out
     assert f"{path}:4: case 'a': field 'expect.mean'" in out  # named as the loader names it

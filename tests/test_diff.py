@@ -258,25 +258,25 @@ def test_two_single_files_of_one_framework_compare_by_framework(tmp_path, capsys
 
 def test_a_real_numpy_run(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(run)]) == 0
+    assert main(["run", "--framework", "rounded", "--cases", str(SEED), "--out", str(run)]) == 0
     capsys.readouterr()
     assert main(["diff", str(run), str(run)]) == 0
     assert capsys.readouterr().out.rstrip().endswith("no regressions")
 
-    lines = (run / "numpy.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (run / "rounded.jsonl").read_text(encoding="utf-8").splitlines()
     index = next(i for i, line in enumerate(lines) if json.loads(line).get("verdict") == "exact")
     record = json.loads(lines[index])
     record.update(verdict="fail", message="planted")
     lines[index] = json.dumps(record)
     planted = tmp_path / "planted"
     planted.mkdir()
-    (planted / "numpy.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    shutil.copy(run / "numpy.jsonl", tmp_path / "baseline.jsonl")
+    (planted / "rounded.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shutil.copy(run / "rounded.jsonl", tmp_path / "baseline.jsonl")
 
     assert main(["diff", str(tmp_path / "baseline.jsonl"), str(planted)]) == 1
     out = capsys.readouterr().out
     planted_id = Result.from_json(lines[index]).id
-    assert f"- `{planted_id}` (numpy): exact → fail" in out and ": planted" in out
+    assert f"- `{planted_id}` (rounded): exact → fail" in out and ": planted" in out
     assert "diff: 1 regressions (1 new failures, 0 worse, 0 ULP growth, 0 disappeared)" in out
 
 

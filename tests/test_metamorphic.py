@@ -109,25 +109,25 @@ def test_well_conditioned_region():
 
 
 def test_relations_are_enumerated_per_api_and_dtype(case):
-    numpy = load_framework("numpy")
+    numpy = load_framework("rounded")
     relations = [(c.api.name, c.reduction, c.quantity) for c in enumerate_checks([case], numpy.apis) if c.quantity in metamorphic.RELATIONS]
-    assert ("numpy.stable_bce_with_logits", "none", "symmetry") in relations
-    assert ("numpy.stable_bce_with_logits", "mean", "mean-vs-sum") in relations
-    assert ("numpy.hand_sigmoid+numpy.hand_bce", "none", "vs-fused") in relations
-    assert not any(api == "numpy.stable_bce_with_logits" and q == "vs-fused" for api, _, q in relations)
+    assert ("rounded.stable_bce_with_logits", "none", "symmetry") in relations
+    assert ("rounded.stable_bce_with_logits", "mean", "mean-vs-sum") in relations
+    assert ("rounded.hand_sigmoid+rounded.hand_bce", "none", "vs-fused") in relations
+    assert not any(api == "rounded.stable_bce_with_logits" and q == "vs-fused" for api, _, q in relations)
 
 
 def test_numpy_stable_formula_keeps_every_relation_and_the_hand_formula_breaks_symmetry(case):
-    numpy = load_framework("numpy")
+    numpy = load_framework("rounded")
     runner = Runner(numpy)
     verdicts = {
         (c.api.name, c.quantity): runner.run(c) for c in enumerate_checks([case], numpy.apis) if c.quantity in metamorphic.RELATIONS
     }
-    stable = {q: r.verdict for (api, q), r in verdicts.items() if api == "numpy.stable_bce_with_logits"}
+    stable = {q: r.verdict for (api, q), r in verdicts.items() if api == "rounded.stable_bce_with_logits"}
     assert stable == {"symmetry": "exact", "mean-vs-sum": "exact"}
-    hand = verdicts[("numpy.hand_sigmoid+numpy.hand_bce", "symmetry")]
+    hand = verdicts[("rounded.hand_sigmoid+rounded.hand_bce", "symmetry")]
     assert hand.verdict == "fail" and hand.max_ulp > 100  # 1 - sigmoid(6) in float32 keeps few digits
-    assert verdicts[("numpy.hand_sigmoid+numpy.hand_bce", "vs-fused")].verdict == "exact"
+    assert verdicts[("rounded.hand_sigmoid+rounded.hand_bce", "vs-fused")].verdict == "exact"
 
 
 def asymmetric(inputs, reduction):

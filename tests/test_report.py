@@ -1,5 +1,5 @@
 """``python -m conformance report``: summary.md, report.html and junit.xml from synthetic results
-(and from one real numpy run of the seed cases). No framework is imported."""
+(and from one real run of the seed cases through the rounded subject). No framework is imported."""
 
 from __future__ import annotations
 
@@ -377,10 +377,10 @@ def test_exit_0_although_results_fail(tmp_path, capsys):
     assert f"12 results from 1 runs: {counts}" in out
 
 
-def test_report_on_a_real_numpy_run(tmp_path, capsys):
+def test_report_on_a_real_run_of_the_rounded_subject(tmp_path, capsys):
     results_dir = tmp_path / "results"
-    assert cli_main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(results_dir)]) == 0
-    lines = (results_dir / "numpy.jsonl").read_text(encoding="utf-8").splitlines()
+    assert cli_main(["run", "--framework", "rounded", "--cases", str(SEED), "--out", str(results_dir)]) == 0
+    lines = (results_dir / "rounded.jsonl").read_text(encoding="utf-8").splitlines()
     count = len(lines) - 1  # the environment line
     capsys.readouterr()
     out = tmp_path / "report"
@@ -389,15 +389,15 @@ def test_report_on_a_real_numpy_run(tmp_path, capsys):
     assert f"{count} results from 1 runs" in printed
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert (
-        "### numpy " in summary
-        and "`numpy.stable_bce_with_logits`" in summary
+        "### rounded " in summary
+        and "`rounded.stable_bce_with_logits`" in summary
         and "| seed |" in summary.replace(" seed | all", " seed |")
     )
     root = ET.parse(out / "junit.xml").getroot()
     assert int(root.get("tests")) == count
-    assert {c.get("classname") for c in root.iter("testcase")} == {"numpy.seed"}
+    assert {c.get("classname") for c in root.iter("testcase")} == {"rounded.seed"}
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert page.count('<figure class="hist">') == 3  # the three numpy APIs
+    assert page.count('<figure class="hist">') == 3  # the subject's three APIs
     assert "No sweep case in these results" in page
 
 

@@ -12,6 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from conformance import __version__, numerics
 from conformance.adapters import load_framework
 from conformance.cli import main
 from conformance.environment import describe, header, subnormal_probe
@@ -53,12 +54,13 @@ def lines(path) -> list[dict]:
 
 
 def test_a_run_writes_the_environment_first_then_results_that_the_schema_accepts(tmp_path, capsys):
-    main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(tmp_path)])
-    records = lines(tmp_path / "numpy.jsonl")
+    main(["run", "--framework", "rounded", "--cases", str(SEED), "--out", str(tmp_path)])
+    records = lines(tmp_path / "rounded.jsonl")
     first = records[0]
     assert first["format"] == "bce-conformance-results" and first["format_version"] == FORMAT_VERSION
     environment = first["environment"]
-    assert environment["framework"] == "numpy" and environment["framework_versions"] == {"numpy": np.__version__}
+    assert environment["framework"] == "rounded" and environment["framework_versions"] == {"bce-conformance": __version__}
+    assert environment["numerics"]["numpy.simd_found"] == numerics.numpy_simd()["numpy.simd_found"]
     assert environment["subnormals"]["float32"] == {"flushed_to_zero": False, "inputs_as_zero": False}
     for key in ("python", "platform", "cpu", "device", "mpmath", "suite"):
         assert environment[key], key
@@ -80,19 +82,19 @@ def test_the_schema_rejects_a_record_with_an_unknown_field_or_verdict():
 
 def test_results_are_the_same_bytes_and_the_timing_is_apart(tmp_path, capsys):
     for name in ("one", "two"):
-        assert main(["run", "--framework", "numpy", "--cases", str(SEED), "--out", str(tmp_path / name)]) in (0, 1)
+        assert main(["run", "--framework", "rounded", "--cases", str(SEED), "--out", str(tmp_path / name)]) in (0, 1)
     one, two = tmp_path / "one", tmp_path / "two"
-    assert (one / "numpy.jsonl").read_bytes() == (two / "numpy.jsonl").read_bytes()
-    assert (one / "numpy.summary.md").read_bytes() == (two / "numpy.summary.md").read_bytes()
-    timing = json.loads((one / "numpy.timing.json").read_text(encoding="utf-8"))
+    assert (one / "rounded.jsonl").read_bytes() == (two / "rounded.jsonl").read_bytes()
+    assert (one / "rounded.summary.md").read_bytes() == (two / "rounded.summary.md").read_bytes()
+    timing = json.loads((one / "rounded.timing.json").read_text(encoding="utf-8"))
     assert set(timing) == {"started", "seconds"} and timing["seconds"] >= 0
-    assert "started" not in (one / "numpy.jsonl").read_text(encoding="utf-8")
+    assert "started" not in (one / "rounded.jsonl").read_text(encoding="utf-8")
 
 
 def test_a_sweep_case_keeps_every_element_of_its_none_results(tmp_path, capsys):
     cases = tmp_path / "sweep.yaml"
     cases.write_text(SWEEP, encoding="utf-8")
-    main(["run", "--framework", "numpy", "--cases", str(cases), "--out", str(tmp_path), "--name", "swept"])
+    main(["run", "--framework", "rounded", "--cases", str(cases), "--out", str(tmp_path), "--name", "swept"])
     run = read_run(tmp_path / "swept.jsonl")
     none = [r for r in run.results if r.quantity == "value" and r.reduction == "none"]
     assert len(none) == 2  # the stable formula and the hand two-step path
@@ -101,7 +103,7 @@ def test_a_sweep_case_keeps_every_element_of_its_none_results(tmp_path, capsys):
         assert elements["x"] == [-40.0, -1.0, 0.0, 1.0, 20.0, 40.0] and elements["target"] == [0.0] * 6
         assert len(elements["got"]) == len(elements["want"]) == len(elements["ulp"]) == 6
         assert elements["want"][2] == float(np.float32(np.log(2)))  # softplus(0), correctly rounded
-    hand = next(r for r in none if r.api.startswith("numpy.hand_sigmoid"))
+    hand = next(r for r in none if r.api.startswith("rounded.hand_sigmoid"))
     assert hand.elements["got"][-1] == float("inf") and hand.elements["ulp"][-1] == float("inf")  # log(1 - 1)
     assert all(r.elements is None for r in run.results if r.reduction != "none")
     for record in lines(tmp_path / "swept.jsonl"):
@@ -130,7 +132,7 @@ def test_write_atomically_replaces_the_file_whole_and_leaves_no_temporary(tmp_pa
 
 
 def test_the_subnormal_probe_sees_a_framework_that_flushes():
-    numpy = load_framework("numpy")
+    numpy = load_framework("rounded")
     assert subnormal_probe(numpy)["float64"] == {"flushed_to_zero": False, "inputs_as_zero": False}
 
     def flushing(values, factor):  # what XLA's CPU backend does (jax#37762)
@@ -154,8 +156,8 @@ def test_a_large_sweep_keeps_the_first_and_the_worst_element_of_each_bin(tmp_pat
         "    dtypes: [float16]\n    reductions: [none]\n    ops: [sigmoid_bce]\n",
         encoding="utf-8",
     )
-    main(["run", "--framework", "numpy", "--cases", str(cases), "--out", str(tmp_path)])
-    run = read_run(tmp_path / "numpy.jsonl")
+    main(["run", "--framework", "rounded", "--cases", str(cases), "--out", str(tmp_path)])
+    run = read_run(tmp_path / "rounded.jsonl")
     (result,) = [r for r in run.results if r.quantity == "value"]
     elements = result.elements
     assert elements["sampled_from"] == 63488 * 2
@@ -165,5 +167,5 @@ def test_a_large_sweep_keeps_the_first_and_the_worst_element_of_each_bin(tmp_pat
     for target in (0.0, 1.0):
         xs = [x for x, t in zip(elements["x"], elements["target"]) if t == target]
         assert min(xs) == -65504.0 and max(xs) == 65504.0
-    for record in lines(tmp_path / "numpy.jsonl"):
+    for record in lines(tmp_path / "rounded.jsonl"):
         assert not list(validator().iter_errors(record))

@@ -33,7 +33,7 @@ ADAPTER = """
 import ctypes, dataclasses, os, signal, time
 import numpy as np
 from conformance.adapters import Framework
-from conformance.adapters.numpy import load as load_numpy
+from conformance.adapters.rounded import load as load_rounded
 
 
 def trap(inputs, reduction):
@@ -54,7 +54,7 @@ def trap(inputs, reduction):
 
 
 def load():
-    stable = next(a for a in load_numpy().apis if a.name == "numpy.stable_bce_with_logits")
+    stable = next(a for a in load_rounded().apis if a.name == "rounded.stable_bce_with_logits")
 
     def call(inputs, reduction):
         trap(inputs, reduction)
@@ -327,12 +327,12 @@ def test_cli_run_takes_the_time_limit(tmp_path, trap, monkeypatch, capsys):
 
 def test_xdist_and_serial_runs_give_the_same_bytes(tmp_path):
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
-    one = run(tmp_path, "--framework", "numpy", "--conformance-cases", str(SEED), "--conformance-out", str(serial))
+    one = run(tmp_path, "--framework", "rounded", "--conformance-cases", str(SEED), "--conformance-out", str(serial))
     assert one.returncode == 0, one.stdout + one.stderr
     two = run(
         tmp_path,
         "--framework",
-        "numpy",
+        "rounded",
         "--conformance-cases",
         str(SEED),
         "--conformance-out",
@@ -342,9 +342,9 @@ def test_xdist_and_serial_runs_give_the_same_bytes(tmp_path):
     )
     assert two.returncode == 0, two.stdout + two.stderr
     assert "bringing up nodes" in two.stdout  # it ran under xdist
-    for name in ("numpy.jsonl", "numpy.summary.md"):
+    for name in ("rounded.jsonl", "rounded.summary.md"):
         assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
-    no_reports_but(parallel, "numpy.jsonl", "numpy.summary.md", "numpy.timing.json")
+    no_reports_but(parallel, "rounded.jsonl", "rounded.summary.md", "rounded.timing.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_xdist_and_serial_runs_give_the_same_bytes(tmp_path):
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "xdist"])
 def test_a_run_that_ran_no_check_fails(tmp_path, parallel):
-    args = ["--framework", "numpy", "--conformance-cases", str(SEED), "-k", "no_such_check"] + (
+    args = ["--framework", "rounded", "--conformance-cases", str(SEED), "-k", "no_such_check"] + (
         ["-n", "2"] if parallel else []
     )
     done = run(tmp_path, *args)

@@ -50,20 +50,21 @@ def run(api, case, dtype="float32", reduction="none", known=(), quantity="value"
     return Runner(framework, known).run(Check(case, api, dtype, reduction, quantity))
 
 
-def numpy_stable(inputs, reduction):
-    numpy = load_framework("numpy")
-    api = next(a for a in numpy.apis if a.op == "bce_with_logits")
+def subject_stable(inputs, reduction):
+    """The rounded subject's stable logits formula: the same bits on any host."""
+    subject = load_framework("rounded")
+    api = next(a for a in subject.apis if a.op == "bce_with_logits")
     return api.call(inputs, reduction)
 
 
-def test_numpy_stable_formula_is_exact_and_the_hand_formula_is_caught(case):
-    numpy = load_framework("numpy")
-    runner = Runner(numpy)
-    checks = enumerate_checks([case], numpy.apis)
-    assert {c.api.name for c in checks} == {"numpy.stable_bce_with_logits", "numpy.hand_sigmoid+numpy.hand_bce"}
+def test_the_stable_formula_is_exact_and_the_hand_formula_is_caught(case):
+    subject = load_framework("rounded")
+    runner = Runner(subject)
+    checks = enumerate_checks([case], subject.apis)
+    assert {c.api.name for c in checks} == {"rounded.stable_bce_with_logits", "rounded.hand_sigmoid+rounded.hand_bce"}
     # per API and default dtype: 3 default reductions x (value, grad), then the relations (every 1 - y is
     # exact and there is no pos_weight, so both get symmetry and mean-vs-sum; the two-step path also vs-fused)
-    relations = {"numpy.stable_bce_with_logits": 2, "numpy.hand_sigmoid+numpy.hand_bce": 3}
+    relations = {"rounded.stable_bce_with_logits": 2, "rounded.hand_sigmoid+rounded.hand_bce": 3}
     assert len(checks) == 2 * (2 * 3 * 2) + 2 * sum(relations.values())
     grads = [c for c in checks if c.quantity == "grad"]
     assert len(grads) == 2 * 2 * 3 and all(c.id.endswith("-grad") for c in grads)
@@ -74,31 +75,31 @@ def test_numpy_stable_formula_is_exact_and_the_hand_formula_is_caught(case):
     for check in checks:
         result = results[check.id] = runner.run(check)
         assert result.quantity == check.quantity
-        if check.quantity == "grad":  # NumPy has no autodiff: unsupported, with the reason
+        if check.quantity == "grad":  # the subject has no autodiff: unsupported, with the reason
             assert result.verdict == Verdict.UNSUPPORTED.value, result
-            assert result.message == "NumPy has no automatic differentiation"
-        elif check.api.name == "numpy.stable_bce_with_logits":  # values and relations alike
+            assert result.message == "the rounded subject has no automatic differentiation"
+        elif check.api.name == "rounded.stable_bce_with_logits":  # values and relations alike
             assert result.verdict == Verdict.EXACT.value, result
             assert result.max_ulp <= 1
     # the negative control: 1 - sigmoid(3) loses about 3 bits in float64, beyond the 4 ULP tolerance
     hand = next(
         c
         for c in checks
-        if c.api.name.startswith("numpy.hand") and (c.dtype, c.reduction, c.quantity) == ("float64", "none", "value")
+        if c.api.name.startswith("rounded.hand") and (c.dtype, c.reduction, c.quantity) == ("float64", "none", "value")
     )
     result = runner.run(hand)
     assert result.verdict == "fail" and result.worst[0]["index"] == [1, 0] and 4 < result.worst[0]["ulp"] < 16
     # which breaks its symmetry there too (L(-3, 0.5) takes no 1 - p of a p near 1), while its mean is
     # still its sum / n: the relation between reductions says nothing about the terms
-    symmetry = results["unit/mixed-numpy.hand_sigmoid+numpy.hand_bce-float64-none-symmetry"]
+    symmetry = results["unit/mixed-rounded.hand_sigmoid+rounded.hand_bce-float64-none-symmetry"]
     assert symmetry.verdict == "fail" and "relation symmetry does not hold" in symmetry.message
     assert symmetry.worst[0]["index"] == [1, 0] and 4 < symmetry.max_ulp < 16
-    assert results["unit/mixed-numpy.hand_sigmoid+numpy.hand_bce-float64-mean-mean-vs-sum"].verdict == "exact"
+    assert results["unit/mixed-rounded.hand_sigmoid+rounded.hand_bce-float64-mean-mean-vs-sum"].verdict == "exact"
 
 
 def test_wrong_values_fail_with_worst_elements_and_a_reproducer(case):
     def off_by_a_lot(inputs, reduction):
-        out = numpy_stable(inputs, reduction)
+        out = subject_stable(inputs, reduction)
         out[1, 0] *= np.float32(1.001)
         return out
 
@@ -114,12 +115,12 @@ def test_wrong_values_fail_with_worst_elements_and_a_reproducer(case):
 
 
 def test_silent_change_of_dtype_fails(case):
-    result = run(double(call=lambda i, r: numpy_stable(i, r).astype(np.float32)), case, dtype="float64")
+    result = run(double(call=lambda i, r: subject_stable(i, r).astype(np.float32)), case, dtype="float64")
     assert result.verdict == "fail" and "returned float32 for float64 inputs" in result.message
 
 
 def test_wrong_shape_is_an_error(case):
-    result = run(double(call=lambda i, r: numpy_stable(i, "mean")), case, reduction="none")
+    result = run(double(call=lambda i, r: subject_stable(i, "mean")), case, reduction="none")
     assert result.verdict == "error" and "shape" in result.message
 
 
@@ -138,9 +139,9 @@ def test_non_float_result_is_an_error(case):
 
 
 def test_unsupported_combinations_say_why(case):
-    declared = run(double(call=numpy_stable, unsupported={"weight": "this API has no weight"}), case)
+    declared = run(double(call=subject_stable, unsupported={"weight": "this API has no weight"}), case)
     assert declared.verdict == "unsupported" and declared.message == "this API has no weight"
-    dtype = run(double(call=numpy_stable, dtypes=("float32",)), case, dtype="float64")
+    dtype = run(double(call=subject_stable, dtypes=("float32",)), case, dtype="float64")
     assert dtype.verdict == "unsupported" and "does not take float64" in dtype.message
 
     def refuses(inputs, reduction):
@@ -157,21 +158,21 @@ def entry(**kwargs):
 
 
 def test_known_divergence_covers_a_failure_and_keeps_its_reason(case):
-    result = run(double(call=lambda i, r: numpy_stable(i, r) * np.float32(2)), case, known=[entry()])
+    result = run(double(call=lambda i, r: subject_stable(i, r) * np.float32(2)), case, known=[entry()])
     assert result.verdict == "known_divergence"
     assert result.message.startswith("because Observed: max error")
     assert result.source == "https://example.invalid/1" and result.divergence == "entry"
 
 
 def test_listed_divergence_that_passes_is_an_unexpected_pass(case):
-    result = run(double(call=numpy_stable), case, known=[entry()])
+    result = run(double(call=subject_stable), case, known=[entry()])
     assert result.verdict == "unexpected_pass"
     assert Verdict(result.verdict).is_problem
 
 
 def test_divergence_filters_by_dtype_and_reduction(case):
     narrow = entry(dtypes=("float64",), reductions=("mean",))
-    result = run(double(call=lambda i, r: numpy_stable(i, r) * np.float32(2)), case, known=[narrow])
+    result = run(double(call=lambda i, r: subject_stable(i, r) * np.float32(2)), case, known=[narrow])
     assert result.verdict == "fail"  # float32 / none is not covered
 
 
@@ -183,7 +184,7 @@ def weighted_grad(inputs, reduction):
 
 
 def test_a_gradient_less_double_gets_unsupported_gradient_checks(case):
-    checks = enumerate_checks([case], [double(call=numpy_stable)])
+    checks = enumerate_checks([case], [double(call=subject_stable)])
     assert [c.quantity for c in checks[:2]] == ["value", "grad"]  # each value check, then its gradient
     # per dtype: 3 reductions x (value, grad), then the relations of a fused logits API (no vs-fused)
     per_dtype = ["value", "grad"] * 3 + ["symmetry", "mean-vs-sum"]
@@ -196,16 +197,16 @@ def test_a_gradient_less_double_gets_unsupported_gradient_checks(case):
     for check in checks:
         if check.quantity in metamorphic.RELATIONS:
             assert Runner(framework).run(check).verdict == "exact", check.id
-    result = run(double(call=numpy_stable), case, quantity="grad")
+    result = run(double(call=subject_stable), case, quantity="grad")
     assert result.verdict == "unsupported" and result.message == "double.api has no gradient in this adapter"
-    declared = run(double(call=numpy_stable, unsupported={"grad": "no autodiff here"}), case, quantity="grad")
+    declared = run(double(call=subject_stable, unsupported={"grad": "no autodiff here"}), case, quantity="grad")
     assert declared.verdict == "unsupported" and declared.message == "no autodiff here"
-    assert run(double(call=numpy_stable), case).verdict == "exact"  # the value check is unaffected
+    assert run(double(call=subject_stable), case).verdict == "exact"  # the value check is unaffected
 
 
 def test_divergence_filters_by_quantity(case):
-    wrong_grad = double(call=numpy_stable, grad=lambda i, r: weighted_grad(i, r) * np.float32(2))
-    assert run(double(call=numpy_stable, grad=weighted_grad), case, quantity="grad").verdict == "exact"
+    wrong_grad = double(call=subject_stable, grad=lambda i, r: weighted_grad(i, r) * np.float32(2))
+    assert run(double(call=subject_stable, grad=weighted_grad), case, quantity="grad").verdict == "exact"
     assert run(wrong_grad, case, quantity="grad").verdict == "fail"
     assert run(wrong_grad, case, quantity="grad", known=[entry()]).verdict == "fail"  # quantities defaults to value
     covered = run(wrong_grad, case, quantity="grad", known=[entry(quantities=("grad",))])
@@ -217,7 +218,7 @@ def test_divergence_filters_by_quantity(case):
 def lopsided(inputs, reduction):
     """The stable loss, 1% too large for positive logits: right at (x, y) or at (-x, 1 - y), never both."""
     x = inputs["logits"]
-    loss = numpy_stable(inputs, "none")
+    loss = subject_stable(inputs, "none")
     loss = np.where(x > 0, loss * loss.dtype.type(1.01), loss)
     return {"none": loss, "mean": np.mean(loss), "sum": np.sum(loss)}[reduction]
 
@@ -233,7 +234,7 @@ def test_divergence_filters_relations_by_their_name(case):
     covered = run(double(call=lopsided), case, quantity="symmetry", known=[entry(quantities=("symmetry",))])
     assert covered.verdict == "known_divergence" and covered.divergence == "entry"
     assert covered.message.startswith("because Observed: relation symmetry does not hold")
-    stale = run(double(call=numpy_stable), case, quantity="symmetry", known=[entry(quantities=("value", "symmetry"))])
+    stale = run(double(call=subject_stable), case, quantity="symmetry", known=[entry(quantities=("value", "symmetry"))])
     assert stale.verdict == "unexpected_pass"
 
 
@@ -242,11 +243,11 @@ def test_vs_fused_needs_both_paths(case):
         name="double.two_step",
         framework="double",
         op="sigmoid_bce",
-        call=numpy_stable,  # the same values as the fused path: the relation holds
+        call=subject_stable,  # the same values as the fused path: the relation holds
         reduced_by="numpy",
         repro=lambda args, dtype, reduction: "",
     )
-    fused = double(name="double.fused", call=numpy_stable, dtypes=("float64",))
+    fused = double(name="double.fused", call=subject_stable, dtypes=("float64",))
     framework = Framework("double", {"double": "1"}, [two_step, fused])
     checks = [c for c in enumerate_checks([case], framework.apis) if c.quantity == "vs-fused"]
     assert [(c.api.name, c.dtype, c.reduction) for c in checks] == [
@@ -263,7 +264,7 @@ def test_vs_fused_needs_both_paths(case):
 def test_expect_contradicting_the_reference_is_an_error(tmp_path):
     path = tmp_path / "bad_expect.yaml"
     path.write_text(CASE.replace("    weight: [2.0, 0.5]\n", "    expect: {mean: '0.9'}\n"))
-    result = run(double(call=numpy_stable), load_file(path)[0], reduction="mean")
+    result = run(double(call=subject_stable), load_file(path)[0], reduction="mean")
     assert result.verdict == "error" and "contradicts the exact float32 value" in result.message
     assert f"{path}:" in result.message and "field 'expect.mean'" in result.message
 
@@ -271,7 +272,7 @@ def test_expect_contradicting_the_reference_is_an_error(tmp_path):
 def test_a_bug_in_the_suite_is_the_checks_error_and_no_known_divergence_hides_it(monkeypatch):
     from conformance.runner import Runner, plan as make_plan
 
-    run_plan = make_plan("numpy", [str(Path(__file__).resolve().parents[1] / "cases" / "seed.yaml")])
+    run_plan = make_plan("rounded", [str(Path(__file__).resolve().parents[1] / "cases" / "seed.yaml")])
     runner = run_plan.runner
 
     def broken(*args, **kwargs):
@@ -305,21 +306,21 @@ def test_empty_input_policy_is_recorded_and_summarised(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text(EMPTY_CASE)
     case = load_file(path)[0]
-    numpy_policy = double("double.numpy_policy", call=numpy_stable)
-    zero_mean = double("double.zero_mean", call=lambda inputs, r: np.float32(0) if r == "mean" else numpy_stable(inputs, r))
+    nan_mean_policy = double("double.nan_mean_policy", call=subject_stable)
+    zero_mean = double("double.zero_mean", call=lambda inputs, r: np.float32(0) if r == "mean" else subject_stable(inputs, r))
 
     def refuses(inputs, reduction):
         if reduction != "none":
             raise ValueError("cannot reduce an empty tensor")
-        return numpy_stable(inputs, reduction)
+        return subject_stable(inputs, reduction)
 
     raising = double("double.raises", call=refuses)
-    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
-        results = {(api.name, r): run(api, case, reduction=r) for api in (numpy_policy, zero_mean, raising) for r in ("none", "mean", "sum")}
-    assert results[("double.numpy_policy", "mean")].verdict == Verdict.EXACT.value
-    assert results[("double.numpy_policy", "mean")].message == "empty input: returned nan"
-    assert results[("double.numpy_policy", "sum")].message == "empty input: returned 0x0p+0 (0.0)"
-    assert results[("double.numpy_policy", "none")].message == "empty input: returned shape (0,)"
+    with np.errstate(invalid="ignore"):
+        results = {(api.name, r): run(api, case, reduction=r) for api in (nan_mean_policy, zero_mean, raising) for r in ("none", "mean", "sum")}
+    assert results[("double.nan_mean_policy", "mean")].verdict == Verdict.EXACT.value
+    assert results[("double.nan_mean_policy", "mean")].message == "empty input: returned nan"
+    assert results[("double.nan_mean_policy", "sum")].message == "empty input: returned 0x0p+0 (0.0)"
+    assert results[("double.nan_mean_policy", "none")].message == "empty input: returned shape (0,)"
     assert results[("double.zero_mean", "mean")].verdict == Verdict.FAIL.value
     assert results[("double.zero_mean", "mean")].message.startswith("empty input: returned 0x0p+0 (0.0): max error inf ULP")
     assert results[("double.raises", "sum")].verdict == Verdict.ERROR.value
@@ -329,7 +330,7 @@ def test_empty_input_policy_is_recorded_and_summarised(tmp_path):
     assert listed.verdict == Verdict.KNOWN_DIVERGENCE.value
     summary = summary_markdown(list(results.values()) + [listed])
     section = summary.split("### Empty inputs (10 results)\n", 1)[1]
-    assert "- `double.numpy_policy` mean: returned nan (exact); float32" in section
+    assert "- `double.nan_mean_policy` mean: returned nan (exact); float32" in section
     assert "- `double.zero_mean` mean: returned 0x0p+0 (0.0): max error inf ULP" in section
     assert "- `double.raises` sum: the call raised ValueError: cannot reduce an empty tensor (error); float32" in section
     assert "- `double.raises` mean: the call raised ValueError: cannot reduce an empty tensor (known_divergence); float32" in section

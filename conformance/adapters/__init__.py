@@ -34,6 +34,8 @@ BUILTIN = {
     "torch": "conformance.adapters.torch",
     "tensorflow": "conformance.adapters.tensorflow",
     "jax": "conformance.adapters.jax",
+    # the project's own tests' subject: NumPy's formulas with every step correctly rounded, the same bits on any host
+    "rounded": "conformance.adapters.rounded",
 }
 ENTRY_POINT_GROUP = "conformance.adapters"  # installed third-party adapters: name = "module:loader"
 FRAMEWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # it names the results files, results/<name>.jsonl
@@ -43,6 +45,7 @@ INSTALL_HINT = {
     "torch": "pip install 'bce-conformance[torch]'  (pins torch==2.13.0 and keras==3.15.1)",
     "tensorflow": "pip install 'bce-conformance[tensorflow]'  (pins tensorflow-cpu==2.21.0)",
     "jax": "pip install 'bce-conformance[jax]'  (pins jax, jaxlib 0.10.2, optax 0.2.8 and keras 3.15.1)",
+    "rounded": "pip install bce-conformance",
 }
 
 # "logits" or "probs", "target", optionally "weight" / "pos_weight" (all in the dtype under test), and
