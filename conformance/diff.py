@@ -22,6 +22,21 @@ Not regressions: **improvements** (the rank went down, ``unsupported`` became a 
 problem, or the same verdict with max_ulp shrinking by more than the threshold) and **other
 changes** (the same rank with another verdict, another known-divergence id or variant; and new
 results that are no problem).
+
+Like with like: each results file records its host's **numerics environment** (``conformance.numerics``:
+CPU flags, numpy's SIMD dispatch, torch's CPU capability, ...). Where a run's baseline and current records
+differ, the diff says so first, under a heading per run naming each field that changed, and lists every
+changed result of that run under it. There the expectations decide, not the last bits of the host's
+kernels: a result is **expected with the environment** (no regression) when
+
+- it became a known divergence through an entry whose ``when:`` (recorded in the result) does not hold
+  on the baseline's numerics, i.e. the entry says it happens on hosts like the current one only; or
+- its verdict is unchanged and only its max_ulp grew (an ``exact`` result is still within its tolerance:
+  the verdict is the expectation).
+
+Every other change is classified as above, so a new failure on a new host is still a regression. Where a
+side has no numerics record (results taken before it was recorded), the heading says so and nothing is
+excused.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance import numerics
 from conformance.results import Result, ResultsError, Run, read_runs, results_files, write_atomically
 from conformance.verdicts import Verdict
 
@@ -67,6 +83,10 @@ class Change:
 class Diff:
     versions: dict[str, tuple[str, str]]  # framework: (baseline labels, current labels), "-" where absent
     ulp_threshold: float
+    # run -> what changed in its numerics environment (conformance.numerics.changes), for runs where it did
+    # or where a side did not record it
+    numerics: dict[str, list[str]] = field(default_factory=dict)
+    environment: list[Change] = field(default_factory=list)  # expected with the changed numerics environment
     new_failures: list[Change] = field(default_factory=list)
     worse: list[Change] = field(default_factory=list)
     ulp_growth: list[Change] = field(default_factory=list)
@@ -81,7 +101,7 @@ class Diff:
 
     @property
     def other_changes(self) -> list[Change]:
-        return self.other + self.new_results
+        return self.other + self.new_results + self.environment
 
 
 def _verdict(result: Result) -> Verdict:
@@ -146,6 +166,25 @@ def _classify(before: Result, after: Result, threshold: float) -> str | None:
     return None
 
 
+def _numerics(runs: list[Run], single: bool) -> dict[str, dict | None]:
+    """Each run's numerics record (None where its environment record has none)."""
+    return {_run_name(run, single): run.environment.get("numerics") for run in runs}
+
+
+def _expected_with_environment(category: str, before: Result, after: Result, baseline_numerics: dict) -> bool:
+    """Whether a change of a run whose numerics environment changed is what the expectations say of it (see
+    the module's docstring)."""
+    if category == "ulp_growth":
+        return True
+    if category == "worse" and _verdict(after) is Verdict.KNOWN_DIVERGENCE and after.when:
+        try:
+            condition = numerics.parse_condition(after.when)
+        except numerics.ConditionError as exc:
+            raise DiffError(f"result {after.framework}/{after.id}: its `when` {after.when!r}: {exc}") from None
+        return not numerics.holds(condition, baseline_numerics)
+    return False
+
+
 def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: float = 1.0) -> Diff:
     """Classify every result of either set; see the module's docstring for the categories."""
     single = len(baseline_runs) == 1 and len(current_runs) == 1
@@ -153,7 +192,13 @@ def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: fl
     current = _index(current_runs, "current", single)
     old_labels, new_labels = _labels(baseline_runs, single), _labels(current_runs, single)
     versions = {fw: (old_labels.get(fw, "-"), new_labels.get(fw, "-")) for fw in sorted({*old_labels, *new_labels})}
-    diff = Diff(versions, ulp_threshold)
+    old_numerics, new_numerics = _numerics(baseline_runs, single), _numerics(current_runs, single)
+    changed = {
+        run: lines
+        for run in sorted(old_numerics.keys() & new_numerics.keys())
+        if (lines := numerics.changes(old_numerics[run], new_numerics[run]))
+    }
+    diff = Diff(versions, ulp_threshold, changed)
     for key in sorted(baseline.keys() | current.keys()):
         before, after = baseline.get(key), current.get(key)
         change = Change(*key, before, after)
@@ -163,6 +208,9 @@ def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: fl
             category = "new_failures" if _verdict(after).is_problem else "new_results"
         else:
             category = _classify(before, after, ulp_threshold)
+            recorded = old_numerics.get(key[0]) is not None and new_numerics.get(key[0]) is not None
+            if category and key[0] in changed and recorded and _expected_with_environment(category, before, after, old_numerics[key[0]]):
+                category = "environment"
         if category:
             getattr(diff, category).append(change)
     return diff
@@ -185,6 +233,12 @@ def _line(change: Change, compact: bool = False) -> str:
                 text += f", {name} {old or '-'} → {new or '-'}"
         return text
     text += f", max ULP {_format_ulp(before)} → {_format_ulp(after)}"
+    if after is not None and after.when and after.divergence:
+        try:
+            condition = numerics.describe_condition(numerics.parse_condition(after.when))
+        except numerics.ConditionError:
+            condition = repr(after.when)
+        text += f", known divergence {after.divergence} (when {condition})"
     problems = [r for r in (after, before) if r is not None and _verdict(r).is_problem]
     problem = problems[0] if problems else None
     if problem and problem.message:
@@ -200,6 +254,10 @@ def summary_line(diff: Diff) -> str:
         f"{len(diff.ulp_growth)} ULP growth, {len(diff.disappeared)} disappeared), "
         f"{len(diff.improvements)} improvements, {len(diff.other_changes)} other changes"
     )
+    if diff.environment:
+        text += f" ({len(diff.environment)} expected with the numerics environment)"
+    if diff.numerics:
+        text += f"; numerics environment changed in {', '.join(diff.numerics)}"
     return text if n else text + "; no regressions"
 
 
@@ -208,17 +266,19 @@ SECTIONS = (  # (title, Diff attribute, compact line)
     ("Verdicts that got worse", "worse", False),
     ("ULP errors that grew by more than {threshold:g}", "ulp_growth", False),
     ("Disappeared", "disappeared", False),
+    ("Expected with the numerics environment (no regressions)", "environment", False),
     ("Improvements", "improvements", False),
     ("Other changes", "other", True),
     ("New results", "new_results", True),
 )
 
 
-def sections(diff: Diff, listed: int = LISTED) -> list[tuple[str, list[str]]]:
-    """Each non-empty category: its title with its count, and its lines (at most ``listed``, then a count)."""
+def sections(diff: Diff, listed: int = LISTED, runs=None) -> list[tuple[str, list[str]]]:
+    """Each non-empty category: its title with its count, and its lines (at most ``listed``, then a count);
+    ``runs``: only the changes of these runs (all where None)."""
     out = []
     for title, name, compact in SECTIONS:
-        changes = getattr(diff, name)
+        changes = [c for c in getattr(diff, name) if runs is None or c.framework in runs]
         if not changes:
             continue
         lines = [_line(change, compact) for change in changes[:listed]]
@@ -229,13 +289,25 @@ def sections(diff: Diff, listed: int = LISTED) -> list[tuple[str, list[str]]]:
 
 
 def markdown(diff: Diff, listed: int = LISTED) -> str:
-    """The diff in Markdown: versions, then each non-empty category (at most ``listed`` items each), then the counts."""
+    """The diff in Markdown: versions; then, per run whose numerics environment changed, what changed and
+    every changed result of that run; then each non-empty category of the other runs (at most ``listed``
+    items each); then the counts."""
     out = ["## Results diff (baseline → current)", ""]
     out.extend(f"- {framework}: {old} → {new}" for framework, (old, new) in diff.versions.items())
-    for title, lines in sections(diff, listed):
+    for run, lines in diff.numerics.items():
+        out += ["", f"### Numerics environment changed: {run}", "", *(f"- {line}" for line in lines), ""]
+        out.append(
+            f"Every changed result of {run} follows: the expectations (a known divergence's `when:`, the tolerance) "
+            "decide which changes the new environment explains; anything else is a regression as usual."
+        )
+        for title, changed in sections(diff, listed, runs={run}):
+            out += ["", f"#### {run}: {title}", "", *changed]
+    others = {change.framework for _, name, _ in SECTIONS for change in getattr(diff, name)} - set(diff.numerics)
+    for title, lines in sections(diff, listed, runs=others):
         out += ["", f"### {title}", "", *lines]
     out += ["", summary_line(diff)]
     return "\n".join(out) + "\n"
+
 
 
 def _read(path: str) -> list[Run]:
