@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance import numerics
 from conformance.diff import Diff, compare, sections, summary_line
 from conformance.results import Result, ResultsError, Run, read_runs, results_files, write_atomically
 from conformance.summary import _ulp, failure_text
@@ -353,6 +354,10 @@ def environment_rows(run: Run) -> list[tuple[str, str]]:
             rows.append((name, _text(env[key])))
     if env.get("subnormals") not in (None, "", {}):
         rows.append(("subnormals", subnormal_text(env["subnormals"])))
+    if isinstance(env.get("numerics"), dict):
+        rows.append(("numerics", numerics.summary(env["numerics"])))
+    elif env:
+        rows.append(("numerics", "not recorded (results taken before the numerics environment was recorded)"))
     if "mpmath" in env:
         backend = env.get("mpmath_backend")
         rows.append(("mpmath", f"{env['mpmath']}" + (f" ({backend})" if backend else "")))
@@ -559,7 +564,7 @@ def runs_markdown(report: Report) -> list[str]:
         rows = environment_rows(run.run)
         out += [f"### {_md_cell(run.label)}", "", f"{run.totals.total} results: {run.totals.sentence()}", ""]
         # the file, versions and settings a line each; the machine and numerics on one line
-        first = [(name, text) for name, text in rows if name in ("results", "versions", "settings", "environment")]
+        first = [(name, text) for name, text in rows if name in ("results", "versions", "settings", "environment", "numerics")]
         rest = [(name, text) for name, text in rows if name not in dict(first)]
         out += [f"- **{name}**: {_md_escape(text)}" for name, text in first]
         if rest:
