@@ -318,3 +318,29 @@ def holds(condition: Condition, record: dict[str, Value] | None) -> bool:
 
 def describe_condition(condition: Condition) -> str:
     return " and ".join(map(str, condition))
+
+
+def avx512_found(record: dict[str, Value]) -> list[str]:
+    """The AVX-512 dispatch targets numpy found (X86_V4, AVX512_ICL, ...): what NPY_DISABLE_CPU_FEATURES must
+    name to make numpy take its AVX2 / C-library kernels instead (.ci/run's second dispatch)."""
+    found = record.get("numpy.simd_found", [])
+    return [name for name in found if name.startswith(("X86_V4", "AVX512"))] if isinstance(found, list) else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m conformance.numerics``: this host's numpy dispatch in one line; ``--avx512``: the AVX-512
+    targets numpy found, space-separated (empty where none)."""
+    argv = sys.argv[1:] if argv is None else argv
+    record = probe()
+    if argv == ["--avx512"]:
+        print(" ".join(avx512_found(record)))
+    elif not argv:
+        print(summary({k: v for k, v in record.items() if k.startswith(("numpy.", "env.NPY_"))}))
+    else:
+        print("usage: python -m conformance.numerics [--avx512]", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -265,3 +265,13 @@ def test_a_baseline_without_a_numerics_record_is_said_and_excuses_nothing(tmp_pa
     changes = diff(tmp_path, BEFORE, ON_AVX512, None, AVX512)
     assert changes.numerics == {"numpy": ["numerics environment not recorded in the baseline"]}
     assert [c.id for c in changes.worse] == [ON_AVX512[0].id] and [c.id for c in changes.ulp_growth] == [ON_AVX512[1].id]
+
+
+def test_the_avx512_targets_are_what_a_second_dispatch_switches_off(capsys):
+    assert numerics.avx512_found(AVX512) == ["X86_V4"] and numerics.avx512_found(AVX2) == []
+    assert numerics.avx512_found({"numpy.simd_found": ["X86_V3", "X86_V4", "AVX512_ICL"]}) == ["X86_V4", "AVX512_ICL"]
+    assert numerics.avx512_found({}) == []
+    assert numerics.main(["--avx512"]) == 0
+    assert capsys.readouterr().out.split() == numerics.avx512_found(numerics.probe())
+    assert numerics.main([]) == 0 and "numpy SIMD dispatch found" in capsys.readouterr().out
+    assert numerics.main(["--nonsense"]) == 2
