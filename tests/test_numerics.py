@@ -10,8 +10,10 @@ import json
 import os
 import subprocess
 import sys
+from importlib import resources
 from types import SimpleNamespace
 
+import jsonschema
 import pytest
 
 from conformance import numerics
@@ -183,8 +185,13 @@ def test_an_entry_with_when_applies_only_where_it_holds(monkeypatch, probe_files
         assert status == 1 and symmetry.verdict == "fail" and symmetry.divergence == "" and symmetry.when == {}
         assert "known divergence 'symmetry-on-avx512'" not in printed  # no staleness failure
         assert "1 more that hold elsewhere, not applied: symmetry-on-avx512 when numpy SIMD dispatch found has X86_V4" in printed
-    record = next(json.loads(line) for line in (out / "rounded.jsonl").read_text().splitlines() if '"symmetry"' in line)
+    lines = [json.loads(line) for line in (out / "rounded.jsonl").read_text().splitlines()]
+    record = next(r for r in lines if r.get("quantity") == "symmetry")
     assert ("when" in record) == (host == "avx512")  # written only where a condition applied
+    assert lines[0]["environment"]["numerics"] == (AVX512 if host == "avx512" else AVX2)
+    schema = json.loads(resources.files("conformance").joinpath("schema/results.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    assert all(not list(validator.iter_errors(r)) for r in lines)
 
 
 # ---------------------------------------------------------------------------------------------
