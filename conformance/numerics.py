@@ -102,7 +102,10 @@ def numpy_simd() -> dict[str, Value]:
     else the AVX-512F ``AVX512F_exp_DOUBLE`` / ``AVX512F_log_DOUBLE`` (numpy 1.19 / 1.20), else ``npy_exp`` /
     ``npy_log`` (libm). float32 ``exp`` / ``log`` have AVX512F and AVX2+FMA3 kernels of one algorithm ("Max ULP
     error measured across all 32-bit FP's = 2.52" / "= 3.83", the same in doc/source/release/1.17.0-notes.rst);
-    numpy documents no ULP bound for float64 beyond its accuracy test (umath-validation-set-exp/log.csv: 1 ULP)."""
+    numpy documents no ULP bound for float64 beyond its accuracy test (umath-validation-set-exp/log.csv: 1 ULP).
+    ``log1p`` (float32 and float64, with exp2, log2, expm1, ...) is SVML's under the same condition
+    (numpy/_core/src/umath/loops_umath_fp.dispatch.c.src), else libm's: the stable logits formula's last bits
+    move with it."""
     try:
         from numpy._core import _multiarray_umath as umath  # numpy 2
     except ImportError:  # pragma: no cover - numpy 1.x
