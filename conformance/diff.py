@@ -296,11 +296,14 @@ def markdown(diff: Diff, listed: int = LISTED) -> str:
     out.extend(f"- {framework}: {old} → {new}" for framework, (old, new) in diff.versions.items())
     for run, lines in diff.numerics.items():
         out += ["", f"### Numerics environment changed: {run}", "", *(f"- {line}" for line in lines), ""]
+        of_run = sections(diff, listed, runs={run})
         out.append(
             f"Every changed result of {run} follows: the expectations (a known divergence's `when:`, the tolerance) "
             "decide which changes the new environment explains; anything else is a regression as usual."
+            if of_run
+            else f"No result of {run} changed."
         )
-        for title, changed in sections(diff, listed, runs={run}):
+        for title, changed in of_run:
             out += ["", f"#### {run}: {title}", "", *changed]
     others = {change.framework for _, name, _ in SECTIONS for change in getattr(diff, name)} - set(diff.numerics)
     for title, lines in sections(diff, listed, runs=others):
