@@ -282,3 +282,14 @@ def test_the_avx512_targets_are_what_a_second_dispatch_switches_off(capsys):
     assert capsys.readouterr().out.split() == numerics.avx512_found(numerics.probe())
     assert numerics.main([]) == 0 and "numpy SIMD dispatch found" in capsys.readouterr().out
     assert numerics.main(["--nonsense"]) == 2
+
+
+def test_the_report_shows_each_runs_numerics_or_says_it_was_not_recorded(tmp_path):
+    from conformance.report import environment_rows
+
+    write(tmp_path / "with.jsonl", [result("c/a")], AVX512)
+    write(tmp_path / "without.jsonl", [result("c/a")], None)
+    runs = {run.path.stem: dict(environment_rows(run)) for run in read_runs([str(tmp_path)])}
+    with_record, without_record = runs["with"], runs["without"]
+    assert with_record["numerics"] == numerics.summary(AVX512) and "numpy SIMD dispatch found X86_V3, X86_V4" in with_record["numerics"]
+    assert without_record["numerics"].startswith("not recorded")
