@@ -40,7 +40,7 @@ def cmd_run(args) -> int:
         run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter, timeout=args.timeout)
     except (CaseError, FrameworkUnavailable) as exc:
         return _fail(str(exc))
-    environment = describe_environment(run_plan.framework)
+    environment = describe_environment(run_plan.framework, run_plan.numerics)
     print(run_plan.header(), flush=True)
     print(f"environment: {environment_header(environment)}", flush=True)
     out = Path(args.out)

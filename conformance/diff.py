@@ -312,7 +312,6 @@ def markdown(diff: Diff, listed: int = LISTED) -> str:
     return "\n".join(out) + "\n"
 
 
-
 def _read(path: str) -> list[Run]:
     if not Path(path).exists():
         raise ResultsError(f"{path}: no such file or folder")

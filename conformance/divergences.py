@@ -52,7 +52,6 @@ class KnownDivergence:
     quantities: tuple[str, ...] = ("value",)  # "value" (the loss) and / or "grad" / "grad_target" (its gradient w.r.t. input / target)
     file: str = ""
     when: numerics.Condition = ()  # the numerics environment it holds in; () everywhere
-    when_written: tuple[tuple[str, tuple[str, object]], ...] = ()  # `when:` as written, for the result record
 
     def applies(self, environment: dict | None) -> bool:
         """Whether the entry holds on a host with this numerics record (an entry without ``when`` always does)."""
@@ -60,7 +59,8 @@ class KnownDivergence:
 
     @property
     def when_record(self) -> dict[str, dict[str, object]]:
-        return {name: dict([test]) for name, test in self.when_written}
+        """``when:`` as written, for the result record."""
+        return {term.field: {term.operator: term.operand} for term in self.when}
 
     def matches(self, case: str, api: str, dtype: str, reduction: str, quantity: str = "value") -> bool:
         return (
@@ -116,7 +116,6 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
                 **{k: tuple(entry[k]) for k in OPTIONAL if k in entry and k != "when"},
                 file=shown,
                 when=condition,
-                when_written=tuple((term.field, (term.operator, term.operand)) for term in condition),
             )
         )
     if problems:

@@ -57,15 +57,16 @@ def subnormal_probe(framework: Framework) -> dict[str, Any]:
     return out
 
 
-def describe(framework: Framework) -> dict[str, Any]:
-    """The environment record of a results file."""
+def describe(framework: Framework, numerics_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The environment record of a results file; ``numerics_record``: the numerics the run's plan probed (the
+    one its `when:` conditions were decided on), probed here where not given."""
     return {
         "framework": framework.name,
         "framework_versions": dict(sorted(framework.versions.items())),
         "settings": dict(sorted(framework.settings.items())),
         "device": framework.device,
         "subnormals": subnormal_probe(framework),
-        "numerics": numerics.probe(),
+        "numerics": numerics.probe() if numerics_record is None else numerics_record,
         "suite": __version__,
         "python": platform.python_version(),
         "implementation": sys.implementation.name,

@@ -160,7 +160,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _environment(config: pytest.Config) -> dict:
     """The run's environment record (probed once per process)."""
     if environment_key not in config.stash:
-        config.stash[environment_key] = describe_environment(config.stash[plan_key].framework)
+        run_plan = config.stash[plan_key]
+        config.stash[environment_key] = describe_environment(run_plan.framework, run_plan.numerics)
     return config.stash[environment_key]
 
 

@@ -648,20 +648,27 @@ def fast_value(
     )
 
 
+def ziv_round(function, value: float, fmt: FloatFormat) -> float:
+    """``function(value)`` (an mpmath function of one argument) correctly rounded to ``fmt``: evaluated at a
+    precision and at twice it until both round alike (Ziv's test), the precision growing up to MAX_PRECISION."""
+    value = _mpf(value)
+    if mpmath.isnan(value):
+        return math.nan
+    precision = 2 * fmt.precision + 64
+    while True:
+        with mpmath.workprec(precision):
+            low = round_to_format(function(value), fmt)
+        with mpmath.workprec(2 * precision):
+            high = round_to_format(function(value), fmt)
+        if _same(np.array(low), np.array(high)) or precision > MAX_PRECISION:
+            return high
+        precision *= 2
+
+
 def _rounded_sigmoid(x: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """σ(x) correctly rounded to ``fmt`` elementwise: the fast path where it settles, mpmath elsewhere."""
     x = np.asarray(x, dtype=np.float64)
     rounded, unsettled = fast_reference.settle(fast_reference.sigmoid_terms(x), fmt)
     for index in zip(*np.nonzero(unsettled)):
-        value = _mpf(x[index])
-        precision = 2 * fmt.precision + 64
-        while True:
-            with mpmath.workprec(precision):
-                low = round_to_format(sigmoid(value), fmt) if not mpmath.isnan(value) else math.nan
-            with mpmath.workprec(2 * precision):
-                high = round_to_format(sigmoid(value), fmt) if not mpmath.isnan(value) else math.nan
-            if _same(np.array(low), np.array(high)) or precision > MAX_PRECISION:
-                rounded[index] = high
-                break
-            precision *= 2
+        rounded[index] = ziv_round(sigmoid, x[index], fmt)
     return rounded

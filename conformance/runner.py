@@ -616,6 +616,7 @@ class Plan:
     checks: list[Check]
     runner: Runner
     elsewhere: list[divergence_list.KnownDivergence] = ()  # entries whose `when:` does not hold on this host
+    numerics: dict | None = None  # this host's numerics record (conformance.numerics.probe), probed once
 
     def stale_divergences(self) -> list[divergence_list.KnownDivergence]:
         return divergence_list.stale(self.known, self.checks, {case.file.stem for case in self.cases})
@@ -647,7 +648,8 @@ def plan(
     cases = load_cases(list(case_paths))  # first: a bad case file is reported before any framework import
     framework = load_adapter(adapter) if adapter else load_framework(framework_name)
     # an entry with a `when:` applies only where this host's numerics environment satisfies it
-    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, list(divergence_files)), numerics.probe())
+    record = numerics.probe()
+    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, list(divergence_files)), record)
     return Plan(
-        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere
+        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere, record
     )

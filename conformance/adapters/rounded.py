@@ -7,8 +7,8 @@ two-step sigmoid path and the stable logits formula) on an array namespace, ``xp
 Every other step (+, -, ×, ÷, max, abs, negation) numpy does in the dtype, and IEEE 754 rounds those
 correctly on every host. So each result is one value IEEE 754 defines: the same bits on any CPU, SIMD
 dispatch, C library or numpy version. The host's numpy promises no such thing: where its ``X86_V4``
-dispatch target is found, its float64 ``exp`` and ``log`` are its own AVX-512 kernels, elsewhere the C
-library's (``conformance.numerics``). The tests of the suite's logic (runner, plugin, command line,
+dispatch target is found, its float64 ``exp`` and ``log`` are SVML's AVX-512 kernels (on Linux x86-64),
+elsewhere the C library's (``conformance.numerics``). The tests of the suite's logic (runner, plugin, command line,
 diff, report) run on this subject; what a real framework returns is the conformance envs' business.
 
 Like NumPy it has no autodiff: its gradients are ``unsupported``. Its results still miss the exact
@@ -27,10 +27,10 @@ import numpy as np
 from conformance import __version__, fast_reference
 from conformance.adapters import Framework
 from conformance.adapters import numpy as numpy_adapter
-from conformance.dtypes import FORMATS, FloatFormat, round_fraction, round_to_format
+from conformance.dtypes import FORMATS, FloatFormat, round_fraction
+from conformance.reference import ziv_round
 
 NAME = "rounded"
-MAX_PRECISION = 1 << 12  # bits; Ziv's loop never needs this many for exp / log of a float (no exact ties)
 
 # name -> (numpy's float64 function: a first approximation, mpmath's function at any precision)
 ELEMENTARY = {"exp": (np.exp, mpmath.exp), "log": (np.log, mpmath.log), "log1p": (np.log1p, mpmath.log1p)}
@@ -43,83 +43,62 @@ def _format(values: np.ndarray) -> FloatFormat:
     raise TypeError(f"the rounded subject computes in {', '.join(FORMATS)}, not {values.dtype}")
 
 
-def _special(name: str, x: float) -> float | None:
-    """The IEEE 754 / C99 Annex F value of ``name(x)`` where it is exact (a non-finite input, a pole, the
-    edge of the domain, a signed zero), else None."""
-    if math.isnan(x):
-        return math.nan
+def _special(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``name(x)`` has an exact IEEE 754 / C99 Annex F value (a non-finite input, a pole, outside the
+    domain, a signed zero): that value; NaN elsewhere, with the mask of the elements it settles."""
+    out = np.full(x.shape, np.nan)
     if name == "exp":
-        return {math.inf: math.inf, -math.inf: 0.0}.get(x)
+        special = ~np.isfinite(x)
+        out[special] = np.where(x[special] > 0, np.inf, np.where(x[special] < 0, 0.0, np.nan))
+        return out, special
     edge = 0.0 if name == "log" else -1.0  # log(0) = log1p(-1) = -inf, below it NaN
-    if x == edge:
-        return -math.inf
-    if x < edge:
-        return math.nan
-    if x == math.inf:
-        return math.inf
-    if name == "log1p" and x == 0:
-        return x  # log1p(±0) = ±0
-    return None
-
-
-def _ziv(function, x: float, fmt: FloatFormat) -> float:
-    """``function(x)`` correctly rounded to ``fmt``: evaluated at two precisions until both round alike."""
-    precision = 2 * fmt.precision + 32
-    while True:
-        with mpmath.workprec(precision):
-            low = round_to_format(function(mpmath.mpf(x)), fmt)
-        with mpmath.workprec(2 * precision):
-            high = round_to_format(function(mpmath.mpf(x)), fmt)
-        if low == high or precision > MAX_PRECISION:
-            return high
-        precision *= 2
+    special = np.isnan(x) | (x <= edge) | (x == np.inf)
+    out[x == edge] = -np.inf
+    out[x == np.inf] = np.inf
+    if name == "log1p":  # log1p(±0) = ±0
+        zero = x == 0
+        out[zero], special = x[zero], special | zero
+    return out, special
 
 
 def correctly_rounded(name: str, values: np.ndarray) -> np.ndarray:
     """``name`` (exp, log, log1p) of each element, correctly rounded to the elements' dtype. For 16- and
     32-bit dtypes numpy's float64 value settles most elements at once (fast_reference.settle: within its
     error bound the interval rounds to one value, whatever the host's kernel returned inside it); the rest,
-    and every float64 element, by mpmath."""
+    and every float64 element, by mpmath (reference.ziv_round)."""
     values = np.asarray(values)
     fmt, (approximate, function) = _format(values), ELEMENTARY[name]
-    x = values.astype(np.float64)
-    out = np.full(x.shape, np.nan)
-    pending = np.ones(x.shape, dtype=bool)
-    for index in zip(*np.nonzero(~np.isfinite(x) | (x <= 0) | (x == -1))):
-        special = _special(name, float(x[index]))
-        if special is not None:
-            out[index], pending[index] = special, False
-    if fmt.precision <= fast_reference.MAX_PRECISION and pending.any():
+    x = values.astype(np.float64).ravel()
+    out, special = _special(name, x)
+    pending = np.flatnonzero(~special)
+    if fmt.precision <= fast_reference.MAX_PRECISION and pending.size:
         with np.errstate(all="ignore"):
             approx = approximate(x[pending])
         terms = fast_reference.Terms(
             approx=approx,
             bound=fast_reference.E * np.abs(approx),
             fallback=~np.isfinite(approx),
-            sign=np.where(name == "exp", 1, 0) * np.ones(approx.shape, dtype=np.int8),
+            sign=np.full(approx.shape, 1 if name == "exp" else 0, dtype=np.int8),
         )
         settled, unsettled = fast_reference.settle(terms, fmt)
-        fast = out[pending]
-        fast[~unsettled] = settled[~unsettled]
-        out[pending] = fast
-        still = np.zeros(x.shape, dtype=bool)
-        still[pending] = unsettled
-        pending = still
-    for index in zip(*np.nonzero(pending)):
-        out[index] = _ziv(function, float(x[index]), fmt)
-    return out.astype(values.dtype)
+        out[pending[~unsettled]] = settled[~unsettled]
+        pending = pending[unsettled]
+    for index in pending:
+        out[index] = ziv_round(function, x[index], fmt)
+    return out.reshape(values.shape).astype(values.dtype)
 
 
 def correctly_rounded_sum(values: np.ndarray) -> np.ndarray:
     """The exact sum of the elements rounded once to their dtype (0-d)."""
     values = np.asarray(values)
-    floats = values.astype(np.float64).ravel().tolist()
-    if any(math.isnan(v) for v in floats) or (math.inf in floats and -math.inf in floats):
-        total = math.nan
-    elif math.inf in floats or -math.inf in floats:
-        total = math.inf if math.inf in floats else -math.inf
+    x = values.astype(np.float64).ravel()
+    infinite = x[np.isinf(x)]
+    if np.isnan(x).any() or (infinite.size and (infinite != infinite[0]).any()):
+        total = math.nan  # a NaN, or inf + -inf
+    elif infinite.size:
+        total = float(infinite[0])
     else:
-        total = round_fraction(sum(map(Fraction, floats), Fraction(0)), _format(values))
+        total = round_fraction(sum(map(Fraction, x.tolist()), Fraction(0)), _format(values))
     return np.asarray(total).astype(values.dtype)
 
 
