@@ -20,14 +20,18 @@ from conformance.dtypes import get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
-from conformance.results import ResultsError, ResultWriter, environment_line, read, read_run, results_files, write_atomically, write_timing
-from conformance.runner import DEFAULT_TIMEOUT, ExactValues, ExpectationError, plan
-from conformance.summary import failure_text, summary_markdown
+from conformance import outputs
+from conformance.isolation import executor
+from conformance.outputs import OutputError, check_name, replace_together
+from conformance.results import ResultsError, ResultWriter, environment_line, read_run, results_files, timing_text, write_atomically
+from conformance.runner import DEFAULT_TIMEOUT, ExactValues, ExpectationError, parse_timeout, plan
+from conformance.summary import failure_text, partial_markdown, summary_markdown
 from conformance.verdicts import Verdict
 
 DEFAULT_CASES = os.environ.get("CONFORMANCE_CASES", "cases")
 EXIT_PROBLEMS = 1  # a check failed, a known divergence is stale, or too few results
-EXIT_USAGE = 2  # bad case file, unknown or missing framework, broken adapter
+EXIT_USAGE = 2  # bad case file, unknown or missing framework, broken adapter, an output folder that cannot be written
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's status for SIGINT; the previous results are untouched
 
 
 def _fail(message: str) -> int:
@@ -38,28 +42,56 @@ def _fail(message: str) -> int:
 def cmd_run(args) -> int:
     try:
         run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter, timeout=args.timeout)
-    except (CaseError, FrameworkUnavailable) as exc:
+        name = check_name(args.name or run_plan.framework.name)
+    except (CaseError, FrameworkUnavailable, OutputError) as exc:
         return _fail(str(exc))
     environment = describe_environment(run_plan.framework, run_plan.numerics)
     print(run_plan.header(), flush=True)
     print(f"environment: {environment_header(environment)}", flush=True)
-    out = Path(args.out)
-    name = args.name or run_plan.framework.name
-    writer = ResultWriter(out / f"{name}.jsonl", environment)
+    try:
+        with outputs.locked(args.out, name) as out:
+            return _run_locked(run_plan, environment, out, name, args)
+    except OutputError as exc:
+        return _fail(str(exc))
+    except OSError as exc:  # a full disk or a folder made unwritable mid-run: the complete results are the last run's
+        return _fail(f"cannot write the results to {args.out}: {exc}; the previous complete results are untouched")
+
+
+def _run_locked(run_plan, environment, out: Path, name: str, args) -> int:
+    """The run, holding the lock of ``out/name.*``: results stream to ``name.jsonl.partial``; the
+    results, summary and timing replace the previous ones together once every planned check has a
+    result. An interrupted run leaves the previous files as they were and a partial summary."""
+    partial, partial_summary = out / f"{name}.jsonl.partial", out / f"{name}.summary.partial.md"
+    kept = f"`{name}.jsonl` and `{name}.summary.md`, if there are any, are the last complete run's, untouched."
+    planned = len(run_plan.checks)
+    write_atomically(partial_summary, partial_markdown([], planned, "it is running, or it was killed", kept))
+    writer = ResultWriter(partial, environment, planned)
     results = []
     started = time.time()
     try:
-        for check in run_plan.checks:
-            result = run_plan.runner.run(check)
-            writer.write(result)
-            results.append(result)
-            if Verdict(result.verdict).is_problem:
-                print(failure_text(result), flush=True)
+        with executor(run_plan) as execute:
+            for check in run_plan.checks:
+                result = execute(check)
+                writer.write(result)
+                results.append(result)
+                if Verdict(result.verdict).is_problem:
+                    print(failure_text(result), flush=True)
+    except KeyboardInterrupt:
+        writer.close()
+        write_atomically(partial_summary, partial_markdown(results, planned, "it was interrupted (Ctrl-C)", kept))
+        print(f"INTERRUPTED: {len(results)} of {planned} planned checks ran; partial results in {partial}, "
+              f"{partial_summary}; the previous complete results are untouched", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         writer.close()
-    write_timing(out / f"{name}.timing.json", started)
     summary = summary_markdown(results)
-    write_atomically(out / f"{name}.summary.md", summary)
+    lines = [environment_line(environment, planned)] + [r.to_json() for r in results]
+    replace_together(
+        out,
+        name,
+        {f"{name}.jsonl": "\n".join(lines) + "\n", f"{name}.summary.md": summary, f"{name}.timing.json": timing_text(started)},
+        remove=(partial.name, partial_summary.name),
+    )
     print(summary)
     status = 0
     problems = [r for r in results if Verdict(r.verdict).is_problem]
@@ -72,7 +104,7 @@ def cmd_run(args) -> int:
     if len(results) < args.min_results:
         print(f"FAILED: {len(results)} results, fewer than the floor of {args.min_results}")
         status = EXIT_PROBLEMS
-    print(f"{len(results)} results written to {writer.path}")
+    print(f"{len(results)} results written to {out / f'{name}.jsonl'}")
     return status
 
 
@@ -186,19 +218,37 @@ def cmd_explain(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    files = []
-    for given in args.results:
-        path = Path(given)
-        files.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
+    """The summary of every record that can be read (a lenient read: a run cut short is still worth a look),
+    but an incomplete or damaged file is said so, on stderr and atop the Markdown, and exits 2: a summary of
+    part of a run must not pass for one of the whole run."""
+    files = results_files(args.results)
     if not files:
         return _fail(f"no results files (*.jsonl) in {', '.join(args.results)}")
-    results = [r for f in files for r in read(f)]
+    try:
+        runs = [read_run(f) for f in files]
+    except ResultsError as exc:
+        return _fail(str(exc))
+    incomplete = [run for run in runs if run.problems]
+    for run in incomplete:
+        print(f"warning: {run.path}: incomplete or damaged; summarised as far as it can be read:", file=sys.stderr)
+        for problem in run.problems:
+            print(f"  {problem}", file=sys.stderr)
+    results = [r for run in runs for r in run.results]
     text = summary_markdown(results)
+    if incomplete:
+        names = ", ".join(f"`{run.path}`" for run in incomplete)
+        text = (
+            f"> **Incomplete results**: {names} cannot be read whole (see the warnings of `python -m conformance "
+            f"summary`); this summary is of the records that could be read.\n\n{text}"
+        )
     if args.out:
         write_atomically(args.out, text)
     print(text)
     problems = sum(Verdict(r.verdict).is_problem for r in results)
     print(f"{len(results)} results from {len(files)} files; {problems} problems")
+    if incomplete:
+        print(f"INCOMPLETE: {len(incomplete)} of {len(files)} results files are incomplete or damaged (see the warnings)")
+        return EXIT_USAGE
     return EXIT_PROBLEMS if problems else 0
 
 
@@ -215,15 +265,21 @@ def cmd_baseline(args) -> int:
     files = results_files([args.results])
     if not files:
         return _fail(f"no results files (*.jsonl) in {args.results}")
-    try:
-        runs = [read_run(path) for path in files]
-    except ResultsError as exc:
-        return _fail(str(exc))
+    runs, errors = [], []
+    for path in files:  # every file read, strictly, before any baseline is written: all or nothing
+        try:
+            runs.append(read_run(path, strict=True))
+        except ResultsError as exc:
+            errors.append(str(exc))
+        else:
+            if not runs[-1].environment:
+                errors.append(f"{path}: its header has an empty environment record")
+    if errors:
+        return _fail("\n".join(errors) + "\nnot a whole run: rerun it before making it a baseline; no baseline was changed")
     baselines = Path(args.baselines)
     for run in runs:
-        if run.truncated or not run.environment:
-            return _fail(f"{run.path}: cut short or without its environment record; rerun it before making it a baseline")
-        lines = [environment_line(run.environment)] + [dataclasses.replace(r, elements=None).to_json() for r in run.results]
+        lines = [environment_line(run.environment, run.planned)]
+        lines += [dataclasses.replace(r, elements=None).to_json() for r in run.results]
         write_atomically(baselines / run.path.name, "\n".join(lines) + "\n")
         print(f"{baselines / run.path.name}: {run.label}, {len(run.results)} results")
     for stale in sorted(set(baselines.glob("*.jsonl")) - {baselines / f.name for f in files}):
@@ -236,6 +292,23 @@ def cmd_diff(args) -> int:
     from conformance.diff import main as diff_main
 
     return diff_main(args)
+
+
+def _timeout(text: str) -> float:
+    try:
+        return parse_timeout(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number ≥ 0")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -259,11 +332,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="folder for <framework>.jsonl and .summary.md (default: results)")
     run.add_argument("--name", help="the results files' name: <name>.jsonl (default: the framework's name)")
     run.add_argument("--divergences", nargs="*", default=[], help="extra known-divergence files")
-    run.add_argument("--min-results", type=int, default=1, help="fail when fewer results than this (default 1)")
+    run.add_argument("--min-results", type=_count, default=1, help="fail when fewer results than this (default 1)")
     run.add_argument(
         "--timeout",
-        type=float,
-        default=float(os.environ.get("CONFORMANCE_TIMEOUT", DEFAULT_TIMEOUT)),
+        type=_timeout,
+        default=os.environ.get("CONFORMANCE_TIMEOUT", str(DEFAULT_TIMEOUT)),  # a string: argparse checks it like a given one
         metavar="SECONDS",
         help=f"time limit of each framework call; past it the check is an error (env CONFORMANCE_TIMEOUT; "
         f"default {DEFAULT_TIMEOUT:g}; 0: no limit)",

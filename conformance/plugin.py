@@ -16,24 +16,25 @@ Options (and the environment variables that set their defaults): ``--framework``
 Results travel in each report's ``user_properties``, so pytest-xdist workers' results reach the
 process that writes them.
 
-Robustness: each result is a line of ``<name>.jsonl`` as soon as it arrives (flushed), and at the end
-of the session the file is rewritten atomically in the checks' order, so a serial run and an xdist
-run give the same bytes and a run killed at any moment leaves every finished result readable; the
-summary is written atomically. Each framework call runs under a time limit (SIGALRM; an ``error``
-naming the limit). Under pytest-xdist (``-n``), a check whose framework call crashes its worker
-process (a segfault, an abort) is recorded as an ``error`` naming the crash, xdist replaces the
-worker and the other checks run; a call that hangs in C code past the limit is ended by a watchdog
-that stops the worker, recorded alike. Without ``-n`` a crash ends the whole run (the results up to
-it stay in the file): crash isolation needs ``-n``.
+Robustness: the run holds the lock of ``<out>/<name>.*`` (conformance.outputs; a second run into
+the same files is refused). Each result is a line of ``<name>.jsonl.partial`` as soon as it arrives
+(flushed), under a header with the number of checks selected; at the end of a run that was not
+interrupted, every selected check without a result (its test errored, or never ran) gets an
+``error`` record saying so, and ``<name>.jsonl`` (in the checks' order: a serial run and an xdist run
+give the same bytes), ``<name>.summary.md`` and ``<name>.timing.json`` replace the previous ones
+together. A run interrupted (Ctrl-C, ``-x``) or killed leaves the previous complete files as they
+were, and its ``<name>.summary.partial.md`` says it is partial. Each check runs in a worker process
+that the run supervises (conformance.isolation): a call that crashes it, exits it or hangs past the
+time limit (``--conformance-timeout``), even in C code holding the GIL, is that check's ``error``, and
+a new worker runs the rest, with or without pytest-xdist.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import os
-import signal
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -42,15 +43,16 @@ from conformance.adapters import FrameworkUnavailable
 from conformance.cases import CaseError
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
-from conformance.results import Result, ResultWriter, environment_line, write_atomically, write_timing
-from conformance.runner import DEFAULT_TIMEOUT, Plan, plan, timeout_message
-from conformance.summary import failure_text, summary_markdown
+from conformance import outputs
+from conformance.isolation import describe_status, executor
+from conformance.results import Result, ResultWriter, environment_line, timing_text, write_atomically
+from conformance.runner import DEFAULT_TIMEOUT, Plan, parse_timeout, plan
+from conformance.summary import failure_text, partial_markdown, summary_markdown
 from conformance.verdicts import Verdict
 
 RESULT_PROPERTY = "conformance_result"
 plan_key = pytest.StashKey[Plan]()
 environment_key = pytest.StashKey[dict]()
-WATCHDOG_EXIT = 124  # an xdist worker's exit status when the watchdog ended it (a call hung past the time limit)
 TEST_PREFIX = "::test_conformance["  # a conformance test's node id: <path>::test_conformance[<check id>]
 
 
@@ -88,16 +90,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("CONFORMANCE_NAME"),
         help="the results files' name: <name>.jsonl, <name>.summary.md (env CONFORMANCE_NAME; default: the framework's name)",
     )
+    # the defaults from the environment are strings, checked as given ones are (a bad one is an error of
+    # a run that asks for the suite, never of every pytest session of the environment)
     group.addoption(
         "--conformance-min-tests",
-        type=int,
-        default=int(os.environ.get("CONFORMANCE_MIN_TESTS", "1")),
-        help="fail the run when fewer conformance tests ran (env CONFORMANCE_MIN_TESTS; default 1)",
+        default=os.environ.get("CONFORMANCE_MIN_TESTS", "1"),
+        help="fail the run when fewer conformance checks ran (env CONFORMANCE_MIN_TESTS; default 1)",
     )
     group.addoption(
         "--conformance-timeout",
-        type=float,
-        default=float(os.environ.get("CONFORMANCE_TIMEOUT", DEFAULT_TIMEOUT)),
+        default=os.environ.get("CONFORMANCE_TIMEOUT", str(DEFAULT_TIMEOUT)),
         metavar="SECONDS",
         help="time limit of each framework call; a call past it is stopped and its check is an error "
         f"(env CONFORMANCE_TIMEOUT; default {DEFAULT_TIMEOUT:g}; 0: no limit)",
@@ -115,27 +117,31 @@ def pytest_configure(config: pytest.Config) -> None:
             "CONFORMANCE_FRAMEWORK and CONFORMANCE_ADAPTER): choose one"
         )
     paths = config.getoption("conformance_cases") or [os.environ.get("CONFORMANCE_CASES", "cases")]
-    timeout = config.getoption("conformance_timeout")
-    if timeout < 0:
-        raise pytest.UsageError(f"bce-conformance: --conformance-timeout {timeout:g}: a number of seconds, 0 for no limit")
+    try:
+        timeout = parse_timeout(config.getoption("conformance_timeout"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"bce-conformance: {exc}") from None
+    floor = config.getoption("conformance_min_tests")
+    if not str(floor).strip().isdigit():
+        raise pytest.UsageError(
+            f"bce-conformance: --conformance-min-tests {floor!r}: a whole number ≥ 0 (CONFORMANCE_MIN_TESTS)"
+        )
+    config.option.conformance_min_tests = int(floor)
     try:
         config.stash[plan_key] = plan(
             framework, paths, config.getoption("conformance_divergences"), adapter=adapter, timeout=timeout
         )
     except (CaseError, FrameworkUnavailable) as exc:
         raise pytest.UsageError(f"bce-conformance: {exc}") from None
-    if hasattr(config, "workerinput"):  # an xdist worker: a call hung in C code ends the worker, and xdist replaces it
-        stderr = os.dup(2)  # the worker's stderr before pytest captures it around each test
-        config.stash[plan_key].runner.watchdog = lambda seconds: _end_worker(seconds, stderr)
-
-
-def _end_worker(seconds: float, stderr: int) -> None:
-    """The watchdog of an xdist worker (from its own thread): a framework call outlived the time limit
-    even though SIGALRM was raised; the worker says so, with every thread's stack, and exits with
-    WATCHDOG_EXIT, which the controller records as the check's timeout."""
-    os.write(stderr, f"bce-conformance: a framework call hung past the time limit of {seconds:g} s; ending the worker\n".encode())
-    faulthandler.dump_traceback(file=stderr, all_threads=True)
-    os._exit(WATCHDOG_EXIT)
+    run_plan = config.stash[plan_key]
+    name = config.getoption("conformance_name") or run_plan.framework.name
+    out = config.getoption("conformance_out")
+    try:
+        outputs.check_name(name)
+        if out and not hasattr(config, "workerinput"):  # the controller writes the files: it holds their lock
+            config.pluginmanager.get_plugin("conformance-reporter").hold(out, name)
+    except outputs.OutputError as exc:
+        raise pytest.UsageError(f"bce-conformance: {exc}") from None
 
 
 def _plan(config: pytest.Config) -> Plan:
@@ -178,47 +184,100 @@ def conformance_plan(request: pytest.FixtureRequest) -> Plan:
     return _plan(request.config)
 
 
+@pytest.fixture(scope="session")
+def conformance_executor(conformance_plan: Plan):
+    """Runs a check in this process's supervised worker (conformance.isolation), stopped at the end."""
+    with executor(conformance_plan) as execute:
+        yield execute
+
+
 @pytest.fixture
-def conformance_result(request: pytest.FixtureRequest, conformance_plan: Plan, conformance_check) -> Result:
+def conformance_result(request: pytest.FixtureRequest, conformance_executor, conformance_check) -> Result:
     """Runs the check and attaches its result to the test's report."""
-    result = conformance_plan.runner.run(conformance_check)
+    result = conformance_executor(conformance_check)
     request.node.user_properties.append((RESULT_PROPERTY, result.to_json()))
     return result
 
 
 class ConformanceReporter:
-    """Collects the results from the reports (local or from xdist workers), writes them, and
-    fails a run with fewer conformance tests than the floor."""
+    """Collects the results from the reports (local or from xdist workers), writes them, accounts for
+    every selected check, and fails a run with a check unaccounted for or fewer results than the floor."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
         self.results: list[Result] = []
         self.writer: ResultWriter | None = None
-        self.floor_failure = ""
+        self.failures: list[str] = []  # what makes the run fail besides its tests: the floor, missing results, the outputs
+        self.notes: list[str] = []
+        self.selected: list[str] | None = None  # the ids of the checks selected to run, in the plan's order
+        self.ended: dict[str, str] = {}  # check id -> how its test ended without a result (an error in setup, say)
         self.started = time.time()
+        self.lock = ExitStack()
+        self.out: Path | None = None
+        self.name = ""
+        self.unwritable = False  # a write to the output folder failed: the run fails, its files are not replaced
+
+    def hold(self, out: str, name: str) -> None:
+        """Takes the lock of ``out/name.*`` for the session (conformance.outputs)."""
+        self.out, self.name = self.lock.enter_context(outputs.locked(out, name)), name
+
+    def pytest_unconfigure(self) -> None:
+        self.lock.close()
+
+    # which checks the run set out to run
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not hasattr(self.config, "workerinput"):
+            self._select([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        if self.selected is None:  # every worker collects the same tests
+            self._select(ids)
+
+    def _select(self, node_ids) -> None:
+        if plan_key not in self.config.stash:
+            return
+        chosen = {node_id.split(TEST_PREFIX, 1)[1].removesuffix("]") for node_id in node_ids if TEST_PREFIX in node_id}
+        self.selected = [check.id for check in self.config.stash[plan_key].checks if check.id in chosen]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call" or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
             return  # an xdist worker's reports are recorded by its controller
-        for name, value in report.user_properties:
-            if name == RESULT_PROPERTY:
-                self.record(Result.from_json(value))
+        if report.when == "call":
+            for name, value in report.user_properties:
+                if name == RESULT_PROPERTY:
+                    self.record(Result.from_json(value))
+        if report.failed and TEST_PREFIX in report.nodeid:  # kept in case this check ends without a result
+            check_id = report.nodeid.split(TEST_PREFIX, 1)[1].removesuffix("]")
+            text = str(report.longrepr).strip().splitlines()
+            self.ended.setdefault(check_id, f"its test failed in {report.when}: {text[-1] if text else '?'}")
 
     def record(self, result: Result) -> None:
         self.results.append(result)
-        out = self.config.getoption("conformance_out")
-        if out:
+        if self.out is None or self.unwritable:
+            return
+        try:
             if self.writer is None:
-                self.writer = ResultWriter(Path(out) / f"{self.name(result)}.jsonl", _environment(self.config))
+                planned = len(self.selected) if self.selected is not None else len(self.config.stash[plan_key].checks)
+                self.writer = ResultWriter(self.out / f"{self.name}.jsonl.partial", _environment(self.config), planned)
+                write_atomically(self.partial_summary, partial_markdown([], planned, "it is running, or it was killed", self.kept))
             self.writer.write(result)
+        except OSError as exc:  # a full disk, say: the run goes on, and fails, with the previous results kept
+            self.failures.append(f"bce-conformance: cannot write the results to {self.out}: {exc}; the previous complete results are untouched")
+            self.unwritable = True
 
-    def name(self, result: Result) -> str:
-        return self.config.getoption("conformance_name") or result.framework
+    @property
+    def partial_summary(self) -> Path:
+        return self.out / f"{self.name}.summary.partial.md"
+
+    @property
+    def kept(self) -> str:
+        return f"`{self.name}.jsonl` and `{self.name}.summary.md`, if there are any, are the last complete run's, untouched."
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
-        """pytest-xdist (on the controller): a worker died while running ``crashitem``. A conformance
-        check's crash is its ``error`` record; xdist reports the test as failed and runs the others."""
+        """pytest-xdist (on the controller): a worker died while running ``crashitem`` (outside the
+        check's own worker process, which the supervisor replaces itself): the check's ``error``."""
         if plan_key not in self.config.stash or TEST_PREFIX not in crashitem:
             return
         check_id = crashitem.split(TEST_PREFIX, 1)[1].removesuffix("]")
@@ -227,19 +286,14 @@ class ConformanceReporter:
         if check is None:
             return
         worker = getattr(report, "node", None)
-        status = _exit_status(worker)
         name = getattr(getattr(worker, "gateway", None), "id", "?")
-        if status == WATCHDOG_EXIT:
-            message = (
-                f"{timeout_message(run_plan.runner.timeout)}: it did not return to Python, so the watchdog "
-                f"ended pytest-xdist worker {name}"
+        self.record(
+            run_plan.runner.error(
+                check,
+                f"worker crashed: {describe_status(_exit_status(worker))}: pytest-xdist worker {name} died while running "
+                "this check; the other checks ran on a new worker",
             )
-        else:
-            message = (
-                f"worker crashed: {_describe_status(status)}: pytest-xdist worker {name} died while running "
-                "this check (the framework's call crashed the process); the other checks ran on a new worker"
-            )
-        self.record(run_plan.runner.error(check, message))
+        )
 
     def ordered(self) -> list[Result]:
         """The results in the checks' order (their collection order), whatever order they arrived in."""
@@ -249,35 +303,70 @@ class ConformanceReporter:
         return sorted(self.results, key=lambda r: (index.get(r.id, len(index)), r.id))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            # rewritten in the checks' order (xdist workers finish in any order): the same bytes as a serial
-            # run; atomically, so a run killed meanwhile leaves the lines as they came or the ordered file
-            self.results = self.ordered()
-            lines = [environment_line(_environment(self.config))] + [r.to_json() for r in self.results]
-            write_atomically(self.writer.path, "\n".join(lines) + "\n")
-            write_timing(self.writer.path.with_name(f"{self.name(self.results[0])}.timing.json"), self.started)
         if hasattr(self.config, "workerinput") or plan_key not in self.config.stash or self.config.option.collectonly:
             return
-        self.results = self.ordered()
-        floor = self.config.getoption("conformance_min_tests")
-        if len(self.results) < floor:
-            self.floor_failure = (
-                f"bce-conformance: {len(self.results)} conformance tests ran, fewer than the floor of {floor}"
+        run_plan = self.config.stash[plan_key]
+        ran = len(self.results)
+        stopped = session.exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail
+        if stopped:  # interrupted, or -x / --maxfail: not a whole run; the previous complete files stay
+            self._partial(f"it was stopped ({session.shouldstop or session.shouldfail or 'interrupted'})")
+            return
+        have = {r.id for r in self.results}
+        missing = [check for check in run_plan.checks if check.id in set(self.selected or ()) - have]
+        for check in missing:  # accounted for: a check selected to run has a record, whatever ended it
+            why = self.ended.get(check.id, "it never ran (its pytest-xdist worker was given up, or a plugin skipped it)")
+            self.record(run_plan.runner.error(check, f"no result: {why}"))
+        if missing:
+            self.failures.append(
+                f"bce-conformance: {len(missing)} of {len(self.selected)} selected checks ended without a result "
+                "(recorded as errors)"
             )
+        floor = self.config.getoption("conformance_min_tests")
+        if ran < floor:  # the checks that ran, not the tests collected
+            self.failures.append(f"bce-conformance: {ran} checks ran, fewer than the floor of {floor}")
+        self.results = self.ordered()
+        if self.out is not None and self.writer is not None and not self.unwritable:
+            self.writer.close()
+            planned = len(self.selected) if self.selected is not None else len(run_plan.checks)
+            lines = [environment_line(_environment(self.config), planned)] + [r.to_json() for r in self.results]
+            try:
+                outputs.replace_together(
+                    self.out,
+                    self.name,
+                    {
+                        f"{self.name}.jsonl": "\n".join(lines) + "\n",
+                        f"{self.name}.summary.md": summary_markdown(self.results),
+                        f"{self.name}.timing.json": timing_text(self.started),
+                    },
+                    remove=(self.writer.path.name, self.partial_summary.name),
+                )
+                self.notes.append(f"results: {self.out / (self.name + '.jsonl')}; summary: {self.out / (self.name + '.summary.md')}")
+            except outputs.OutputError as exc:
+                self.failures.append(f"bce-conformance: {exc}")
+        if self.failures or missing:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _partial(self, why: str) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            planned = len(self.selected) if self.selected is not None else len(self.config.stash[plan_key].checks)
+            try:
+                write_atomically(self.partial_summary, partial_markdown(self.ordered(), planned, why, self.kept))
+            except OSError:
+                pass
+            self.notes.append(
+                f"PARTIAL: {len(self.results)} of {planned} planned checks ran ({why}); partial results in "
+                f"{self.writer.path}, {self.partial_summary}; the previous complete results are untouched"
+            )
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results:
-            text = summary_markdown(self.results)
             terminalreporter.write_sep("=", "bce-conformance summary")
-            terminalreporter.write(text)
-            out = self.config.getoption("conformance_out")
-            if out:
-                path = write_atomically(Path(out) / f"{self.name(self.results[0])}.summary.md", text)
-                terminalreporter.write_line(f"results: {self.writer.path}; summary: {path}")
-        if self.floor_failure:
-            terminalreporter.write_line(self.floor_failure, red=True, bold=True)
+            terminalreporter.write(summary_markdown(self.ordered()))
+        for note in self.notes:
+            terminalreporter.write_line(note, bold=note.startswith("PARTIAL"))
+        for failure in self.failures:
+            terminalreporter.write_line(failure, red=True, bold=True)
 
 
 def _exit_status(worker) -> int | None:
@@ -289,17 +378,6 @@ def _exit_status(worker) -> int | None:
         return popen.wait(timeout=10)
     except (subprocess.TimeoutExpired, OSError):  # still running, or no process to wait for
         return None
-
-
-def _describe_status(status: int | None) -> str:
-    if status is None:
-        return "the process ended"
-    if status < 0:
-        try:
-            return f"signal {-status} ({signal.Signals(-status).name})"
-        except ValueError:
-            return f"signal {-status}"
-    return f"exit status {status}"
 
 
 def verdict_outcome(result: Result) -> None:

@@ -11,7 +11,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import mpmath
@@ -23,6 +23,7 @@ from conformance import fast_reference, metamorphic, numerics
 from conformance.adapters import Api, Framework, Unsupported, load_adapter, load_framework
 from conformance.cases import Case
 from conformance.cases import load as load_cases
+from conformance.isolation import WorkerSpec
 from conformance.dtypes import DTYPES, FloatFormat, get_format, round_to_format, to_hex
 from conformance.reference import FORMULA_OF_OP, ReferenceError, ReferenceValue, reference
 from conformance.results import Result
@@ -132,6 +133,18 @@ def _elements(case: Case, inputs, values: np.ndarray, ref: ReferenceValue, judge
 DEFAULT_TIMEOUT = 600.0  # seconds a framework call may take (--conformance-timeout, CONFORMANCE_TIMEOUT; 0: no limit)
 
 
+def parse_timeout(text: str | float) -> float:
+    """A time limit in seconds from the command line or CONFORMANCE_TIMEOUT: a finite number ≥ 0 (0: no
+    limit); ValueError saying so otherwise."""
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"time limit {text!r}: a finite number of seconds, 0 for no limit (--timeout, CONFORMANCE_TIMEOUT)")
+    return seconds
+
+
 class CallTimeout(BaseException):
     """A framework call ran past the time limit. A BaseException, so that no ``except Exception``
     (the adapter's or the runner's) takes it for the framework's own error."""
@@ -148,24 +161,15 @@ def timeout_message(seconds: float) -> str:
     )
 
 
-WATCHDOG_GRACE = 5.0  # seconds past the limit after which a call that SIGALRM could not stop is the watchdog's
-
-
 @contextmanager
-def time_limit(seconds: float | None, watchdog=None):
+def time_limit(seconds: float | None):
     """Raises CallTimeout in the block once ``seconds`` have passed (SIGALRM, so only in the main
     thread of a platform that has it; elsewhere, or with 0 or None, no limit). A hang in C code that
-    never returns to the interpreter (or blocks the signal) is not interrupted by it: ``watchdog``, if
-    given, is called with ``seconds`` from another thread ``WATCHDOG_GRACE`` seconds later (the plugin's
-    ends an xdist worker, whose check the controller then records as stopped)."""
+    never returns to the interpreter (or blocks the signal, or holds the GIL) is not interrupted by it:
+    the run's supervisor (conformance.isolation) ends such a call with the worker process it runs in."""
     if not seconds or seconds <= 0:
         yield
         return
-    timer = None
-    if watchdog is not None:
-        timer = threading.Timer(seconds + WATCHDOG_GRACE, watchdog, args=(seconds,))
-        timer.daemon = True
-        timer.start()
     alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     previous = None
     if alarm:
@@ -184,8 +188,13 @@ def time_limit(seconds: float | None, watchdog=None):
             signal.signal(signal.SIGALRM, previous)
             if outer > 0:  # put the other timer back, less the time the call took
                 signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
-        if timer is not None:
-            timer.cancel()
+
+
+# what an API's call may raise that is its check's error: any Exception, and SystemExit and
+# KeyboardInterrupt raised by the API itself (a check runs in a worker process of its own session,
+# conformance.isolation, which a Ctrl-C at the terminal does not reach; in-process, a Ctrl-C during a
+# framework call is that check's error and the next one stops the run)
+API_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
 
 
 class ExpectationError(Exception):
@@ -280,7 +289,7 @@ class Runner:
         self.known = list(known)
         self.exact = ExactValues()
         self.timeout = timeout  # seconds each framework call may take; 0 or None: no limit
-        self.watchdog = None  # called with the limit when a call outlives it by WATCHDOG_GRACE (see time_limit)
+        self.calling = nullcontext  # entered around each framework call (the isolation worker tells its supervisor)
 
     def run(self, check: Check) -> Result:
         try:
@@ -317,7 +326,7 @@ class Runner:
 
     def _call(self, function, inputs, reduction: str):
         """A framework call, under the time limit."""
-        with time_limit(self.timeout, self.watchdog):
+        with self.calling(), time_limit(self.timeout):
             return function(inputs, reduction)
 
     def _blank(self, check: Check) -> Result:
@@ -357,12 +366,15 @@ class Runner:
         except Unsupported as exc:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
             return result
-        except Exception as exc:  # the framework's own error is this check's result
+        except API_ERRORS as exc:  # the framework's own error is this check's result
             result.message = f"{EMPTY if _is_empty(inputs) else ''}the call raised {_first_line(exc)}"
             result.repro = "" if gradient else self._repro(check, inputs, ref, None)
             return result
         if got.shape != ref.shape:
             result.message = f"returned shape {got.shape}, expected {ref.shape}"
+            return result
+        if not _is_float(got):  # numpy would read strings such as "0.5" as numbers: no loss is a string
+            result.message = f"returned {got.dtype}, which is not a float"
             return result
         try:
             values = got.astype(np.float64)
@@ -437,12 +449,12 @@ class Runner:
             got = np.asarray(self._call(api.call, dict(inputs), reduction))
         except Unsupported:
             raise
-        except Exception as exc:  # the framework's own error is this check's result
+        except API_ERRORS as exc:  # the framework's own error is this check's result
             raise _BadResult(f"{'the call' if own else api.name} raised {_first_line(exc)}") from None
         expected = (shape[:-1] if api.axis_mean else shape) if reduction == "none" else ()
         if got.shape != expected:
             raise _BadResult(f"{api.name} returned shape {got.shape}, expected {expected}")
-        if got.dtype.name not in DTYPES and got.dtype.kind != "f":  # None or strings are no loss (bfloat16 is kind V)
+        if not _is_float(got):
             raise _BadResult(f"{api.name} returned {got.dtype}, which is not a float")
         return got.astype(np.float64)
 
@@ -563,6 +575,11 @@ class Runner:
         return check.api.repro(args, check.dtype, reduction)
 
 
+def _is_float(values: np.ndarray) -> bool:
+    """A float array: None, strings, integers or booleans are no loss (bfloat16 is numpy kind V)."""
+    return values.dtype.name in DTYPES or values.dtype.kind == "f"
+
+
 def broadcast_shape(inputs) -> tuple[int, ...]:
     return np.broadcast_shapes(*(a.shape for a in inputs.values()))
 
@@ -617,6 +634,7 @@ class Plan:
     runner: Runner
     elsewhere: list[divergence_list.KnownDivergence] = ()  # entries whose `when:` does not hold on this host
     numerics: dict | None = None  # this host's numerics record (conformance.numerics.probe), probed once
+    spec: WorkerSpec | None = None  # plan()'s arguments: a worker process builds the same plan (conformance.isolation)
 
     def stale_divergences(self) -> list[divergence_list.KnownDivergence]:
         return divergence_list.stale(self.known, self.checks, {case.file.stem for case in self.cases})
@@ -645,11 +663,15 @@ def plan(
     """Load a framework (by name, or from an ``adapter`` spec ``module:object``), the cases and the known
     divergences; raises FrameworkUnavailable (AdapterError for a broken adapter) or CaseError. ``timeout``:
     the seconds each framework call may take (0 or None: no limit)."""
-    cases = load_cases(list(case_paths))  # first: a bad case file is reported before any framework import
+    case_paths, divergence_files = list(case_paths), list(divergence_files)
+    cases = load_cases(case_paths)  # first: a bad case file is reported before any framework import
     framework = load_adapter(adapter) if adapter else load_framework(framework_name)
     # an entry with a `when:` applies only where this host's numerics environment satisfies it
     record = numerics.probe()
-    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, list(divergence_files)), record)
+    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, divergence_files), record)
+    spec = WorkerSpec(
+        framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout
+    )
     return Plan(
-        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere, record
+        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere, record, spec
     )

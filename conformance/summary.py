@@ -144,3 +144,14 @@ def summary_markdown(results: list[Result]) -> str:
             out.extend(f"- {reason} ({count})" for reason, count in sorted(unsupported.items()))
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def partial_markdown(results: list[Result], planned: int, why: str, kept: str) -> str:
+    """The summary of a run that did not finish: it says so first, with how many of the planned checks
+    have results, why it stopped, and which complete results it left in place (``kept``)."""
+    head = (
+        f"# PARTIAL RUN: {len(results)} of {planned} planned checks have results\n\n"
+        f"This run did not finish: {why}. Its results so far are in the `.partial` file beside this one; "
+        f"{kept}\n\n"
+    )
+    return head + (summary_markdown(results) if results else "")

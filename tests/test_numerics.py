@@ -203,7 +203,7 @@ def write(path, results, numerics_record):
     if numerics_record is not None:
         environment["numerics"] = numerics_record
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = ResultWriter(path, environment)
+    writer = ResultWriter(path, environment, len(results))
     for result in results:
         writer.write(result)
     writer.close()

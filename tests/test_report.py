@@ -61,7 +61,7 @@ def run_of(results: list[Result], framework="fw", version="1.0", environment=Non
 
 
 def write_run(path: Path, results: list[Result], environment: dict | None = None) -> Path:
-    writer = ResultWriter(path, environment or {})
+    writer = ResultWriter(path, environment or {}, len(results))
     for r in results:
         writer.write(r)
     writer.close()

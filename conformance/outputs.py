@@ -1,0 +1,172 @@
+"""A run's output files: one writer per name at a time, and a set of files replaced whole and together.
+
+Every writer of ``<folder>/<name>.*`` (a framework run's ``<name>.jsonl``, ``.summary.md``,
+``.timing.json``; the report's ``summary.md``, ``report.html``, ``junit.xml`` under the name ``report``)
+first takes ``locked(folder, name)``: an exclusive lock on ``<folder>/.<name>.lock``, refused at once
+(``OutputBusy``, naming the holder's pid) while another process holds it, so two runs never
+interleave their lines in one file. Runs of different names (the tox envs, side by side) share a folder.
+
+``replace_together(folder, name, files)`` writes the new files beside the old ones (``.<name>~<token>~
+<file>.new``, each synced), then a journal ``.<name>~<token>.commit`` naming them (the commit point,
+written atomically), then renames each over its old file and removes the journal. A process killed
+before the journal leaves the old set whole; one killed after it leaves a journal, which the next
+``locked`` of that name (every writer's first step) rolls forward: a reader never sees a mix that
+outlives the next run. ``recover`` also removes what a killed commit left staged.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a second run into one folder is not refused there
+    fcntl = None
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # a results name: one path component, no '..' games
+
+
+class OutputError(Exception):
+    """The output folder cannot be written (missing permission, a full disk, not a folder)."""
+
+
+class OutputBusy(OutputError):
+    """Another process is writing the same outputs."""
+
+
+def check_name(name: str) -> str:
+    """A results name (``--name``, ``--conformance-name``, the framework's name): letters, digits,
+    ``.``, ``_``, ``-``, starting with a letter or digit, so that its files stay in the output folder."""
+    if not NAME.match(name) or name in (".", ".."):
+        raise OutputError(
+            f"results name {name!r}: use letters, digits, '.', '_' and '-' (starting with a letter or digit, at "
+            "most 100 characters), so that its files stay inside the output folder"
+        )
+    return name
+
+
+def _describe(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+
+
+@contextmanager
+def locked(folder: str | Path, name: str):
+    """Holds the lock of ``<folder>/<name>.*`` (creating the folder); rolls forward a commit that a
+    killed writer of that name left half done. ``OutputBusy`` while another process holds it,
+    ``OutputError`` when the folder cannot be written."""
+    folder = Path(folder)
+    check_name(name)
+    lock = folder / f".{name}.lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                break
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.read(descriptor, 64).decode(errors="replace").strip() or "?"
+                os.close(descriptor)
+                raise OutputBusy(
+                    f"{folder}: another run (pid {holder}) is writing {name}.* there; wait for it to end, or "
+                    f"give this one another output folder or name"
+                ) from None
+            try:  # the file is still the one at the path (a releasing holder removes it): then the lock is ours
+                if os.fstat(descriptor).st_ino == os.stat(lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(descriptor)
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        recover(folder, name)
+    except OutputBusy:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder {folder}: {_describe(exc)}") from None
+    try:
+        yield folder
+    finally:
+        try:
+            lock.unlink()  # before the lock is released: a waiter then finds no file or a new one
+        except OSError:
+            pass
+        os.close(descriptor)
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def replace_together(folder: str | Path, name: str, files: dict[str, str | bytes], remove: tuple[str, ...] = ()) -> list[Path]:
+    """Replaces ``files`` (file name → text or bytes) in ``folder`` all together and removes the files
+    named in ``remove``: after a kill at any moment, and the next ``locked(folder, name)``, either every
+    one is new or every one is as it was. Call it holding ``locked(folder, name)``. ``OutputError``
+    when they cannot be written (the old files then stay)."""
+    folder = Path(folder)
+    token = secrets.token_hex(6)
+    staged = []
+    try:
+        for final, data in files.items():
+            temporary = folder / f".{name}~{token}~{final}.new"
+            with temporary.open("wb") as handle:
+                handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            staged.append([temporary.name, final])
+        journal = folder / f".{name}~{token}.commit"
+        temporary = folder / f".{name}~{token}.commit.new"
+        with temporary.open("w", encoding="utf-8") as handle:
+            json.dump({"replace": staged, "remove": list(remove)}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, journal)  # the commit point
+        _sync_folder(folder)
+    except OSError as exc:
+        for temporary, _ in staged:
+            (folder / temporary).unlink(missing_ok=True)
+        raise OutputError(f"cannot write to the output folder {folder}: {_describe(exc)}; its previous files are kept") from None
+    _apply(folder, journal)
+    return [folder / final for final in files]
+
+
+def _apply(folder: Path, journal: Path) -> None:
+    plan = json.loads(journal.read_text(encoding="utf-8"))
+    for temporary, final in plan["replace"]:
+        if (folder / temporary).exists():  # else: renamed by the run that was killed after it
+            os.replace(folder / temporary, folder / final)
+    for stale in plan["remove"]:
+        (folder / stale).unlink(missing_ok=True)
+    _sync_folder(folder)
+    journal.unlink()
+
+
+def recover(folder: str | Path, name: str) -> None:
+    """Rolls forward the commits of ``name`` that a killed writer left half done, and removes the files
+    it staged for a commit it never made (call it holding the lock, as ``locked`` does)."""
+    folder = Path(folder)
+    for journal in sorted(folder.glob(f".{name}~*.commit")):
+        try:
+            _apply(folder, journal)
+        except (OSError, ValueError, KeyError, TypeError):  # a journal that cannot be read was never committed
+            journal.unlink(missing_ok=True)
+    for leftover in folder.glob(f".{name}~*.new"):
+        leftover.unlink(missing_ok=True)
