@@ -12,7 +12,7 @@ back. The worker tells the supervisor when a framework call starts and when it r
   and goes on, however many times it happens;
 - a call that **hangs** is stopped by SIGALRM in the worker (``runner.time_limit``); one that does not
   return to Python (C code, or a C call that holds the GIL, where no thread of the worker can run)
-  is ended by the supervisor ``WATCHDOG_GRACE`` seconds past the limit by killing the worker, and the
+  is ended by the supervisor past the limit (by as much again, at most ``WATCHDOG_GRACE``) by killing the worker, and the
   timeout is charged to the check whose call was running, never to the next;
 - ``SystemExit`` and ``KeyboardInterrupt`` raised by an API are that check's error (``Runner``); the
   worker runs in a session of its own, so a Ctrl-C at the terminal reaches only the run, which stops
@@ -38,11 +38,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Self
 
 from conformance.results import Result
 
 ISOLATION_ENV = "CONFORMANCE_ISOLATION"  # "process" (the default) or "off"
-WATCHDOG_GRACE = 5.0  # seconds past the time limit after which a call SIGALRM could not stop is killed with its worker
+WATCHDOG_GRACE = 5.0  # at most this many seconds past the limit (and at most the limit again) a call SIGALRM could not stop is killed
 STARTS_WITHOUT_RESULT = 2  # workers in a row that die before giving any result: the framework cannot be run at all
 
 
@@ -76,7 +77,7 @@ class WorkerSpec:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "WorkerSpec":
+    def from_json(cls, text: str) -> WorkerSpec:
         data = json.loads(text)
         return cls(
             data["framework"],
@@ -129,11 +130,16 @@ class Supervisor:
     _failed_starts: int = 0
     _broken: str = ""  # why no worker can run the checks (the framework cannot even be loaded in one)
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    @property
+    def grace(self) -> float:
+        """How long past the limit the run waits for SIGALRM to stop a call before it kills the worker."""
+        return min(WATCHDOG_GRACE, self.timeout or WATCHDOG_GRACE)
 
     def close(self) -> None:
         if self._worker is not None:
@@ -169,7 +175,7 @@ class Supervisor:
         while True:
             wait = None
             if call_started is not None and self.timeout:
-                wait = max(call_started + self.timeout + WATCHDOG_GRACE - time.monotonic(), 0.0)
+                wait = max(call_started + self.timeout + self.grace - time.monotonic(), 0.0)
             if not worker.connection.poll(wait):  # the call outlived the limit and SIGALRM: end the worker
                 self._stop(worker, kill=True)
                 self._worker = None
@@ -179,7 +185,7 @@ class Supervisor:
                 return self.error(
                     index,
                     f"{timeout_message(self.timeout)}: it did not return to Python, so the run killed its "
-                    f"worker process {worker.process.pid} (pid) {WATCHDOG_GRACE:g} s past the limit",
+                    f"worker process (pid {worker.process.pid}) {self.grace:g} s past the limit",
                 )
             try:
                 message = json.loads(worker.connection.recv_bytes())
@@ -202,7 +208,7 @@ class Supervisor:
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         process = subprocess.Popen(
-            [sys.executable, "-m", "conformance.isolation", str(to_worker_r), str(from_worker_w)],
+            [sys.executable, "-m", "conformance.isolation", str(to_worker_r), str(from_worker_w), str(os.getpid())],
             pass_fds=(to_worker_r, from_worker_w),
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: a Ctrl-C reaches the run, and the group is killed whole
@@ -313,9 +319,23 @@ def _kill_leftovers() -> str:
     return named
 
 
-def worker_main(commands_fd: int, messages_fd: int) -> int:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the worker is killed when the run that started it dies (a SIGKILL of the run would
+    otherwise leave a worker hung in C code running)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the run died before the prctl took effect
+        os._exit(1)
+
+
+def worker_main(commands_fd: int, messages_fd: int, parent: int) -> int:
     from conformance.runner import plan
 
+    _die_with_parent(parent)
     commands = Connection(commands_fd, writable=False)
     messages = Connection(messages_fd, readable=False)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -326,7 +346,7 @@ def worker_main(commands_fd: int, messages_fd: int) -> int:
     spec = WorkerSpec.from_json(commands.recv_bytes().decode())
     try:
         run_plan = plan(spec.framework, list(spec.case_paths), list(spec.divergence_files), adapter=spec.adapter, timeout=spec.timeout)
-    except Exception as exc:  # the run built this plan itself, so this is unexpected: say why, not a traceback
+    except Exception as exc:  # noqa: BLE001 -- the run built this plan itself, so this is unexpected: say why, not a traceback
         send(error=f"{type(exc).__name__}: {exc}")
         return 1
     send(digest=checks_digest(check.id for check in run_plan.checks))
@@ -356,4 +376,4 @@ def worker_main(commands_fd: int, messages_fd: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(worker_main(int(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(worker_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from conformance import numerics
+from conformance import outputs as output_files
 from conformance.diff import Diff, compare, sections, summary_line
-from conformance.results import Result, ResultsError, Run, read_runs, results_files, write_atomically
+from conformance.results import Result, ResultsError, Run, read_runs, results_files
 from conformance.summary import _ulp, failure_text
 
 EXIT_USAGE = 2
@@ -617,6 +618,9 @@ def _size(n: int) -> str:
     return f"{n} bytes" if n < 1024 else f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
 
 
+REPORT_NAME = "report"  # the lock and staging name of summary.md, report.html and junit.xml (conformance.outputs)
+
+
 def main(args) -> int:
     """``report`` subcommand: ``args.results`` (files or folders), ``args.out`` (folder). Exit 0
     whatever the verdicts (the framework runs and ``diff`` are the gates); 2 on unusable input."""
@@ -631,15 +635,13 @@ def main(args) -> int:
         if run.truncated:
             print(f"note: {run.path}: {run.truncated} lines cut short, left out", file=sys.stderr)
     report = build(runs)
-    outputs = render_all(report)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, data in outputs.items():
-            path = write_atomically(out / name, data)
-            print(f"wrote {path} ({_size(len(data))})")
-    except OSError as exc:
-        return _fail(f"cannot write the report to {out}: {exc}")
+    rendered = render_all(report)
+    try:  # one writer at a time; the three files replaced together, or (a kill, a full disk) not at all
+        with output_files.locked(args.out, REPORT_NAME) as out:
+            for path in output_files.replace_together(out, REPORT_NAME, rendered):
+                print(f"wrote {path} ({_size(len(rendered[path.name]))})")
+    except output_files.OutputError as exc:
+        return _fail(f"cannot write the report: {exc}")
     print(f"{report.result_count} results from {len(report.runs)} runs: {report.totals.sentence()}")
     return 0
 
