@@ -1,15 +1,21 @@
 """Case files: safe YAML 1.2 loading, JSON Schema validation, then the checks a schema cannot express.
 
 Every problem is a ``CaseError`` naming the file, the line, the case and the field; all the
-problems of a file are reported together.
+problems of a file are reported together. Hostile input fails closed: a path that is not a regular
+file is never opened, and YAML that plain YAML 1.2 data cannot hold (a tag, a directive but
+``%YAML 1.2``, a scalar ruamel reads unlike the 1.2 core schema) is an error, not a silent meaning.
+``read_document`` serves the known-divergence and tolerance files too.
 """
 
 from __future__ import annotations
 
+import decimal
+import errno
 import json
 import math
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -18,12 +24,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import TaggedScalar
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import CollectionNode, MappingNode, SequenceNode
+from ruamel.yaml.events import AliasEvent, ScalarEvent
+from ruamel.yaml.nodes import CollectionNode, MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
 from conformance import generators
 from conformance.dtypes import FORMATS, FloatFormat, parse_hex_or_decimal, round_to_format
@@ -35,8 +42,12 @@ DEFAULT_OPS = {"logits": ("bce_with_logits", "sigmoid_bce"), "probs": ("bce",)}
 OPS_OF_KIND = {"logits": {"bce_with_logits", "sigmoid_bce"}, "probs": {"bce"}}
 TENSOR_FIELDS = ("logits", "probs", "target", "weight", "pos_weight")
 LABEL_SMOOTHING = "label_smoothing"  # the key of Case.inputs that carries it, as a 0-d float64 array
-INVALID_INPUT = "invalid_input"  # a case that feeds probabilities or targets outside [0, 1] (or NaN) on purpose says why here
+INVALID_INPUT = "invalid_input"  # a case that feeds invalid values on purpose (probabilities or targets outside [0, 1], NaN, negative weights) says why here
 RANGED_FIELDS = ("probs", "target")  # fields whose values must lie in [0, 1] unless the case sets `invalid_input`
+WEIGHT_FIELDS = ("weight", "pos_weight")  # fields whose values must be finite and >= 0 unless the case sets `invalid_input`
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # the schema's id pattern, matched whole (no final newline)
+ID_RULE = "a letter or digit, then letters, digits and _ . + - (no spaces, no line breaks)"
+MAX_EXPECT_DIGITS = 40  # the most significant digits an `expect` literal may have (the reference is exact well beyond them)
 MAX_FILE_BYTES = 2**18  # the largest case file read, 256 KiB (larger inputs belong in generators: big literals load slowly)
 MAX_FILE_BYTES_ENV = "CONFORMANCE_MAX_FILE_BYTES"  # overrides MAX_FILE_BYTES
 MAX_DEPTH = 32  # the deepest nesting of lists and mappings in a case file
@@ -136,9 +147,108 @@ def schema() -> dict:
     return json.loads(text)
 
 
+# YAML 1.2.2's core schema (section 10.3.2): which plain scalars are null, booleans, integers, floats;
+# every other plain scalar is a string
+_CORE_SCHEMA = (
+    ("null", re.compile(r"~|null|Null|NULL|")),
+    ("bool", re.compile(r"true|True|TRUE|false|False|FALSE")),
+    ("int", re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")),
+    ("float", re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")),
+)
+_KINDS = {
+    "null": "null", "bool": "a boolean", "int": "an integer", "float": "a float", "str": "a string",
+    "timestamp": "a date", "merge": "a merge key", "value": "a value key",
+}
+
+
+def _ambiguous(value: str, resolved: str) -> str | None:
+    """Why a plain scalar is refused, or None: ruamel.yaml's YAML 1.2 resolver reads a few plain
+    scalars unlike the 1.2 core schema (``1_000`` and ``0b11`` as integers, ``2001-12-14`` as a date,
+    ``<<`` as a merge key, ``.5e3`` as a string). Other YAML readers, and editors, would then see
+    other values than the loader does: such a scalar is an error, never a silent choice."""
+    core = next((kind for kind, pattern in _CORE_SCHEMA if pattern.fullmatch(value)), "str")
+    kind = resolved.rsplit(":", 1)[-1]
+    if kind == core:
+        return None
+    if kind == "merge":
+        return "the merge key << is not YAML 1.2 data (a YAML 1.1 type): write the fields out"
+    return (
+        f"{value!r} is ambiguous: ruamel.yaml reads it as {_KINDS.get(kind, kind)}, YAML 1.2's core schema as "
+        f"{_KINDS.get(core, core)}; write it so that both agree: a number in plain digits (1000, not 1_000 or "
+        "0b1111101000), a string in quotes"
+    )
+
+
+def _is_text(value: str) -> bool:
+    """Whether a string is Unicode text: an escape (``"\\ud800"``) can make a lone surrogate."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _written_tag(tag: Any) -> str:
+    """A tag as the file wrote it: ``!!float``, ``!foo``, ``!<tag:yaml.org,2002:str>``."""
+    handle, suffix = getattr(tag, "handle", None), getattr(tag, "suffix", None)
+    if handle is None and suffix == "!":  # the non-specific tag
+        return "!"
+    if handle is None:
+        return f"!<{suffix}>" if suffix else str(tag)
+    return f"{handle}{suffix or ''}"
+
+
+class _Scanner(RoundTripScanner):
+    """ruamel's scanner, refusing every directive but ``%YAML 1.2``: ``%YAML 1.1`` would switch to
+    YAML 1.1's meanings (``no`` is false, ``010`` is 8), ``%TAG`` only serves tags, which case files
+    do not take, and other directives are reserved."""
+
+    def scan_directive(self) -> Any:
+        token = super().scan_directive()
+        if token.name == "YAML" and tuple(token.value) == (1, 2):
+            return token
+        if token.name == "YAML":
+            version = ".".join(map(str, token.value))
+            why = ", and YAML 1.1 would change what values mean (`no` is false, 010 is 8)" if tuple(token.value) == (1, 1) else ""
+            message = f"the directive %YAML {version} is refused: the file is read as YAML 1.2{why}; remove it (or write %YAML 1.2)"
+        elif token.name == "TAG":
+            message = "the directive %TAG is refused: the file holds plain data only, without YAML tags"
+        else:
+            message = f"the directive %{token.name} is refused: the file takes no directive but %YAML 1.2"
+        raise ScannerError(None, None, message, token.start_mark)
+
+
+class _Composer(Composer):
+    """ruamel's composer, noting each node that plain data cannot hold: one written with an explicit tag
+    (``!!float 1``, ``!!omap``: resolution would apply the tag and forget it was there), and a plain
+    scalar that ruamel reads unlike the YAML 1.2 core schema (``1_000``). Noted, not raised, so that
+    every such node of a file is reported, with its case and field."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.refused: dict[int, tuple[Any, str]] = {}  # id(node) -> (the node, kept alive; why it is refused)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        node = super().compose_node(parent, index)
+        if isinstance(event, AliasEvent):
+            return node  # the node it names was checked where it was written
+        if event.ctag is not None:  # the parser sets it only for a tag written in the file (even a lone !)
+            self.refused[id(node)] = (node, f"YAML tag {_written_tag(event.ctag)!r} is not allowed: the file holds plain data only")
+        elif isinstance(event, ScalarEvent) and not _is_text(event.value):
+            self.refused[id(node)] = (node, _short(f"{event.value!r} is not Unicode text (a lone surrogate)"))
+        elif isinstance(event, ScalarEvent) and event.style is None and event.implicit[0]:
+            why = _ambiguous(event.value, node.tag)
+            if why:
+                self.refused[id(node)] = (node, why)
+        return node
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")  # round-trip mode keeps line numbers; it builds no Python objects from tags
     yaml.version = (1, 2)  # YAML 1.2: 1e-7 is a float
+    yaml.Scanner = _Scanner
+    yaml.Composer = _Composer
     return yaml
 
 
@@ -154,6 +264,9 @@ def _line_of(node: Any, key: Any = None) -> int | None:
         return own
     except (KeyError, IndexError, TypeError, AttributeError):
         return own
+
+
+line_of = _line_of  # for the other files read with read_document (known divergences, tolerances)
 
 
 def _plain(node: Any) -> Any:
@@ -237,7 +350,7 @@ def _locate(location: list, data: Any, raw: Any) -> tuple[int | None, str | None
 
 
 def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
-    validator = jsonschema.Draft7Validator(schema())
+    validator = generators.SchemaValidator(schema())
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         location = list(error.absolute_path)
@@ -261,6 +374,12 @@ def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
             message = f"{error.instance!r} is not a number, a numeric string or a nested list of numbers"
         elif location and location[-1] == LABEL_SMOOTHING:
             message = _label_smoothing_message(error.instance)
+        elif "tolerance" in location and error.validator in ("maximum", "minimum", "type"):
+            message = _tolerance_message(error.instance) or message
+        elif location and location[-1] == "id" and error.validator == "pattern":
+            message = f"{error.instance!r} is not an id: {ID_RULE}"
+        elif error.validator == "type" and error.validator_value == "boolean" and isinstance(error.instance, str):
+            message += " (YAML 1.2's booleans are true and false)"
         line, case_id, field_name = _locate(location, data, raw)
         problems.append(Problem(path, _short(message), line, case_id, field_name))
     return problems
@@ -282,42 +401,56 @@ def _yaml_value_error(exc: Exception, text: str) -> tuple[str, int | None]:
     return message, None
 
 
-def _tag_problems(path: str, data: Any, raw: Any) -> list[Problem]:
-    """Explicit YAML tags (``!!python/object``, ``!foo``, ``!!str``) anywhere, keys included, and strings
-    that are not Unicode text (a lone surrogate from an escape): case files hold plain data only.
+def _child(node: Any, key: Any) -> Any:
+    """The node under ``key`` (a mapping key as written, or a list index), or None."""
+    if isinstance(node, MappingNode):
+        return next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == key), None)
+    if isinstance(node, SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+        return node.value[key]
+    return None
 
-    Round-trip loading never builds objects from tags, but it would otherwise keep the contents
-    of a tagged list or mapping as if the tag were not there.
-    """
+
+def _node_place(root: Any, location: tuple, entries: tuple) -> tuple[str | None, str | None]:
+    """(case id, field) of a place in the node graph; ``entries``: where the list of cases is."""
+    n = len(entries)
+    if len(location) > n and tuple(location[:n]) == entries and isinstance(location[n], int):
+        entry = root
+        for key in location[: n + 1]:
+            entry = _child(entry, key)
+        found = _child(entry, "id")
+        plain = isinstance(found, ScalarNode) and found.tag == "tag:yaml.org,2002:str"
+        return (found.value if plain else f"#{location[n] + 1}"), ".".join(map(str, location[n + 1:])) or None
+    return None, ".".join(map(str, location)) or None
+
+
+def _refused_problems(path: str, root: Any, refused: dict[int, tuple[Any, str]], entries: tuple) -> list[Problem]:
+    """A problem for each node the composer refused, at its line, case and field, in file order.
+
+    One pass over the distinct nodes (an alias is the node it names, reported once, where written)."""
+    if not refused:
+        return []
+    found, seen = {}, set()
+    stack: list[tuple[Any, tuple]] = [(root, ())]
+    while stack:
+        node, location = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if id(node) in refused:
+            found[id(node)] = location
+        children: list[tuple[Any, tuple]] = []
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                label = key.value if isinstance(key, ScalarNode) else "<key>"
+                children += [(key, (*location, label)), (value, (*location, label))]
+        elif isinstance(node, SequenceNode):
+            children = [(child, (*location, index)) for index, child in enumerate(node.value)]
+        stack += reversed(children)  # visited in file order: a node is first reached where it is written, not at an alias
     problems = []
-
-    def report(location, message):
-        line, case_id, field_name = _locate(location, data, raw)
-        problems.append(Problem(path, message, line, case_id, field_name))
-
-    def check(node, location):
-        tag = getattr(getattr(node, "tag", None), "value", None)
-        if tag is not None and isinstance(node, (dict, list, TaggedScalar)):
-            report(location, f"YAML tag {tag!r} is not allowed: case files hold plain data")
-        if isinstance(node, (str, TaggedScalar)):
-            text = node.value if isinstance(node, TaggedScalar) else node
-            try:
-                str(text).encode("utf-8")
-            except UnicodeEncodeError:
-                report(location, f"{text!r} is not Unicode text (a lone surrogate)")
-
-    def walk(node, location):
-        check(node, location)
-        if isinstance(node, dict):
-            for key, child in node.items():
-                check(key, location + [key if isinstance(key, str) else str(key)])
-                walk(child, location + [key])
-        elif isinstance(node, list):
-            for index, child in enumerate(node):
-                walk(child, location + [index])
-
-    walk(raw, [])
-    return problems
+    for key, (node, message) in refused.items():
+        case_id, field_name = _node_place(root, found[key], entries) if key in found else (None, None)
+        problems.append(Problem(path, message, _node_line(node), case_id, field_name))
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 def _expected_problems(expect: dict) -> list[tuple[str, str]]:
@@ -325,11 +458,37 @@ def _expected_problems(expect: dict) -> list[tuple[str, str]]:
     for key, value in expect.items():
         entries = value.items() if isinstance(value, dict) else [(key, value)]
         for reduction, literal in entries:
+            where = f"expect.{key}" + (f".{reduction}" if reduction != key else "")
             try:
                 _tensor(literal)
             except ValueError as exc:
-                out.append((f"expect.{key}" + (f".{reduction}" if reduction != key else ""), str(exc)))
+                out.append((where, str(exc)))
+                continue
+            out += [(where, message) for message in _digit_problems(literal)]
     return out
+
+
+def _digit_problems(literal: Any, index: tuple = ()) -> list[str]:
+    """Decimal `expect` literals with more than MAX_EXPECT_DIGITS significant digits: a literal is checked
+    to the digits written, and more digits than the reference carries would be judged wrong (and an
+    integer of thousands of digits is beyond float64). A hex literal names one value: any length."""
+    if isinstance(literal, list):
+        return [found for i, item in enumerate(literal) for found in _digit_problems(item, (*index, i))]
+    if isinstance(literal, bool) or not isinstance(literal, (int, str)) or "x" in str(literal).lower():
+        return []
+    try:
+        digits = len(decimal.Decimal(str(literal).strip()).as_tuple().digits)
+    except (decimal.InvalidOperation, ValueError):
+        return []  # inf, nan: not digits
+    if digits <= MAX_EXPECT_DIGITS:
+        return []
+    text = str(literal).strip()
+    shown = text if len(text) <= 30 else f"{text[:24]}...{text[-4:]}"
+    where = f" at {list(index)}" if index else ""
+    return [(
+        f"{shown}{where} has {digits} significant digits; an expect literal has at most {MAX_EXPECT_DIGITS} "
+        "(MAX_EXPECT_DIGITS): it is checked to the digits written"
+    )]
 
 
 def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problems: list[Problem]) -> Case | None:
@@ -374,18 +533,19 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         return None
     dtypes = tuple(entry.get("dtypes", defaults.get("dtypes", DEFAULT_DTYPES)))
     outside = {name: _out_of_range(values[name], dtypes) for name in RANGED_FIELDS if name in values}
+    outside.update({name: _out_of_range(values[name], dtypes, weight=True) for name in WEIGHT_FIELDS if name in values})
     if INVALID_INPUT not in entry:
         for name, found in outside.items():
             if found:
-                problem(
-                    f"{found}: probabilities and targets lie in [0, 1]; a case that means to test invalid input "
-                    f"says why in `{INVALID_INPUT}`", name,
-                )
+                rule = "probabilities and targets lie in [0, 1]" if name in RANGED_FIELDS else "weights are finite and >= 0"
+                problem(f"{found}: {rule}; a case that means to test invalid input says why in `{INVALID_INPUT}`", name)
     elif not any(outside.values()):
-        problem(f"`{INVALID_INPUT}` is set, but every probability and target lies in [0, 1]: remove it", INVALID_INPUT)
-    for where, value in _numbers_in(entry.get("tolerance", {})):
-        if isinstance(value, float) and math.isnan(value):
-            problem("a tolerance must be a number, not NaN", "tolerance", where)
+        problem(
+            f"`{INVALID_INPUT}` is set, but every probability and target lies in [0, 1] and every weight is finite "
+            "and >= 0: remove it", INVALID_INPUT,
+        )
+    for where, message in tolerance_problems(entry.get("tolerance", {})):
+        problem(message, "tolerance", where)
     if product and not _make_product(values, kind, limit, problem):
         return None
     shape = values[kind].shape
@@ -437,23 +597,25 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
     )
 
 
-def _out_of_range(values: np.ndarray | PerDtype, dtypes: tuple[str, ...]) -> str:
-    """How the values stray outside [0, 1] (NaN included), or "" where none does.
+def _out_of_range(values: np.ndarray | PerDtype, dtypes: tuple[str, ...], weight: bool = False) -> str:
+    """How the values stray outside [0, 1] (NaN included), or "" where none does; with ``weight``,
+    outside [0, inf) (a weight is finite and non-negative: NaN, infinite and negative weights are not).
 
     Exact values in [0, 1] round into [0, 1] in every format (0 and 1 are values of each, and
     rounding is monotone), so the exact values decide; a ``special`` generator's, for each dtype.
     """
     if isinstance(values, PerDtype):
         for dtype in dtypes:
-            found = _out_of_range(values.resolve(FORMATS[dtype]), ())
+            found = _out_of_range(values.resolve(FORMATS[dtype]), (), weight)
             if found:
                 return f"{found} (in {dtype})"
         return ""
     array = np.asarray(values)
     if array.dtype == np.float64:
-        bad = ~((array >= 0) & (array <= 1))  # NaN included
+        bad = ~((array >= 0) & (np.isfinite(array) if weight else (array <= 1)))  # NaN included
     else:
-        bad = np.array([not (0 <= v <= 1) for v in array.ravel()], dtype=bool).reshape(array.shape)
+        bad = np.array([not (0 <= v < math.inf if weight else 0 <= v <= 1) for v in array.ravel()], dtype=bool)
+        bad = bad.reshape(array.shape)
     count = int(np.count_nonzero(bad))
     if not count:
         return ""
@@ -464,7 +626,30 @@ def _out_of_range(values: np.ndarray | PerDtype, dtypes: tuple[str, ...]) -> str
     except OverflowError:  # a Fraction beyond float64
         shown = "a value beyond float64"
     where = f" at {list(index)}" if index else ""
-    return f"value {shown}{where} is outside [0, 1]" + (f" ({count} values are)" if count > 1 else "")
+    span = "[0, inf)" if weight else "[0, 1]"
+    return f"value {shown}{where} is outside {span}" + (f" ({count} values are)" if count > 1 else "")
+
+
+def tolerance_problems(tolerance: dict) -> list[tuple[tuple, str]]:
+    """(place, message) for each value of a tolerance mapping (``{max_ulp, abs_floor}``, or per dtype)
+    that is not a finite, non-negative number a float64 holds: the checks compare in float64, and an
+    infinite or NaN tolerance would accept anything, or nothing, without a word."""
+    return [(where, message) for where, value in _numbers_in(tolerance) if (message := _tolerance_message(value))]
+
+
+def _tolerance_message(value: Any) -> str | None:
+    rule = "a tolerance must be a finite number >= 0 that a float64 holds (at most 1.7976931348623157e+308)"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{rule}, not {_short(repr(value), 80)}"
+    try:
+        as_float = float(value)
+    except OverflowError:  # an integer beyond float64
+        as_float = math.inf
+    if math.isfinite(as_float) and as_float >= 0:
+        return None
+    if math.isnan(as_float):
+        return f"{rule}, not NaN"
+    return f"{rule}, not {f'a {len(str(abs(value)))}-digit integer' if isinstance(value, int) else repr(value)}"
 
 
 def _numbers_in(node: Any, where: tuple = ()) -> list[tuple[tuple, Any]]:
@@ -529,14 +714,50 @@ def max_file_bytes() -> int:
     return value
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+)
+
+
+def read_text(path: Path, shown: str) -> str:
+    """A YAML file's text, checked as a case file's is (known-divergence files use it too)."""
+    return _read_text(path, shown)
+
+
+def _not_a_file(mode: int) -> str:
+    """Why a file of this mode is refused as a case file (never opened): a FIFO would block the read forever."""
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file: refused, never opened"
+
+
+def _os_reason(exc: OSError, path: Path | None = None) -> str:
+    """An OSError as a reason, without a traceback: ``File name too long``, ``... (a symlink loop)``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        return f"{reason} (a symlink loop, or too long a chain of symlinks)"
+    if exc.errno == errno.ENOENT and path is not None and os.path.islink(path):
+        return f"{reason} (a broken symlink, to {os.readlink(path)})"
+    return reason
+
+
 def _read_text(path: Path, shown: str) -> str:
-    """The file's text, refused (before it is all read) when over the size limit or not UTF-8."""
+    """The file's text, refused (before it is all read) when not a regular file, over the size limit or not UTF-8."""
     limit = max_file_bytes()
     try:
-        with path.open("rb") as stream:
-            data = stream.read(limit + 1)  # never more: a device or a growing file cannot exhaust memory
+        mode = os.stat(path).st_mode  # follows symlinks: what would be opened
+        if not stat.S_ISREG(mode):
+            raise CaseError([Problem(shown, _not_a_file(mode))])
+        # O_NONBLOCK: should the path turn into a FIFO after the check, opening it still returns at once,
+        # and the fstat below refuses it
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(descriptor, "rb") as stream:
+            mode = os.fstat(stream.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise CaseError([Problem(shown, _not_a_file(mode))])
+            data = stream.read(limit + 1)  # never more: a growing file cannot exhaust memory
     except OSError as exc:
-        raise CaseError([Problem(shown, f"cannot read: {exc.strerror or exc}")]) from None
+        raise CaseError([Problem(shown, f"cannot read: {_os_reason(exc, path)}")]) from None
     if len(data) > limit:
         raise CaseError([Problem(
             shown,
@@ -614,11 +835,11 @@ def _node_line(node: Any) -> int | None:
     return mark.line + 1 if mark is not None else None
 
 
-def load_file(path: str | Path) -> list[Case]:
-    """All the cases of one file; raises ``CaseError`` listing every problem in it."""
-    path = Path(path)
-    shown = str(path)
-    text = _read_text(path, shown)
+def read_document(text: str, shown: str, entries: tuple = ("cases",)) -> tuple[Any, Any, list[Problem]]:
+    """A YAML 1.2 document: its plain JSON-like data, ruamel's round-trip objects (which know lines), and
+    a problem for each value plain data cannot hold (an explicit tag, an ambiguous scalar, a lone
+    surrogate). Raises ``CaseError`` where the document cannot be read at all. ``entries``: where its
+    list of entries lies (``cases``; ``()``: the document is the list), for the id a problem names."""
     depth, offset = _flow_depth(text)
     if depth > MAX_DEPTH:
         line = text.count("\n", 0, offset) + 1
@@ -631,7 +852,13 @@ def load_file(path: str | Path) -> list[Case]:
             found = _structure_problem(node)  # before anything is built from it
             if found:
                 raise CaseError([Problem(shown, *found)])
-            raw = None if node is None else yaml.constructor.construct_document(node)
+            refused = _refused_problems(shown, node, yaml.composer.refused, entries)
+            try:
+                raw = None if node is None else yaml.constructor.construct_document(node)
+            except (YAMLError, ValueError, TypeError, OverflowError):
+                if refused:  # a tag the constructor choked on (`!!int abc`): the tag is the problem to name
+                    raise CaseError(refused) from None
+                raise
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(filter(None, [exc.context, exc.problem])) or str(exc)
@@ -643,8 +870,22 @@ def load_file(path: str | Path) -> list[Case]:
     except (ValueError, TypeError, OverflowError) as exc:  # what ruamel's constructors let through
         message, line = _yaml_value_error(exc, text)
         raise CaseError([Problem(shown, f"YAML error: cannot read this as plain data: {message}", line)]) from None
-    data = _plain(raw)
-    problems = _tag_problems(shown, data, raw) + _schema_problems(shown, data, raw)
+    return _plain(raw), raw, refused
+
+
+def load_file(path: str | Path) -> list[Case]:
+    """All the cases of one file; raises ``CaseError`` listing every problem in it."""
+    path = Path(path)
+    shown = str(path)
+    data, raw, problems = read_document(_read_text(path, shown), shown)
+    problems += _schema_problems(shown, data, raw)
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    if isinstance(defaults, dict) and isinstance(defaults.get("tolerance"), dict):  # NaN passes the schema
+        reported = {p.field for p in problems}
+        for where, message in tolerance_problems(defaults["tolerance"]):
+            line, _, field_name = _locate(["defaults", "tolerance", *where], data, raw)
+            if field_name not in reported:
+                problems.append(Problem(shown, message, line, None, field_name))
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or any(
         p.case is None for p in problems
     ):  # the file's own structure is wrong: its cases cannot be read one by one
@@ -669,20 +910,78 @@ def load_file(path: str | Path) -> list[Case]:
 
 
 def case_files(paths: list[str | Path]) -> list[Path]:
-    """The YAML files named, and those under the folders named, in a stable order."""
+    """The YAML files named, and those under the folders named, in a stable order; every path that
+    cannot be used (missing, a symlink loop, a name too long, a FIFO or device) is a ``CaseError``."""
     files: list[Path] = []
+    problems: list[Problem] = []
     for given in paths:
         path = Path(given)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not found:
-                raise CaseError([Problem(str(path), "no case files (*.yaml) in this folder")])
+        try:
+            mode = os.stat(path).st_mode  # follows symlinks
+        except FileNotFoundError:
+            broken = f" (a broken symlink, to {os.readlink(path)})" if os.path.islink(path) else ""
+            problems.append(Problem(str(path), f"no such file or folder{broken}"))
+            continue
+        except OSError as exc:
+            problems.append(Problem(str(path), f"cannot read: {_os_reason(exc)}"))
+            continue
+        if stat.S_ISDIR(mode):
+            before = len(problems)
+            found = _files_under(path, problems)
+            if not found and len(problems) == before:
+                problems.append(Problem(str(path), "no case files (*.yaml) in this folder"))
             files.extend(found)
-        elif path.exists():
+        elif stat.S_ISREG(mode):
             files.append(path)
         else:
-            raise CaseError([Problem(str(path), "no such file or folder")])
+            problems.append(Problem(str(path), _not_a_file(mode)))
+    if problems:
+        raise CaseError(problems)
     return files
+
+
+def _files_under(folder: Path, problems: list[Problem]) -> list[Path]:
+    """The *.yaml / *.yml regular files under ``folder``, sorted, following symlinks to files and folders.
+
+    A symlink that cannot be followed (broken, or a loop such as a -> b -> a), a link to a folder
+    that contains it (a loop without end), a folder reached twice, and a *.yaml entry that is not a
+    regular file (a FIFO would block the read forever) are problems, each naming its path: none is
+    skipped without a word, none is opened."""
+    found: list[Path] = []
+    top = os.stat(folder)
+    reached = {(top.st_dev, top.st_ino): folder}
+    stack: list[tuple[Path, frozenset]] = [(folder, frozenset(reached))]
+    while stack:
+        directory, ancestors = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(Problem(str(directory), f"cannot read this folder: {_os_reason(exc)}"))
+            continue
+        for entry in entries:
+            path = directory / entry.name
+            wanted = path.suffix in (".yaml", ".yml")
+            try:
+                info = os.stat(path)  # follows symlinks
+            except OSError as exc:
+                if wanted or entry.is_symlink():
+                    problems.append(Problem(str(path), f"cannot read: {_os_reason(exc, path)}"))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if key in ancestors:
+                    problems.append(Problem(str(path), f"a symlink loop: this folder is {reached[key]}, which contains it"))
+                elif key in reached:
+                    problems.append(Problem(str(path), f"this folder is also reached as {reached[key]}: each is read once"))
+                else:
+                    reached[key] = path
+                    stack.append((path, ancestors | {key}))
+            elif wanted and stat.S_ISREG(info.st_mode):
+                found.append(path)
+            elif wanted:
+                problems.append(Problem(str(path), _not_a_file(info.st_mode)))
+    return sorted(found)
 
 
 def load(paths: list[str | Path]) -> list[Case]:

@@ -11,6 +11,8 @@ numerics environment the entry holds in (``conformance.numerics.parse_condition`
 neither to a result nor to the staleness check, and the run's header counts it apart.
 The list is strict: an entry whose results now match the reference is reported as an
 unexpected pass, and an entry that matches nothing in the case files it names fails the run.
+The files are read as case files are (``conformance.cases.read_document``: YAML 1.2 plain data,
+no tags, no ambiguous scalars); an ``id`` follows the case id rule (no spaces, no line breaks).
 """
 
 from __future__ import annotations
@@ -20,11 +22,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from conformance import numerics
-from conformance.cases import CaseError, Problem
+from conformance.cases import ID, ID_RULE, CaseError, Problem, line_of, read_document, read_text
 
 REQUIRED = ("id", "reason", "source")
 PATTERNS = ("case", "api")
@@ -78,27 +77,32 @@ class KnownDivergence:
 
 
 def _parse(text: str, shown: str) -> list[KnownDivergence]:
-    try:
-        data = YAML(typ="safe", pure=True).load(text) or []
-    except YAMLError as exc:
-        raise CaseError([Problem(shown, f"YAML error: {exc}")]) from None
+    # read as case files are (YAML 1.2 plain data: no tags, no %YAML 1.1, no ambiguous scalars such as 1_000)
+    data, raw, problems = read_document(text, shown, entries=())
+    if data is None:
+        data = []
     if not isinstance(data, list):
-        raise CaseError([Problem(shown, "a known-divergence file is a list of entries")])
-    entries, problems, seen = [], [], set()
+        raise CaseError(problems + [Problem(shown, "a known-divergence file is a list of entries")])
+    entries, seen = [], set()
+    refused = {p.case for p in problems}  # entries with a value plain data cannot hold: reported, not read
     for number, entry in enumerate(data, 1):
         label = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else f"#{number}"
+        line = line_of(raw[number - 1]) if raw else None
         if not isinstance(entry, dict):
-            problems.append(Problem(shown, "an entry must be a mapping", case=label))
+            problems.append(Problem(shown, "an entry must be a mapping", line, case=label))
             continue
         missing = [k for k in REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
         missing += [k for k in PATTERNS if _patterns(entry.get(k)) is None]
         unknown = sorted(set(entry) - set(REQUIRED) - set(PATTERNS) - set(OPTIONAL))
         if missing:
-            problems.append(Problem(shown, f"missing or empty: {', '.join(missing)}", case=label))
+            problems.append(Problem(shown, f"missing or empty: {', '.join(missing)}", line, case=label))
         if unknown:
-            problems.append(Problem(shown, f"unknown field(s): {', '.join(unknown)}", case=label))
+            problems.append(Problem(shown, f"unknown field(s): {', '.join(unknown)}", line, case=label))
+        if "id" not in missing and not ID.fullmatch(entry["id"]):  # fullmatch: "x\n" is not an id
+            problems.append(Problem(shown, f"{entry['id']!r} is not an id: {ID_RULE}", line_of(raw[number - 1], "id"), case=label, field="id"))
+            missing.append("id")
         if label in seen:
-            problems.append(Problem(shown, "duplicate id", case=label, field="id"))
+            problems.append(Problem(shown, "duplicate id", line, case=label, field="id"))
         seen.add(label)
         condition: numerics.Condition = ()
         if "when" in entry:
@@ -107,7 +111,7 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
             except numerics.ConditionError as exc:
                 problems.append(Problem(shown, str(exc), case=label, field=exc.field))
                 continue
-        if missing or unknown:
+        if missing or unknown or label in refused:
             continue
         entries.append(
             KnownDivergence(
@@ -134,8 +138,8 @@ def builtin(framework: str) -> list[KnownDivergence]:
 def load(framework: str, extra: list[str | Path] = ()) -> list[KnownDivergence]:
     """The built-in entries for ``framework`` plus those of any extra files."""
     entries = builtin(framework)
-    for path in extra:
-        entries.extend(_parse(Path(path).read_text(encoding="utf-8"), str(path)))
+    for path in extra:  # read as a case file is: a FIFO, a symlink loop, a huge or non-UTF-8 file is a CaseError
+        entries.extend(_parse(read_text(Path(path), str(path)), str(path)))
     return entries
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Callable
 
 import jsonschema
@@ -556,7 +557,7 @@ def schema_problems(instance: Any, schema: dict) -> list[tuple[list, str]]:
         target, prefix, instance = {"$ref": f"#/definitions/random_{distribution}"}, [kind], body
         parameters = ", ".join(DISTRIBUTIONS[distribution])
         usage = f"random {distribution} takes distribution, shape, seed, and optionally {parameters}"
-    validator = jsonschema.Draft7Validator({**target, "definitions": definitions})
+    validator = SchemaValidator({**target, "definitions": definitions})
     out = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path]):
         location = prefix + list(error.absolute_path)
@@ -569,6 +570,36 @@ def schema_problems(instance: Any, schema: dict) -> list[tuple[list, str]]:
         else:
             out.append((location, f"{error.message} ({usage})"))
     return out or [([], f"not a valid {kind} generator ({usage})")]
+
+
+@lru_cache(maxsize=64)
+def _ecma_regex(pattern: str) -> re.Pattern:
+    """A schema ``pattern`` for Python's re with JSON Schema's (ECMA 262) meaning of ``$``: the end of
+    the string only. Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` would take
+    ``"blog\\n"``; each ``$`` outside a character class becomes ``\\Z``."""
+    out, in_class, index = [], False, 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append("\\Z" if char == "$" and not in_class else char)
+        index += 1
+    return re.compile("".join(out))
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# The case schema's validator: Draft 7, its `pattern`s read as JSON Schema means them (see _ecma_regex)
+SchemaValidator = jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": _pattern})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from importlib import resources
 
 import mpmath
 import numpy as np
-from ruamel.yaml import YAML
 
 from conformance import fast_reference
-from conformance.dtypes import FloatFormat, parse_hex_or_decimal, round_to_format, ulp_error
+from conformance.cases import CaseError, Problem, line_of, read_document, tolerance_problems
+from conformance.dtypes import DTYPES, FloatFormat, parse_hex_or_decimal, round_to_format, ulp_error
 from conformance.reference import ReferenceValue
 
 
@@ -39,10 +39,38 @@ class Tolerance:
     abs_floor: float
 
 
+TOLERANCES_FILE = "conformance/tolerances.yaml"
+
+
 @cache
 def default_tolerances() -> dict[str, Tolerance]:
     text = resources.files("conformance").joinpath("tolerances.yaml").read_text(encoding="utf-8")
-    data = YAML(typ="safe", pure=True).load(text)
+    return parse_tolerances(text, TOLERANCES_FILE)
+
+
+def parse_tolerances(text: str, shown: str) -> dict[str, Tolerance]:
+    """The per-dtype tolerances of a tolerances file: ``{dtype: {max_ulp, abs_floor}}`` for each dtype.
+
+    Read like a case file (YAML 1.2 plain data, no tags), and held to the same rule as a case's
+    ``tolerance``: each limit a finite number >= 0 that a float64 holds. Anything else is a
+    ``CaseError`` naming the file, the line and the field, never a traceback in a later check."""
+    data, raw, problems = read_document(text, shown, entries=())
+    if not isinstance(data, dict):
+        raise CaseError(problems + [Problem(shown, "a tolerances file maps each dtype to {max_ulp, abs_floor}")])
+    for dtype in DTYPES:
+        if dtype not in data:
+            problems.append(Problem(shown, f"no tolerance for {dtype}", field=dtype))
+    for dtype, limits in data.items():
+        line = line_of(raw, dtype)
+        if dtype not in DTYPES:
+            problems.append(Problem(shown, f"unknown dtype (known: {', '.join(DTYPES)})", line, field=str(dtype)))
+        elif not isinstance(limits, dict) or set(limits) != {"max_ulp", "abs_floor"}:
+            problems.append(Problem(shown, "a dtype's tolerance is {max_ulp: N, abs_floor: N}, both and nothing else", line, field=dtype))
+        else:
+            for where, message in tolerance_problems(limits):
+                problems.append(Problem(shown, message, line_of(raw[dtype], where[0]) or line, field=".".join((dtype, *where))))
+    if problems:
+        raise CaseError(problems)
     return {dtype: Tolerance(float(v["max_ulp"]), float(v["abs_floor"])) for dtype, v in data.items()}
 
 
