@@ -126,6 +126,7 @@ class Supervisor:
     check_ids: list[str]
     error: object  # (index, message) -> Result: the check's error record
     timeout: float | None = None
+    output: int | None = None  # the file descriptor for the worker's stdout and stderr (None: this process's)
     _worker: _Worker | None = None
     _failed_starts: int = 0
     _broken: str = ""  # why no worker can run the checks (the framework cannot even be loaded in one)
@@ -211,6 +212,8 @@ class Supervisor:
             [sys.executable, "-m", "conformance.isolation", str(to_worker_r), str(from_worker_w), str(os.getpid())],
             pass_fds=(to_worker_r, from_worker_w),
             stdin=subprocess.DEVNULL,
+            stdout=self.output,
+            stderr=self.output,
             start_new_session=True,  # its own process group: a Ctrl-C reaches the run, and the group is killed whole
         )
         os.close(to_worker_r)
@@ -259,16 +262,22 @@ class Supervisor:
 
 
 @contextmanager
-def executor(run_plan):
+def executor(run_plan, output: int | None = None):
     """A function running one of ``run_plan``'s checks and returning its result: in a supervised
-    worker process where ``enabled()``, else ``run_plan.runner.run`` in this process."""
+    worker process where ``enabled()``, else ``run_plan.runner.run`` in this process. ``output``: a
+    file descriptor for what the worker prints (pytest's plugin gives the stderr it found, which its
+    capturing of each test's output does not swallow)."""
     if not enabled() or run_plan.spec is None:
         yield run_plan.runner.run
         return
     checks = run_plan.checks
     position = {id(check): index for index, check in enumerate(checks)}
     supervisor = Supervisor(
-        run_plan.spec, [check.id for check in checks], lambda index, message: run_plan.runner.error(checks[index], message), run_plan.runner.timeout
+        run_plan.spec,
+        [check.id for check in checks],
+        lambda index, message: run_plan.runner.error(checks[index], message),
+        run_plan.runner.timeout,
+        output,
     )
     with supervisor:
         yield lambda check: supervisor.run(position[id(check)])
@@ -300,8 +309,23 @@ def _command_line(pid: int) -> str:
         return "?"
 
 
-def _kill_leftovers() -> str:
+def _forks() -> int | None:
+    """Processes (and threads) created on the machine since boot (Linux /proc/stat), or None: when it has
+    not changed during a check, the check started no process and the scan of /proc is skipped."""
+    try:
+        with open("/proc/stat", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"processes "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _kill_leftovers(forks_before: int | None) -> str:
     """Kills the processes a check left running in the worker's group; says which, or ''."""
+    if forks_before is not None and _forks() == forks_before:
+        return ""
     members = _group_members()
     if not members:
         return ""
@@ -366,8 +390,9 @@ def worker_main(commands_fd: int, messages_fd: int, parent: int) -> int:
         except (EOFError, OSError):
             return 0  # the run closed its end: done
         check = run_plan.checks[command["run"]]
+        forks = _forks()
         result = run_plan.runner.run(check)
-        leftovers = _kill_leftovers()
+        leftovers = _kill_leftovers(forks)
         if leftovers:
             result = run_plan.runner.error(
                 check, f"the call left child processes running, which the run killed: {leftovers}"

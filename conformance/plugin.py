@@ -39,11 +39,11 @@ from pathlib import Path
 
 import pytest
 
+from conformance import outputs
 from conformance.adapters import FrameworkUnavailable
 from conformance.cases import CaseError
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
-from conformance import outputs
 from conformance.isolation import describe_status, executor
 from conformance.results import Result, ResultWriter, environment_line, timing_text, write_atomically
 from conformance.runner import DEFAULT_TIMEOUT, Plan, parse_timeout, plan
@@ -53,6 +53,7 @@ from conformance.verdicts import Verdict
 RESULT_PROPERTY = "conformance_result"
 plan_key = pytest.StashKey[Plan]()
 environment_key = pytest.StashKey[dict]()
+stderr_key = pytest.StashKey[int]()  # the process's stderr before pytest captures a test's output: the checks' worker's
 TEST_PREFIX = "::test_conformance["  # a conformance test's node id: <path>::test_conformance[<check id>]
 
 
@@ -133,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except (CaseError, FrameworkUnavailable) as exc:
         raise pytest.UsageError(f"bce-conformance: {exc}") from None
+    config.stash[stderr_key] = os.dup(2)
     run_plan = config.stash[plan_key]
     name = config.getoption("conformance_name") or run_plan.framework.name
     out = config.getoption("conformance_out")
@@ -185,9 +187,9 @@ def conformance_plan(request: pytest.FixtureRequest) -> Plan:
 
 
 @pytest.fixture(scope="session")
-def conformance_executor(conformance_plan: Plan):
+def conformance_executor(request: pytest.FixtureRequest, conformance_plan: Plan):
     """Runs a check in this process's supervised worker (conformance.isolation), stopped at the end."""
-    with executor(conformance_plan) as execute:
+    with executor(conformance_plan, request.config.stash[stderr_key]) as execute:
         yield execute
 
 
