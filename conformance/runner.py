@@ -23,9 +23,9 @@ from conformance import fast_reference, metamorphic, numerics
 from conformance.adapters import Api, Framework, Unsupported, load_adapter, load_framework
 from conformance.cases import Case
 from conformance.cases import load as load_cases
-from conformance.isolation import WorkerSpec
 from conformance.dtypes import DTYPES, FloatFormat, get_format, round_to_format, to_hex
-from conformance.reference import FORMULA_OF_OP, ReferenceError, ReferenceValue, reference
+from conformance.isolation import WorkerSpec
+from conformance.reference import FORMULA_OF_OP, ReferenceError, ReferenceValue
 from conformance.results import Result
 from conformance.variants import combine, describe
 from conformance.verdicts import Judgement, Verdict, expectation_holds, judge, tolerance_for
