@@ -13,17 +13,24 @@ from pathlib import Path
 import mpmath
 import numpy as np
 
-from conformance import __version__
+from conformance import __version__, outputs
 from conformance.adapters import BUILTIN, ENTRY_POINT_GROUP, FrameworkUnavailable
 from conformance.cases import CaseError, find_case, load
 from conformance.dtypes import get_format, round_to_format, to_hex
-from conformance.reference import FORMULA_OF_OP, ReferenceError
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
-from conformance import outputs
 from conformance.isolation import executor
 from conformance.outputs import OutputError, check_name, replace_together
-from conformance.results import ResultsError, ResultWriter, environment_line, read_run, results_files, timing_text, write_atomically
+from conformance.reference import FORMULA_OF_OP, ReferenceError
+from conformance.results import (
+    ResultsError,
+    ResultWriter,
+    environment_line,
+    read_run,
+    results_files,
+    timing_text,
+    write_atomically,
+)
 from conformance.runner import DEFAULT_TIMEOUT, ExactValues, ExpectationError, parse_timeout, plan
 from conformance.summary import failure_text, partial_markdown, summary_markdown
 from conformance.verdicts import Verdict
@@ -383,6 +390,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
     args = parser().parse_args(argv)
+    # as the command line (argv from sys.argv), `... | head` ends quietly; not `run`, which writes to its
+    # checks' worker and must see a dead one as an error, not die of SIGPIPE; nor a caller's process
+    if argv is None and args.command != "run":
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     return args.func(args)

@@ -151,11 +151,10 @@ class Supervisor:
         if self._broken:
             return self.error(index, self._broken)
         try:
-            worker = self._worker or self._start()
+            worker = self._send(index)
         except WorkerLost as exc:
             return self.error(index, str(exc))
         try:
-            worker.commands.send_bytes(json.dumps({"run": index}).encode())
             return self._await_result(worker, index)
         except WorkerLost as exc:
             self._worker = None
@@ -170,6 +169,19 @@ class Supervisor:
         except BaseException:  # a Ctrl-C of the run: no worker outlives it
             self.close()
             raise
+
+    def _send(self, index: int) -> _Worker:
+        """Sends check ``index`` to the worker, starting one where there is none, or a new one where the
+        last died between checks (then the check never reached it)."""
+        for attempt in (1, 2):
+            worker = self._worker or self._start()
+            try:
+                worker.commands.send_bytes(json.dumps({"run": index}).encode())
+                return worker
+            except OSError:  # it died after its last result
+                self._stop(worker)
+                self._worker = None
+        raise WorkerLost("worker crashed: two workers in a row died before taking this check")
 
     def _await_result(self, worker: _Worker, index: int) -> Result:
         call_started = None
