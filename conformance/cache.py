@@ -13,9 +13,25 @@ changed case or generator changes the bytes, hence the key: stale entries are ne
 left behind (delete the folder at will).
 
 An entry is ``<folder>/v<REFERENCE_VERSION>/<key[:2]>/<key>.npz``: ``key`` (the hex key again, checked
-on load), ``kind``, ``precision``, and ``rounded``, ``approx`` and ``bound`` (float64; no pickle).
+on load), ``kind``, ``precision``, ``rounded``, ``approx`` and ``bound`` (float64; no pickle), and ``mac``.
 Exact values are never stored: a cached value recomputes them with mpmath for the elements that ask
 (``exact_where`` / ``exact_at``), or all of them (``exact``), exactly as the fast path's own value does.
+
+**What the cache trusts: its key file, nothing else.** The key is a content address, not a proof: an
+entry whose key was kept and whose values were replaced (by a bug, by hand, by a cache restored from an
+untrusted CI run, by the very API under test) would otherwise judge results against those values, and
+could turn a wrong result into a pass. So each entry carries ``mac``, an HMAC-SHA256 over the key, the
+kind, the precision and every stored array's dtype, shape and bytes, made with a secret kept outside the
+cache folder: the key file ``$CONFORMANCE_CACHE_KEY``, by default
+``$XDG_CONFIG_HOME/bce-conformance/cache.key`` (``~/.config/...``), created on first use with 32
+random bytes, mode 0600, atomically (a key file inside the cache folder is refused). An entry with no
+MAC or a wrong one, or a proven entry stored under another key (a file copied there), is a miss with a
+``CacheWarning`` (one per process, naming the entry): the value is recomputed and the entry rewritten;
+no verdict ever comes from an unproven entry. Whoever can read the key file, or replace it, can forge
+entries that pass: keep it private (the cache refuses a key file that group or others may read or
+write, or that another user owns). Where the key file cannot be read or created, the cache is off,
+with one warning, and every reference is computed. A non-regular file at an entry's path (a FIFO, a
+device) is a miss: it is never opened in a way that could block.
 
 What is cached, for inputs of at least ``min_elements()`` elements:
 - ``kind = fast``: a fast-path value (dtypes of up to 24 bits), ``rounded``, ``approx``, ``bound``;
@@ -28,17 +44,20 @@ Folder: ``$CONFORMANCE_CACHE``, by default ``$XDG_CACHE_HOME/bce-conformance/ref
 (``~/.cache/...``); ``CONFORMANCE_CACHE=off`` disables the cache. ``CONFORMANCE_CACHE_MIN_ELEMENTS``
 changes the size threshold (``MIN_ELEMENTS``). Writes go to a temporary file in
 the entry's folder, then ``os.replace``: parallel tox envs and pytest-xdist workers can share the
-folder. An entry that cannot be read (truncated, corrupt, another key) is ignored and rewritten; a
+folder. An entry that cannot be read (truncated, corrupt) is ignored, silently, and rewritten; a
 folder that cannot be written is ignored: the cache never turns into an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import platform
+import stat
 import tempfile
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -56,6 +75,9 @@ from conformance.variants import Variant
 REFERENCE_VERSION = 2  # 2: the logits gradient at target 1/2 next to a rounding tie (reference._half_target_grad)
 
 CACHE_ENV = "CONFORMANCE_CACHE"  # a folder, or "off"
+KEY_ENV = "CONFORMANCE_CACHE_KEY"  # the key file that entries' MACs are made with
+KEY_BYTES = 32  # a new key's length; a key file must hold at least this many bytes
+MAC_DOMAIN = b"bce-conformance reference cache entry, mac 1"  # what the MAC is of: no other HMAC of this key collides
 MIN_ELEMENTS_ENV = "CONFORMANCE_CACHE_MIN_ELEMENTS"
 MIN_ELEMENTS = 1 << 14  # below ~16k elements the fast path takes about as long as reading an entry
 OFF = ("off", "0", "false", "no", "none", "disabled")
@@ -75,6 +97,125 @@ def folder() -> Path | None:
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"  # XDG: a relative path is invalid
     return base / "bce-conformance" / "reference"
+
+
+class CacheWarning(UserWarning):
+    """The cache is off (its key file cannot be used), or an entry did not prove itself and was not used."""
+
+
+_warned: set[str] = set()  # the kinds of warning given in this process: one each is enough
+_secrets: dict[tuple[Path, Path | None], bytes | None] = {}  # (key file, folder) -> the key, or None: the cache off
+
+
+def _warn_once(kind: str, message: str) -> None:
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(message, CacheWarning, stacklevel=3)
+
+
+def key_file() -> Path:
+    """The key file: ``$CONFORMANCE_CACHE_KEY``, by default ``$XDG_CONFIG_HOME/bce-conformance/cache.key``
+    (``~/.config/...``): a configuration folder, apart from the cache folder it vouches for."""
+    setting = os.environ.get(KEY_ENV, "").strip()
+    if setting:
+        return Path(setting).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME", "").strip()
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"  # XDG: a relative path is invalid
+    return base / "bce-conformance" / "cache.key"
+
+
+class _KeyUnusable(Exception):
+    """Why the key file cannot vouch for entries."""
+
+
+def _read_key(path: Path) -> bytes:
+    """The key file's bytes, if it is a private regular file of this user holding at least ``KEY_BYTES``."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO there must not hang us
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise _KeyUnusable("is not a regular file")
+        if hasattr(os, "geteuid"):  # POSIX: a key others can read or replace proves nothing
+            if status.st_mode & 0o077:
+                raise _KeyUnusable(f"has mode {stat.S_IMODE(status.st_mode):04o}: group or others may read or write it")
+            if status.st_uid != os.geteuid():
+                raise _KeyUnusable(f"is owned by uid {status.st_uid}, not by this user")
+        secret = handle.read(1 << 16)
+    if len(secret) < KEY_BYTES:
+        raise _KeyUnusable(f"holds {len(secret)} bytes, fewer than {KEY_BYTES}")
+    return secret
+
+
+def _create_key(path: Path) -> None:
+    """A new key file of ``KEY_BYTES`` random bytes, mode 0600, made whole beside it and then linked into place:
+    a reader never sees half a key, and where two processes race, both end up with the one linked first."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle, temporary = tempfile.mkstemp(prefix=".cache.key-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(os.urandom(KEY_BYTES))
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temporary, path)  # fails where a key is already there: never replaces one in use
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: a rename, atomic, but it may replace a racing key
+            if not path.exists():
+                os.replace(temporary, path)
+    finally:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+
+
+def secret() -> bytes | None:
+    """The key that entries' MACs are made with (read, or created on first use), or None: the cache is off,
+    with one ``CacheWarning`` saying why. Read once per process and key file."""
+    try:
+        path, root = key_file(), folder()
+    except (RuntimeError, KeyError, OSError) as exc:  # no home directory for the default key file
+        _warn_once("key", f"the reference cache is off: no key file ({exc}); set {KEY_ENV}")
+        return None
+    if (path, root) in _secrets:
+        return _secrets[(path, root)]
+    value = None
+    try:
+        if root is not None and path.resolve().is_relative_to(root.resolve()):
+            raise _KeyUnusable(f"is inside the cache folder {root}: whoever can write entries could write it")
+        try:
+            value = _read_key(path)
+        except FileNotFoundError:
+            _create_key(path)
+            value = _read_key(path)
+    except (_KeyUnusable, OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11's resolve)
+        reason = str(exc) if isinstance(exc, _KeyUnusable) else f"cannot be read or created ({exc})"
+        _warn_once(
+            "key",
+            f"the reference cache is off: its key file {path} {reason}; every reference is computed "
+            f"(set {KEY_ENV} to a private file this user can create, or {CACHE_ENV}=off)",
+        )
+    _secrets[(path, root)] = value
+    return value
+
+
+def mac(key_bytes: bytes, entry_key: str, kind: str, precision: int, arrays: dict[str, np.ndarray]) -> str:
+    """HMAC-SHA256 of an entry: its key, kind, precision and each array's name, dtype, shape and bytes, each
+    part length-prefixed (so that no two entries' parts run together into the same bytes)."""
+    digest = hmac.new(key_bytes, digestmod=hashlib.sha256)
+
+    def part(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "big") + data)
+
+    for data in (MAC_DOMAIN, entry_key.encode(), kind.encode(), str(int(precision)).encode()):
+        part(data)
+    for name in FIELDS:
+        array = np.ascontiguousarray(arrays[name])
+        for data in (name.encode(), array.dtype.str.encode(), repr(tuple(array.shape)).encode()):
+            part(data)
+        part(array.reshape(-1).view(np.uint8).tobytes())
+    return digest.hexdigest()
 
 
 def min_elements() -> int:
@@ -159,16 +300,49 @@ def _shapes(formula: str, inputs: dict[str, np.ndarray], reduction: str, gradien
     return shape, (shape[:-1] if axis_mean else shape)
 
 
-def load(path: Path, entry_key: str, shape: tuple[int, ...]) -> dict | None:
-    """The entry (its arrays, ``kind`` and ``precision``), or None when it is missing or not a sound
-    entry for this key and shape."""
+def _unproven(path: Path, why: str) -> None:
+    _warn_once(
+        "entry",
+        f"reference cache entry {path}: {why}: not used; the reference is computed afresh and the entry rewritten "
+        "(further unproven entries in this process are not reported)",
+    )
+
+
+def load(path: Path, entry_key: str, shape: tuple[int, ...], key_bytes: bytes | None = None) -> dict | None:
+    """The entry (its arrays, ``kind`` and ``precision``), or None when it is missing or not a sound and proven
+    entry for this key and shape: its MAC (made with ``key_bytes``, by default ``secret()``) must match
+    before anything in it is believed."""
+    key_bytes = secret() if key_bytes is None else key_bytes
+    if key_bytes is None:
+        return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["key"][()]) != entry_key:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a FIFO, a device, a folder: reading it could block, or never end
+        # O_NONBLOCK, and the type checked again on the open file: it may have been swapped since the stat
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 return None
-            entry = {name: np.array(data[name]) for name in FIELDS}  # reads (and CRC-checks) each member
-            entry["kind"], entry["precision"] = str(data["kind"][()]), int(data["precision"][()])
-    except Exception:  # missing, truncated, corrupt, not an npz: a miss, rewritten after computing
+            with np.load(handle, allow_pickle=False) as data:
+                stored_key = str(data["key"][()])
+                entry = {name: np.array(data[name]) for name in FIELDS}  # reads (and CRC-checks) each member
+                entry["kind"], entry["precision"] = str(data["kind"][()]), int(data["precision"][()])
+                stored_mac = str(data["mac"][()]) if "mac" in data.files else None
+    except Exception:  # missing, truncated, corrupt, not an npz: a miss, rewritten after computing  # noqa: BLE001
+        return None
+    if stored_mac is None:
+        _unproven(path, "it has no MAC (written before entries carried one, or not by bce-conformance)")
+        return None
+    try:
+        expected = mac(key_bytes, stored_key, entry["kind"], entry["precision"], entry)
+    except (TypeError, ValueError):  # members no entry has (an unhashable dtype, a bad view): not ours
+        expected = ""
+    # bytes: compare_digest raises TypeError on a str that is not ASCII, which a forged entry may hold
+    if not hmac.compare_digest(stored_mac.encode("utf-8", "surrogatepass"), expected.encode()):
+        _unproven(path, "its MAC does not match its contents (changed since it was written, or made with another key)")
+        return None
+    if stored_key != entry_key:
+        _unproven(path, f"it is the proven entry of another key ({stored_key[:16]}…), copied or moved here")
         return None
     if entry["kind"] not in KINDS or any(entry[f].dtype != np.float64 or entry[f].shape != tuple(shape) for f in FIELDS):
         return None
@@ -187,11 +361,13 @@ def kind_of(value: ReferenceValue) -> str | None:
     return None
 
 
-def store(path: Path, entry_key: str, value: ReferenceValue) -> bool:
-    """Writes the entry atomically (a temporary file in the same folder, then os.replace); False if it
-    could not, or if ``value`` is not of a kind the cache keeps."""
+def store(path: Path, entry_key: str, value: ReferenceValue, key_bytes: bytes | None = None) -> bool:
+    """Writes the entry, with its MAC (made with ``key_bytes``, by default ``secret()``), atomically (a
+    temporary file in the same folder, then os.replace); False if it could not, if there is no key, or if
+    ``value`` is not of a kind the cache keeps."""
     kind = kind_of(value)
-    if kind is None:
+    key_bytes = secret() if kind is not None and key_bytes is None else key_bytes
+    if kind is None or key_bytes is None:
         return False
     rounded = np.asarray(value.rounded, dtype=np.float64)
     if kind == "fast":
@@ -203,13 +379,15 @@ def store(path: Path, entry_key: str, value: ReferenceValue) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as out:
+            arrays = {"rounded": rounded, "approx": approx, "bound": bound}
+            proof = mac(key_bytes, entry_key, kind, value.precision, arrays)
             np.savez(
                 out, key=np.array(entry_key), kind=np.array(kind), precision=np.array(value.precision, dtype=np.int64),
-                rounded=rounded, approx=approx, bound=bound,
+                mac=np.array(proof), **arrays,
             )
         os.replace(temporary, path)
         return True
-    except Exception:  # a read-only or full disk: the value is still returned, just not kept
+    except Exception:  # a read-only or full disk: the value is still returned, just not kept  # noqa: BLE001
         if temporary is not None:
             try:
                 os.unlink(temporary)
@@ -269,12 +447,15 @@ def reference(
         return compute()  # shapes that do not broadcast: the reference says what is wrong
     if int(np.prod(shape)) < max(min_elements(), reference_module.FAST_MIN_ELEMENTS):
         return compute()
+    key_bytes = secret()  # only now: a run that caches nothing never makes a key file
+    if key_bytes is None:
+        return compute()
     entry_key = key(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, wrt)
     path = path_of(root, entry_key)
-    entry = load(path, entry_key, result_shape)
+    entry = load(path, entry_key, result_shape, key_bytes)
     if entry is not None:
         return rebuild(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, entry)
     value = compute()
-    store(path, entry_key, value)
+    store(path, entry_key, value, key_bytes)
     return value
 

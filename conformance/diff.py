@@ -16,7 +16,9 @@ A **regression** (exit 1) is any of:
 2. a verdict that got worse: its rank went up, or it became ``unsupported`` from any other verdict
    (coverage lost); a new failure is not listed here again;
 3. ULP growth: the same verdict, and max_ulp grew by more than the threshold (finite to inf counts);
-4. a disappeared result: in the baseline and not in the current set.
+4. a disappeared result: in the baseline and not in the current set;
+5. an absent run: a run of the baseline with no results file in the current set (named as such, besides
+   its results counted as disappeared: a run planned with no checks is still missed).
 
 Not regressions: **improvements** (the rank went down, ``unsupported`` became a verdict that is no
 problem, or the same verdict with max_ulp shrinking by more than the threshold) and **other
@@ -37,6 +39,15 @@ kernels: a result is **expected with the environment** (no regression) when
 Every other change is classified as above, so a new failure on a new host is still a regression. Where a
 side has no numerics record (results taken before it was recorded), the heading says so and nothing is
 excused.
+
+The diff **fails closed**: it compares whole, valid results files only, read strictly
+(``conformance.results.read_run(path, strict=True)``). A file that is empty, has no header (or a
+misplaced one), is of another format or version (a version 2 file: regenerate it), has a line that cannot
+be read (a cut-off last line too), a record that is not a valid result, a check recorded twice, or fewer
+or more records than its header planned, is a usage error (exit 2) naming each file and line, on either
+side: a damaged baseline line would otherwise hide the regressions of the results it held (they would be
+"new"), a cut-off current file would pass by losing its failures. So is a folder with no results files,
+and an ``--ulp-threshold`` that is NaN, infinite or negative (NaN or inf would let every ULP growth pass).
 """
 
 from __future__ import annotations
@@ -66,7 +77,8 @@ RANK = {
 
 
 class DiffError(Exception):
-    """Results sets that cannot be compared: a duplicated key, an unknown verdict."""
+    """Results sets that cannot be compared: a duplicated key, an unknown verdict, a threshold that is no
+    finite number of ULPs at least 0."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +106,17 @@ class Diff:
     improvements: list[Change] = field(default_factory=list)
     other: list[Change] = field(default_factory=list)
     new_results: list[Change] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # runs of the baseline with no results file in the current set
 
     @property
     def regressions(self) -> list[Change]:
         return self.new_failures + self.worse + self.ulp_growth + self.disappeared
+
+    @property
+    def regressed(self) -> bool:
+        """Whether the diff fails (exit 1): a regressed result, or a run absent from the current set (which may
+        have had no results to be counted as disappeared)."""
+        return bool(self.regressions or self.absent)
 
     @property
     def other_changes(self) -> list[Change]:
@@ -185,8 +204,22 @@ def _expected_with_environment(category: str, before: Result, after: Result, bas
     return False
 
 
+def check_threshold(ulp_threshold) -> float:
+    """The ULP threshold, if it is a finite number at least 0; else a ``DiffError``: with NaN every growth
+    compares false and passes, with inf every growth passes, a negative one calls unchanged results grown."""
+    if isinstance(ulp_threshold, bool) or not isinstance(ulp_threshold, (int, float)):
+        raise DiffError(f"--ulp-threshold {ulp_threshold!r}: not a number")
+    if not math.isfinite(ulp_threshold) or ulp_threshold < 0:
+        raise DiffError(
+            f"--ulp-threshold {ulp_threshold!r}: must be a finite number of ULPs, 0 or more "
+            "(NaN or inf would let every ULP growth pass, a negative threshold flag unchanged results)"
+        )
+    return float(ulp_threshold)
+
+
 def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: float = 1.0) -> Diff:
     """Classify every result of either set; see the module's docstring for the categories."""
+    ulp_threshold = check_threshold(ulp_threshold)
     single = len(baseline_runs) == 1 and len(current_runs) == 1
     baseline = _index(baseline_runs, "baseline", single)
     current = _index(current_runs, "current", single)
@@ -199,6 +232,7 @@ def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: fl
         if (lines := numerics.changes(old_numerics[run], new_numerics[run]))
     }
     diff = Diff(versions, ulp_threshold, changed)
+    diff.absent = sorted(old_labels.keys() - new_labels.keys())
     for key in sorted(baseline.keys() | current.keys()):
         before, after = baseline.get(key), current.get(key)
         change = Change(*key, before, after)
@@ -248,10 +282,11 @@ def _line(change: Change, compact: bool = False) -> str:
 
 
 def summary_line(diff: Diff) -> str:
-    n = len(diff.regressions)
+    n = len(diff.regressions) + len(diff.absent)
+    absent = f", {len(diff.absent)} runs absent" if diff.absent else ""  # only then: the line stays as it was
     text = (
         f"diff: {n} regressions ({len(diff.new_failures)} new failures, {len(diff.worse)} worse, "
-        f"{len(diff.ulp_growth)} ULP growth, {len(diff.disappeared)} disappeared), "
+        f"{len(diff.ulp_growth)} ULP growth, {len(diff.disappeared)} disappeared{absent}), "
         f"{len(diff.improvements)} improvements, {len(diff.other_changes)} other changes"
     )
     if diff.environment:
@@ -294,6 +329,14 @@ def markdown(diff: Diff, listed: int = LISTED) -> str:
     items each); then the counts."""
     out = ["## Results diff (baseline → current)", ""]
     out.extend(f"- {framework}: {old} → {new}" for framework, (old, new) in diff.versions.items())
+    if diff.absent:
+        out += ["", f"### Runs absent from the current set ({len(diff.absent)})", ""]
+        for run in diff.absent:
+            count = sum(change.framework == run for change in diff.disappeared)
+            out.append(
+                f"- {run} ({diff.versions[run][0]}): no results file of this run in the current set; "
+                f"its {count} baseline results are listed as disappeared"
+            )
     for run, lines in diff.numerics.items():
         out += ["", f"### Numerics environment changed: {run}", "", *(f"- {line}" for line in lines), ""]
         of_run = sections(diff, listed, runs={run})
@@ -312,21 +355,36 @@ def markdown(diff: Diff, listed: int = LISTED) -> str:
     return "\n".join(out) + "\n"
 
 
-def _read(path: str) -> list[Run]:
+def _read(path: str, side: str) -> list[Run]:
+    """Every results file of one side, read strictly: any problem of any file is a ``ResultsError``."""
     if not Path(path).exists():
-        raise ResultsError(f"{path}: no such file or folder")
+        raise ResultsError(f"{side} {path}: no such file or folder")
     if not results_files([path]):
-        raise ResultsError(f"{path}: no results files (*.jsonl)")
-    runs = read_runs([path])
-    for run in runs:
-        if run.truncated:
-            print(f"warning: {run.path}: {run.truncated} line(s) cut short, left out", file=sys.stderr)
-    return runs
+        raise ResultsError(f"{side} {path}: no results files (*.jsonl) in this folder: nothing to compare")
+    try:
+        return read_runs([path], strict=True)
+    except ResultsError as exc:
+        message = f"{side} {path}: the diff compares whole, valid results files only:\n{exc}"
+        raise ResultsError(message, exc.problems) from None
 
 
 def main(args) -> int:
     try:
-        diff = compare(_read(args.baseline), _read(args.current), args.ulp_threshold)
+        check_threshold(args.ulp_threshold)
+    except DiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sides, errors = [], []
+    for side, path in (("baseline", args.baseline), ("current", args.current)):
+        try:
+            sides.append(_read(path, side))
+        except ResultsError as exc:  # both sides read first: every damaged file is named at once
+            errors.append(str(exc))
+    if errors:
+        print("\n".join(f"error: {error}" for error in errors), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        diff = compare(*sides, args.ulp_threshold)
         text = markdown(diff)
         if args.out:
             write_atomically(args.out, text)
@@ -334,4 +392,4 @@ def main(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(text, end="")
-    return EXIT_REGRESSION if diff.regressions else 0
+    return EXIT_REGRESSION if diff.regressed else 0

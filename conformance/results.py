@@ -1,10 +1,12 @@
 """Results files: JSON Lines, an environment record first, then one record per result.
 
-Format ``bce-conformance-results`` version 2, described by ``conformance/schema/results.schema.json``
+Format ``bce-conformance-results`` version 3, described by ``conformance/schema/results.schema.json``
 (shipped with the package; docs/results.md explains each field):
 
-- line 1, the environment: ``{"format": "bce-conformance-results", "format_version": 2,
-  "environment": {...}}`` (framework and versions, Python, platform, CPU, device, the subnormal
+- line 1, the header: ``{"format": "bce-conformance-results", "format_version": 3, "planned": N,
+  "environment": {...}}``, ``planned`` the number of checks the run set out to run (a file with fewer
+  result records, or with two records of one check, is incomplete or damaged and no reader takes it
+  for a whole run) (framework and versions, Python, platform, CPU, device, the subnormal
   probe, mpmath, the suite's version);
 - every further line, one ``Result``: (case, API, dtype, reduction, quantity) and its verdict.
 
@@ -19,19 +21,28 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import stat
 import time
-from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
 FORMAT = "bce-conformance-results"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the header's `planned` count
 FLOAT_FIELDS = ("max_ulp", "median_ulp", "variant_max_ulp")
 
 
 class ResultsError(Exception):
-    """A results file that cannot be read: missing, not JSON Lines, or another format or version."""
+    """A results file that cannot be read (missing, another format or version) or, read strictly, that is not
+    whole and valid; ``problems``: each thing wrong, a line each (``path:line: what``)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
 
 
 @dataclass
@@ -76,8 +87,14 @@ class Result:
         return json.dumps(_jsonable(data), ensure_ascii=False, sort_keys=False)
 
     @classmethod
-    def from_json(cls, line: str) -> "Result":
-        data = json.loads(line)
+    def from_json(cls, line: str) -> Result:
+        return cls.from_dict(json.loads(line))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """A record already parsed (``read_run`` parses each line once, for the schema and for this)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -86,6 +103,8 @@ class Result:
             if isinstance(data.get(name), str):
                 data[name] = float(data[name])
         if data.get("elements"):
+            if not isinstance(data["elements"], dict):
+                raise TypeError(f"elements: a JSON {type(data['elements']).__name__}, not an object")
             data["elements"] = {
                 k: [float(v) if isinstance(v, str) else v for v in vs] if isinstance(vs, list) else vs
                 for k, vs in data["elements"].items()
@@ -103,20 +122,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def environment_line(environment: dict[str, Any]) -> str:
+def environment_line(environment: dict[str, Any], planned: int) -> str:
+    """The header line: the format, the number of checks planned and the environment record."""
     return json.dumps(
-        _jsonable({"format": FORMAT, "format_version": FORMAT_VERSION, "environment": environment}), ensure_ascii=False
+        _jsonable({"format": FORMAT, "format_version": FORMAT_VERSION, "planned": int(planned), "environment": environment}),
+        ensure_ascii=False,
     )
 
 
 class ResultWriter:
     """Writes a results file: the environment record, then one flushed line per result."""
 
-    def __init__(self, path: str | Path, environment: dict[str, Any] | None = None):
+    def __init__(self, path: str | Path, environment: dict[str, Any] | None, planned: int):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = self.path.open("w", encoding="utf-8")
-        self._file.write(environment_line(environment or {}) + "\n")
+        self._file.write(environment_line(environment or {}, planned) + "\n")
         self._file.flush()
 
     def write(self, result: Result) -> None:
@@ -127,14 +148,28 @@ class ResultWriter:
         self._file.close()
 
 
+LISTED_PROBLEMS = 20  # problems a strict reader's error lists per file; the count is always complete
+FLOAT_STRINGS = ("inf", "-inf", "nan")
+HEADER_EXAMPLE = f'{{"format": "{FORMAT}", "format_version": {FORMAT_VERSION}, "planned": N, "environment": {{...}}}}'
+
+
 @dataclass
 class Run:
-    """One results file: the environment it ran in and its results."""
+    """One results file: the environment it ran in, its results, and what is wrong with it (``problems``).
+
+    A lenient read (``read_run(path)``, the report's and the summary's) keeps every record it can read and
+    says what it could not in ``problems``; a strict one (``read_run(path, strict=True)``, the diff's and
+    the baseline's) raises ``ResultsError`` instead of returning a run with any problem."""
 
     path: Path
     environment: dict[str, Any]
     results: list[Result]
-    truncated: int = 0  # lines that could not be read (a line cut short by a crash)
+    truncated: int = 0  # lines that could not be read (not UTF-8 JSON: a line cut short by a crash, damage)
+    planned: int | None = None  # the header's count of checks planned; None where the header gives none
+    # a Result.id recorded more than once -> the line numbers of all its records
+    duplicates: dict[str, list[int]] = field(default_factory=dict)
+    # (line, what is wrong) for every other fault, in line order; line None for the file as a whole
+    faults: list[tuple[int | None, str]] = field(default_factory=list)
 
     @property
     def framework(self) -> str:
@@ -154,42 +189,372 @@ class Run:
             return f"{self.framework} ({main})" if main else self.framework
         return f"{self.framework} {main}"
 
+    @property
+    def problems(self) -> list[str]:
+        """Everything that keeps this file from being a whole, valid run, one line each naming ``path:line``:
+        unreadable or cut-off lines, a missing or misplaced header, records that are not valid results, a
+        check recorded twice, and fewer or more records than the header planned. Empty for a whole run."""
+        out = [f"{self.path}:{line}: {what}" if line else f"{self.path}: {what}" for line, what in self.faults]
+        for result_id, lines in self.duplicates.items():
+            again = ", ".join(map(str, lines[1:]))
+            out.append(
+                f"{self.path}:{lines[1]}: result {result_id} recorded again (line {lines[0]}, then line {again}): "
+                "each check has one record"
+            )
+        count = len(self.results)
+        if self.planned is not None and count != self.planned:
+            if count < self.planned:
+                out.append(
+                    f"{self.path}:1: {count} result records, {self.planned} planned in the header: "
+                    f"{self.planned - count} missing (the run stopped early, or the file was cut short)"
+                )
+            else:
+                out.append(
+                    f"{self.path}:1: {count} result records, more than the {self.planned} planned in the header "
+                    "(records added or repeated)"
+                )
+        return out
 
-def read_run(path: str | Path) -> Run:
-    """A results file. A line cut short by a crash (the last one) is counted in ``truncated`` and left
-    out; a file of another format or version is a ``ResultsError``."""
+
+def _no_constant(name: str):
+    # Python's json reads NaN / Infinity, which JSON has not: the writer spells them "nan" / "inf"
+    raise ValueError(f"{name} is not JSON (the format writes it as a string)")
+
+
+def _excerpt(chunk: bytes) -> str:
+    text = chunk.decode("utf-8", "replace")
+    return repr(text[:60] + ("…" if len(text) > 60 else ""))
+
+
+ANNOTATIONS = {"description", "title", "$schema", "$id", "definitions", "default", "examples", "$comment"}
+# each JSON type, as the Python types json.loads makes of it (type(), not isinstance: bool is no number here)
+JSON_TYPES = {
+    "object": lambda v: type(v) is dict,
+    "array": lambda v: type(v) is list,
+    "string": lambda v: type(v) is str,
+    "null": lambda v: v is None,
+    "boolean": lambda v: type(v) is bool,
+    "number": lambda v: type(v) is int or type(v) is float,
+    "integer": lambda v: type(v) is int or (type(v) is float and v.is_integer()),
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON Schema's equality for enum / const: true is not 1."""
+    return (type(a) is type(b) or not (isinstance(a, bool) or isinstance(b, bool))) and a == b
+
+
+def _compile(schema: Any, definitions: dict[str, Any]):
+    """A checker for the Draft-7 keywords the results schema uses: value -> None, or (path, message) of the
+    first fault. jsonschema takes about 0.9 ms a result record (10 s for each side of a diff of the baselines'
+    10 716 records), this about 0.05 ms. Any keyword it does not know raises NotImplementedError, and
+    ``_validators`` then uses jsonschema itself (tests/test_diff_fails_closed.py checks that the two agree)."""
+    if schema is True or schema == {}:
+        return lambda value: None
+    if schema is False:
+        return lambda value: ((), "nothing is allowed here")
+    unknown = set(schema) - ANNOTATIONS - {
+        "$ref", "type", "enum", "const", "minimum", "pattern", "oneOf", "items",
+        "properties", "required", "additionalProperties", "minProperties", "maxProperties",
+    }
+    if unknown:
+        raise NotImplementedError(f"schema keywords {sorted(unknown)}")
+    checks = []
+    if "$ref" in schema:  # Draft 7: a $ref's siblings are ignored
+        name = schema["$ref"].removeprefix("#/definitions/")
+        if name not in definitions:
+            raise NotImplementedError(f"$ref {schema['$ref']}")
+        target: list = []  # compiled on first use: a definition may refer to itself
+
+        def ref(value):
+            if not target:
+                target.append(_compile(definitions[name], definitions))
+            return target[0](value)
+
+        return ref
+    # a fault's message is a callable, made into text only for the fault reported: a oneOf's options fail
+    # by the thousand in a valid file (a number is not "inf"), and formatting each would triple the time
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        tests = [JSON_TYPES[n] for n in names]
+        wanted = " or ".join(names)
+        test = tests[0] if len(tests) == 1 else (lambda v: any(t(v) for t in tests))
+        checks.append(lambda v: None if test(v) else ((), lambda: f"{v!r:.60} is not of type {wanted}"))
+    if "enum" in schema:
+        enum = schema["enum"]
+        strings = frozenset(enum) if all(type(e) is str for e in enum) else None
+        member = (lambda v: type(v) is str and v in strings) if strings else (lambda v: any(_same(v, e) for e in enum))
+        checks.append(lambda v: None if member(v) else ((), lambda: f"{v!r:.60} is not one of {enum}"))
+    if "const" in schema:
+        const = schema["const"]
+        checks.append(lambda v: None if _same(v, const) else ((), lambda: f"{const!r} was expected, not {v!r:.60}"))
+    if "minimum" in schema:
+        low = schema["minimum"]
+        number = JSON_TYPES["number"]
+        checks.append(lambda v: None if not number(v) or v >= low else ((), lambda: f"{v!r} is less than the minimum of {low}"))
+    if "pattern" in schema:
+        pattern = re.compile(schema["pattern"])
+        checks.append(
+            lambda v: None
+            if type(v) is not str or pattern.search(v)
+            else ((), lambda: f"{v!r:.60} does not match {pattern.pattern}")
+        )
+    if "oneOf" in schema:
+        options = [_compile(option, definitions) for option in schema["oneOf"]]
+
+        def one_of(v):
+            passed = sum(option(v) is None for option in options)
+            if passed == 1:
+                return None
+            return ((), lambda: f"{v!r:.60} is valid under {'none' if not passed else 'more than one'} of the given schemas")
+
+        checks.append(one_of)
+    if "items" in schema:
+        if not isinstance(schema["items"], dict):
+            raise NotImplementedError("items as a list")
+        item = _compile(schema["items"], definitions)
+
+        def items(v):
+            if type(v) is list:
+                for index, element in enumerate(v):
+                    if fault := item(element):
+                        return ((index, *fault[0]), fault[1])
+            return None
+
+        checks.append(items)
+    if {"properties", "required", "additionalProperties", "minProperties", "maxProperties"} & set(schema):
+        properties = {k: _compile(sub, definitions) for k, sub in schema.get("properties", {}).items()}
+        required = schema.get("required", [])
+        extra = schema.get("additionalProperties", True)
+        other = _compile(extra, definitions) if isinstance(extra, dict) else None
+        low, high = schema.get("minProperties", 0), schema.get("maxProperties")
+
+        def obj(v):
+            if type(v) is not dict:
+                return None
+            for key in required:
+                if key not in v:
+                    return ((), f"{key!r} is a required property")
+            if len(v) < low or (high is not None and len(v) > high):
+                return ((), f"{len(v)} properties, not {low} to {high if high is not None else 'any number'}")
+            for key, value in v.items():
+                check = properties.get(key)
+                if check is None:
+                    if extra is False:
+                        return ((), f"additional property {key!r} is not allowed")
+                    check = other
+                if check is not None and (fault := check(value)):
+                    return ((key, *fault[0]), fault[1])
+            return None
+
+        checks.append(obj)
+
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(value):
+        for one in checks:
+            if fault := one(value):
+                return fault
+        return None
+
+    return check
+
+
+@cache
+def _validators():
+    """Checkers of the header and of a result record, from the shipped schema: value -> None, or the first
+    fault as (path, message)."""
+    text = resources.files("conformance").joinpath("schema/results.schema.json").read_text(encoding="utf-8")
+    definitions = json.loads(text)["definitions"]
+
+    def of(name: str):
+        try:
+            return _compile({"$ref": f"#/definitions/{name}"}, definitions)
+        except NotImplementedError:  # the schema grew a keyword the compiler lacks: jsonschema, slower but whole
+            import jsonschema
+
+            validator = jsonschema.Draft7Validator({"$ref": f"#/definitions/{name}", "definitions": definitions})
+
+            def checked(value):
+                error = min(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path], default=None)
+                return None if error is None else (tuple(error.absolute_path), error.message)
+
+            return checked
+
+    return of("environment_record"), of("result")
+
+
+def _schema_faults(check, record: dict[str, Any], what: str) -> list[str]:
+    fault = check(record)
+    if fault is None:
+        return []
+    where, message = fault
+    message = message() if callable(message) else message
+    message = message if len(message) <= 160 else message[:160] + "…"
+    return [f"{what}{' field ' + '/'.join(map(str, where)) if where else ''}: {message}"]
+
+
+def _is_float(value: Any) -> bool:  # the schema's "float": a number, or "inf", "-inf", "nan"
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number or (isinstance(value, str) and value in FLOAT_STRINGS)
+
+
+def _is_ulps(value: Any) -> bool:  # the schema's "ulps": a number at least 0, "inf", "nan", or null
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (number and value >= 0) or value is None or (isinstance(value, str) and value in ("inf", "nan"))
+
+
+def _all_items_fit(values: list, ulps: bool) -> bool:
+    """Whether every item is a float (or, ``ulps``, an error in ULPs): by the set of the items' types first,
+    a C loop, since a sweep has thousands (bool is a type of its own here, so true is no number)."""
+    kinds = set(map(type, values))
+    if not kinds <= ({int, float, str, type(None)} if ulps else {int, float, str}):
+        return False
+    strings = {"inf", "nan"} if ulps else set(FLOAT_STRINGS)
+    if str in kinds and not {v for v in values if type(v) is str} <= strings:
+        return False
+    return not ulps or min((v for v in values if type(v) in (int, float)), default=0) >= 0
+
+
+def _record_faults(record: dict[str, Any]) -> list[str]:
+    """What the schema finds wrong with a result record. A sweep's ``elements`` (up to 4096 numbers a list)
+    go to the schema's checker with their first two items, and every item to a type test: the checker's
+    walk of each would cost tens of milliseconds a sweep record."""
+    elements = record.get("elements")
+    if not isinstance(elements, dict):
+        return _schema_faults(_validators()[1], record, "not a valid result record:")
+    sample = {k: v[:2] if isinstance(v, list) else v for k, v in elements.items()}
+    faults = _schema_faults(_validators()[1], {**record, "elements": sample}, "not a valid result record:")
+    for name, values in elements.items():
+        ulps = name == "ulp"
+        if name in ("x", "target", "got", "want", "ulp") and isinstance(values, list) and not _all_items_fit(values, ulps):
+            index = next(i for i, v in enumerate(values) if not (_is_ulps(v) if ulps else _is_float(v)))
+            wanted = "an error in ULPs" if ulps else "a float"
+            faults.append(f"not a valid result record: field elements/{name}/{index}: {values[index]!r:.60} is not {wanted}")
+    return faults
+
+
+def _check_format(path: Path, number: int, header: dict[str, Any]) -> None:
+    """Raises ``ResultsError`` for a header of another format or version: nothing after it can be read as results."""
+    name, version = header.get("format"), header.get("format_version")
+    if name != FORMAT:
+        raise ResultsError(
+            f"{path}:{number}: results format {name!r} version {version!r}: not a {FORMAT!r} file "
+            f"(this bce-conformance reads {FORMAT!r} version {FORMAT_VERSION})"
+        )
+    if version == FORMAT_VERSION and not isinstance(version, bool):
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version < FORMAT_VERSION:
+        raise ResultsError(
+            f"{path}:{number}: results format version {version}, written by an older bce-conformance; this one "
+            f"reads version {FORMAT_VERSION} only (version {FORMAT_VERSION}'s header says how many checks the run "
+            f"planned, so that a file cut short cannot pass for a whole run): regenerate it with this version "
+            "(python -m conformance run, or its tox env; a baseline then with python -m conformance baseline)"
+        )
+    raise ResultsError(
+        f"{path}:{number}: results format {FORMAT!r} version {version!r}; this is bce-conformance reading "
+        f"version {FORMAT_VERSION} (a newer bce-conformance wrote it, or the header is damaged)"
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes. Opened without blocking and checked to be a regular file first: a FIFO or a device
+    named like a results file would otherwise hang the reader, or never end."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ResultsError(f"{path}: not a regular file (a results file is one)")
+        return handle.read()
+
+
+def read_run(path: str | Path, strict: bool = False) -> Run:
+    """A results file, every line checked (see ``Run.problems``). A file of another format or version is a
+    ``ResultsError`` either way (nothing in it can be read as results), and so, read leniently, is a line that
+    is JSON but not a result record (as it always was). Read leniently, a line that cannot be read (cut short
+    by a crash) is counted in ``truncated`` and left out, and every other fault is in ``problems``; read
+    ``strict``, any problem at all is a ``ResultsError`` listing them (``.problems``: all of them)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        data = _read_bytes(path)
+    except OSError as exc:
         raise ResultsError(f"{path}: cannot read the results file ({exc})") from None
-    environment: dict[str, Any] = {}
-    results: list[Result] = []
-    truncated = 0
-    for number, line in enumerate(lines, 1):
+    run = Run(path, {}, [])
+    if not data:
+        run.faults.append((None, f"empty (0 bytes): no header, no results; a results file starts {HEADER_EXAMPLE}"))
+    # split on b"\n" only: str.splitlines would also split inside a record at U+2028, U+0085 or \x1c, which
+    # JSON leaves unescaped in strings (a message may hold them)
+    chunks = data.split(b"\n")
+    ended = chunks[-1] == b""  # every record the writer writes ends with a newline
+    if ended:
+        chunks.pop()
+    header_line: int | None = None
+    first_of: dict[str, int] = {}
+    for number, chunk in enumerate(chunks, 1):
+        cut = number == len(chunks) and not ended
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            truncated += 1
+            record = json.loads(chunk.decode("utf-8"), parse_constant=_no_constant)
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            run.truncated += 1
+            if cut:
+                what = f"cut short: the last line ends mid-record, without its newline ({_excerpt(chunk)})"
+            elif not chunk.strip():
+                what = "an empty line (every line is one JSON record)"
+            else:
+                what = f"not a JSON record ({exc.__class__.__name__}: {str(exc)[:80]}): {_excerpt(chunk)}"
+            run.faults.append((number, what))
             continue
-        if isinstance(data, dict) and "format" in data:
-            if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
-                raise ResultsError(
-                    f"{path}:{number}: results format {data.get('format')!r} version {data.get('format_version')!r}; "
-                    f"this is bce-conformance reading {FORMAT!r} version {FORMAT_VERSION}"
-                )
-            environment = data.get("environment") or {}
+        if cut:
+            run.faults.append((number, "cut short: the last line has no newline (every record ends with one)"))
+        if isinstance(record, dict) and "format" in record:  # a header: only line 1 is one
+            if header_line is not None:
+                run.faults.append((number, f"a second header (the first is line {header_line})"))
+                continue
+            if number != 1:
+                run.faults.append((number, "the header, misplaced: it is line 1 of a results file"))
+            header_line = number
+            _check_format(path, number, record)
+            run.faults.extend((number, f) for f in _schema_faults(_validators()[0], record, "the header:"))
+            environment, planned = record.get("environment"), record.get("planned")
+            run.environment = environment if isinstance(environment, dict) else {}
+            if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 0:
+                run.planned = planned
             continue
+        if isinstance(record, dict):
+            run.faults.extend((number, f) for f in _record_faults(record))
         try:
-            results.append(Result.from_json(line))
+            result = Result.from_dict(record)
         except (TypeError, ValueError) as exc:
-            raise ResultsError(f"{path}:{number}: not a result record ({exc})") from None
-    return Run(path, environment, results, truncated)
+            if not strict:
+                raise ResultsError(f"{path}:{number}: not a result record ({exc})") from None
+            run.faults.append((number, f"not a result record ({exc})"))
+            continue
+        if result.id in first_of:
+            run.duplicates.setdefault(result.id, [first_of[result.id]]).append(number)
+        else:
+            first_of[result.id] = number
+        run.results.append(result)  # a duplicate too: a lenient reader shows what the file holds
+    if data and header_line is None:
+        run.faults.insert(0, (1, f"no header: line 1 is not one, and a results file starts {HEADER_EXAMPLE}"))
+    if strict and run.problems:
+        raise _incomplete(run)
+    return run
 
 
-def read(path: str | Path) -> list[Result]:
-    """Every complete result record of a results file (a line cut short by a crash is left out)."""
-    return read_run(path).results
+def _incomplete(run: Run) -> ResultsError:
+    problems = run.problems
+    listed = "\n  ".join(problems[:LISTED_PROBLEMS])
+    more = f"\n  ... and {len(problems) - LISTED_PROBLEMS} more" if len(problems) > LISTED_PROBLEMS else ""
+    return ResultsError(
+        f"{run.path}: not a whole, valid results file ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
+        f"\n  {listed}{more}",
+        problems,
+    )
+
+
+def read(path: str | Path, strict: bool = False) -> list[Result]:
+    """Every result record of a results file (read leniently, a line cut short by a crash is left out)."""
+    return read_run(path, strict).results
 
 
 def results_files(paths) -> list[Path]:
@@ -201,9 +566,20 @@ def results_files(paths) -> list[Path]:
     return files
 
 
-def read_runs(paths) -> list[Run]:
-    """Every results file under ``paths`` (files, or folders of ``*.jsonl``), in the order given."""
-    return [read_run(path) for path in results_files(paths)]
+def read_runs(paths, strict: bool = False) -> list[Run]:
+    """Every results file under ``paths`` (files, or folders of ``*.jsonl``), in the order given. Read
+    ``strict``, every file is read before a ``ResultsError`` names the problems of each file that has any."""
+    if not strict:
+        return [read_run(path) for path in results_files(paths)]
+    runs, errors = [], []
+    for path in results_files(paths):
+        try:
+            runs.append(read_run(path, strict=True))
+        except ResultsError as exc:
+            errors.append(exc)
+    if errors:
+        raise ResultsError("\n".join(map(str, errors)), [p for e in errors for p in e.problems])
+    return runs
 
 
 def write_atomically(path: str | Path, data: str | bytes) -> Path:
@@ -223,11 +599,11 @@ def write_atomically(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
-def write_timing(path: str | Path, started: float) -> Path:
-    """A run's start time and duration: kept apart from the results file so that the results are the
-    same bytes run after run."""
+def timing_text(started: float) -> str:
+    """A run's start time and duration (``<name>.timing.json``): kept apart from the results file so
+    that the results are the same bytes run after run."""
     timing = {
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
     }
-    return write_atomically(path, json.dumps(timing) + "\n")
+    return json.dumps(timing) + "\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import warnings
 from pathlib import Path
 
 import mpmath
@@ -23,6 +24,15 @@ from conformance.variants import combine
 from conformance.verdicts import Tolerance, judge
 
 N = 2048  # above the fast path's 1024 elements; the tests lower the cache's threshold to it
+
+
+@pytest.fixture(autouse=True)
+def key_file(tmp_path, monkeypatch) -> Path:
+    """The cache's key file, in the test's own folder (never the user's ~/.config), and warnings given afresh."""
+    path = tmp_path / "config" / "cache.key"
+    monkeypatch.setenv(cache.KEY_ENV, str(path))
+    monkeypatch.setattr(cache, "_warned", set())
+    return path
 
 
 @pytest.fixture
@@ -88,7 +98,7 @@ def test_miss_stores_then_hit_loads_the_same_value(folder, computed):
     assert entry.parent.parent.name == f"v{cache.REFERENCE_VERSION}"
     assert entry.stem == cache.key("bce_with_logits", inputs, "none", fmt) and entry.parent.name == entry.stem[:2]
     with np.load(entry, allow_pickle=False) as data:
-        assert sorted(data.files) == ["approx", "bound", "key", "kind", "precision", "rounded"]
+        assert sorted(data.files) == ["approx", "bound", "key", "kind", "mac", "precision", "rounded"]
         assert str(data["kind"]) == "fast" and str(data["key"]) == entry.stem
 
 
@@ -229,8 +239,15 @@ def test_a_damaged_entry_is_ignored_and_rewritten(folder, computed, damage):
     elif damage == "folder":
         entry.unlink()
         entry.mkdir()  # cannot be read, nor replaced: still no error
-    again = cache.reference("bce_with_logits", inputs, "none", fmt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = cache.reference("bce_with_logits", inputs, "none", fmt)
     assert len(computed) == 2, "a damaged entry is a miss"
+    given = [str(w.message) for w in caught if issubclass(w.category, cache.CacheWarning)]
+    if damage in ("other-key", "other-shape", "other-kind", "nonfinite-finite"):  # members rewritten: the MAC fails
+        assert len(given) == 1 and f"{entry}: its MAC does not match its contents" in given[0]
+    else:  # damage that cannot be read is a plain miss
+        assert given == []
     assert same_value(again, fresh)
     if damage != "folder":
         assert cache.load(entry, entry.stem, (N,)) is not None, "the entry is rewritten"

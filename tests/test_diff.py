@@ -27,7 +27,7 @@ def result(case="c/a", verdict="exact", max_ulp=0.0, framework="jax", **fields) 
 
 
 def write(path: Path, results: list[Result], environment=JAX) -> Path:
-    writer = ResultWriter(path, environment)
+    writer = ResultWriter(path, environment, len(results))
     for r in results:
         writer.write(r)
     writer.close()
@@ -222,7 +222,7 @@ def test_out_file_is_the_same_text_and_deterministic(tmp_path, capsys):
         (lambda t: (str(t / "nowhere"), str(t / "cur")), "nowhere: no such file or folder"),
         (lambda t: (str(t / "empty"), str(t / "cur")), "no results files (*.jsonl)"),
         (lambda t: (str(t / "base"), str(t / "bad.jsonl")), "results format"),
-        (lambda t: (str(t / "dup"), str(t / "cur")), "appears twice"),
+        (lambda t: (str(t / "dup"), str(t / "cur")), "a.jsonl:3: result c/a-jax.bce-float32-mean recorded again (line 2"),
     ],
 )
 def test_usage_problems_exit_2(tmp_path, capsys, make, message):
@@ -234,6 +234,16 @@ def test_usage_problems_exit_2(tmp_path, capsys, make, message):
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and message in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_one_key_twice_in_a_set_is_a_diff_error(tmp_path):
+    # two files of one run in a set (reachable through the API: a folder's runs are its distinct file names)
+    from conformance.diff import DiffError
+
+    base, _ = sets(tmp_path, [result()], [result()])
+    runs = read_runs([base]) + read_runs([base])
+    with pytest.raises(DiffError, match="appears twice"):
+        compare(runs, read_runs([base]))
 
 
 def test_one_framework_at_two_versions_in_a_set_is_two_runs(tmp_path, capsys):
@@ -281,7 +291,8 @@ def test_a_real_numpy_run(tmp_path, capsys):
 
 
 def test_baseline_keeps_every_record_but_the_sweep_elements(tmp_path, capsys):
-    sweep = result("c/sweep", reduction="none", elements={"x": [1.0, 2.0], "ulp": [0.0, 0.5]})
+    elements = {"x": [1.0, 2.0], "target": [0.0, 1.0], "got": [1.0, "inf"], "want": [1.0, "inf"], "ulp": [0.0, 0.5]}
+    sweep = result("c/sweep", reduction="none", elements=elements)
     rs = [UNCHANGED, sweep, result("c/b", "fail", math.inf, message="off")]
     write(tmp_path / "results" / "jax.jsonl", rs)
     (tmp_path / "baselines").mkdir()

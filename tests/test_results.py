@@ -112,7 +112,7 @@ def test_a_sweep_case_keeps_every_element_of_its_none_results(tmp_path, capsys):
 
 def test_reading_back_leaves_out_a_line_cut_short_and_rejects_another_version(tmp_path):
     path = tmp_path / "x.jsonl"
-    writer = ResultWriter(path, {"framework": "f", "framework_versions": {"f": "1.0"}})
+    writer = ResultWriter(path, {"framework": "f", "framework_versions": {"f": "1.0"}}, 2)
     writer.write(Result("a/b", "f", "api", "bce", "float32", "none", "exact", max_ulp=float("inf")))
     writer.close()
     with path.open("a", encoding="utf-8") as handle:
@@ -120,6 +120,13 @@ def test_reading_back_leaves_out_a_line_cut_short_and_rejects_another_version(tm
     run = read_run(path)
     assert [r.case for r in run.results] == ["a/b"] and run.truncated == 1
     assert run.results[0].max_ulp == float("inf") and run.label == "f 1.0"
+    # read leniently, the file is still said to be incomplete; read strictly, it is an error
+    assert run.problems == [
+        f"{path}:3: cut short: the last line ends mid-record, without its newline ('{{\"case\": \"a/c\", \"framework\": \"f\", \"ap')",
+        f"{path}:1: 1 result records, 2 planned in the header: 1 missing (the run stopped early, or the file was cut short)",
+    ]
+    with pytest.raises(ResultsError, match="not a whole, valid results file"):
+        read_run(path, strict=True)
     path.write_text('{"format": "bce-conformance-results", "format_version": 99, "environment": {}}\n', encoding="utf-8")
     with pytest.raises(ResultsError, match="version 99"):
         read_run(path)
