@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Self
@@ -55,37 +55,25 @@ def enabled() -> bool:
     return setting == "process" and os.name == "posix"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WorkerSpec:
-    """What a worker needs to build the run's plan: the arguments of ``runner.plan``."""
+    """What a worker needs to build the run's plan: the arguments of ``runner.plan``, and the run's
+    numerics record, so that the worker applies the same known divergences without probing again."""
 
     framework: str | None
     case_paths: tuple[str, ...]
     divergence_files: tuple[str, ...] = ()
     adapter: str | None = None
     timeout: float | None = None
+    numerics: dict | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "framework": self.framework,
-                "case_paths": list(self.case_paths),
-                "divergence_files": list(self.divergence_files),
-                "adapter": self.adapter,
-                "timeout": self.timeout,
-            }
-        )
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSpec:
         data = json.loads(text)
-        return cls(
-            data["framework"],
-            tuple(data["case_paths"]),
-            tuple(data["divergence_files"]),
-            data["adapter"],
-            data["timeout"],
-        )
+        return cls(**{**data, "case_paths": tuple(data["case_paths"]), "divergence_files": tuple(data["divergence_files"])})
 
 
 def checks_digest(check_ids) -> str:
@@ -381,7 +369,14 @@ def worker_main(commands_fd: int, messages_fd: int, parent: int) -> int:
 
     spec = WorkerSpec.from_json(commands.recv_bytes().decode())
     try:
-        run_plan = plan(spec.framework, list(spec.case_paths), list(spec.divergence_files), adapter=spec.adapter, timeout=spec.timeout)
+        run_plan = plan(
+            spec.framework,
+            list(spec.case_paths),
+            list(spec.divergence_files),
+            adapter=spec.adapter,
+            timeout=spec.timeout,
+            numerics_record=spec.numerics,
+        )
     except Exception as exc:  # noqa: BLE001 -- the run built this plan itself, so this is unexpected: say why, not a traceback
         send(error=f"{type(exc).__name__}: {exc}")
         return 1

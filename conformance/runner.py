@@ -658,19 +658,25 @@ class Plan:
 
 
 def plan(
-    framework_name: str | None, case_paths, divergence_files=(), adapter: str | None = None, timeout: float | None = DEFAULT_TIMEOUT
+    framework_name: str | None,
+    case_paths,
+    divergence_files=(),
+    adapter: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    numerics_record: dict | None = None,
 ) -> Plan:
     """Load a framework (by name, or from an ``adapter`` spec ``module:object``), the cases and the known
     divergences; raises FrameworkUnavailable (AdapterError for a broken adapter) or CaseError. ``timeout``:
-    the seconds each framework call may take (0 or None: no limit)."""
+    the seconds each framework call may take (0 or None: no limit). ``numerics_record``: this host's
+    (conformance.numerics.probe), where the caller has it (a run's worker process gets the run's)."""
     case_paths, divergence_files = list(case_paths), list(divergence_files)
     cases = load_cases(case_paths)  # first: a bad case file is reported before any framework import
     framework = load_adapter(adapter) if adapter else load_framework(framework_name)
     # an entry with a `when:` applies only where this host's numerics environment satisfies it
-    record = numerics.probe()
+    record = numerics.probe() if numerics_record is None else numerics_record
     known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, divergence_files), record)
     spec = WorkerSpec(
-        framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout
+        framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout, record
     )
     return Plan(
         framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere, record, spec

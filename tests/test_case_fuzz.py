@@ -158,8 +158,13 @@ def test_file_size_limit_is_configurable_and_checked_before_reading(tmp_path, mo
         load_file(path)
     monkeypatch.setenv("CONFORMANCE_MAX_FILE_BYTES", "1000")
     started = time.perf_counter()
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as handle:  # a sparse gigabyte: refused by its size, not read
+        handle.truncate(2**30)
     with pytest.raises(CaseError, match="over the size limit"):
-        load_file("/dev/zero")  # endless: read no further than the limit
+        load_file(huge)
+    with pytest.raises(CaseError, match="a character device, not a regular file"):
+        load_file("/dev/zero")  # endless: never opened
     assert time.perf_counter() - started < 1
 
 

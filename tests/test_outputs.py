@@ -20,8 +20,7 @@ SEED = str(REPO / "cases" / "seed.yaml")
 
 
 @pytest.fixture(autouse=True)
-def in_process(monkeypatch):
-    monkeypatch.setenv("CONFORMANCE_ISOLATION", "off")  # these tests are about the files, not the checks' process
+def clean_environment(monkeypatch):  # the checks run in process (tests/conftest.py): these tests are about the files
     for name in ("CONFORMANCE_TIMEOUT", "CONFORMANCE_MIN_TESTS", "CONFORMANCE_OUT", "CONFORMANCE_NAME"):
         monkeypatch.delenv(name, raising=False)
 

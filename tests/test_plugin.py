@@ -158,7 +158,7 @@ def test_min_tests_floor_fails_a_green_run(pytester, cases):
     result = run_suite(pytester, "--conformance-min-tests", "100000", cases=cases)
     result.assert_outcomes(passed=SEED_PASSING + 1, xfailed=SEED_XFAILED, skipped=SEED_GRAD_CHECKS)  # no test fails ...
     assert result.ret != 0  # ... yet the run fails
-    assert f"bce-conformance: {SEED_CHECKS} conformance tests ran, fewer than the floor of 100000" in output(result)
+    assert f"bce-conformance: {SEED_CHECKS} checks ran, fewer than the floor of 100000" in output(result)
 
 
 def test_known_divergence_on_a_passing_check_is_an_unexpected_pass(pytester, cases, tmp_path):
@@ -243,4 +243,4 @@ def test_xdist_floor_counts_worker_results(pytester, cases):
     result = run_suite(pytester, "-n", "2", "--conformance-min-tests", str(SEED_CHECKS + 1), cases=cases)
     result.assert_outcomes(passed=SEED_PASSING + 1, xfailed=SEED_XFAILED, skipped=SEED_GRAD_CHECKS)
     assert result.ret != 0
-    assert f"{SEED_CHECKS} conformance tests ran, fewer than the floor of {SEED_CHECKS + 1}" in output(result)
+    assert f"{SEED_CHECKS} checks ran, fewer than the floor of {SEED_CHECKS + 1}" in output(result)
