@@ -44,7 +44,7 @@ from conformance.results import Result
 
 ISOLATION_ENV = "CONFORMANCE_ISOLATION"  # "process" (the default) or "off"
 WATCHDOG_GRACE = 5.0  # at most this many seconds past the limit (and at most the limit again) a call SIGALRM could not stop is killed
-STARTS_WITHOUT_RESULT = 2  # workers in a row that die before giving any result: the framework cannot be run at all
+FAILED_STARTS = 2  # workers in a row that die before they are ready: the framework cannot be run here at all
 
 
 def enabled() -> bool:
@@ -101,7 +101,6 @@ class _Worker:
     process: subprocess.Popen
     connection: Connection  # the worker's messages
     commands: Connection  # the checks sent to it
-    results: int = 0  # results it has given
 
 
 @dataclass
@@ -144,15 +143,8 @@ class Supervisor:
             return self.error(index, str(exc))
         try:
             return self._await_result(worker, index)
-        except WorkerLost as exc:
+        except WorkerLost as exc:  # that check's crash: the next check gets a new worker, however many crash
             self._worker = None
-            if worker.results == 0:
-                self._failed_starts += 1
-                if self._failed_starts >= STARTS_WITHOUT_RESULT:
-                    self._broken = (
-                        f"not run: {self._failed_starts} worker processes in a row ended before giving any result "
-                        f"(the last: {exc}); the framework cannot be run here"
-                    )
             return self.error(index, str(exc))
         except BaseException:  # a Ctrl-C of the run: no worker outlives it
             self.close()
@@ -180,7 +172,6 @@ class Supervisor:
             if not worker.connection.poll(wait):  # the call outlived the limit and SIGALRM: end the worker
                 self._stop(worker, kill=True)
                 self._worker = None
-                worker.results += 1  # a worker that ran the framework: not a failed start
                 from conformance.runner import timeout_message
 
                 return self.error(
@@ -201,8 +192,6 @@ class Supervisor:
             elif "returned" in message:
                 call_started = None
             elif "result" in message:
-                worker.results += 1
-                self._failed_starts = 0
                 return Result.from_json(message["result"])
 
     def _start(self) -> _Worker:
@@ -225,7 +214,7 @@ class Supervisor:
         except (EOFError, OSError, BrokenPipeError):
             status = self._stop(worker)
             self._failed_starts += 1
-            if self._failed_starts >= STARTS_WITHOUT_RESULT:
+            if self._failed_starts >= FAILED_STARTS:
                 self._broken = f"not run: {self._failed_starts} worker processes in a row could not start ({describe_status(status)})"
             raise WorkerLost(f"worker crashed while starting: {describe_status(status)}") from None
         if "error" in ready or ready.get("digest") != checks_digest(self.check_ids):
@@ -233,7 +222,7 @@ class Supervisor:
             why = ready.get("error") or "its plan's checks differ from the run's"
             self._broken = f"not run: the worker process could not build the run's plan: {why}"
             raise WorkerLost(self._broken)
-        self._worker = worker
+        self._worker, self._failed_starts = worker, 0
         return worker
 
     @staticmethod

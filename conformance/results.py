@@ -25,7 +25,7 @@ import re
 import stat
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -603,7 +603,7 @@ def timing_text(started: float) -> str:
     """A run's start time and duration (``<name>.timing.json``): kept apart from the results file so
     that the results are the same bytes run after run."""
     timing = {
-        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
     }
     return json.dumps(timing) + "\n"

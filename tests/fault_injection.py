@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from conformance import outputs  # noqa: E402
-from conformance.results import read_run  # noqa: E402
+from conformance import outputs
+from conformance.results import read_run
 
 CASES = REPO / "cases" / "seed.yaml"
 RUN_FILES = ("rounded.jsonl", "rounded.summary.md")

@@ -30,10 +30,10 @@ def contents(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_second_writer_of_the_same_name_is_refused_and_another_name_is_not(tmp_path):
+    busy = rf"another run \(pid {os.getpid()}\) is writing numpy\.\* there"
     with outputs.locked(tmp_path, "numpy"):
-        with pytest.raises(outputs.OutputBusy, match=rf"another run \(pid {os.getpid()}\) is writing numpy\.\* there"):
-            with outputs.locked(tmp_path, "numpy"):
-                pass
+        with pytest.raises(outputs.OutputBusy, match=busy), outputs.locked(tmp_path, "numpy"):
+            pass
         with outputs.locked(tmp_path, "torch"):
             pass
     with outputs.locked(tmp_path, "numpy"):  # released
@@ -93,9 +93,10 @@ def test_a_commit_killed_before_its_journal_leaves_the_old_files(tmp_path, monke
 def test_an_unwritable_output_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(outputs.OutputError, match=f"cannot write to the output folder {blocker / 'out'}"):
-        with outputs.locked(blocker / "out", "numpy"):
-            pass
+    with pytest.raises(outputs.OutputError, match=f"cannot write to the output folder {blocker / 'out'}"), outputs.locked(
+        blocker / "out", "numpy"
+    ):
+        pass
 
 
 def test_run_refuses_a_name_outside_the_folder_and_an_unwritable_folder(tmp_path, capsys):
@@ -130,24 +131,30 @@ def test_a_full_disk_mid_run_is_a_clear_error_and_keeps_the_previous_results(tmp
 
 
 @pytest.mark.parametrize("value", ["soon", "nan", "-1", "inf"])
-def test_a_bad_time_limit_is_a_clear_error_not_a_traceback(tmp_path, monkeypatch, value):
+def test_a_bad_time_limit_is_a_clear_error_of_run_only(tmp_path, monkeypatch, capsys, value):
     monkeypatch.setenv("CONFORMANCE_TIMEOUT", value)
-    for command in (["validate", SEED], ["summary", str(tmp_path)]):  # the other subcommands are not affected
-        done = subprocess.run([sys.executable, "-m", "conformance", *command], capture_output=True, text=True, check=False)
-        assert "Traceback" not in done.stderr and "time limit" not in done.stderr, done.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "conformance", "run", "--framework", "rounded", "--cases", SEED, "--out", str(tmp_path)],
-        capture_output=True, text=True, check=False,
-    )
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"time limit {value!r}: a finite number of seconds, 0 for no limit" in done.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--framework", "rounded",
-         "--conformance-cases", SEED],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-    )
+    assert main(["validate", SEED]) == 0  # the other subcommands are not affected
+    assert main(["summary", str(tmp_path)]) == 2  # (no results there)
+    assert "time limit" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--framework", "rounded", "--cases", SEED, "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert f"time limit {value!r}: a finite number of seconds, 0 for no limit" in capsys.readouterr().err
+
+
+@pytest.mark.processes
+def test_a_bad_time_limit_or_name_is_a_usage_error_of_pytest_not_a_traceback(tmp_path, monkeypatch):
+    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--framework", "rounded",
+               "--conformance-cases", SEED]
+    monkeypatch.setenv("CONFORMANCE_TIMEOUT", "soon")
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == pytest.ExitCode.USAGE_ERROR and "Traceback" not in done.stderr, done.stderr
-    assert f"bce-conformance: time limit {value!r}" in done.stderr
+    assert "bce-conformance: time limit 'soon'" in done.stderr
+    monkeypatch.delenv("CONFORMANCE_TIMEOUT")
+    done = subprocess.run([*command, "--conformance-out", str(tmp_path), "--conformance-name", "../x"], capture_output=True,
+                          text=True, check=False, cwd=tmp_path)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR and "results name '../x': use letters, digits" in done.stderr
+    assert not (tmp_path.parent / "x.jsonl").exists()
 
 
 def test_the_report_replaces_its_three_files_together(tmp_path, capsys):
@@ -160,11 +167,12 @@ def test_the_report_replaces_its_three_files_together(tmp_path, capsys):
     assert "another run" in capsys.readouterr().err
 
 
+@pytest.mark.processes
 def test_fault_injection_rounds_hold_every_invariant(tmp_path, monkeypatch):
     """A few rounds of tests/fault_injection.py (kills at seeded random moments); CI's tests run it so."""
     monkeypatch.delenv("CONFORMANCE_ISOLATION")  # the real thing: the run and its checks' worker
     done = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "fault_injection.py"), "--kills", "4", "--seed", "3", "--work", str(tmp_path)],
+        [sys.executable, str(REPO / "tests" / "fault_injection.py"), "--kills", "2", "--seed", "3", "--work", str(tmp_path)],
         capture_output=True, text=True, check=False, timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr

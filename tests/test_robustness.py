@@ -7,7 +7,7 @@ and the floor on the number of checks run.
 
 Each run is a pytest subprocess with a small third-party adapter (``trap``, written to tmp_path): NumPy's
 stable formula, except on the case ``trap/trap`` (logits 7), where it does what ``ROBUST_TRAP`` says, and
-on ``trap/trap2`` (logits 8), what ``ROBUST_TRAP2`` says.
+on ``trap/trap2`` (logits 8), what ``ROBUST_TRAP2`` says, and so on to ``trap/trap6`` (logits 12).
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ import pytest
 from conformance.results import read_run
 from conformance.runner import CallTimeout, Runner, time_limit
 
+pytestmark = pytest.mark.processes  # real processes killed, crashed, hung: not run again under other numerics
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "cases" / "seed.yaml"
 TRAP_CHECK = "trap/trap-trap.bce_with_logits-float64-sum"
 TRAP2_CHECK = "trap/trap2-trap.bce_with_logits-float64-sum"
+TRAP_CHECKS = [TRAP_CHECK, TRAP2_CHECK] + [f"trap/trap{n}-trap.bce_with_logits-float64-sum" for n in range(3, 7)]
 
 ADAPTER = """
 import ctypes, dataclasses, os, signal, subprocess, time
@@ -41,8 +44,9 @@ from conformance.adapters.rounded import load as load_rounded
 def trap(inputs, reduction):
     logits = np.asarray(inputs["logits"], dtype=np.float64)
     what = ""
-    if reduction == "sum" and (7.0 in logits or 8.0 in logits):  # the cases trap/trap and trap/trap2
-        what = os.environ.get("ROBUST_TRAP" if 7.0 in logits else "ROBUST_TRAP2", "")
+    for logit, variable in zip((7.0, 8.0, 9.0, 10.0, 11.0, 12.0), ("ROBUST_TRAP", "ROBUST_TRAP2", "ROBUST_TRAP3", "ROBUST_TRAP4", "ROBUST_TRAP5", "ROBUST_TRAP6")):
+        if reduction == "sum" and logit in logits:  # the cases trap/trap, trap/trap2, ..., trap/trap6
+            what = os.environ.get(variable, "")
     if reduction == "sum" and os.environ.get("ROBUST_TRAP_EVERY_SUM"):  # every call with sum
         what = os.environ["ROBUST_TRAP_EVERY_SUM"]
     if what:
@@ -85,13 +89,17 @@ def load():
 
 CASES = """\
 schema_version: 1
-description: four small cases, the second and the last the adapter's traps (their only check is the sum)
+description: small cases, all but the first and third the adapter's traps (their only check is the sum)
 defaults: {dtypes: [float64], reductions: [none, mean, sum]}
 cases:
   - {id: before, why: runs before the trap, logits: [1.0, -2.0, 0.5], target: [0, 1, 1]}
   - {id: trap, why: the adapter's trap, logits: [7.0, 1.0], target: [0, 1], reductions: [sum], gradients: false}
   - {id: after, why: runs after the trap, logits: [3.0, -0.25], target: [1, 0]}
   - {id: trap2, why: the adapter's second trap, logits: [8.0, 1.0], target: [0, 1], reductions: [sum], gradients: false}
+  - {id: trap3, why: the adapter's third trap, logits: [9.0, 1.0], target: [0, 1], reductions: [sum], gradients: false}
+  - {id: trap4, why: the adapter's fourth trap, logits: [10.0, 1.0], target: [0, 1], reductions: [sum], gradients: false}
+  - {id: trap5, why: the adapter's fifth trap, logits: [11.0, 1.0], target: [0, 1], reductions: [sum], gradients: false}
+  - {id: trap6, why: the adapter's sixth trap, logits: [12.0, 1.0], target: [0, 1], reductions: [sum], gradients: false}
 """
 
 
@@ -108,6 +116,10 @@ def clean_environment(monkeypatch):
         "PYTEST_ADDOPTS",
         "ROBUST_TRAP",
         "ROBUST_TRAP2",
+        "ROBUST_TRAP3",
+        "ROBUST_TRAP4",
+        "ROBUST_TRAP5",
+        "ROBUST_TRAP6",
         "ROBUST_TRAP_EVERY_SUM",
         "ROBUST_MARK",
         "CONFORMANCE_ISOLATION",
@@ -295,34 +307,35 @@ def test_a_second_run_into_the_same_files_is_refused(tmp_path, trap, uninterrupt
 # 2. a framework call that crashes or exits the process is that check's error, with or without xdist
 
 
-@pytest.mark.parametrize(
-    ("trap1", "trap2", "message1", "message2"),
-    [
-        ("segv", "abort", "worker crashed: signal 11 (SIGSEGV)", "worker crashed: signal 6 (SIGABRT)"),
-        ("exit", "interrupt", "the call raised SystemExit: 0", "the call raised KeyboardInterrupt:"),
-        ("os_exit", "string", "worker crashed: exit status 0", "returned <U4, which is not a float"),
-    ],
-    ids=["segv-abort", "systemexit-keyboardinterrupt", "os_exit-string"],
-)
-def test_a_call_that_crashes_or_exits_is_that_checks_error_and_the_others_run(
-    tmp_path, trap, uninterrupted, trap1, trap2, message1, message2
-):
+FAULTS = {  # trap -> the start of its check's error message
+    "segv": "worker crashed: signal 11 (SIGSEGV)",
+    "abort": "worker crashed: signal 6 (SIGABRT)",
+    "exit": "the call raised SystemExit: 0",
+    "interrupt": "the call raised KeyboardInterrupt:",
+    "os_exit": "worker crashed: exit status 0",
+    "string": "returned <U4, which is not a float",
+}
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "xdist"])
+def test_a_call_that_crashes_or_exits_is_that_checks_error_and_the_others_run(tmp_path, trap, uninterrupted, parallel):
+    """Serial: the six faults, one per trap; under pytest-xdist, as a user may run it, the first two."""
+    faults = dict(list(FAULTS.items())[: 2 if parallel else 6])
+    variables = ["ROBUST_TRAP", "ROBUST_TRAP2"] + [f"ROBUST_TRAP{n}" for n in range(3, 7)]
     out = tmp_path / "crashed"
-    parallel = trap1 == "segv"  # under pytest-xdist too, as a user may run it
-    done = run(
-        tmp_path, *trap, *(["-n", "2"] if parallel else []), "--conformance-out", str(out), env={"ROBUST_TRAP": trap1, "ROBUST_TRAP2": trap2}
-    )
+    env = dict(zip(variables, faults))
+    done = run(tmp_path, *trap, *(["-n", "2"] if parallel else []), "--conformance-out", str(out), env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     got, want = records(out / "trap.jsonl"), records(uninterrupted)
     assert list(got) == list(want)  # every check, once, in the checks' order
-    for check, message in ((TRAP_CHECK, message1), (TRAP2_CHECK, message2)):
+    for check, message in zip(TRAP_CHECKS, faults.values()):
         failed = got.pop(check)
         assert failed["verdict"] == "error" and failed["message"].startswith(message), failed
         want.pop(check)
     assert got == want  # the other checks' results, as in a run without the traps
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
-    assert len(failed) == 2 and all(f"[{TRAP_CHECK}]" in line or f"[{TRAP2_CHECK}]" in line for line in failed)
-    assert "| 2 |" in (out / "trap.summary.md").read_text(encoding="utf-8")  # the summary counts the 2 errors
+    assert len(failed) == len(faults) and all(any(f"[{c}]" in line for c in TRAP_CHECKS) for line in failed)
+    assert f"| {len(faults)} |" in (out / "trap.summary.md").read_text(encoding="utf-8")  # the summary counts the errors
 
 
 def test_cli_run_an_api_that_raises_systemexit_is_its_checks_error(tmp_path, trap, uninterrupted):
@@ -347,7 +360,7 @@ def test_crashes_without_limit_every_check_accounted_for(tmp_path, trap, uninter
     got, want = records(out / "trap.jsonl"), records(uninterrupted)
     assert list(got) == list(want)
     crashed = [check for check, r in got.items() if r["message"].startswith("worker crashed: signal 11")]
-    assert len(crashed) > 4 and all("-sum" in c or "mean-vs-sum" in c for c in crashed)
+    assert len(crashed) > 4 and all(c.endswith(("-sum", "-mean-vs-sum")) for c in crashed), crashed
     assert all(got[c] == want[c] for c in got if c not in crashed)
 
 
