@@ -35,7 +35,7 @@ from typing import Any
 from conformance import numerics
 from conformance import outputs as output_files
 from conformance.diff import Diff, compare, sections, summary_line
-from conformance.results import Result, ResultsError, Run, read_runs, results_files
+from conformance.results import LISTED_PROBLEMS, Result, ResultsError, Run, read_runs, results_files
 from conformance.summary import _ulp, failure_text
 
 EXIT_USAGE = 2
@@ -623,7 +623,8 @@ REPORT_NAME = "report"  # the lock and staging name of summary.md, report.html a
 
 def main(args) -> int:
     """``report`` subcommand: ``args.results`` (files or folders), ``args.out`` (folder). Exit 0
-    whatever the verdicts (the framework runs and ``diff`` are the gates); 2 on unusable input."""
+    whatever the verdicts (the framework runs and ``diff`` are the gates); 2 on unusable input, and on a
+    results file that is not a whole run (the report is still written, and the warning names it)."""
     files = results_files(args.results)
     if not files:
         return _fail(f"no results files (*.jsonl) in {', '.join(map(str, args.results))}")
@@ -631,9 +632,11 @@ def main(args) -> int:
         runs = read_runs(args.results)
     except ResultsError as exc:
         return _fail(str(exc))
-    for run in runs:
-        if run.truncated:
-            print(f"note: {run.path}: {run.truncated} lines cut short, left out", file=sys.stderr)
+    incomplete = [run for run in runs if run.problems]
+    for run in incomplete:  # reported as far as it can be read, and said: the report then exits 2
+        print(f"warning: {run.path}: not a whole, valid run; reported as far as it can be read:", file=sys.stderr)
+        for problem in run.problems[:LISTED_PROBLEMS]:
+            print(f"  {problem}", file=sys.stderr)
     report = build(runs)
     rendered = render_all(report)
     try:  # one writer at a time; the three files replaced together, or (a kill, a full disk) not at all
@@ -643,6 +646,8 @@ def main(args) -> int:
     except output_files.OutputError as exc:
         return _fail(f"cannot write the report: {exc}")
     print(f"{report.result_count} results from {len(report.runs)} runs: {report.totals.sentence()}")
+    if incomplete:
+        return _fail(f"{len(incomplete)} of {len(runs)} results files are incomplete or damaged: {', '.join(str(r.path) for r in incomplete)}")
     return 0
 
 

@@ -177,3 +177,14 @@ def test_fault_injection_rounds_hold_every_invariant(tmp_path, monkeypatch):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every invariant held" in done.stdout
+
+
+def test_the_report_of_an_incomplete_results_file_says_so_and_exits_2(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main(["run", "--framework", "rounded", "--cases", SEED, "--out", str(results)]) == 0
+    path = results / "rounded.jsonl"
+    path.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:-3]), encoding="utf-8")
+    assert main(["report", str(results), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert f"warning: {path}: not a whole, valid run" in err and "3 missing" in err
+    assert sorted(contents(tmp_path / "report")) == ["junit.xml", "report.html", "summary.md"]  # written all the same
