@@ -94,9 +94,13 @@ def folder() -> Path | None:
         return None
     if setting:
         return Path(setting).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"  # XDG: a relative path is invalid
-    return base / "bce-conformance" / "reference"
+    return _xdg_folder("XDG_CACHE_HOME", ".cache") / "bce-conformance" / "reference"
+
+
+def _xdg_folder(variable: str, default: str) -> Path:
+    """An XDG base folder: ``$variable`` if it is an absolute path (XDG: a relative one is invalid), else ``~/default``."""
+    xdg = os.environ.get(variable, "").strip()
+    return Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / default
 
 
 class CacheWarning(UserWarning):
@@ -119,9 +123,7 @@ def key_file() -> Path:
     setting = os.environ.get(KEY_ENV, "").strip()
     if setting:
         return Path(setting).expanduser()
-    xdg = os.environ.get("XDG_CONFIG_HOME", "").strip()
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"  # XDG: a relative path is invalid
-    return base / "bce-conformance" / "cache.key"
+    return _xdg_folder("XDG_CONFIG_HOME", ".config") / "bce-conformance" / "cache.key"
 
 
 class _KeyUnusable(Exception):

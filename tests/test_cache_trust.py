@@ -37,19 +37,6 @@ def folder(tmp_path, monkeypatch) -> Path:
     return root
 
 
-@pytest.fixture
-def computed(monkeypatch) -> list:
-    """Counts the fast path's evaluations: a hit computes nothing."""
-    calls = []
-    original = reference_module._fast
-
-    def counting(*args, **kwargs):
-        calls.append(args[:4])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(reference_module, "_fast", counting)
-    return calls
-
 
 def inputs_of(seed=0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
