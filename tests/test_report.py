@@ -23,7 +23,7 @@ OUTPUTS = ("summary.md", "report.html", "junit.xml")
 ENVIRONMENT = {
     "framework": "torch",
     "framework_versions": {"torch": "2.13.0"},
-    "settings": {"deterministic": True},
+    "settings": {"deterministic": "True"},  # settings are strings (results.schema.json)
     "suite": "0.1.0",
     "python": "3.11.9",
     "platform": "Linux-6.1.0-x86_64-with-glibc2.36",
