@@ -7,7 +7,6 @@ import dataclasses
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import mpmath
@@ -20,19 +19,17 @@ from conformance.dtypes import get_format, round_to_format, to_hex
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
 from conformance.isolation import executor
-from conformance.outputs import OutputError, check_name, replace_together
+from conformance.outputs import OutputError, check_name
 from conformance.reference import FORMULA_OF_OP, ReferenceError
 from conformance.results import (
     ResultsError,
-    ResultWriter,
     environment_line,
     read_run,
     results_files,
-    timing_text,
     write_atomically,
 )
 from conformance.runner import DEFAULT_TIMEOUT, ExactValues, ExpectationError, parse_timeout, plan
-from conformance.summary import failure_text, partial_markdown, summary_markdown
+from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
 
 DEFAULT_CASES = os.environ.get("CONFORMANCE_CASES", "cases")
@@ -68,37 +65,21 @@ def _run_locked(run_plan, environment, out: Path, name: str, args) -> int:
     """The run, holding the lock of ``out/name.*``: results stream to ``name.jsonl.partial``; the
     results, summary and timing replace the previous ones together once every planned check has a
     result. An interrupted run leaves the previous files as they were and a partial summary."""
-    partial, partial_summary = out / f"{name}.jsonl.partial", out / f"{name}.summary.partial.md"
-    kept = f"`{name}.jsonl` and `{name}.summary.md`, if there are any, are the last complete run's, untouched."
-    planned = len(run_plan.checks)
-    write_atomically(partial_summary, partial_markdown([], planned, "it is running, or it was killed", kept))
-    writer = ResultWriter(partial, environment, planned)
+    files = outputs.RunFiles(out, name, environment, len(run_plan.checks))
     results = []
-    started = time.time()
     try:
         with executor(run_plan) as execute:
             for check in run_plan.checks:
                 result = execute(check)
-                writer.write(result)
+                files.write(result)
                 results.append(result)
                 if Verdict(result.verdict).is_problem:
                     print(failure_text(result), flush=True)
     except KeyboardInterrupt:
-        writer.close()
-        write_atomically(partial_summary, partial_markdown(results, planned, "it was interrupted (Ctrl-C)", kept))
-        print(f"INTERRUPTED: {len(results)} of {planned} planned checks ran; partial results in {partial}, "
-              f"{partial_summary}; the previous complete results are untouched", file=sys.stderr)
+        print(f"INTERRUPTED: {files.stopped(results, 'it was interrupted (Ctrl-C)')}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        writer.close()
     summary = summary_markdown(results)
-    lines = [environment_line(environment, planned)] + [r.to_json() for r in results]
-    replace_together(
-        out,
-        name,
-        {f"{name}.jsonl": "\n".join(lines) + "\n", f"{name}.summary.md": summary, f"{name}.timing.json": timing_text(started)},
-        remove=(partial.name, partial_summary.name),
-    )
+    path = files.commit(results, summary)
     print(summary)
     status = 0
     problems = [r for r in results if Verdict(r.verdict).is_problem]
@@ -111,7 +92,7 @@ def _run_locked(run_plan, environment, out: Path, name: str, args) -> int:
     if len(results) < args.min_results:
         print(f"FAILED: {len(results)} results, fewer than the floor of {args.min_results}")
         status = EXIT_PROBLEMS
-    print(f"{len(results)} results written to {out / f'{name}.jsonl'}")
+    print(f"{len(results)} results written to {path}")
     return status
 
 

@@ -153,7 +153,7 @@ class Supervisor:
     def _send(self, index: int) -> _Worker:
         """Sends check ``index`` to the worker, starting one where there is none, or a new one where the
         last died between checks (then the check never reached it)."""
-        for attempt in (1, 2):
+        for _ in range(2):
             worker = self._worker or self._start()
             try:
                 worker.commands.send_bytes(json.dumps({"run": index}).encode())
@@ -211,7 +211,7 @@ class Supervisor:
         try:
             worker.commands.send_bytes(self.spec.to_json().encode())
             ready = json.loads(worker.connection.recv_bytes())
-        except (EOFError, OSError, BrokenPipeError):
+        except (EOFError, OSError):  # (a broken pipe too)
             status = self._stop(worker)
             self._failed_starts += 1
             if self._failed_starts >= FAILED_STARTS:

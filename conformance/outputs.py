@@ -21,8 +21,12 @@ import json
 import os
 import re
 import secrets
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from conformance.results import ResultWriter, environment_line, timing_text, write_atomically
+from conformance.summary import partial_markdown
 
 try:
     import fcntl
@@ -170,3 +174,51 @@ def recover(folder: str | Path, name: str) -> None:
             journal.unlink(missing_ok=True)
     for leftover in folder.glob(f".{name}~*.new"):
         leftover.unlink(missing_ok=True)
+
+
+class RunFiles:
+    """One framework run's files in ``folder`` (call it holding ``locked(folder, name)``): results stream,
+    a flushed line each, to ``<name>.jsonl.partial`` under a header with the ``planned`` count, and
+    ``<name>.summary.partial.md`` says the run has not finished; ``commit`` replaces ``<name>.jsonl``,
+    ``.summary.md`` and ``.timing.json`` together and removes both partial files; ``stopped`` leaves
+    the previous complete files as they are and says, in the partial summary, why this run is partial."""
+
+    def __init__(self, folder: Path, name: str, environment: dict, planned: int, started: float | None = None):
+        self.folder, self.name, self.environment, self.planned = Path(folder), name, environment, planned
+        self.partial = self.folder / f"{name}.jsonl.partial"
+        self.partial_summary = self.folder / f"{name}.summary.partial.md"
+        self.started = time.time() if started is None else started  # for the timing file
+        write_atomically(self.partial_summary, partial_markdown([], planned, "it is running, or it was killed", self.kept))
+        self.writer = ResultWriter(self.partial, environment, planned)
+
+    @property
+    def kept(self) -> str:
+        return f"`{self.name}.jsonl` and `{self.name}.summary.md`, if there are any, are the last complete run's, untouched."
+
+    def write(self, result) -> None:
+        self.writer.write(result)
+
+    def stopped(self, results: list, why: str) -> str:
+        """The run ends here without replacing the complete files; the line that says so."""
+        self.writer.close()
+        write_atomically(self.partial_summary, partial_markdown(results, self.planned, why, self.kept))
+        return (
+            f"{len(results)} of {self.planned} planned checks ran ({why}); partial results in {self.partial}, "
+            f"{self.partial_summary}; the previous complete results are untouched"
+        )
+
+    def commit(self, results: list, summary: str) -> Path:
+        """Replaces the complete files with this run's ``results`` (in the checks' order) and ``summary``."""
+        self.writer.close()
+        lines = [environment_line(self.environment, self.planned)] + [r.to_json() for r in results]
+        replace_together(
+            self.folder,
+            self.name,
+            {
+                f"{self.name}.jsonl": "\n".join(lines) + "\n",
+                f"{self.name}.summary.md": summary,
+                f"{self.name}.timing.json": timing_text(self.started),
+            },
+            remove=(self.partial.name, self.partial_summary.name),
+        )
+        return self.folder / f"{self.name}.jsonl"

@@ -45,9 +45,9 @@ from conformance.cases import CaseError
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
 from conformance.isolation import describe_status, executor
-from conformance.results import Result, ResultWriter, environment_line, timing_text, write_atomically
+from conformance.results import Result
 from conformance.runner import DEFAULT_TIMEOUT, Plan, parse_timeout, plan
-from conformance.summary import failure_text, partial_markdown, summary_markdown
+from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
 
 RESULT_PROPERTY = "conformance_result"
@@ -208,7 +208,7 @@ class ConformanceReporter:
     def __init__(self, config: pytest.Config):
         self.config = config
         self.results: list[Result] = []
-        self.writer: ResultWriter | None = None
+        self.files: outputs.RunFiles | None = None  # this run's files, once its first result arrives
         self.failures: list[str] = []  # what makes the run fail besides its tests: the floor, missing results, the outputs
         self.notes: list[str] = []
         self.selected: list[str] | None = None  # the ids of the checks selected to run, in the plan's order
@@ -259,22 +259,17 @@ class ConformanceReporter:
         if self.out is None or self.unwritable:
             return
         try:
-            if self.writer is None:
-                planned = len(self.selected) if self.selected is not None else len(self.config.stash[plan_key].checks)
-                self.writer = ResultWriter(self.out / f"{self.name}.jsonl.partial", _environment(self.config), planned)
-                write_atomically(self.partial_summary, partial_markdown([], planned, "it is running, or it was killed", self.kept))
-            self.writer.write(result)
+            if self.files is None:
+                self.files = outputs.RunFiles(self.out, self.name, _environment(self.config), self.planned, self.started)
+            self.files.write(result)
         except OSError as exc:  # a full disk, say: the run goes on, and fails, with the previous results kept
             self.failures.append(f"bce-conformance: cannot write the results to {self.out}: {exc}; the previous complete results are untouched")
             self.unwritable = True
 
     @property
-    def partial_summary(self) -> Path:
-        return self.out / f"{self.name}.summary.partial.md"
-
-    @property
-    def kept(self) -> str:
-        return f"`{self.name}.jsonl` and `{self.name}.summary.md`, if there are any, are the last complete run's, untouched."
+    def planned(self) -> int:
+        """The checks this run set out to run: those selected, or (before collection) every check of the plan."""
+        return len(self.selected) if self.selected is not None else len(self.config.stash[plan_key].checks)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
@@ -311,7 +306,12 @@ class ConformanceReporter:
         ran = len(self.results)
         stopped = session.exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail
         if stopped:  # interrupted, or -x / --maxfail: not a whole run; the previous complete files stay
-            self._partial(f"it was stopped ({session.shouldstop or session.shouldfail or 'interrupted'})")
+            if self.files is not None and not self.unwritable:
+                why = f"it was stopped ({session.shouldstop or session.shouldfail or 'interrupted'})"
+                try:
+                    self.notes.append(f"PARTIAL: {self.files.stopped(self.ordered(), why)}")
+                except OSError:
+                    pass
             return
         have = {r.id for r in self.results}
         missing = [check for check in run_plan.checks if check.id in set(self.selected or ()) - have]
@@ -327,39 +327,14 @@ class ConformanceReporter:
         if ran < floor:  # the checks that ran, not the tests collected
             self.failures.append(f"bce-conformance: {ran} checks ran, fewer than the floor of {floor}")
         self.results = self.ordered()
-        if self.out is not None and self.writer is not None and not self.unwritable:
-            self.writer.close()
-            planned = len(self.selected) if self.selected is not None else len(run_plan.checks)
-            lines = [environment_line(_environment(self.config), planned)] + [r.to_json() for r in self.results]
+        if self.files is not None and not self.unwritable:
             try:
-                outputs.replace_together(
-                    self.out,
-                    self.name,
-                    {
-                        f"{self.name}.jsonl": "\n".join(lines) + "\n",
-                        f"{self.name}.summary.md": summary_markdown(self.results),
-                        f"{self.name}.timing.json": timing_text(self.started),
-                    },
-                    remove=(self.writer.path.name, self.partial_summary.name),
-                )
-                self.notes.append(f"results: {self.out / (self.name + '.jsonl')}; summary: {self.out / (self.name + '.summary.md')}")
+                path = self.files.commit(self.results, summary_markdown(self.results))
+                self.notes.append(f"results: {path}; summary: {path.with_suffix('.summary.md')}")
             except outputs.OutputError as exc:
                 self.failures.append(f"bce-conformance: {exc}")
         if self.failures or missing:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def _partial(self, why: str) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            planned = len(self.selected) if self.selected is not None else len(self.config.stash[plan_key].checks)
-            try:
-                write_atomically(self.partial_summary, partial_markdown(self.ordered(), planned, why, self.kept))
-            except OSError:
-                pass
-            self.notes.append(
-                f"PARTIAL: {len(self.results)} of {planned} planned checks ran ({why}); partial results in "
-                f"{self.writer.path}, {self.partial_summary}; the previous complete results are untouched"
-            )
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results:
