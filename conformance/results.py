@@ -33,7 +33,7 @@ from typing import IO, Any
 
 FORMAT = "bce-conformance-results"
 FORMAT_VERSION = 3  # 3: the header's `planned` count
-FLOAT_FIELDS = ("max_ulp", "median_ulp", "variant_max_ulp")
+FLOAT_FIELDS = ("max_ulp", "median_ulp", "variant_max_ulp", "bound_ratio", "condition")
 
 
 class ResultsError(Exception):
@@ -65,6 +65,10 @@ class Result:
     when: dict[str, dict[str, Any]] = field(default_factory=dict)
     variant: str = ""  # the documented variant an acceptable result matches
     variant_max_ulp: float | None = None  # its largest error in ULPs against that variant
+    # of the elements past the tolerance (conformance.conditioning): the largest error over the condition-aware
+    # bound (a `conditioned` result has it at most k) and the largest condition number
+    bound_ratio: float | None = None
+    condition: float | None = None
     reduced_by: str = ""
     worst: list[dict[str, Any]] = field(default_factory=list)  # inputs (hex), got, want, ulp
     repro: str = ""  # one line of Python reproducing the worst element with the framework alone

@@ -21,6 +21,9 @@ from conformance.reference import ReferenceValue
 class Verdict(str, enum.Enum):
     EXACT = "exact"  # matches the mathematical value within the dtype's tolerance
     ACCEPTABLE = "acceptable"  # misses it, but matches a documented variant the API declares
+    # misses it, but every element that misses lies within k × its condition-aware bound (conformance.conditioning):
+    # no float implementation in the dtype does much better there
+    CONDITIONED = "conditioned"
     FAIL = "fail"  # does not, and no known divergence covers it
     KNOWN_DIVERGENCE = "known_divergence"  # does not, as a listed divergence (with reason and source) says
     UNEXPECTED_PASS = "unexpected_pass"  # listed as a known divergence, yet matches: the list is stale
@@ -37,6 +40,9 @@ class Verdict(str, enum.Enum):
 class Tolerance:
     max_ulp: float
     abs_floor: float
+    # k: an element past max_ulp is within its conditioning when its error is at most k times its
+    # condition-aware bound (tolerances.yaml's condition_factor)
+    condition_factor: float = 4.0
 
 
 TOLERANCES_FILE = "conformance/tolerances.yaml"
@@ -64,14 +70,20 @@ def parse_tolerances(text: str, shown: str) -> dict[str, Tolerance]:
         line = line_of(raw, dtype)
         if dtype not in DTYPES:
             problems.append(Problem(shown, f"unknown dtype (known: {', '.join(DTYPES)})", line, field=str(dtype)))
-        elif not isinstance(limits, dict) or set(limits) != {"max_ulp", "abs_floor"}:
-            problems.append(Problem(shown, "a dtype's tolerance is {max_ulp: N, abs_floor: N}, both and nothing else", line, field=dtype))
+        elif not isinstance(limits, dict) or not {"max_ulp", "abs_floor"} <= set(limits) <= {"max_ulp", "abs_floor", "condition_factor"}:
+            problems.append(Problem(
+                shown, "a dtype's tolerance is {max_ulp: N, abs_floor: N}, both, and optionally condition_factor: N; nothing else",
+                line, field=dtype,
+            ))
         else:
             for where, message in tolerance_problems(limits):
                 problems.append(Problem(shown, message, line_of(raw[dtype], where[0]) or line, field=".".join((dtype, *where))))
     if problems:
         raise CaseError(problems)
-    return {dtype: Tolerance(float(v["max_ulp"]), float(v["abs_floor"])) for dtype, v in data.items()}
+    return {
+        dtype: Tolerance(float(v["max_ulp"]), float(v["abs_floor"]), float(v.get("condition_factor", Tolerance.condition_factor)))
+        for dtype, v in data.items()
+    }
 
 
 def tolerance_for(dtype: str, override: dict | None = None) -> Tolerance:
@@ -81,7 +93,7 @@ def tolerance_for(dtype: str, override: dict | None = None) -> Tolerance:
     merged = {"max_ulp": base.max_ulp, "abs_floor": base.abs_floor}
     merged.update({k: v for k, v in override.items() if k in merged})
     merged.update(override.get(dtype, {}))
-    return Tolerance(float(merged["max_ulp"]), float(merged["abs_floor"]))
+    return Tolerance(float(merged["max_ulp"]), float(merged["abs_floor"]), base.condition_factor)
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class Judgement:
     floor_accepted: int = 0  # elements within tolerance only through the absolute floor
     median_ulp: float = 0.0  # the median error in ULPs (NaN counts as inf)
     ulps: tuple[float, ...] = ()  # every element's error in ULPs, in the exact values' C order
+    missing: np.ndarray | None = None  # bool, the exact values' shape: the elements that miss the tolerance
 
 
 def _median(values: list[float]) -> float:
@@ -143,7 +156,8 @@ def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: 
     max_ulp = max((e[1] for e in errors), default=0.0)
     shown = [e for e in errors if e[0]] if failing else errors
     worst = [ElementError(index, value, want, error) for _, error, index, value, want in shown[:keep]]
-    return Judgement(failing == 0, max_ulp, worst, floor_accepted, _median(list(ulps)), ulps)
+    missing = np.array([e[0] for e in sorted(errors, key=lambda e: e[2])], dtype=bool).reshape(np.shape(exact))
+    return Judgement(failing == 0, max_ulp, worst, floor_accepted, _median(list(ulps)), ulps, missing)
 
 
 def exact_ulps(rounded: np.ndarray, approx: np.ndarray, slack: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
@@ -234,7 +248,52 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
         worst.append(ElementError(index, float(got[index]), ref.exact_at(index), float(errors[index])))
     ulps = tuple(flat_errors.tolist())
     max_ulp = float(flat_errors.max()) if flat_errors.size else 0.0
-    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median_array(flat_errors), ulps)
+    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median_array(flat_errors), ulps, ~ok)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """How a result's elements past the tolerance compare with their condition-aware bounds."""
+
+    within: bool  # every element past the tolerance is within k × its bound: the result is `conditioned`
+    beyond: int  # elements past the tolerance beyond k × their bound (or with no bound known)
+    missing: int  # elements past the tolerance
+    ratio: float  # the largest error over bound among them (NaN where a bound is not known)
+    condition: float  # the largest condition number among them
+    bounds: np.ndarray  # per element, the bound in ULPs (NaN where not known)
+    conditions: np.ndarray  # per element, the condition number
+
+
+def judge_conditioning(judgement: Judgement, bounds: np.ndarray, conditions: np.ndarray, tolerance: Tolerance) -> Conditioning:
+    """``conditioning_of`` a judged result: its elements that miss the tolerance and their errors."""
+    errors = np.asarray(judgement.ulps, dtype=np.float64).reshape(np.shape(judgement.missing))
+    return conditioning_of(judgement.missing, errors, bounds, conditions, tolerance)
+
+
+def conditioning_of(
+    missing: np.ndarray, errors: np.ndarray, bounds: np.ndarray, conditions: np.ndarray, tolerance: Tolerance
+) -> Conditioning:
+    """The rule of the `conditioned` verdict (a relation's too, its distances as the errors): each element that misses the tolerance must have an error of at
+    most ``tolerance.condition_factor`` (k) times its condition-aware bound in ULPs (conformance.conditioning:
+    the error of an ideal implementation that rounds its inputs and output and computes exactly in between).
+    An element with no bound known, or an error that is not finite (an infinity or NaN where the exact
+    value is finite, or the reverse), is beyond it, unless its bound is infinite too (the inputs' box reaches
+    a pole: an infinite result is what an ideal implementation may return)."""
+    missing = np.asarray(missing, dtype=bool)
+    errors = np.asarray(errors, dtype=np.float64)
+    bounds = np.asarray(bounds, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        within = (errors <= tolerance.condition_factor * bounds) & ~np.isnan(errors)
+        ratio = np.where(np.isfinite(errors), errors / bounds, np.where(np.isinf(bounds), 0.0, np.inf))
+        ratio = np.where(np.isnan(bounds), np.inf, ratio)
+    beyond = missing & ~within
+    count = int(missing.sum())
+    worst_ratio = float(np.nanmax(np.where(missing, ratio, -np.inf))) if count else 0.0
+    worst_condition = float(np.nanmax(np.where(missing, conditions, -np.inf))) if count and not np.isnan(conditions[missing]).all() else math.nan
+    return Conditioning(
+        within=count > 0 and not beyond.any(), beyond=int(beyond.sum()), missing=count, ratio=worst_ratio,
+        condition=worst_condition, bounds=bounds, conditions=np.asarray(conditions, dtype=np.float64),
+    )
 
 
 def _median_array(values: np.ndarray) -> float:
