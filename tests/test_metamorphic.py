@@ -117,7 +117,7 @@ def test_relations_are_enumerated_per_api_and_dtype(case):
     assert not any(api == "rounded.stable_bce_with_logits" and q == "vs-fused" for api, _, q in relations)
 
 
-def test_numpy_stable_formula_keeps_every_relation_and_the_hand_formula_breaks_symmetry(case):
+def test_numpy_stable_formula_keeps_every_relation_and_the_hand_formulas_symmetry_is_within_its_conditioning(case):
     numpy = load_framework("rounded")
     runner = Runner(numpy)
     verdicts = {
@@ -126,7 +126,9 @@ def test_numpy_stable_formula_keeps_every_relation_and_the_hand_formula_breaks_s
     stable = {q: r.verdict for (api, q), r in verdicts.items() if api == "rounded.stable_bce_with_logits"}
     assert stable == {"symmetry": "exact", "mean-vs-sum": "exact"}
     hand = verdicts[("rounded.hand_sigmoid+rounded.hand_bce", "symmetry")]
-    assert hand.verdict == "fail" and hand.max_ulp > 100  # 1 - sigmoid(6) in float32 keeps few digits
+    # 1 - sigmoid(6) in float32 keeps few digits: the two-step path's loss receives p rounded, which no
+    # two-step implementation avoids, so the broken symmetry is within the conditioning of both sides
+    assert hand.verdict == "conditioned" and hand.max_ulp > 100 and hand.bound_ratio <= 4
     assert verdicts[("rounded.hand_sigmoid+rounded.hand_bce", "vs-fused")].verdict == "exact"
 
 
