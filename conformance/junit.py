@@ -5,7 +5,10 @@
   (the check, why, the worst elements, a reproducer);
 - unsupported is ``<skipped>``; a known divergence is ``<skipped type="known_divergence">`` with
   the divergence's id and reason;
-- exact and acceptable pass.
+- exact and acceptable pass;
+- conditioned (past the tolerance, within the condition-aware bound) passes too, neither skipped nor
+  failed, with its verdict, bound ratio and condition number as ``<properties>`` and its text (the
+  check, why, the worst elements with their bounds and condition numbers) as ``<system-out>``.
 
 The suites' and the root's ``tests``, ``failures``, ``errors`` (always 0: an error result is a
 failure here) and ``skipped`` attributes count them.
@@ -64,6 +67,16 @@ def render(report: Report) -> bytes:
             elif result.verdict == "unsupported":
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", type="unsupported", message=_message(result.message))
+            elif result.verdict == "conditioned":
+                properties = ET.SubElement(case, "properties")
+                for name, value in (
+                    ("verdict", result.verdict),
+                    ("bound_ratio", result.bound_ratio),
+                    ("condition", result.condition),
+                ):
+                    text = "-" if value is None else value if isinstance(value, str) else repr(float(value))
+                    ET.SubElement(properties, "property", name=name, value=clean(text))
+                ET.SubElement(case, "system-out").text = clean(failure_text(result))
         suite.set("tests", str(counts["tests"]))
         suite.set("failures", str(counts["failures"]))
         suite.set("errors", "0")

@@ -4,9 +4,10 @@ Reads results files (or folders of ``*.jsonl``), one run each (a framework at so
 some machine), and writes to ``--out``:
 
 - ``summary.md``: for a CI job summary. A header per run (its environment), the matrix of APIs ×
-  case files with the verdict counts of each cell, the runs of one framework at different versions
-  side by side, then the worst cases: the problems first, then the largest errors among known
-  divergences and documented variants. Every list is capped, and the whole file stays under
+  case files with the verdict counts of each cell, the APIs ranked by forward error (``ranking``),
+  the runs of one framework at different versions side by side, then the worst cases: the problems
+  first, then the conditioned results (apart, with their bound ratio and condition number), then the
+  largest errors among known divergences and documented variants. Every list is capped, and the whole file stays under
   ``SUMMARY_LIMIT`` bytes (GitHub's step-summary limit is 1 MiB) however many results go in.
 - ``report.html``: one self-contained page, the same tables plus ULP-error histograms and the
   sweep cases' plots (``conformance.report_html``; needs matplotlib).
@@ -28,7 +29,7 @@ import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,14 @@ from conformance.summary import _ulp, failure_text
 EXIT_USAGE = 2
 SUMMARY_LIMIT = 1_000_000  # bytes; GitHub refuses a job summary over 1 MiB
 
-# The five counts of a matrix cell, in this order. "fail" counts every problem: fail, unexpected
-# pass (a known divergence that no longer diverges) and error.
-STATES = ("exact", "acceptable", "fail", "known_divergence", "unsupported")
+# The six counts of a matrix cell, in this order. "fail" counts every problem: fail, unexpected
+# pass (a known divergence that no longer diverges) and error. "conditioned" is no problem: past the
+# tolerance, within the condition-aware bound (conformance.conditioning).
+STATES = ("exact", "acceptable", "conditioned", "fail", "known_divergence", "unsupported")
 STATE_NAMES = {
     "exact": "exact",
     "acceptable": "acceptable",
+    "conditioned": "conditioned",
     "fail": "fail",
     "known_divergence": "known divergence",
     "unsupported": "unsupported",
@@ -55,23 +58,27 @@ PROBLEM_VERDICTS = ("fail", "unexpected_pass", "error")
 ERROR_QUANTITIES = ("value", "grad", "grad_target")  # compared with the exact value; the rest are relations
 QUANTITY_ORDER = {"value": 0, "grad": 1, "grad_target": 2}
 CELL_LEGEND = (
-    "Each cell: exact · acceptable · fail · known divergence · unsupported "
-    "(fail counts every problem: fail, unexpected pass and error); **bold**: the cell has a problem; –: no results."
+    "Each cell: exact · acceptable · conditioned · fail · known divergence · unsupported "
+    "(fail counts every problem: fail, unexpected pass and error; conditioned is none: past the tolerance, within "
+    "the condition-aware bound); **bold**: the cell has a problem; –: no results."
 )
 
 # caps: the Markdown is read in a CI page; the HTML page may show more
 MD_PROBLEMS = 25
+MD_CONDITIONED = 25
 MD_WORST = 25
+MD_RANKED = 100
 MD_APIS_PER_RUN = 60
 MD_VERSION_ROWS = 150
 MAX_FILE_COLUMNS = 40  # case files past this many are summed into one "other files" column
 HTML_PROBLEMS = 300
+HTML_CONDITIONED = 300
 HTML_WORST = 100
 
 
 def state_of(verdict: str) -> str:
     """The matrix column a verdict counts in; a verdict this suite does not know counts as a problem."""
-    if verdict in ("exact", "acceptable", "known_divergence", "unsupported"):
+    if verdict in ("exact", "acceptable", "conditioned", "known_divergence", "unsupported"):
         return verdict
     return "fail"
 
@@ -135,11 +142,12 @@ class Counts:
         return self["fail"]
 
     def cell(self) -> str:
-        """``12·3·0·4·1``: exact · acceptable · fail · known divergence · unsupported."""
+        """``12·3·2·0·4·1``: exact · acceptable · conditioned · fail · known divergence · unsupported."""
         return "·".join(str(self[state]) for state in STATES)
 
     def sentence(self) -> str:
-        """``92 exact, 0 acceptable, 0 fail, 38 known divergence, 0 unsupported`` (problems named apart)."""
+        """``92 exact, 0 acceptable, 3 conditioned, 0 fail, 38 known divergence, 0 unsupported`` (problems named
+        apart)."""
         text = ", ".join(f"{self[state]} {STATE_NAMES[state]}" for state in STATES)
         extra = [
             f"{self.by_verdict[v]} {v.replace('_', ' ')}"
@@ -188,6 +196,37 @@ class WorstGroup:
 
 
 @dataclass
+class ApiRank:
+    """One (run, API) in the ranking by forward error: its results compared with the exact value (the loss and
+    its gradients, not the relations; unsupported ones left out), counted by verdict, and their errors."""
+
+    run: RunReport
+    api: str
+    judged: int  # results compared with the exact value
+    exact: int
+    acceptable: int
+    conditioned: int
+    known_divergence: int
+    problems: int  # fail, unexpected pass, error
+    worst: float | None  # the largest max_ulp of those results that are no error (None: no such result)
+    median: float | None  # the median of their max_ulp (NaN read as inf)
+
+    def key(self) -> tuple:
+        """Fewer problems, then fewer known divergences, then fewer conditioned results, then a smaller worst and
+        median error rank first; an API with nothing judged last; then the run's order and the API's name."""
+        return (
+            self.judged == 0,
+            self.problems,
+            self.known_divergence,
+            self.conditioned,
+            ulp_key(self.worst),
+            ulp_key(self.median),
+            self.run.index,
+            self.api,
+        )
+
+
+@dataclass
 class Report:
     runs: list[RunReport]
     files: list[str]  # every case file stem, sorted
@@ -197,6 +236,9 @@ class Report:
     worst: list[WorstGroup]  # largest error first
     version_groups: dict[str, list[RunReport]]  # framework -> its runs, when it has more than one
     sweeps: dict[str, list[tuple[RunReport, Result]]]  # sweep case -> its results that carry elements
+    # the conditioned results: the largest error over the condition-aware bound first, then in run order and by id
+    conditioned: list[tuple[RunReport, Result]] = field(default_factory=list)
+    ranking: list[ApiRank] = field(default_factory=list)  # every (run, API), best first (``ApiRank.key``)
 
     @property
     def result_count(self) -> int:
@@ -213,8 +255,37 @@ def quantity_order(quantity: str) -> tuple:
     return (QUANTITY_ORDER.get(quantity, 3), quantity)
 
 
+def median(values: list[float]) -> float | None:
+    """The median (the mean of the middle two of an even count), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def rank_api(run: RunReport, api: str, results: list[Result]) -> ApiRank:
+    """A (run, API)'s row of the ranking by forward error, from its results."""
+    judged = [r for r in results if r.quantity in ERROR_QUANTITIES and r.verdict != "unsupported"]
+    states = Counter(state_of(r.verdict) for r in judged)
+    errors = [ulp_key(r.max_ulp) for r in judged if r.verdict != "error" and r.max_ulp is not None]
+    return ApiRank(
+        run,
+        api,
+        len(judged),
+        states["exact"],
+        states["acceptable"],
+        states["conditioned"],
+        states["known_divergence"],
+        states["fail"],
+        max(errors, default=None),
+        median(errors),
+    )
+
+
 def build(runs: list[Run]) -> Report:
-    """The report's model: runs sorted by framework then version, counts, problems, worst errors, sweeps."""
+    """The report's model: runs sorted by framework then version, counts, problems, conditioned results, worst
+    errors, the ranking by forward error, sweeps."""
     runs = sorted(runs, key=lambda r: (r.framework, natural_key(r.label), str(r.path)))
     labels = _unique_labels(runs)
     reports: list[RunReport] = []
@@ -222,6 +293,8 @@ def build(runs: list[Run]) -> Report:
     all_quantities: set[str] = set()
     totals = Counts()
     problems: list[tuple[RunReport, Result]] = []
+    conditioned: list[tuple[RunReport, Result]] = []
+    ranking: list[ApiRank] = []
     groups: dict[tuple, list[Result]] = defaultdict(list)
     sweeps: dict[str, list[tuple[RunReport, Result]]] = defaultdict(list)
     for index, (run, label) in enumerate(zip(runs, labels)):
@@ -247,11 +320,17 @@ def build(runs: list[Run]) -> Report:
             if verdict in ("known_divergence", "acceptable"):
                 name = result.divergence if verdict == "known_divergence" else result.variant
                 groups[(index, result.api, verdict, name)].append(result)
-            elif verdict not in ("exact", "unsupported"):
+            elif verdict == "conditioned":
+                conditioned.append((report, result))
+            elif is_problem(verdict):
                 problems.append((report, result))
             if result.elements and result.elements.get("x"):
                 sweeps[result.case].append((report, result))
         report.apis = list(apis)
+        by_api: dict[str, list[Result]] = defaultdict(list)
+        for result in run.results:
+            by_api[result.api].append(result)
+        ranking += [rank_api(report, api, by_api[api]) for api in report.apis]
         report.files = sorted(files)
         report.matrix = {api: dict(cells) for api, cells in matrix.items()}
         report.api_totals = dict(api_totals)
@@ -260,6 +339,8 @@ def build(runs: list[Run]) -> Report:
         totals.merge(run_totals)
         reports.append(report)
     problems.sort(key=lambda pr: (pr[0].index, pr[1].id))
+    conditioned.sort(key=lambda pr: (-ulp_key(pr[1].bound_ratio), pr[0].index, pr[1].id))
+    ranking.sort(key=ApiRank.key)
     worst = []
     for (index, api, verdict, name), rows in groups.items():
         largest = max(ulp_key(r.max_ulp) for r in rows)
@@ -293,6 +374,8 @@ def build(runs: list[Run]) -> Report:
         worst,
         version_groups,
         dict(sorted(sweeps.items())),
+        conditioned,
+        ranking,
     )
 
 
@@ -461,6 +544,42 @@ def matrix_markdown(report: Report) -> list[str]:
     return out
 
 
+RANKING_NOTE = (
+    "Every run's APIs ranked together on their results against the exact value (the loss and its gradients; "
+    "relations and unsupported results left out; judged counts them): fewer problems, then fewer known "
+    "divergences, then fewer conditioned results, then a smaller worst error rank first, so that an API exact "
+    "where another is only conditioned ranks above it. worst ULP: the largest error of those results (error "
+    "results, which have none, left out); median ULP: the median of their largest errors."
+)
+RANKING_HEADER = (
+    "rank", "run", "API", "judged", "exact", "acceptable", "conditioned", "known divergence", "problems",
+    "worst ULP", "median ULP",
+)  # fmt: skip
+
+
+def ranking_cells(row: ApiRank) -> list[str]:
+    """A ranking row's counts and errors, as text (after its rank, run and API)."""
+    counts = (row.judged, row.exact, row.acceptable, row.conditioned, row.known_divergence, row.problems)
+    return [*map(str, counts), _ulp(row.worst), _ulp(row.median)]
+
+
+def ranking_markdown(report: Report) -> list[str]:
+    if not report.ranking:
+        return []
+    out = ["## APIs ranked by forward error", "", RANKING_NOTE, ""]
+    out.append("| " + " | ".join(RANKING_HEADER) + " |")
+    out.append("|---:|---|---|" + "---:|" * (len(RANKING_HEADER) - 3))
+    for rank, row in enumerate(report.ranking[:MD_RANKED], 1):
+        cells = ranking_cells(row)
+        if row.problems:
+            cells[5] = f"**{cells[5]}**"
+        out.append(f"| {rank} | {_md_cell(row.run.label)} | {_md_code(row.api)} | " + " | ".join(cells) + " |")
+    if len(report.ranking) > MD_RANKED:
+        out.append(f"\n{_cap_note(len(report.ranking) - MD_RANKED, 'APIs', 'report.html')}")
+    out.append("")
+    return out
+
+
 def version_rows(group: list[RunReport]) -> list[tuple[str, str, list[Counts | None]]]:
     """(API, case file or "all", one cell per run) for a framework's runs side by side."""
     apis: dict[str, None] = {}
@@ -526,6 +645,14 @@ def versions_markdown(report: Report) -> list[str]:
     return out
 
 
+CONDITIONED_NOTE = (
+    "No problems: each element past the tolerance lies within k × its condition-aware bound, the error of an ideal "
+    "implementation that rounds its inputs and its output to the dtype (conformance.conditioning). bound ratio: "
+    "the largest error over that bound; condition: the largest relative condition number (both of the elements "
+    "past the tolerance). The largest bound ratio first."
+)
+
+
 def worst_markdown(report: Report) -> list[str]:
     out = ["## Worst cases", ""]
     if report.problems:
@@ -536,6 +663,23 @@ def worst_markdown(report: Report) -> list[str]:
             out += [_cap_note(len(report.problems) - MD_PROBLEMS, "problems"), ""]
     else:
         out += ["No problems: no fail, unexpected pass or error.", ""]
+    if report.conditioned:
+        out += [
+            f"### Conditioned: {len(report.conditioned)} (past the tolerance, within the condition-aware bound)",
+            "",
+            CONDITIONED_NOTE,
+            "",
+            "| bound ratio | condition | max ULP | run | API | result |",
+            "|---:|---:|---:|---|---|---|",
+        ]
+        for run, result in report.conditioned[:MD_CONDITIONED]:
+            out.append(
+                f"| {_ulp(result.bound_ratio)} | {_ulp(result.condition)} | {_ulp(result.max_ulp)} | "
+                f"{_md_cell(run.label)} | {_md_code(result.api)} | {_md_code(where(result))} |"
+            )
+        if len(report.conditioned) > MD_CONDITIONED:
+            out.append(f"\n{_cap_note(len(report.conditioned) - MD_CONDITIONED, 'conditioned results')}")
+        out.append("")
     if report.worst:
         out += [
             "### Largest errors among known divergences and documented variants",
@@ -575,14 +719,21 @@ def runs_markdown(report: Report) -> list[str]:
 
 
 def summary_markdown(report: Report, limit: int = SUMMARY_LIMIT) -> str:
-    """summary.md: runs, matrix, versions side by side, worst cases; cut to ``limit`` bytes at a line."""
+    """summary.md: runs, matrix, ranking by forward error, versions side by side, worst cases; cut to ``limit``
+    bytes at a line."""
     out = [
         "# BCE conformance report",
         "",
         f"{report.result_count} results from {len(report.runs)} runs: {report.totals.sentence()}.",
         "",
     ]
-    out += runs_markdown(report) + matrix_markdown(report) + versions_markdown(report) + worst_markdown(report)
+    out += (
+        runs_markdown(report)
+        + matrix_markdown(report)
+        + ranking_markdown(report)
+        + versions_markdown(report)
+        + worst_markdown(report)
+    )
     text = "\n".join(out).rstrip() + "\n"
     return cut(
         text, limit, "\n_... the summary is cut here to stay under 1 MiB; report.html and junit.xml hold everything._\n"

@@ -1,6 +1,7 @@
 """report.html: one self-contained page (inline CSS, inline SVG plots, no script, nothing loaded
-from the network) with the runs' environments, the verdict matrix, the versions side by side, the
-worst cases, per-API histograms of the ULP error and the sweep cases' plots.
+from the network) with the runs' environments, the verdict matrix, the APIs ranked by forward error,
+the versions side by side, the worst cases (the conditioned results apart), per-API histograms of the
+ULP error and the sweep cases' plots.
 
 The plots are matplotlib figures written as SVG with a fixed hash salt per figure and no date, so
 the same results give the same bytes; each figure's ids are prefixed so that several inline SVGs
@@ -17,9 +18,13 @@ import re
 import numpy as np
 
 from conformance.report import (
+    CONDITIONED_NOTE,
     ERROR_QUANTITIES,
+    HTML_CONDITIONED,
     HTML_PROBLEMS,
     HTML_WORST,
+    RANKING_HEADER,
+    RANKING_NOTE,
     STATE_NAMES,
     STATES,
     Counts,
@@ -28,6 +33,7 @@ from conformance.report import (
     cells_differ,
     environment_rows,
     quantity_order,
+    ranking_cells,
     shown_files,
     state_of,
     VERSION_CHANGES_LISTED,
@@ -45,11 +51,12 @@ BIN_LABELS = ("0", "≤0.5", "≤1", "≤4", "≤16", "≤100", "≤1e3", "≤1e
 STATE_COLORS = {
     "exact": "#2e7d32",
     "acceptable": "#1565c0",
+    "conditioned": "#7b1fa2",
     "known_divergence": "#ef6c00",
     "fail": "#c62828",
     "unsupported": "#9e9e9e",
 }
-HIST_STATES = ("exact", "acceptable", "known_divergence", "fail")  # unsupported results have no error
+HIST_STATES = ("exact", "acceptable", "conditioned", "known_divergence", "fail")  # unsupported results have no error
 SWEEP_POINTS = 2500  # a sweep line of more elements keeps, per chunk, the element of the largest error
 VALUE_FLOOR = 1e-40  # the values panel's log part stops here: smaller magnitudes sit with 0
 MAX_TICKS = 8
@@ -92,7 +99,7 @@ padding:8px;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
 td.cell{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:nowrap;text-align:right}
 td.bad{background:#fdecea}td.none{color:#aaa;text-align:center}
 tr.group td{border-top:2px solid #999}
-.n.exact{color:#2e7d32}.n.acceptable{color:#1565c0}.n.fail{color:#c62828;font-weight:700}
+.n.exact{color:#2e7d32}.n.acceptable{color:#1565c0}.n.conditioned{color:#7b1fa2}.n.fail{color:#c62828;font-weight:700}
 .n.known_divergence{color:#ef6c00}.n.unsupported{color:#757575}.n.z{color:#c4c4c4;font-weight:400}
 .sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin:0 4px 0 10px;vertical-align:-1px}
 .legend{font-size:13px;margin:4px 0}
@@ -454,8 +461,10 @@ def _legend() -> str:
         f'<span class="sw" style="background:{STATE_COLORS[s]}"></span>{esc(STATE_NAMES[s])}' for s in STATES
     )
     return (
-        f'<p class="legend">Each cell: exact · acceptable · fail · known divergence · unsupported. {swatches}</p>'
+        f'<p class="legend">Each cell: exact · acceptable · conditioned · fail · known divergence · unsupported. '
+        f"{swatches}</p>"
         '<p class="note">fail counts every problem (fail, unexpected pass, error); a cell with one is red; '
+        "conditioned is none (past the tolerance, within the condition-aware bound); "
         "–: no results; hover a cell for its counts in words.</p>"
     )
 
@@ -519,6 +528,26 @@ def _matrix(report: Report) -> list[str]:
     return out
 
 
+def _ranking(report: Report) -> list[str]:
+    if not report.ranking:
+        return []
+    out = ['<h2 id="ranking">APIs ranked by forward error</h2>', f'<p class="note">{esc(RANKING_NOTE)}</p>']
+    head = "".join(
+        f"<th{'' if name in ('run', 'API') else ' class=num'}>{esc(name)}</th>" for name in RANKING_HEADER
+    )
+    out.append(f'<div class="scroll"><table class="ranking"><tr>{head}</tr>')
+    for rank, row in enumerate(report.ranking, 1):
+        cells = "".join(
+            f'<td class="num{" n fail" if i == 5 and row.problems else ""}">{esc(text)}</td>'
+            for i, text in enumerate(ranking_cells(row))
+        )
+        out.append(
+            f"<tr><td class=num>{rank}</td><td>{esc(row.run.label)}</td><td class=api>{code(row.api)}</td>{cells}</tr>"
+        )
+    out.append("</table></div>")
+    return out
+
+
 def _versions(report: Report) -> list[str]:
     if not report.version_groups:
         return []
@@ -567,6 +596,29 @@ def _worst(report: Report) -> list[str]:
             )
     else:
         out.append("<p>No problems: no fail, unexpected pass or error.</p>")
+    if report.conditioned:
+        out.append(
+            f"<h3>Conditioned: {len(report.conditioned)} (past the tolerance, within the condition-aware bound)</h3>"
+        )
+        out.append(f'<p class="note">{esc(CONDITIONED_NOTE)}</p>')
+        out.append(
+            '<div class="scroll"><table><tr><th class="num">bound ratio</th><th class="num">condition</th>'
+            '<th class="num">max ULP</th><th>run</th><th>API</th><th>result</th></tr>'
+        )
+        for run, result in report.conditioned[:HTML_CONDITIONED]:
+            out.append(
+                f"<tr><td class=num>{esc(_ulp(result.bound_ratio))}</td>"
+                f"<td class=num>{esc(_ulp(result.condition))}</td><td class=num>{esc(_ulp(result.max_ulp))}</td>"
+                f"<td>{esc(run.label)}</td><td class=api>{code(result.api)}</td>"
+                f"<td class=wr><details><summary>{code(where(result))}</summary>"
+                f"<pre>{linkify(failure_text(result))}</pre></details></td></tr>"
+            )
+        out.append("</table></div>")
+        if len(report.conditioned) > HTML_CONDITIONED:
+            out.append(
+                f'<p class="note">... and {len(report.conditioned) - HTML_CONDITIONED} more conditioned results '
+                "(see junit.xml)</p>"
+            )
     if report.worst:
         out.append("<h3>Largest errors among known divergences and documented variants</h3>")
         out.append(
@@ -681,12 +733,14 @@ def render(report: Report) -> str:
         "<h1>BCE conformance report</h1>",
         f'<p class="lead">{report.result_count} results from {len(report.runs)} runs: {esc(totals)}.</p>',
         '<nav><a href="#runs">Runs</a><a href="#matrix">Matrix</a>'
+        + ('<a href="#ranking">Ranking</a>' if report.ranking else "")
         + ('<a href="#versions">Versions</a>' if report.version_groups else "")
         + '<a href="#worst">Worst cases</a><a href="#histograms">Histograms</a><a href="#sweeps">Sweeps</a></nav>',
     ]
     parts += (
         _environment(report)
         + _matrix(report)
+        + _ranking(report)
         + _versions(report)
         + _worst(report)
         + _histograms(report)

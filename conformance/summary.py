@@ -12,6 +12,7 @@ from conformance.verdicts import Verdict
 COLUMNS = [
     Verdict.EXACT,
     Verdict.ACCEPTABLE,
+    Verdict.CONDITIONED,
     Verdict.KNOWN_DIVERGENCE,
     Verdict.FAIL,
     Verdict.UNEXPECTED_PASS,
@@ -30,14 +31,21 @@ def _ulp(value) -> str:
 
 
 def element_line(element: dict) -> str:
-    """``[i, j] logits=0x.. target=0x..: got 0x.., want 0.8000.. (rounded 0x..), 7 ULP``."""
+    """``[i, j] logits=0x.. target=0x..: got 0x.., want 0.8000.. (rounded 0x..), 7 ULP``, then, for an element
+    whose condition-aware bound is known (conformance.conditioning), ``, bound 3 ULP, condition 2.5e+03``; NaN
+    (an element within the tolerance, whose bound is not computed) is left out."""
     index = element.get("index") or []
     where = f"[{', '.join(map(str, index))}] " if index else ""
     inputs = " ".join(f"{name}={value}" for name, value in element.get("inputs", {}).items())
+    conditioning = "".join(
+        f", {name} {_ulp(element[key])}{unit}"
+        for key, name, unit in (("bound_ulp", "bound", " ULP"), ("condition", "condition", ""))
+        if element.get(key) is not None and not math.isnan(float(element[key]))
+    )
     return (
         f"{where}{inputs + ': ' if inputs else ''}got {element['got']} ({float.fromhex(element['got'])!r}), "
         f"want {element['want']} "
-        f"(rounded {element['want_rounded']}), {_ulp(element['ulp'])} ULP"
+        f"(rounded {element['want_rounded']}), {_ulp(element['ulp'])} ULP{conditioning}"
     )
 
 
@@ -58,7 +66,8 @@ def failure_text(result: Result) -> str:
 
 
 def summary_markdown(results: list[Result]) -> str:
-    """Per framework: verdict counts per API, then every failure, known divergence, unsupported and error."""
+    """Per framework: verdict counts per API, then every failure, documented variant, conditioned result, known
+    divergence, empty input and unsupported reason."""
     out = []
     by_framework: dict[str, list[Result]] = defaultdict(list)
     for result in results:
@@ -114,6 +123,7 @@ def summary_markdown(results: list[Result]) -> str:
                     f"{_ulp(worst)} ULP, within {_ulp(within)} ULP of the variant. Source: {rows[0].source}"
                 )
             out.append("")
+        out.extend(conditioned_markdown([r for r in group if r.verdict == Verdict.CONDITIONED.value]))
         divergences: dict[str, list[Result]] = defaultdict(list)
         for r in group:
             if r.verdict == Verdict.KNOWN_DIVERGENCE.value:
@@ -144,6 +154,28 @@ def summary_markdown(results: list[Result]) -> str:
             out.extend(f"- {reason} ({count})" for reason, count in sorted(unsupported.items()))
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def conditioned_markdown(results: list[Result]) -> list[str]:
+    """The section of the conditioned results, a line each: the check, its largest error, its largest error over
+    the condition-aware bound and its largest condition number (of the elements past the tolerance)."""
+    if not results:
+        return []
+    out = [
+        f"### Conditioned: within the condition-aware bound ({len(results)} results)\n",
+        (
+            "Past the tolerance, but each element past it within k × its condition-aware bound (the error of an "
+            "ideal implementation that rounds its inputs and its output to the dtype): the problem's conditioning, "
+            "not the API, explains the error. _bound ratio_: the largest error over that bound (at most k); "
+            "_condition_: the largest relative condition number.\n"
+        ),
+    ]
+    out.extend(
+        f"- `{r.id}`: max {_ulp(r.max_ulp)} ULP, bound ratio {_ulp(r.bound_ratio)}, condition {_ulp(r.condition)}"
+        for r in results
+    )
+    out.append("")
+    return out
 
 
 def partial_markdown(results: list[Result], planned: int, why: str, kept: str) -> str:

@@ -358,12 +358,13 @@ def test_summary_of_a_results_folder(tmp_path, capsys):
     markdown = tmp_path / "summary.md"
     assert main(["summary", str(out), "--out", str(markdown)]) == 0
     text = capsys.readouterr().out
-    assert "| API | op | exact | acceptable | known_divergence | fail | unexpected_pass | unsupported | error |" in text
+    header = "| API | op | exact | acceptable | conditioned | known_divergence | fail | unexpected_pass | unsupported | error |"
+    assert header in text
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
     assert set(rows) == {f"`{api}`" for api in SUBJECT_APIS}
     cells = [c.strip() for c in rows["`rounded.stable_bce_with_logits`"].split("|")[2:-1]]
     # 6 value checks and the 4 relations (symmetry, mean-vs-sum, in 2 dtypes) exact, the 6 gradients unsupported
-    assert cells[:8] == ["bce_with_logits", "10", "0", "0", "0", "0", "6", "0"]
+    assert cells[:9] == ["bce_with_logits", "10", "0", "0", "0", "0", "0", "6", "0"]
     assert f"- {NO_AUTODIFF} ({SEED_VALUE_CHECKS})" in text
     assert f"{SEED_CHECKS} results from 1 files; 0 problems" in text
     assert markdown.read_text(encoding="utf-8") in text

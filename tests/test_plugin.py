@@ -244,3 +244,32 @@ def test_xdist_floor_counts_worker_results(pytester, cases):
     result.assert_outcomes(passed=SEED_PASSING + 1, xfailed=SEED_XFAILED, skipped=SEED_GRAD_CHECKS)
     assert result.ret != 0
     assert f"{SEED_CHECKS} checks ran, fewer than the floor of {SEED_CHECKS + 1}" in output(result)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "outcome"),
+    [
+        ("exact", None),
+        ("acceptable", None),
+        ("conditioned", None),  # past the tolerance, within the condition-aware bound: no failure
+        ("known_divergence", "xfail"),
+        ("unsupported", "skip"),
+        ("fail", "fail"),
+        ("unexpected_pass", "fail"),
+        ("error", "fail"),
+    ],
+)
+def test_verdict_outcome(verdict, outcome):
+    from conformance.plugin import verdict_outcome
+    from conformance.results import Result
+
+    result = Result(
+        case="c/a", framework="fw", api="fw.bce", op="bce", dtype="float32", reduction="none", verdict=verdict,
+        max_ulp=12.0, bound_ratio=2.5, condition=3.2e4, message="max error 12 ULP ...",
+    )  # fmt: skip
+    raised = {"xfail": pytest.xfail.Exception, "skip": pytest.skip.Exception, "fail": pytest.fail.Exception}
+    if outcome is None:
+        verdict_outcome(result)  # passes: no exception
+    else:
+        with pytest.raises(raised[outcome]):
+            verdict_outcome(result)

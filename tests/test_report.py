@@ -153,16 +153,16 @@ def test_matrix_counts_per_api_and_case_file():
     (run,) = report.runs
     assert run.apis == ["fw.api_a", "fw.api_b"]
     assert run.files == ["alpha", "beta"]
-    # exact · acceptable · fail (fail + unexpected pass + error) · known divergence · unsupported
-    assert run.matrix["fw.api_a"]["alpha"].cell() == "2·1·3·1·1"
-    assert run.matrix["fw.api_a"]["beta"].cell() == "1·0·0·0·0"
+    # exact · acceptable · conditioned · fail (fail + unexpected pass + error) · known divergence · unsupported
+    assert run.matrix["fw.api_a"]["alpha"].cell() == "2·1·0·3·1·1"
+    assert run.matrix["fw.api_a"]["beta"].cell() == "1·0·0·0·0·0"
     assert "alpha" not in run.matrix["fw.api_b"]
-    assert run.matrix["fw.api_b"]["beta"].cell() == "0·0·0·2·1"
-    assert run.api_totals["fw.api_a"].cell() == "3·1·3·1·1"
+    assert run.matrix["fw.api_b"]["beta"].cell() == "0·0·0·0·2·1"
+    assert run.api_totals["fw.api_a"].cell() == "3·1·0·3·1·1"
     assert report.totals.total == 12 and report.totals.problems == 3
     text = summary_markdown(report)
-    assert "| fw 1.0 | `fw.api_a` | **2·1·3·1·1** | 1·0·0·0·0 | **3·1·3·1·1** |" in text
-    assert "|  | `fw.api_b` | – | 0·0·0·2·1 | 0·0·0·2·1 |" in text
+    assert "| fw 1.0 | `fw.api_a` | **2·1·0·3·1·1** | 1·0·0·0·0·0 | **3·1·0·3·1·1** |" in text
+    assert "|  | `fw.api_b` | – | 0·0·0·0·2·1 | 0·0·0·0·2·1 |" in text
     assert "### Problems: 3" in text
     # the known divergence (inf) before the acceptable variant (7 ULP)
     worst = [(g.api, g.verdict, g.name, g.count) for g in report.worst]
@@ -185,9 +185,9 @@ def test_two_versions_of_a_framework_side_by_side():
     text = summary_markdown(report)
     section = text.split("## Versions side by side", 1)[1].split("\n## ", 1)[0]
     assert "| API | case file | torch 2.9.0 | torch 2.13.0 | Δ |" in section
-    assert "| `torch.api_a` | **all** | **3·1·3·1·1** | **4·1·2·1·1** | Δ |" in section
-    assert "|  | alpha | **2·1·3·1·1** | **3·1·2·1·1** | Δ |" in section
-    assert "|  | beta | 1·0·0·0·0 | 1·0·0·0·0 |  |" in section
+    assert "| `torch.api_a` | **all** | **3·1·0·3·1·1** | **4·1·0·2·1·1** | Δ |" in section
+    assert "|  | alpha | **2·1·0·3·1·1** | **3·1·0·2·1·1** | Δ |" in section
+    assert "|  | beta | 1·0·0·0·0·0 | 1·0·0·0·0·0 |  |" in section
     # and what the version change altered, through conformance.diff
     assert "**From torch 2.9.0 to torch 2.13.0**: diff: 0 regressions" in section
     assert "- Improvements (1)" in section and f"`{new[3].id}` (torch): {old[3].verdict} → exact" in section
@@ -331,8 +331,15 @@ def test_junit_counts_failures_and_skips(tmp_path):
 
 def test_outputs_are_byte_identical_across_invocations(tmp_path):
     results_dir = tmp_path / "results"
+    versions = {"torch": "2.13.0"}
+    conditioned_results = [
+        conditioned("gamma/c1", "torch.api_a", "torch", versions),
+        conditioned("gamma/c2", "torch.api_b", "torch", versions, bound_ratio=2.5),  # a tie of the bound ratio
+    ]
     write_run(
-        results_dir / "torch.jsonl", mixed_results("torch", "2.13.0") + sweep_results("torch", "2.13.0"), ENVIRONMENT
+        results_dir / "torch.jsonl",
+        mixed_results("torch", "2.13.0") + sweep_results("torch", "2.13.0") + conditioned_results,
+        ENVIRONMENT,
     )
     write_run(results_dir / "jax.jsonl", mixed_results("jax", "0.10.2"))
     assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "one")]) == 0
@@ -372,7 +379,8 @@ def test_exit_0_although_results_fail(tmp_path, capsys):
     assert cli_main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     counts = (
-        "3 exact, 1 acceptable, 3 fail, 3 known divergence, 2 unsupported (1 error, 1 unexpected pass among the fails)"
+        "3 exact, 1 acceptable, 0 conditioned, 3 fail, 3 known divergence, 2 unsupported "
+        "(1 error, 1 unexpected pass among the fails)"
     )
     assert f"12 results from 1 runs: {counts}" in out
 
@@ -426,3 +434,159 @@ def test_sweep_plot_takes_errors_up_to_the_largest_float64():
 
     assert report_html._ceiling([np.array([1.7e308, 3.0])], 10.0) == 1e300
     assert report_html._ceiling([np.array([2.0e37])], 10.0) == 1e39
+
+
+# ---------------------------------------------------------------- the verdict `conditioned`
+
+CONDITIONED_ELEMENT = {
+    "index": [1],
+    "inputs": {"logits": "0x1.8p+4", "target": "0x1.99999ap-4"},
+    "got": "0x1.2p+1",
+    "want": "2.2500001",
+    "want_rounded": "0x1.2p+1",
+    "ulp": 12.0,
+    "bound_ulp": 4.5,
+    "condition": 32000.0,
+}
+
+
+def conditioned(case="gamma/c1", api="fw.api_a", framework="fw", versions=None, **fields) -> Result:
+    """A result past the tolerance but within k × its condition-aware bound, fixed by construction."""
+    fields.setdefault("max_ulp", 12.0)
+    fields.setdefault("bound_ratio", 2.5)
+    fields.setdefault("condition", 32000.0)
+    fields.setdefault("message", "max error 12 ULP exceeds the float32 tolerance of 4 ULP, but ...: conditioned")
+    fields.setdefault("worst", [dict(CONDITIONED_ELEMENT)])
+    return result(case, api, "conditioned", framework, versions, **fields)
+
+
+def test_conditioned_counts_in_its_own_state_and_is_no_problem():
+    results = mixed_results() + [conditioned(), conditioned("gamma/c2", bound_ratio=3.75, condition=1.5e6)]
+    report = build([run_of(results)])
+    (run,) = report.runs
+    assert run.matrix["fw.api_a"]["gamma"].cell() == "0·0·2·0·0·0"
+    assert run.api_totals["fw.api_a"].cell() == "3·1·2·3·1·1"
+    assert report.totals.problems == 3 and report.totals["conditioned"] == 2
+    assert all(r.verdict != "conditioned" for _, r in report.problems)
+    # listed apart, the largest bound ratio first
+    assert [r.case for _, r in report.conditioned] == ["gamma/c2", "gamma/c1"]
+    text = summary_markdown(report)
+    assert "1 acceptable, 2 conditioned, 3 fail" in text
+    assert "| fw 1.0 | `fw.api_a` | **2·1·0·3·1·1** | 1·0·0·0·0·0 | 0·0·2·0·0·0 | **3·1·2·3·1·1** |" in text
+    section = text.split("### Conditioned: 2 (past the tolerance, within the condition-aware bound)", 1)[1]
+    section = section.split("\n### ", 1)[0]
+    assert "| bound ratio | condition | max ULP | run | API | result |" in section
+    assert "| 3.75 | 1.5e+06 | 12 | fw 1.0 | `fw.api_a` | `gamma/c2 · float32 · none` |" in section
+    assert "| 2.5 | 3.2e+04 | 12 | fw 1.0 | `fw.api_a` | `gamma/c1 · float32 · none` |" in section
+    assert "### Problems: 3" in text  # the conditioned results are not among them
+
+
+def test_conditioned_in_the_html_page_and_histograms():
+    from conformance import report_html
+
+    results = mixed_results() + [conditioned(), conditioned("gamma/c2", api="fw.api_b", max_ulp=40.0)]
+    report = build([run_of(results)])
+    page = report_html.render(report)
+    assert report_html.STATE_COLORS["conditioned"] not in {
+        color for state, color in report_html.STATE_COLORS.items() if state != "conditioned"
+    }
+    assert '<span class="n conditioned">2</span>' in page  # the run's totals, in the runs table
+    assert '<h3>Conditioned: 2 (past the tolerance, within the condition-aware bound)</h3>' in page
+    # each row: bound ratio, condition number, max ULP; the text with the element's bound and condition
+    assert "<tr><td class=num>2.5</td><td class=num>3.2e+04</td><td class=num>40</td>" in page
+    assert "12 ULP, bound 4.5 ULP, condition 3.2e+04" in page
+    counts = report_html.histogram_counts([r for r in results if r.api == "fw.api_b"])
+    assert counts["conditioned"][report_html.ulp_bin(40.0)] == 1 and sum(counts["conditioned"]) == 1
+    assert '<h2 id="ranking">APIs ranked by forward error</h2>' in page and 'href="#ranking"' in page
+
+
+def _ranked(text: str) -> list[list[str]]:
+    section = text.split("## APIs ranked by forward error", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in rows]
+
+
+def test_apis_ranked_by_problems_then_divergences_then_conditioned_then_worst_error():
+    one = [
+        # exact everywhere, up to 3 ULP: first (the other run's API has a documented variant 7 ULP off)
+        result("alpha/c1", "fw.exact_3", max_ulp=3.0),
+        result("alpha/c2", "fw.exact_3", max_ulp=1.0),
+        # exact but for one conditioned result: below every API exact everywhere, however small its errors
+        result("alpha/c1", "fw.conditioned", max_ulp=0.0),
+        conditioned("alpha/c2", "fw.conditioned", max_ulp=5.0),
+        # a known divergence: below the conditioned; its error (inf) does not matter before that
+        result("alpha/c1", "fw.divergence", "known_divergence", max_ulp=6.0, divergence="d"),
+        # a problem: last of those judged; the error result's max ULP (none) is left out of worst and median
+        result("alpha/c1", "fw.problem", "fail", max_ulp=9.0, message="off"),
+        result("alpha/c2", "fw.problem", "error", max_ulp=None, message="raised"),
+        # relations and unsupported results are not judged against the exact value
+        result("alpha/c1", "fw.exact_3", "fail", max_ulp=99.0, quantity="symmetry", message="off"),
+        result("alpha/c1", "fw.nothing", "unsupported", message="no float16"),
+    ]
+    other = [
+        result("alpha/c1", "other.exact_half", max_ulp=0.5, framework="other"),
+        result("alpha/c2", "other.exact_half", max_ulp=0.25, framework="other"),
+        result("alpha/c3", "other.exact_half", "acceptable", max_ulp=7.0, variant="v", framework="other"),
+    ]
+    report = build([run_of(one), run_of(other, "other")])
+    order = [(row.run.label, row.api) for row in report.ranking]
+    assert order == [
+        ("fw 1.0", "fw.exact_3"),
+        ("other 1.0", "other.exact_half"),
+        ("fw 1.0", "fw.conditioned"),
+        ("fw 1.0", "fw.divergence"),
+        ("fw 1.0", "fw.problem"),
+        ("fw 1.0", "fw.nothing"),
+    ]
+    rows = _ranked(summary_markdown(report))
+    assert rows[0] == ["1", "fw 1.0", "`fw.exact_3`", "2", "2", "0", "0", "0", "0", "3", "2"]
+    assert rows[1] == ["2", "other 1.0", "`other.exact_half`", "3", "2", "1", "0", "0", "0", "7", "0.5"]
+    assert rows[2] == ["3", "fw 1.0", "`fw.conditioned`", "2", "1", "0", "1", "0", "0", "5", "2.5"]
+    assert rows[3] == ["4", "fw 1.0", "`fw.divergence`", "1", "0", "0", "0", "1", "0", "6", "6"]
+    assert rows[4] == ["5", "fw 1.0", "`fw.problem`", "2", "0", "0", "0", "0", "**2**", "9", "9"]
+    assert rows[5] == ["6", "fw 1.0", "`fw.nothing`", "0", "0", "0", "0", "0", "0", "-", "-"]
+
+
+def test_ties_in_the_ranking_keep_the_runs_order_and_the_api_name():
+    results = [result("alpha/c1", api, max_ulp=1.0) for api in ("fw.b", "fw.a")]
+    report = build([run_of(results, "zeta"), run_of(list(results), "alpha")])
+    assert [(row.run.label, row.api) for row in report.ranking] == [
+        ("alpha 1.0", "fw.a"), ("alpha 1.0", "fw.b"), ("zeta 1.0", "fw.a"), ("zeta 1.0", "fw.b"),
+    ]  # fmt: skip
+
+
+def test_junit_passes_a_conditioned_result_with_its_bound_and_condition(tmp_path):
+    results_dir = tmp_path / "results"
+    write_run(results_dir / "fw.jsonl", mixed_results() + [conditioned()])
+    assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "out")]) == 0
+    root = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("13", "3", "5")
+    (case,) = [c for c in root.iter("testcase") if c.get("name") == "gamma/c1-fw.api_a-float32-none"]
+    assert case.find("failure") is None and case.find("skipped") is None and case.find("error") is None
+    properties = {p.get("name"): p.get("value") for p in case.find("properties")}
+    assert properties == {"verdict": "conditioned", "bound_ratio": "2.5", "condition": "32000.0"}
+    out = case.find("system-out").text
+    assert out.startswith("gamma/c1 · fw.api_a · float32 · none: conditioned: max error 12 ULP")
+    assert "12 ULP, bound 4.5 ULP, condition 3.2e+04" in out
+
+
+def test_the_framework_summary_has_a_conditioned_column_and_section():
+    from conformance.summary import COLUMNS, element_line
+    from conformance.summary import summary_markdown as framework_summary
+
+    assert [v.value for v in COLUMNS][:3] == ["exact", "acceptable", "conditioned"]
+    text = framework_summary(mixed_results() + [conditioned(), conditioned("gamma/c2", quantity="grad")])
+    header = "| API | op | exact | acceptable | conditioned | known_divergence | fail |"
+    assert header in text
+    assert "| `fw.api_a` | bce_with_logits | 3 | 1 | 2 | 1 | 1 | 1 | 1 | 1 |" in text
+    section = text.split("### Conditioned: within the condition-aware bound (2 results)\n", 1)[1].split("\n### ", 1)[0]
+    assert "- `gamma/c1-fw.api_a-float32-none`: max 12 ULP, bound ratio 2.5, condition 3.2e+04" in section
+    assert "- `gamma/c2-fw.api_a-float32-none-grad`: max 12 ULP, bound ratio 2.5, condition 3.2e+04" in section
+    failures = text.split("### Failures (3)", 1)[1].split("\n### ", 1)[0]
+    assert "conditioned" not in failures
+    # an element's bound and condition number where it has them; an element within the tolerance (NaN) or an
+    # older record (no fields) has none
+    assert element_line(CONDITIONED_ELEMENT).endswith("12 ULP, bound 4.5 ULP, condition 3.2e+04")
+    assert element_line({**CONDITIONED_ELEMENT, "bound_ulp": "nan", "condition": "nan"}).endswith("12 ULP")
+    plain = {k: v for k, v in CONDITIONED_ELEMENT.items() if k not in ("bound_ulp", "condition")}
+    assert element_line(plain).endswith("12 ULP")
