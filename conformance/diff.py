@@ -6,8 +6,10 @@ Results are matched by (run, ``Result.id``), the run being the results file's na
 the run is its framework, so that two files of one framework (two versions) compare with each other.
 The same key twice in one set is a usage error.
 
-Verdicts are ranked: exact 0, acceptable 1, known_divergence 2, unsupported 2, and fail,
-unexpected_pass, error 3. ``max_ulp`` is compared with None read as 0 and NaN as inf.
+Verdicts are ranked: exact 0, acceptable 1, conditioned 1 (past the tolerance, within the condition-aware
+bound: no problem, but worse than exact), known_divergence 2, unsupported 2, and fail, unexpected_pass,
+error 3. ``max_ulp`` is compared with None read as 0 and NaN as inf. So exact → conditioned got worse,
+known_divergence or fail → conditioned is an improvement, acceptable ↔ conditioned is another change.
 
 A **regression** (exit 1) is any of:
 
@@ -24,6 +26,10 @@ Not regressions: **improvements** (the rank went down, ``unsupported`` became a 
 problem, or the same verdict with max_ulp shrinking by more than the threshold) and **other
 changes** (the same rank with another verdict, another known-divergence id or variant; and new
 results that are no problem).
+
+The counts also say how many results in both sets became ``conditioned``, by their baseline verdict
+(known_divergence and fail named, whenever any did): the divergences and failures that the problem's
+conditioning, not the framework, explains.
 
 Like with like: each results file records its host's **numerics environment** (``conformance.numerics``:
 CPU flags, numpy's SIMD dispatch, torch's CPU capability, ...). Where a run's baseline and current records
@@ -68,6 +74,7 @@ LISTED = 200  # items listed per category; the counts are always complete
 RANK = {
     Verdict.EXACT: 0,
     Verdict.ACCEPTABLE: 1,
+    Verdict.CONDITIONED: 1,
     Verdict.KNOWN_DIVERGENCE: 2,
     Verdict.UNSUPPORTED: 2,
     Verdict.FAIL: 3,
@@ -107,6 +114,8 @@ class Diff:
     other: list[Change] = field(default_factory=list)
     new_results: list[Change] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)  # runs of the baseline with no results file in the current set
+    # baseline verdict -> how many results in both sets had it and are now conditioned
+    to_conditioned: dict[str, int] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Change]:
@@ -241,6 +250,8 @@ def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: fl
         elif before is None:
             category = "new_failures" if _verdict(after).is_problem else "new_results"
         else:
+            if after.verdict == Verdict.CONDITIONED.value != before.verdict:
+                diff.to_conditioned[before.verdict] = diff.to_conditioned.get(before.verdict, 0) + 1
             category = _classify(before, after, ulp_threshold)
             recorded = old_numerics.get(key[0]) is not None and new_numerics.get(key[0]) is not None
             if category and key[0] in changed and recorded and _expected_with_environment(category, before, after, old_numerics[key[0]]):
@@ -250,10 +261,14 @@ def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: fl
     return diff
 
 
-def _format_ulp(result: Result | None) -> str:
-    if result is None or result.max_ulp is None:
+def _format(value: float | None) -> str:
+    if value is None:
         return "-"
-    return repr(result.max_ulp) if not math.isfinite(result.max_ulp) else f"{result.max_ulp:g}"
+    return repr(value) if not math.isfinite(value) else f"{value:g}"
+
+
+def _format_ulp(result: Result | None) -> str:
+    return "-" if result is None else _format(result.max_ulp)
 
 
 def _line(change: Change, compact: bool = False) -> str:
@@ -273,12 +288,21 @@ def _line(change: Change, compact: bool = False) -> str:
         except numerics.ConditionError:
             condition = repr(after.when)
         text += f", known divergence {after.divergence} (when {condition})"
+    if after is not None and after.verdict == Verdict.CONDITIONED.value:
+        ratio, condition = _format(after.bound_ratio), _format(after.condition)
+        text += f", within its conditioning (bound ratio {ratio}, condition {condition})"
     problems = [r for r in (after, before) if r is not None and _verdict(r).is_problem]
     problem = problems[0] if problems else None
     if problem and problem.message:
         first = problem.message.splitlines()[0]
         text += f": {first[:300]}{'…' if len(first) > 300 else ''}"
     return text
+
+
+def _moved_order(item: tuple[str, int]) -> tuple:
+    """known_divergence, then fail, then the other verdicts by rank and name (each was checked by ``_index``)."""
+    verdict = Verdict(item[0])
+    return ({Verdict.KNOWN_DIVERGENCE: 0, Verdict.FAIL: 1}.get(verdict, 2), RANK[verdict], verdict.value)
 
 
 def summary_line(diff: Diff) -> str:
@@ -291,6 +315,11 @@ def summary_line(diff: Diff) -> str:
     )
     if diff.environment:
         text += f" ({len(diff.environment)} expected with the numerics environment)"
+    if diff.to_conditioned:  # only then: the line stays as it was
+        moved = {"known_divergence": 0, "fail": 0, **diff.to_conditioned}
+        text += f"; {sum(moved.values())} now conditioned (" + ", ".join(
+            f"{count} from {verdict}" for verdict, count in sorted(moved.items(), key=_moved_order)
+        ) + ")"
     if diff.numerics:
         text += f"; numerics environment changed in {', '.join(diff.numerics)}"
     return text if n else text + "; no regressions"

@@ -307,3 +307,62 @@ def test_baseline_keeps_every_record_but_the_sweep_elements(tmp_path, capsys):
     capsys.readouterr()
     assert main(["diff", str(tmp_path / "baselines"), str(tmp_path / "results")]) == 0
     assert "0 other changes" in capsys.readouterr().out
+
+
+def conditioned(case="c/a", max_ulp=12.0, **fields) -> Result:
+    fields.setdefault("bound_ratio", 2.5)
+    fields.setdefault("condition", 3.2e4)
+    return result(case, "conditioned", max_ulp, **fields)
+
+
+def test_conditioned_ranks_with_acceptable_between_exact_and_a_known_divergence(tmp_path):
+    kd, fail = {"divergence": "d"}, {"message": "off"}
+    cases = {  # case: (baseline, current, category)
+        "c/from-exact": (result("c/from-exact"), conditioned("c/from-exact"), "worse"),
+        "c/to-exact": (conditioned("c/to-exact"), result("c/to-exact"), "improvements"),
+        "c/from-kd": (result("c/from-kd", "known_divergence", 12.0, **kd), conditioned("c/from-kd"), "improvements"),
+        "c/to-kd": (conditioned("c/to-kd"), result("c/to-kd", "known_divergence", 12.0, **kd), "worse"),
+        "c/from-fail": (result("c/from-fail", "fail", 12.0, **fail), conditioned("c/from-fail"), "improvements"),
+        "c/to-fail": (conditioned("c/to-fail"), result("c/to-fail", "fail", 12.0, **fail), "new_failures"),
+        "c/from-acc": (result("c/from-acc", "acceptable", 3.0, variant="v"), conditioned("c/from-acc"), "other"),
+        "c/to-unsup": (conditioned("c/to-unsup"), result("c/to-unsup", "unsupported", None), "worse"),
+        "c/from-unsup": (result("c/from-unsup", "unsupported", None), conditioned("c/from-unsup"), "improvements"),
+        "c/grew": (conditioned("c/grew", 12.0), conditioned("c/grew", 30.0), "ulp_growth"),
+        "c/same": (conditioned("c/same"), conditioned("c/same"), None),
+    }
+    diff = diff_of(tmp_path, [before for before, _, _ in cases.values()], [after for _, after, _ in cases.values()])
+    expected: dict[str, list[str]] = {}
+    for before, _, category in cases.values():
+        if category:
+            expected.setdefault(category, []).append(before.id)
+    assert categories(diff) == {name: sorted(ids) for name, ids in expected.items()}
+
+
+def test_the_counts_say_how_many_results_became_conditioned_and_from_what(tmp_path, capsys):
+    before = [
+        result("c/kd1", "known_divergence", 12.0, divergence="d"),
+        result("c/kd2", "known_divergence", 12.0, divergence="d"),
+        result("c/f", "fail", 12.0, message="off"),
+        result("c/e"),
+        conditioned("c/was"),  # conditioned before: it did not become so
+    ]
+    after = [conditioned("c/kd1"), conditioned("c/kd2", bound_ratio=3.75), conditioned("c/f"), conditioned("c/e"),
+             conditioned("c/was"), conditioned("c/new")]  # fmt: skip
+    base, cur = sets(tmp_path, before, after)
+    diff = compare(read_runs([base]), read_runs([cur]))
+    assert diff.to_conditioned == {"known_divergence": 2, "fail": 1, "exact": 1}
+    assert main(["diff", base, cur]) == 1  # exact → conditioned got worse
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1] == (
+        "diff: 1 regressions (0 new failures, 1 worse, 0 ULP growth, 0 disappeared), 3 improvements, 1 other changes"
+        "; 4 now conditioned (2 from known_divergence, 1 from fail, 1 from exact)"
+    )
+    kd2 = conditioned("c/kd2").id
+    assert f"- `{kd2}` (jax): known_divergence → conditioned, max ULP 12 → 12, within its conditioning " \
+           "(bound ratio 3.75, condition 32000)" in out  # fmt: skip
+    # only failures: the known divergences are named with their 0
+    only_fail = diff_of(tmp_path, [result(verdict="fail", max_ulp=9.0, message="off")], [conditioned()])
+    ending = "; 1 now conditioned (0 from known_divergence, 1 from fail); no regressions"
+    assert markdown(only_fail).rstrip().endswith(ending)
+    # nothing became conditioned: the line is as it was
+    assert "now conditioned" not in markdown(diff_of(tmp_path, [conditioned()], [conditioned()]))
