@@ -57,17 +57,19 @@ class Deviations:
         return cls(np.full(shape, np.nan), np.full(shape, np.nan))
 
 
-def _gaps(values: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
+def _gaps(values: np.ndarray, fmt: FloatFormat, half: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Half the gap to the next value of ``fmt`` below and above each value (the rounding box's radii);
-    0 for ±inf and NaN, which stay where they are."""
+    0 for ±inf and NaN, which stay where they are. ``half=False``: the whole gaps, for float64, whose half
+    gap at the bottom of the subnormals is no float64 (the mpmath path halves them exactly)."""
     v = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(v)
     magnitude = np.abs(np.where(finite, v, 0.0))
     spacing = fast_reference.ulp_of(magnitude, fmt)
     mantissa, _ = np.frexp(magnitude)
     power = (mantissa == 0.5) & (magnitude > fmt.smallest_normal)  # the gap below a power of two is half
-    toward_zero = np.where(power, spacing / 2, spacing) / 2
-    away = spacing / 2
+    scale = 0.5 if half else 1.0
+    toward_zero = np.where(power, spacing / 2, spacing) * scale
+    away = spacing * scale
     below = np.where(v > 0, toward_zero, away)  # for a negative value, away from zero is below
     above = np.where(v > 0, away, np.where(v < 0, toward_zero, away))
     return np.where(finite, below, 0.0), np.where(finite, above, 0.0)
@@ -77,7 +79,7 @@ def _gaps(values: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]
 # the boxes
 
 
-def _target_boxes(y: np.ndarray, ls: float | None, fmt: FloatFormat):
+def _target_boxes(y: np.ndarray, ls: float | None, fmt: FloatFormat, half: bool = True):
     """(y', below, above): the target as the loss receives it, and its box's radii. A target of exactly 0 or 1
     (a hard label) is exact in every dtype and no computation rounds it: it stays. Any other target moves within
     its own box. Under label smoothing the loss receives y' = y·(1 - ls) + ls/2, which the API computes in the
@@ -85,14 +87,14 @@ def _target_boxes(y: np.ndarray, ls: float | None, fmt: FloatFormat):
     reaches the loss only through y', so it stays. ``y'`` is float64 here (within 4u of the exact one, which
     the callers take exactly where they need it)."""
     y = np.asarray(y, dtype=np.float64)
-    low, high = _gaps(y, fmt)
+    low, high = _gaps(y, fmt, half)
     hard = (y == 0) | (y == 1)
     low, high = np.where(hard, 0.0, low), np.where(hard, 0.0, high)
     if ls is None:
         return y, low, high
     keep, half = 1.0 - ls, ls / 2
     smoothed = y * keep + half
-    smoothed_low, smoothed_high = _gaps(fast_reference.round_to_dtype(smoothed, fmt), fmt)
+    smoothed_low, smoothed_high = _gaps(fast_reference.round_to_dtype(smoothed, fmt), fmt, half)
     return smoothed, smoothed_low + keep * low, smoothed_high + keep * high
 
 
@@ -134,8 +136,8 @@ def _exact_deviations(formula, quantity, two_step, columns: dict[str, np.ndarray
     n = columns["first"].size
     below, above = np.full(n, np.nan), np.full(n, np.nan)
     names = list(columns)
-    radii = {name: _gaps(columns[name], fmt) for name in names}
-    _, *radii["target"] = _target_boxes(columns["target"], ls, fmt)
+    radii = {name: _gaps(columns[name], fmt, half=False) for name in names}  # whole gaps: halved exactly below
+    _, *radii["target"] = _target_boxes(columns["target"], ls, fmt, half=False)
     exact_ls = None if ls is None else mpmath.mpf(ls)
     with mpmath.workprec(3 * fmt.precision + 64):
         for i in range(n):
@@ -148,8 +150,8 @@ def _exact_deviations(formula, quantity, two_step, columns: dict[str, np.ndarray
                 continue  # an infinite or NaN exact value: no change measures a distance to it
             p_radius = None
             if two_step:  # the probability's box: half the gaps of σ(x) rounded to the dtype
-                low, high = _gaps(np.array([round_to_format(ref.sigmoid(centre["first"]), fmt)]), fmt)
-                p_radius = (mpmath.mpf(low[0]), mpmath.mpf(high[0]))
+                low, high = _gaps(np.array([round_to_format(ref.sigmoid(centre["first"]), fmt)]), fmt, half=False)
+                p_radius = (mpmath.ldexp(mpmath.mpf(low[0]), -1), mpmath.ldexp(mpmath.mpf(high[0]), -1))
             rise = fall = mpmath.mpf(0)
             for combination in itertools.product(*choices):
                 corner = dict(zip(names, combination))
@@ -167,10 +169,12 @@ def _exact_deviations(formula, quantity, two_step, columns: dict[str, np.ndarray
 
 
 def _choices(centre, low, high):
-    """The box's two ends along one input (the centre alone where it does not move)."""
+    """The box's two ends along one input, from its whole gaps below and above (the centre alone where it
+    does not move)."""
     if low == 0 and high == 0:
         return [centre]
-    return [mpmath.fsub(centre, mpmath.mpf(low), exact=True), mpmath.fadd(centre, mpmath.mpf(high), exact=True)]
+    low, high = mpmath.ldexp(mpmath.mpf(low), -1), mpmath.ldexp(mpmath.mpf(high), -1)
+    return [mpmath.fsub(centre, low, exact=True), mpmath.fadd(centre, high, exact=True)]
 
 
 def _call(term, inputs, p):
