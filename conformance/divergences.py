@@ -8,7 +8,11 @@ name, or a list of them; a pattern equal to the name always matches it, so that 
 ``reason`` and ``source`` (an issue link or a documentation page), and an optional ``when``: the
 numerics environment the entry holds in (``conformance.numerics.parse_condition``, e.g.
 ``{numpy.simd_found: {has: X86_V4}}``); on a host where it does not hold the entry does not apply,
-neither to a result nor to the staleness check, and the run's header counts it apart.
+neither to a result nor to the staleness check, and the run's header counts it apart. An optional
+``versions`` (a PEP 508 requirement on a package the framework records, or a list of them, e.g.
+``jax <0.7``) does the same for the framework's versions: the entry holds only where every named
+package is recorded at a version its specifier contains (the version matrix runs one framework at two
+versions, and a mechanism can come and go between them).
 The list is strict: an entry whose results now match the reference is reported as an
 unexpected pass, and an entry that matches nothing in the case files it names fails the run.
 The files are read as case files are (``conformance.cases.read_document``: YAML 1.2 plain data,
@@ -22,12 +26,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from conformance import numerics
 from conformance.cases import ID, ID_RULE, CaseError, Problem, line_of, read_document, read_text
 
 REQUIRED = ("id", "reason", "source")
 PATTERNS = ("case", "api")
-OPTIONAL = ("dtypes", "reductions", "quantities", "when")
+OPTIONAL = ("dtypes", "reductions", "quantities", "when", "versions")
 
 
 def _patterns(value) -> tuple[str, ...] | None:
@@ -51,10 +57,22 @@ class KnownDivergence:
     quantities: tuple[str, ...] = ("value",)  # "value" (the loss) and / or "grad" / "grad_target" (its gradient w.r.t. input / target)
     file: str = ""
     when: numerics.Condition = ()  # the numerics environment it holds in; () everywhere
+    versions: tuple[Requirement, ...] = ()  # the framework versions it holds for; () all
 
-    def applies(self, environment: dict | None) -> bool:
-        """Whether the entry holds on a host with this numerics record (an entry without ``when`` always does)."""
-        return not self.when or numerics.holds(self.when, environment)
+    def applies(self, environment: dict | None, versions: dict[str, str] | None = None) -> bool:
+        """Whether the entry holds on a host with this numerics record and for a framework with these package
+        versions (an entry without ``when`` or ``versions`` always does)."""
+        if self.when and not numerics.holds(self.when, environment):
+            return False
+        return all(
+            r.name in (versions or {}) and r.specifier.contains(versions[r.name], prereleases=True) for r in self.versions
+        )
+
+    def describe_scope(self) -> str:
+        """Where the entry holds, for the run's header: its ``when`` and its ``versions``."""
+        parts = [f"when {numerics.describe_condition(self.when)}"] if self.when else []
+        parts += [f"for {r}" for r in self.versions]
+        return " and ".join(parts)
 
     @property
     def when_record(self) -> dict[str, dict[str, object]]:
@@ -104,6 +122,13 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
         if label in seen:
             problems.append(Problem(shown, "duplicate id", line, case=label, field="id"))
         seen.add(label)
+        requirements: tuple[Requirement, ...] = ()
+        if "versions" in entry:
+            try:
+                requirements = _requirements(entry["versions"])
+            except ValueError as exc:
+                problems.append(Problem(shown, str(exc), line_of(raw[number - 1], "versions"), case=label, field="versions"))
+                continue
         condition: numerics.Condition = ()
         if "when" in entry:
             try:
@@ -117,14 +142,32 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
             KnownDivergence(
                 **{k: entry[k] for k in REQUIRED},
                 **{k: _patterns(entry[k]) for k in PATTERNS},
-                **{k: tuple(entry[k]) for k in OPTIONAL if k in entry and k != "when"},
+                **{k: tuple(entry[k]) for k in OPTIONAL if k in entry and k not in ("when", "versions")},
                 file=shown,
                 when=condition,
+                versions=requirements,
             )
         )
     if problems:
         raise CaseError(problems)
     return entries
+
+
+def _requirements(value) -> tuple[Requirement, ...]:
+    """``versions``: one PEP 508 requirement (a package name and a version specifier, nothing else) or a list."""
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("versions is a requirement such as 'jax <0.7', or a list of them")
+    out = []
+    for text in texts:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as exc:
+            raise ValueError(f"versions: {text!r} is not a requirement such as 'jax <0.7' ({exc})") from None
+        if requirement.extras or requirement.marker or requirement.url or not str(requirement.specifier):
+            raise ValueError(f"versions: {text!r}: a package name and a version specifier, nothing else")
+        out.append(requirement)
+    return tuple(out)
 
 
 def builtin(framework: str) -> list[KnownDivergence]:
@@ -143,9 +186,12 @@ def load(framework: str, extra: list[str | Path] = ()) -> list[KnownDivergence]:
     return entries
 
 
-def applying(entries: list[KnownDivergence], environment: dict | None) -> tuple[list[KnownDivergence], list[KnownDivergence]]:
-    """The entries that hold on a host with this numerics record, and those whose ``when`` does not."""
-    return [e for e in entries if e.applies(environment)], [e for e in entries if not e.applies(environment)]
+def applying(
+    entries: list[KnownDivergence], environment: dict | None, versions: dict[str, str] | None = None
+) -> tuple[list[KnownDivergence], list[KnownDivergence]]:
+    """The entries that hold on a host with this numerics record and for these framework versions, and the others."""
+    holds = [e.applies(environment, versions) for e in entries]
+    return [e for e, h in zip(entries, holds) if h], [e for e, h in zip(entries, holds) if not h]
 
 
 def find(

@@ -749,7 +749,7 @@ class Plan:
             f"{len(self.known)} known divergences"
             + (
                 f" ({len(self.elsewhere)} more that hold elsewhere, not applied: "
-                + "; ".join(f"{e.id} when {numerics.describe_condition(e.when)}" for e in self.elsewhere)
+                + "; ".join(f"{e.id} {e.describe_scope()}" for e in self.elsewhere)
                 + ")"
                 if self.elsewhere
                 else ""
@@ -772,9 +772,10 @@ def plan(
     case_paths, divergence_files = list(case_paths), list(divergence_files)
     cases = load_cases(case_paths)  # first: a bad case file is reported before any framework import
     framework = load_adapter(adapter) if adapter else load_framework(framework_name)
-    # an entry with a `when:` applies only where this host's numerics environment satisfies it
+    # an entry with a `when:` applies only where this host's numerics environment satisfies it, one with
+    # `versions:` only for the framework versions it names
     record = numerics.probe() if numerics_record is None else numerics_record
-    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, divergence_files), record)
+    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, divergence_files), record, framework.versions)
     spec = WorkerSpec(
         framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout, record
     )

@@ -138,14 +138,14 @@ def test_a_known_divergence_file_with_a_bad_when_names_the_file_the_entry_and_th
 
 PROBE_CASE = """\
 schema_version: 1
-description: the hand formula's float64 symmetry, which the rounded subject misses by construction
+description: the hand formula's symmetry, which the rounded subject misses by construction
 defaults: {gradients: false}
 cases:
   - id: blog-row
-    why: x = 1.4906 and its mirror
-    logits: [1.9072, 1.1079, 1.4906]
-    target: [0, 1, 1]
-    dtypes: [float64]
+    why: the hand sigmoid(17) rounds to 1 in float32 (the correctly rounded one does not), so L(17, 0) is inf; L(-17, 1) is not
+    logits: [17.0]
+    target: [0]
+    dtypes: [float32]
     reductions: [none]
     ops: [sigmoid_bce]
 """
@@ -153,7 +153,7 @@ ENTRY = """\
 - id: symmetry-on-avx512
   case: probe/blog-row
   api: rounded.hand_sigmoid+rounded.hand_bce
-  quantities: [symmetry]
+  quantities: [value, symmetry]
   when: {numpy.simd_found: {has: X86_V4}}
   reason: planted
   source: https://example.invalid/when
@@ -293,3 +293,24 @@ def test_the_report_shows_each_runs_numerics_or_says_it_was_not_recorded(tmp_pat
     with_record, without_record = runs["with"], runs["without"]
     assert with_record["numerics"] == numerics.summary(AVX512) and "numpy SIMD dispatch found X86_V3, X86_V4" in with_record["numerics"]
     assert without_record["numerics"].startswith("not recorded")
+
+
+VERSIONED = "- id: old\n  case: c/*\n  api: a\n  reason: r\n  source: s\n"
+
+
+def test_an_entry_with_versions_holds_only_for_the_framework_versions_it_names():
+    (entry,) = parse_divergences(VERSIONED + "  versions: jax <0.7\n", "mine.yaml")
+    assert entry.applies(None, {"jax": "0.6.2", "jaxlib": "0.6.2"}) and not entry.applies(None, {"jax": "0.10.2"})
+    assert not entry.applies(None, {"torch": "2.13.0"}) and not entry.applies(None, None)  # jax not recorded: no
+    (both,) = parse_divergences(VERSIONED + "  versions: [jax >=0.6, jaxlib ==0.6.2]\n", "mine.yaml")
+    assert both.applies(None, {"jax": "0.6.2", "jaxlib": "0.6.2"}) and not both.applies(None, {"jax": "0.6.2", "jaxlib": "0.7.0"})
+    assert both.describe_scope() == "for jax>=0.6 and for jaxlib==0.6.2"
+    (plain,) = parse_divergences(VERSIONED, "mine.yaml")
+    assert plain.applies(None, None) and plain.versions == ()
+
+
+@pytest.mark.parametrize("versions", ["jax", "'jax[cuda] <0.7'", "'jax <0.7; python_version > \"3\"'", "'<0.7'", "[]", "7"])
+def test_a_malformed_versions_names_the_file_the_entry_and_the_field(versions):
+    with pytest.raises(CaseError) as caught:
+        parse_divergences(VERSIONED + f"  versions: {versions}\n", "mine.yaml")
+    assert str(caught.value).startswith("mine.yaml:6: case 'old' field 'versions': versions")
