@@ -483,9 +483,7 @@ class Runner:
         bounds, conditions = conditioning.pair_bounds(*deviations, a, b, fmt)
         outcome = conditioning_of(missing, d, bounds, conditions, tolerance)
         result.bound_ratio, result.condition = _finite_or_none(outcome.ratio), _finite_or_none(outcome.condition)
-        for entry in result.worst:
-            index = tuple(entry["index"])
-            entry["bound_ulp"], entry["condition"] = float(bounds[index]), float(conditions[index])
+        _bounds_of_worst(result, bounds, conditions)
         return outcome
 
     def _results(self, api: Api, inputs, reduction: str, shape, own: bool = True) -> np.ndarray:
@@ -576,9 +574,7 @@ class Runner:
         bounds, conditions = conditioning.bound_ulps(deviations, values, ref.rounded, fmt)
         outcome = judge_conditioning(judgement, bounds, conditions, tolerance)
         result.bound_ratio, result.condition = _finite_or_none(outcome.ratio), _finite_or_none(outcome.condition)
-        for entry in result.worst:
-            index = tuple(entry["index"])
-            entry["bound_ulp"], entry["condition"] = float(bounds[index]), float(conditions[index])
+        _bounds_of_worst(result, bounds, conditions)
         return outcome
 
     def _matches_variant(self, check: Check, values: np.ndarray, fmt: FloatFormat, result: Result) -> bool:
@@ -643,6 +639,14 @@ class Runner:
         if check.api.axis_mean:  # the rows matter: the reproducer reshapes its flat lists
             args["shape"] = repr([len(arrays["target"])] if index is not None else list(broadcast_shape(inputs)))
         return check.api.repro(args, check.dtype, reduction)
+
+
+def _bounds_of_worst(result: Result, bounds: np.ndarray, conditions: np.ndarray) -> None:
+    """Each worst element's bound and condition number, where one was computed (for an element past the tolerance)."""
+    for entry in result.worst:
+        index = tuple(entry["index"])
+        if not math.isnan(bounds[index]):
+            entry["bound_ulp"], entry["condition"] = float(bounds[index]), float(conditions[index])
 
 
 def _row_arrays(rows, shape) -> tuple[np.ndarray, np.ndarray]:
