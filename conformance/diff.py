@@ -40,7 +40,10 @@ kernels: a result is **expected with the environment** (no regression) when
 - it became a known divergence through an entry whose ``when:`` (recorded in the result) does not hold
   on the baseline's numerics, i.e. the entry says it happens on hosts like the current one only; or
 - its verdict is unchanged and only its max_ulp grew (an ``exact`` result is still within its tolerance:
-  the verdict is the expectation).
+  the verdict is the expectation); or
+- it was ``exact`` and is ``conditioned``: past the tolerance, but within k × the condition-aware bound of
+  every element past it (the host's kernels spend the rounding slack the problem's conditioning allows,
+  which is no failure; a result past its conditioning is one, and a regression).
 
 Every other change is classified as above, so a new failure on a new host is still a regression. Where a
 side has no numerics record (results taken before it was recorded), the heading says so and nothing is
@@ -204,6 +207,8 @@ def _expected_with_environment(category: str, before: Result, after: Result, bas
     the module's docstring)."""
     if category == "ulp_growth":
         return True
+    if category == "worse" and _verdict(before) is Verdict.EXACT and _verdict(after) is Verdict.CONDITIONED:
+        return True  # within the conditioning: no failure, and the kernels are the environment's
     if category == "worse" and _verdict(after) is Verdict.KNOWN_DIVERGENCE and after.when:
         try:
             condition = numerics.parse_condition(after.when)

@@ -314,3 +314,16 @@ def test_a_malformed_versions_names_the_file_the_entry_and_the_field(versions):
     with pytest.raises(CaseError) as caught:
         parse_divergences(VERSIONED + f"  versions: {versions}\n", "mine.yaml")
     assert str(caught.value).startswith("mine.yaml:6: case 'old' field 'versions': versions")
+
+
+def test_exact_to_conditioned_is_expected_with_a_changed_environment_and_a_regression_on_the_same_one(tmp_path):
+    """The host's kernels may spend the slack the conditioning allows: exact → conditioned on a new host is the
+    environment's; on the same host it got worse."""
+    before = [result("c/grad", "exact", 2.0)]
+    after = [result("c/grad", "conditioned", 9.0, bound_ratio=1.5, condition=40.0)]
+    changes = diff(tmp_path, before, after, AVX2, AVX512)
+    assert not changes.regressions and [c.id for c in changes.environment] == [after[0].id]
+    same = diff(tmp_path / "same", before, after, AVX512, AVX512)
+    assert [c.id for c in same.worse] == [after[0].id]
+    failing = [result("c/grad", "fail", 90.0, bound_ratio=15.0)]  # past the conditioning: a regression anywhere
+    assert [c.id for c in diff(tmp_path / "fail", before, failing, AVX2, AVX512).new_failures] == [failing[0].id]
