@@ -136,7 +136,8 @@ def _exact_deviations(formula, quantity, two_step, columns: dict[str, np.ndarray
     n = columns["first"].size
     below, above = np.full(n, np.nan), np.full(n, np.nan)
     names = list(columns)
-    radii = {name: _gaps(columns[name], fmt, half=False) for name in names}  # whole gaps: halved exactly below
+    # whole gaps, halved exactly in mpmath (_choices)
+    radii = {name: _gaps(columns[name], fmt, half=False) for name in names if name != "target"}
     _, *radii["target"] = _target_boxes(columns["target"], ls, fmt, half=False)
     exact_ls = None if ls is None else mpmath.mpf(ls)
     with mpmath.workprec(3 * fmt.precision + 64):
@@ -201,8 +202,9 @@ def _fast_deviations(formula, quantity, two_step, columns: dict[str, np.ndarray]
     names = list(columns)
     ends = {}
     for name in names:
-        low, high = _gaps(columns[name], fmt)
-        ends[name] = (columns[name] - low, columns[name] + high)  # exact: a midpoint of a <= 24-bit value
+        if name != "target":
+            low, high = _gaps(columns[name], fmt)
+            ends[name] = (columns[name] - low, columns[name] + high)  # exact: a midpoint of a <= 24-bit value
     smoothed, low, high = _target_boxes(columns["target"], ls, fmt)
     # y' is within 4u of the exact smoothed target: its ends moved inward by that stay inside the box
     margin = 0.0 if ls is None else 8 * fast_reference.U * np.abs(smoothed) + fast_reference.ABSOLUTE
@@ -259,7 +261,7 @@ def term_deviations(
 ) -> Deviations:
     """The deviations of each element of the inputs' broadcast shape under ``mask`` (its term: the loss, or its
     gradient with respect to the input or the target, before any reduction); NaN elsewhere."""
-    first = "logits" if formula == "bce_with_logits" or two_step else "probs"
+    first = "logits" if formula == "bce_with_logits" else "probs"  # the two-step op's formula is bce_with_logits
     present = [(name, inputs[key]) for name, key in zip(NAMES, (first, "target", "weight", "pos_weight")) if key in inputs]
     shape = np.broadcast_shapes(*(np.shape(a) for _, a in present))
     out = Deviations.empty(shape)
@@ -294,39 +296,33 @@ def result_deviations(
     """The deviations of the result's elements under ``missing`` (a mask over the result's shape): a gradient's
     element is its term over the reduction's count; a loss element the sum of its terms' over its count (all
     the elements for `mean` / `sum`, a last-axis row for an API averaging over it)."""
-    first = "logits" if formula == "bce_with_logits" or two_step else "probs"
+    first = "logits" if formula == "bce_with_logits" else "probs"
     shape = np.broadcast_shapes(*(np.shape(inputs[k]) for k in (first, "target", "weight", "pos_weight") if k in inputs))
-    size = int(np.prod(shape))
     missing = np.asarray(missing, dtype=bool)
-    out = Deviations.empty(missing.shape)
     if not missing.any():
-        return out
-    if quantity != "value":  # elementwise, over the reduction's count
-        count = 1
-        if axis_mean:
-            length = shape[-1] if shape else 1
-            count = length * (size // length if length else 0) if reduction == "mean" else length
-        elif reduction == "mean":
-            count = size
+        return Deviations.empty(missing.shape)
+    count = _count(shape, reduction, axis_mean) or 1
+    if quantity != "value" or (reduction == "none" and not axis_mean):  # elementwise
         terms = term_deviations(formula, quantity, two_step, inputs, fmt, missing)
-        scale = 1 / count if count else 1.0
+        scale = 1 / count
         return Deviations(terms.below * scale, terms.above * scale)
-    if reduction == "none" and not axis_mean:
-        return term_deviations(formula, "value", two_step, inputs, fmt, missing)
-    if axis_mean and reduction == "none":  # row means: the rows of the missing elements
-        rows = np.broadcast_to(missing[..., None], shape)
-        terms = term_deviations(formula, "value", two_step, inputs, fmt, rows)
-        length = shape[-1]
+    if reduction == "none":  # row means: the rows of the missing elements
+        terms = term_deviations(formula, "value", two_step, inputs, fmt, np.broadcast_to(missing[..., None], shape))
         with np.errstate(invalid="ignore"):
-            below, above = terms.below.sum(axis=-1) / length, terms.above.sum(axis=-1) / length
+            below, above = terms.below.sum(axis=-1) / count, terms.above.sum(axis=-1) / count
         return Deviations(np.where(missing, below, np.nan), np.where(missing, above, np.nan))
     # a mean or a sum of every term
     terms = term_deviations(formula, "value", two_step, inputs, fmt, np.ones(shape, dtype=bool))
-    count = size if reduction == "mean" else (shape[-1] if axis_mean and shape else 1)
-    if axis_mean and reduction == "mean":
-        count = size
-    count = count or 1
     return Deviations(np.array(terms.below.sum() / count), np.array(terms.above.sum() / count))
+
+
+def _count(shape: tuple[int, ...], reduction: str, axis_mean: bool) -> int:
+    """What a term is divided by in the reduced result: every element for `mean`; for an API averaging over the
+    last axis its row length for `none` (the row means) and `sum` (their sum); 1 otherwise."""
+    size = int(np.prod(shape))
+    if reduction == "mean":
+        return size
+    return (shape[-1] if shape else 1) if axis_mean else 1
 
 
 def bound_ulps(deviations: Deviations, got: np.ndarray, rounded: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:

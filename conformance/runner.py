@@ -482,8 +482,7 @@ class Runner:
         ]
         bounds, conditions = conditioning.pair_bounds(*deviations, a, b, fmt)
         outcome = conditioning_of(missing, d, bounds, conditions, tolerance)
-        result.bound_ratio, result.condition = _finite_or_none(outcome.ratio), _finite_or_none(outcome.condition)
-        _bounds_of_worst(result, bounds, conditions)
+        _record_conditioning(result, outcome, bounds, conditions)
         return outcome
 
     def _results(self, api: Api, inputs, reduction: str, shape, own: bool = True) -> np.ndarray:
@@ -573,8 +572,7 @@ class Runner:
         )
         bounds, conditions = conditioning.bound_ulps(deviations, values, ref.rounded, fmt)
         outcome = judge_conditioning(judgement, bounds, conditions, tolerance)
-        result.bound_ratio, result.condition = _finite_or_none(outcome.ratio), _finite_or_none(outcome.condition)
-        _bounds_of_worst(result, bounds, conditions)
+        _record_conditioning(result, outcome, bounds, conditions)
         return outcome
 
     def _matches_variant(self, check: Check, values: np.ndarray, fmt: FloatFormat, result: Result) -> bool:
@@ -641,8 +639,10 @@ class Runner:
         return check.api.repro(args, check.dtype, reduction)
 
 
-def _bounds_of_worst(result: Result, bounds: np.ndarray, conditions: np.ndarray) -> None:
-    """Each worst element's bound and condition number, where one was computed (for an element past the tolerance)."""
+def _record_conditioning(result: Result, outcome: Conditioning, bounds: np.ndarray, conditions: np.ndarray) -> None:
+    """The record's largest bound ratio and condition number, and each worst element's bound and condition number
+    where one was computed (for an element past the tolerance)."""
+    result.bound_ratio, result.condition = _number_or_none(outcome.ratio), _number_or_none(outcome.condition)
     for entry in result.worst:
         index = tuple(entry["index"])
         if not math.isnan(bounds[index]):
@@ -659,8 +659,9 @@ def _row_arrays(rows, shape) -> tuple[np.ndarray, np.ndarray]:
     return d, missing
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else (None if math.isnan(value) else value)
+def _number_or_none(value: float) -> float | None:
+    """A record's float field: None for NaN (not measured), the value itself otherwise (inf included)."""
+    return None if math.isnan(value) else value
 
 
 def _within_message(outcome: Conditioning, tolerance) -> str:
