@@ -86,8 +86,8 @@ def _run_locked(run_plan, environment, out: Path, name: str, args) -> int:
     if problems:
         print(f"FAILED: {len(problems)} of {len(results)} results are problems (fail, unexpected pass or error)")
         status = EXIT_PROBLEMS
-    for entry in run_plan.stale_divergences():
-        print(f"FAILED: known divergence {entry.id!r} ({entry.file}) matches no check of the cases it names: remove it")
+    for problem in run_plan.catalogue_problems(results):
+        print(f"FAILED: {problem}")
         status = EXIT_PROBLEMS
     if len(results) < args.min_results:
         print(f"FAILED: {len(results)} results, fewer than the floor of {args.min_results}")

@@ -1,63 +1,156 @@
-"""Known divergences: results a framework is known to get wrong, each with its reason and source.
+"""Known divergences: a catalogue of mechanisms by which a framework departs from the exact value.
 
-One YAML file per framework (``conformance/known_divergences/<framework>.yaml``), a list of entries:
-``id``, ``case`` (a glob on the case's full name, or a list of them), ``api`` (a glob on the API
-name, or a list of them; a pattern equal to the name always matches it, so that names with brackets,
-``keras.losses.binary_crossentropy[torch]``, can be given as they are), optional
-``dtypes``, ``reductions`` and ``quantities`` (``value``, the default, and / or ``grad``),
-``reason`` and ``source`` (an issue link or a documentation page), and an optional ``when``: the
-numerics environment the entry holds in (``conformance.numerics.parse_condition``, e.g.
-``{numpy.simd_found: {has: X86_V4}}``); on a host where it does not hold the entry does not apply,
-neither to a result nor to the staleness check, and the run's header counts it apart. An optional
-``versions`` (a PEP 508 requirement on a package the framework records, or a list of them, e.g.
-``jax <0.7``) does the same for the framework's versions: the entry holds only where every named
-package is recorded at a version its specifier contains (the version matrix runs one framework at two
-versions, and a mechanism can come and go between them).
-The list is strict: an entry whose results now match the reference is reported as an
-unexpected pass, and an entry that matches nothing in the case files it names fails the run.
-The files are read as case files are (``conformance.cases.read_document``: YAML 1.2 plain data,
-no tags, no ambiguous scalars); an ``id`` follows the case id rule (no spaces, no line breaks).
+One YAML file per framework (``conformance/known_divergences/<framework>.yaml``), described by
+``conformance/schema/known_divergences.schema.json`` (docs/known_divergences.md). An entry names a
+mechanism, not a list of results:
+
+- ``id``, ``api`` (globs on the API name; a pattern equal to the name always matches it, so that names
+  with brackets, ``keras.losses.binary_crossentropy[torch]``, can be given as they are), ``reason`` (the
+  mechanism, in words; the figures it produces are computed from the results, never typed) and ``source``;
+- ``versions``: PEP 508 requirements on packages the framework records (``torch >=2.13,<2.14``): outside
+  them the entry does not apply;
+- ``when`` (optional): the numerics environment it holds in (``conformance.numerics.parse_condition``);
+- ``where``: the region of inputs it explains, one region or a list (their union). A region is scoped by
+  ``op``, ``dtype``, ``reduction``, ``quantity`` (and, only where a mechanism is about one reported input,
+  ``case``) and holds element predicates on ``logit``, ``probability``, ``target``, ``weight``,
+  ``pos_weight``, ``label_smoothing`` (a number, a list of them, or bounds ``{gt, ge, lt, le}``) and
+  ``empty`` (an input without elements).
+
+How a region explains a result (``explain``): an elementwise result (a ``none`` loss, any gradient, the
+``symmetry`` and ``vs-fused`` relations) is explained element by element: an element that misses is
+explained when its inputs lie in the region (for ``symmetry``, its inputs or their mirror (-x, 1 - y));
+a row mean (an API averaging over the last axis) when some element of its row does; a reduced result
+(``mean``, ``sum``, ``mean-vs-sum``) and a result with no element to blame (an error, a silent change of
+dtype) when some element of its input does. A result is ``known_divergence`` only when every element
+that misses is explained; any other makes it ``fail``, with those elements shown.
+
+Strictness (``account``): on a whole run of the cases it is judged on, an entry that applies but explains
+nothing fails the run: ``stale`` when no result lies in its region, ``unexpected_pass`` when results do
+and all of them now match. The files are read as case files are (``conformance.cases.read_document``:
+YAML 1.2 plain data, no tags, no ambiguous scalars).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from packaging.requirements import InvalidRequirement, Requirement
 
-from conformance import numerics
-from conformance.cases import ID, ID_RULE, CaseError, Problem, line_of, read_document, read_text
+from conformance import generators, numerics
+from conformance.cases import LABEL_SMOOTHING, CaseError, Problem, line_of, read_document, read_text
 
-REQUIRED = ("id", "reason", "source")
-PATTERNS = ("case", "api")
-OPTIONAL = ("dtypes", "reductions", "quantities", "when", "versions")
+# a region's element predicates -> the case input they test, and its value where the case has none
+ELEMENT_FIELDS: dict[str, tuple[str, float | None]] = {
+    "logit": ("logits", None),
+    "probability": ("probs", None),
+    "target": ("target", None),
+    "weight": ("weight", 1.0),
+    "pos_weight": ("pos_weight", 1.0),
+    "label_smoothing": (LABEL_SMOOTHING, 0.0),
+}
+SCOPE_FIELDS = ("op", "dtype", "reduction", "quantity", "case")
+BOUNDS = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}
+ELEMENTWISE_RELATIONS = ("symmetry", "vs-fused")  # relations judged element by element (the others: whole)
 
 
-def _patterns(value) -> tuple[str, ...] | None:
-    """A glob or a non-empty list of globs, as a tuple; None when malformed."""
-    if isinstance(value, str) and value:
-        return (value,)
-    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
-    return None
+@cache
+def schema() -> dict:
+    text = resources.files("conformance").joinpath("schema/known_divergences.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _number(value) -> float:
+    return float(value.lstrip(".").replace("-.", "-")) if isinstance(value, str) else float(value)
+
+
+@dataclass(frozen=True)
+class Values:
+    """An element predicate: one of ``members`` (NaN matching NaN), or every bound of ``bounds`` holding."""
+
+    members: tuple[float, ...] = ()
+    bounds: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def parse(cls, raw) -> Values:
+        if isinstance(raw, dict):
+            return cls(bounds=tuple((k, _number(v)) for k, v in raw.items()))
+        return cls(members=tuple(_number(v) for v in (raw if isinstance(raw, list) else [raw])))
+
+    def holds(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            if self.bounds:
+                out = np.ones(values.shape, dtype=bool)
+                for name, bound in self.bounds:
+                    out &= BOUNDS[name](values, bound)
+                return out
+            out = np.zeros(values.shape, dtype=bool)
+            for member in self.members:
+                out |= np.isnan(values) if math.isnan(member) else values == member
+            return out
+
+    def __str__(self) -> str:
+        if self.bounds:
+            signs = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
+            return " and ".join(f"{signs[k]} {v:g}" for k, v in self.bounds)
+        return " or ".join(f"{v:g}" for v in self.members)
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region of ``where``: its scope (``op``, ``dtype``, ... None: any) and its element predicates."""
+
+    scope: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    elements: tuple[tuple[str, Values], ...] = ()
+    empty: bool | None = None
+
+    def in_scope(self, **facts: str) -> bool:
+        return all(
+            any(facts[name] == p or fnmatch.fnmatchcase(facts[name], p) for p in patterns) for name, patterns in self.scope
+        )
+
+    def mask(self, inputs: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+        """The elements of an input (broadcast to ``shape``) that lie in the region."""
+        size = int(np.prod(shape))
+        if self.empty is not None and self.empty != (size == 0):
+            return np.zeros(shape, dtype=bool)
+        out = np.ones(shape, dtype=bool)
+        for name, predicate in self.elements:
+            key, default = ELEMENT_FIELDS[name]
+            if key in inputs:
+                values = np.broadcast_to(np.asarray(inputs[key], dtype=np.float64), shape)
+            elif default is not None:
+                values = np.full(shape, default)
+            else:  # `logit` of a probability case, `probability` of a logit case: no element lies there
+                return np.zeros(shape, dtype=bool)
+            out &= predicate.holds(values)
+        return out
+
+    def describe(self) -> str:
+        parts = [f"{name} {'/'.join(patterns)}" for name, patterns in self.scope]
+        parts += [f"{name} {predicate}" for name, predicate in self.elements]
+        parts += ["an empty input" if self.empty else "a non-empty input"] if self.empty is not None else []
+        return ", ".join(parts) or "every input"
 
 
 @dataclass(frozen=True)
 class KnownDivergence:
     id: str
-    case: tuple[str, ...]  # globs on the case's full name
     api: tuple[str, ...]  # globs on the API name
     reason: str
     source: str
-    dtypes: tuple[str, ...] | None = None
-    reductions: tuple[str, ...] | None = None
-    quantities: tuple[str, ...] = ("value",)  # "value" (the loss) and / or "grad" / "grad_target" (its gradient w.r.t. input / target)
+    where: tuple[Region, ...] = (Region(),)
     file: str = ""
     when: numerics.Condition = ()  # the numerics environment it holds in; () everywhere
     versions: tuple[Requirement, ...] = ()  # the framework versions it holds for; () all
+    line: int | None = None
 
     def applies(self, environment: dict | None, versions: dict[str, str] | None = None) -> bool:
         """Whether the entry holds on a host with this numerics record and for a framework with these package
@@ -79,19 +172,53 @@ class KnownDivergence:
         """``when:`` as written, for the result record."""
         return {term.field: {term.operator: term.operand} for term in self.when}
 
-    def matches(self, case: str, api: str, dtype: str, reduction: str, quantity: str = "value") -> bool:
-        return (
-            any(fnmatch.fnmatchcase(case, pattern) for pattern in self.case)
-            and any(api == pattern or fnmatch.fnmatchcase(api, pattern) for pattern in self.api)
-            and (self.dtypes is None or dtype in self.dtypes)
-            and (self.reductions is None or reduction in self.reductions)
-            and quantity in self.quantities
-        )
+    def names_api(self, api: str) -> bool:
+        return any(api == pattern or fnmatch.fnmatchcase(api, pattern) for pattern in self.api)
 
-    def names_file(self, stems: set[str]) -> bool:
-        """Whether the entry's case pattern can name a case of one of these case files."""
-        file_parts = [pattern.split("/", 1)[0] for pattern in self.case]
-        return any(fnmatch.fnmatchcase(stem, part) for stem in stems for part in file_parts)
+    def regions(self, case: str, api: str, op: str, dtype: str, reduction: str, quantity: str) -> tuple[Region, ...]:
+        """The regions of ``where`` whose scope a check lies in (none: the entry does not concern it)."""
+        if not self.names_api(api):
+            return ()
+        facts = dict(case=case, op=op, dtype=dtype, reduction=reduction, quantity=quantity)
+        return tuple(region for region in self.where if region.in_scope(**facts))
+
+
+def _globs(value) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _region(raw: dict) -> Region:
+    scope = tuple((name, _globs(raw[name])) for name in SCOPE_FIELDS if name in raw)
+    elements = tuple((name, Values.parse(raw[name])) for name in ELEMENT_FIELDS if name in raw)
+    return Region(scope, elements, raw.get("empty"))
+
+
+def _schema_problems(shown: str, data, raw) -> list[Problem]:
+    problems = []
+    validator = generators.SchemaValidator(schema())
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        location = list(error.absolute_path)
+        number = location[0] if location and isinstance(location[0], int) else None
+        entry = data[number] if number is not None else None
+        label = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else (f"#{number + 1}" if number is not None else None)
+        message = error.message
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = set(error.schema.get("properties", {}))
+            unknown = sorted(key for key in error.instance if key not in known)
+            message = f"unknown field(s): {', '.join(unknown)}"
+            location = location + unknown[:1]
+        elif error.validator == "required":
+            message = f"missing: {', '.join(k for k in error.validator_value if k not in error.instance)}"
+        elif error.validator == "oneOf" and location and location[-1] in ELEMENT_FIELDS:
+            message = f"{error.instance!r} is not a number, a list of numbers or bounds {{gt, ge, lt, le}}"
+        elif error.validator == "pattern" and location[-1:] == ["id"]:
+            message = f"{error.instance!r} is not an id: letters, digits and _.+- , starting with a letter or digit"
+        fields = [str(p) for p in location[1:]]
+        line = None
+        if number is not None and raw is not None:
+            line = line_of(raw[number], location[1]) if len(location) > 1 and isinstance(location[1], str) else line_of(raw[number])
+        problems.append(Problem(shown, message, line, case=label, field=".".join(fields) or None))
+    return problems
 
 
 def _parse(text: str, shown: str) -> list[KnownDivergence]:
@@ -101,53 +228,38 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
         data = []
     if not isinstance(data, list):
         raise CaseError(problems + [Problem(shown, "a known-divergence file is a list of entries")])
+    problems += _schema_problems(shown, data, raw)
+    bad = {p.case for p in problems}
     entries, seen = [], set()
-    refused = {p.case for p in problems}  # entries with a value plain data cannot hold: reported, not read
     for number, entry in enumerate(data, 1):
-        label = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else f"#{number}"
-        line = line_of(raw[number - 1]) if raw else None
         if not isinstance(entry, dict):
-            problems.append(Problem(shown, "an entry must be a mapping", line, case=label))
             continue
-        missing = [k for k in REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
-        missing += [k for k in PATTERNS if _patterns(entry.get(k)) is None]
-        unknown = sorted(set(entry) - set(REQUIRED) - set(PATTERNS) - set(OPTIONAL))
-        if missing:
-            problems.append(Problem(shown, f"missing or empty: {', '.join(missing)}", line, case=label))
-        if unknown:
-            problems.append(Problem(shown, f"unknown field(s): {', '.join(unknown)}", line, case=label))
-        if "id" not in missing and not ID.fullmatch(entry["id"]):  # fullmatch: "x\n" is not an id
-            problems.append(Problem(shown, f"{entry['id']!r} is not an id: {ID_RULE}", line_of(raw[number - 1], "id"), case=label, field="id"))
-            missing.append("id")
+        label = entry.get("id") if isinstance(entry.get("id"), str) else f"#{number}"
+        line = line_of(raw[number - 1]) if raw else None
         if label in seen:
             problems.append(Problem(shown, "duplicate id", line, case=label, field="id"))
         seen.add(label)
-        requirements: tuple[Requirement, ...] = ()
-        if "versions" in entry:
-            try:
-                requirements = _requirements(entry["versions"])
-            except ValueError as exc:
-                problems.append(Problem(shown, str(exc), line_of(raw[number - 1], "versions"), case=label, field="versions"))
-                continue
+        if label in bad:
+            continue
+        try:
+            requirements = _requirements(entry["versions"])
+        except ValueError as exc:
+            problems.append(Problem(shown, str(exc), line_of(raw[number - 1], "versions"), case=label, field="versions"))
+            continue
         condition: numerics.Condition = ()
         if "when" in entry:
             try:
                 condition = numerics.parse_condition(entry["when"])
             except numerics.ConditionError as exc:
-                problems.append(Problem(shown, str(exc), case=label, field=exc.field))
+                problems.append(Problem(shown, str(exc), line_of(raw[number - 1], "when"), case=label, field=exc.field))
                 continue
-        if missing or unknown or label in refused:
-            continue
+        regions = entry["where"] if isinstance(entry["where"], list) else [entry["where"]]
         entries.append(
             KnownDivergence(
-                **{k: entry[k] for k in REQUIRED},
-                **{k: _patterns(entry[k]) for k in PATTERNS},
-                **{k: tuple(entry[k]) for k in OPTIONAL if k in entry and k not in ("when", "versions")},
-                file=shown,
-                when=condition,
-                versions=requirements,
+                id=entry["id"], api=_globs(entry["api"]), reason=entry["reason"], source=entry["source"],
+                where=tuple(_region(r) for r in regions), file=shown, when=condition, versions=requirements, line=line,
             )
-        )
+        )  # fmt: skip
     if problems:
         raise CaseError(problems)
     return entries
@@ -156,33 +268,46 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
 def _requirements(value) -> tuple[Requirement, ...]:
     """``versions``: one PEP 508 requirement (a package name and a version specifier, nothing else) or a list."""
     texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError("versions is a requirement such as 'jax <0.7', or a list of them")
     out = []
     for text in texts:
         try:
             requirement = Requirement(text)
         except InvalidRequirement as exc:
-            raise ValueError(f"versions: {text!r} is not a requirement such as 'jax <0.7' ({exc})") from None
+            raise ValueError(f"versions: {text!r} is not a requirement such as 'torch >=2.13,<2.14' ({exc})") from None
         if requirement.extras or requirement.marker or requirement.url or not str(requirement.specifier):
             raise ValueError(f"versions: {text!r}: a package name and a version specifier, nothing else")
         out.append(requirement)
     return tuple(out)
 
 
+def builtin_path(framework: str):
+    return resources.files("conformance").joinpath(f"known_divergences/{framework}.yaml")
+
+
 def builtin(framework: str) -> list[KnownDivergence]:
     """The known divergences shipped for a built-in framework (none for a framework without a file)."""
-    resource = resources.files("conformance").joinpath(f"known_divergences/{framework}.yaml")
+    resource = builtin_path(framework)
     if not resource.is_file():
         return []
     return _parse(resource.read_text(encoding="utf-8"), f"conformance/known_divergences/{framework}.yaml")
 
 
-def load(framework: str, extra: list[str | Path] = ()) -> list[KnownDivergence]:
+def builtin_files() -> list[str]:
+    """The frameworks with a shipped catalogue."""
+    folder = resources.files("conformance").joinpath("known_divergences")
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_file(path: str | Path) -> list[KnownDivergence]:
+    """An extra catalogue file, read as a case file is (a FIFO, a symlink loop, a huge or non-UTF-8 file is a CaseError)."""
+    return _parse(read_text(Path(path), str(path)), str(path))
+
+
+def load(framework: str, extra: Iterable[str | Path] = ()) -> list[KnownDivergence]:
     """The built-in entries for ``framework`` plus those of any extra files."""
     entries = builtin(framework)
-    for path in extra:  # read as a case file is: a FIFO, a symlink loop, a huge or non-UTF-8 file is a CaseError
-        entries.extend(_parse(read_text(Path(path), str(path)), str(path)))
+    for path in extra:
+        entries.extend(read_file(path))
     return entries
 
 
@@ -194,17 +319,149 @@ def applying(
     return [e for e, h in zip(entries, holds) if h], [e for e, h in zip(entries, holds) if not h]
 
 
-def find(
-    entries: list[KnownDivergence], case: str, api: str, dtype: str, reduction: str, quantity: str = "value"
-) -> KnownDivergence | None:
-    return next((e for e in entries if e.matches(case, api, dtype, reduction, quantity)), None)
+def concerning(entries: list[KnownDivergence], case: str, api: str, op: str, dtype: str, reduction: str, quantity: str):
+    """(entry, its regions in scope) for each entry that concerns a check."""
+    out = []
+    for entry in entries:
+        regions = entry.regions(case, api, op, dtype, reduction, quantity)
+        if regions:
+            out.append((entry, regions))
+    return out
 
 
-def stale(entries: list[KnownDivergence], checks, case_stems: set[str]) -> list[KnownDivergence]:
-    """Entries that name a loaded case file but match none of its checks."""
+def mirrored(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """(-x, 1 - y): the input a symmetry relation compares with."""
+    out = dict(inputs)
+    if "logits" in inputs:
+        out["logits"] = -np.asarray(inputs["logits"], dtype=np.float64)
+    out["target"] = 1 - np.asarray(inputs["target"], dtype=np.float64)
+    return out
+
+
+@dataclass
+class Explanation:
+    """Which entries explain which elements of one result."""
+
+    figures: dict[str, dict] = field(default_factory=dict)  # entry id -> what it explained (see ``_figures``)
+    unexplained: np.ndarray | None = None  # bool over the result's shape: the elements that miss, in no region
+    touched: list[str] = field(default_factory=list)  # the entries whose region the input reaches
+    entries: list[KnownDivergence] = field(default_factory=list)  # those that explain something, in order
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.entries) and (self.unexplained is None or not self.unexplained.any())
+
+
+def explain(
+    concerned, inputs: dict[str, np.ndarray], quantity: str, misses: np.ndarray | None, errors: np.ndarray | None = None
+) -> Explanation:
+    """The explanation of a result by the entries that concern it (``concerning``). ``misses``: bool over the
+    result's shape, the elements that need explaining; None when the result has no element to blame (an
+    error, a silent change of dtype): then any element of the input in a region explains it. ``errors``: the
+    elements' errors in ULPs, for the figures."""
+    shape = np.broadcast_shapes(*(np.shape(a) for k, a in inputs.items() if k != LABEL_SMOOTHING))
+    kind = "logits" if "logits" in inputs else "probs"
+    x = np.broadcast_to(np.asarray(inputs[kind], dtype=np.float64), shape)
+    y = np.broadcast_to(np.asarray(inputs["target"], dtype=np.float64), shape)
+    out = Explanation()
+    remaining = None if misses is None else np.asarray(misses, dtype=bool).copy()
+    whole = misses is None or remaining.shape not in (shape, shape[:-1])  # a reduced result: any element
+    for entry, regions in concerned:
+        region_mask = np.zeros(shape, dtype=bool)
+        for region in regions:
+            region_mask |= region.mask(inputs, shape)
+            if quantity == "symmetry":
+                region_mask |= region.mask(mirrored(inputs), shape)
+        reaches = bool(region_mask.any()) or (region_mask.size == 0 and any(r.empty for r in regions))
+        if not reaches:
+            continue
+        out.touched.append(entry.id)
+        if whole:
+            if remaining is None or remaining.any():
+                out.figures[entry.id] = _figures(kind, x[region_mask], y[region_mask], 1, _largest(errors, remaining))
+                out.entries.append(entry)
+                remaining = np.zeros(() if remaining is None else remaining.shape, dtype=bool)
+            continue
+        per_output = region_mask if remaining.shape == shape else region_mask.any(axis=-1)
+        hit = remaining & per_output
+        if hit.any():
+            inside = hit if remaining.shape == shape else (hit[..., None] & region_mask)
+            out.figures[entry.id] = _figures(kind, x[inside], y[inside], int(hit.sum()), _largest(errors, hit))
+            out.entries.append(entry)
+            remaining &= ~hit
+    out.unexplained = np.ones((), dtype=bool) if remaining is None else remaining  # None: nothing reached it
+    return out
+
+
+def _largest(errors: np.ndarray | None, mask: np.ndarray | None) -> float | None:
+    if errors is None or mask is None:
+        return None
+    chosen = np.asarray(errors, dtype=np.float64)[mask] if np.shape(errors) == np.shape(mask) else np.asarray(errors, dtype=np.float64).ravel()
+    if chosen.size == 0:
+        return None
+    chosen = np.where(np.isnan(chosen), np.inf, chosen)
+    return float(chosen.max())
+
+
+def _figures(kind: str, x: np.ndarray, y: np.ndarray, elements: int, max_ulp: float | None) -> dict:
+    """What an entry explained in one result: how many elements, the largest error, and the span of the
+    inputs it explained them on (their least and greatest logit or probability, and target)."""
+    name = "logit" if kind == "logits" else "probability"
+    out: dict = {"elements": elements}
+    if max_ulp is not None:
+        out["max_ulp"] = max_ulp
+    for label, values in ((name, x), ("target", y)):
+        finite = values[~np.isnan(values)]
+        if finite.size:
+            out[label] = [float(finite.min()), float(finite.max())]
+        if np.isnan(values).any():
+            out[f"{label}_nan"] = True
+    return out
+
+
+@dataclass
+class Account:
+    """One entry over a whole run: the results its region reaches and what it explained."""
+
+    entry: KnownDivergence
+    reached: int = 0  # results whose input reaches its region
+    explained: int = 0  # results it explains (some element of)
+    elements: int = 0
+
+    @property
+    def status(self) -> str:
+        """``explains``; ``stale`` (no result reaches its region) or ``unexpected_pass`` (results do, and all match)."""
+        if self.explained:
+            return "explains"
+        return "unexpected_pass" if self.reached else "stale"
+
+    def problem(self) -> str:
+        where = f"{self.entry.file}:{self.entry.line}" if self.entry.line else self.entry.file
+        if self.status == "stale":
+            return f"known divergence {self.entry.id!r} ({where}) explains nothing: no result of this run lies in its region; remove it or correct its `where`"
+        return (
+            f"known divergence {self.entry.id!r} ({where}) explains nothing: the {self.reached} result(s) in its region "
+            "all match (unexpected pass); remove it, narrow its `where` or end its `versions`"
+        )
+
+
+def account(entries: list[KnownDivergence], results) -> list[Account]:
+    """Each entry's account over a run's results (their ``in_regions`` and ``explained`` fields)."""
+    accounts = {entry.id: Account(entry) for entry in entries}
+    for result in results:
+        for name in result.in_regions:
+            if name in accounts:
+                accounts[name].reached += 1
+        for name, figures in result.explained.items():
+            if name in accounts:
+                accounts[name].explained += 1
+                accounts[name].elements += int(figures.get("elements", 0))
+    return list(accounts.values())
+
+
+def unused_scope(entries: list[KnownDivergence], checks) -> list[KnownDivergence]:
+    """Entries whose scope (API, op, dtype, reduction, quantity) no planned check lies in."""
     return [
-        e
-        for e in entries
-        if e.names_file(case_stems)
-        and not any(e.matches(c.case.full_name, c.api.name, c.dtype, c.reduction, c.quantity) for c in checks)
-    ]
+        e for e in entries
+        if not any(e.regions(c.case.full_name, c.api.name, c.api.op, c.dtype, c.reduction, c.quantity) for c in checks)
+    ]  # fmt: skip

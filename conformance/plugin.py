@@ -327,6 +327,8 @@ class ConformanceReporter:
         if ran < floor:  # the checks that ran, not the tests collected
             self.failures.append(f"bce-conformance: {ran} checks ran, fewer than the floor of {floor}")
         self.results = self.ordered()
+        if self.selected is not None and len(self.selected) == len(run_plan.checks):  # a whole run judges the catalogue
+            self.failures += [f"bce-conformance: {problem}" for problem in run_plan.catalogue_problems(self.results)]
         if self.files is not None and not self.unwritable:
             try:
                 path = self.files.commit(self.results, summary_markdown(self.results))

@@ -61,6 +61,11 @@ class Result:
     message: str = ""  # why: the failure, the unsupported combination, the error, the divergence's reason
     source: str = ""  # a known divergence's source (issue or documentation)
     divergence: str = ""  # a known divergence's id
+    # the known divergences that explain some element of it: id -> {elements, max_ulp, the span of the
+    # logit or probability and of the target of the elements explained} (conformance.divergences.explain)
+    explained: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the known divergences (that apply) whose region its input reaches, explaining or not: a catalogue's strictness
+    in_regions: list[str] = field(default_factory=list)
     # that divergence's environment condition, its `when:` as written (conformance.numerics), where it has one
     when: dict[str, dict[str, Any]] = field(default_factory=dict)
     variant: str = ""  # the documented variant an acceptable result matches
@@ -86,8 +91,9 @@ class Result:
         data = asdict(self)
         if data["elements"] is None:
             del data["elements"]  # only sweep cases carry them
-        if not data["when"]:
-            del data["when"]  # only a divergence with an environment condition has one
+        for name in ("when", "explained", "in_regions"):
+            if not data[name]:
+                del data[name]  # only a result a known divergence concerns has them
         return json.dumps(_jsonable(data), ensure_ascii=False, sort_keys=False)
 
     @classmethod

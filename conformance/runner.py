@@ -13,6 +13,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -39,6 +40,8 @@ from conformance.verdicts import (
     tolerance_for,
 )
 
+PROJECT_CASES = "cases"  # the project's case folder, relative to where a run starts (tox: the project root)
+BUILTIN_PREFIX = "conformance/known_divergences/"  # the file name of a built-in catalogue entry
 OBSERVED = " Observed: "  # joins a known divergence's reason and what this result showed
 MAX_REPRO_ELEMENTS = 64  # a reduction's reproducer carries its whole input up to this size
 
@@ -301,6 +304,7 @@ class Runner:
         self.calling = nullcontext  # entered around each framework call (the isolation worker tells its supervisor)
 
     def run(self, check: Check) -> Result:
+        self._misses = self._errors = None  # what the measurement leaves to explain (see _explain)
         try:
             result = self._relation(check) if check.quantity in metamorphic.RELATIONS else self._judge(check)
         except CallTimeout as exc:  # the framework hung: this check's error, which no known divergence stands for
@@ -309,28 +313,35 @@ class Runner:
             result = self._blank(check)
             result.message = f"bce-conformance raised {_first_line(exc)} (a bug in the suite, not the framework)"
             return result  # no known divergence can stand for it
-        entry = divergence_list.find(
-            self.known, check.case.full_name, check.api.name, check.dtype, check.reduction, check.quantity
-        )
-        if entry is not None:
-            if result.verdict == Verdict.CONDITIONED.value:  # no divergence: the problem's conditioning explains it
-                result.verdict = Verdict.UNEXPECTED_PASS.value
-                result.message = (
-                    f"listed as known divergence {entry.id!r} ({entry.file}), but the result is within its conditioning "
-                    f"({result.message}): remove or narrow the entry"
-                )
-            elif result.verdict in (Verdict.FAIL.value, Verdict.ERROR.value):
-                result.message = f"{entry.reason}{OBSERVED}{result.message}"
-                result.verdict = Verdict.KNOWN_DIVERGENCE.value
-            elif result.verdict in (Verdict.EXACT.value, Verdict.ACCEPTABLE.value):
-                matched = "exact value" if result.verdict == Verdict.EXACT.value else f"documented variant {result.variant}"
-                result.verdict = Verdict.UNEXPECTED_PASS.value
-                result.message = (
-                    f"listed as known divergence {entry.id!r} ({entry.file}), but the result matches the "
-                    f"{matched}: remove or narrow the entry"
-                )
-            result.divergence, result.source, result.when = entry.id, entry.source, entry.when_record
+        if result.verdict != Verdict.UNSUPPORTED.value:
+            self._explain(check, result)
         return result
+
+    def _explain(self, check: Check, result: Result) -> None:
+        """The known divergences over a result: the entries whose region its input reaches are recorded; a fail or
+        error whose every element past the tolerance (beyond its conditioning) lies in some region is a known
+        divergence, one with elements in no region stays a fail, those elements named."""
+        concerned = divergence_list.concerning(
+            self.known, check.case.full_name, check.api.name, check.api.op, check.dtype, check.reduction, check.quantity
+        )
+        if not concerned:
+            return
+        inputs = self.exact.inputs(check.case, get_format(check.dtype))
+        problem = result.verdict in (Verdict.FAIL.value, Verdict.ERROR.value)
+        misses = self._misses if problem else np.zeros((), dtype=bool)
+        explanation = divergence_list.explain(concerned, inputs, check.quantity, misses, self._errors)
+        result.in_regions = explanation.touched
+        if not problem or not explanation.entries:
+            return
+        result.explained = explanation.figures
+        first = explanation.entries[0]
+        result.divergence, result.source, result.when = first.id, first.source, first.when_record
+        if explanation.complete:
+            also = [e.id for e in explanation.entries[1:]]
+            result.message = f"{first.reason}{OBSERVED}{result.message}" + (f" (other elements: {', '.join(also)})" if also else "")
+            result.verdict = Verdict.KNOWN_DIVERGENCE.value
+            return
+        result.message += "; " + _unexplained_message(explanation.unexplained, inputs, self._errors, explanation.entries)
 
     def error(self, check: Check, message: str) -> Result:
         """The check's ``error`` record with ``message``: for what ends a check outside the runner (a crashed
@@ -381,7 +392,7 @@ class Runner:
         except Unsupported as exc:
             result.verdict, result.message = Verdict.UNSUPPORTED.value, str(exc)
             return result
-        except API_ERRORS as exc:  # the framework's own error is this check's result
+        except API_ERRORS as exc:  # the framework's own error is this check's result (no element to blame)
             result.message = f"{EMPTY if _is_empty(inputs) else ''}the call raised {_first_line(exc)}"
             result.repro = "" if gradient else self._repro(check, inputs, ref, None)
             return result
@@ -421,6 +432,7 @@ class Runner:
                 f"{tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g})"
             )
             conditioned = self._conditioning(check, inputs, values, ref, judgement, fmt, tolerance, result)
+            self._misses, self._errors = conditioned.beyond_elements, conditioned.errors
             if conditioned.within:
                 result.verdict = Verdict.CONDITIONED.value
                 result.message = f"{missed}, but {_within_message(conditioned, tolerance)}"
@@ -461,6 +473,8 @@ class Runner:
         if holds:
             result.verdict = Verdict.EXACT.value
             return result
+        if outcome is not None:  # an elementwise relation: its elements beyond their conditioning need explaining
+            self._misses, self._errors = outcome.beyond_elements, outcome.errors
         if outcome is not None and outcome.within:
             result.verdict = Verdict.CONDITIONED.value
             result.message = f"relation {check.quantity} misses the tolerance: {result.message}, but {_within_message(outcome, tolerance)}"
@@ -649,6 +663,24 @@ def _record_conditioning(result: Result, outcome: Conditioning, bounds: np.ndarr
             entry["bound_ulp"], entry["condition"] = float(bounds[index]), float(conditions[index])
 
 
+def _unexplained_message(unexplained: np.ndarray, inputs, errors, entries, shown: int = 3) -> str:
+    """The elements of a fail that no known divergence explains (those that do, named), the first few shown."""
+    explained = f"known divergence{'s' if len(entries) > 1 else ''} {', '.join(repr(e.id) for e in entries)} explain{'s' if len(entries) == 1 else ''} the others"
+    count = int(np.sum(unexplained))
+    if unexplained.shape == ():
+        return f"the result lies in no known divergence's region ({explained})"
+    shape = broadcast_shape(inputs)
+    rows = []
+    for index in list(zip(*np.nonzero(unexplained)))[:shown]:
+        index = tuple(int(i) for i in index)
+        at = {name: to_hex(np.broadcast_to(a, shape)[index]) for name, a in inputs.items() if np.ndim(a) and unexplained.shape == shape}
+        error = f", {_ulps(float(errors[index]))} ULP" if errors is not None and np.shape(errors) == unexplained.shape else ""
+        rows.append(f"[{', '.join(map(str, index))}] {' '.join(f'{k}={v}' for k, v in at.items())}{error}".strip())
+    return f"{count} element{'s' if count != 1 else ''} past it lie in no known divergence's region: {'; '.join(rows)}" + (
+        f"; and {count - shown} more" if count > shown else ""
+    ) + f" ({explained})"
+
+
 def _row_arrays(rows, shape) -> tuple[np.ndarray, np.ndarray]:
     """A relation's rows (index, a, b, d, within, ...) as arrays over ``shape``: the distances, and the mask of
     the rows that miss the relation."""
@@ -741,8 +773,21 @@ class Plan:
     numerics: dict | None = None  # this host's numerics record (conformance.numerics.probe), probed once
     spec: WorkerSpec | None = None  # plan()'s arguments: a worker process builds the same plan (conformance.isolation)
 
-    def stale_divergences(self) -> list[divergence_list.KnownDivergence]:
-        return divergence_list.stale(self.known, self.checks, {case.file.stem for case in self.cases})
+    judges_builtin: bool = False  # the cases are the project's own (cases/): its built-in catalogue is judged on them
+
+    def unused_divergences(self) -> list[divergence_list.KnownDivergence]:
+        """The judged entries whose scope (API, op, dtype, reduction, quantity) no planned check lies in."""
+        return divergence_list.unused_scope(self.judged_divergences(), self.checks)
+
+    def judged_divergences(self) -> list[divergence_list.KnownDivergence]:
+        """The entries whose strictness a whole run judges: those of extra files always; the built-in ones on the
+        project's own cases (a run of other cases cannot tell a stale mechanism from one it does not reach)."""
+        return [e for e in self.known if self.judges_builtin or not e.file.startswith(BUILTIN_PREFIX)]
+
+    def catalogue_problems(self, results) -> list[str]:
+        """What a whole run finds wrong with the catalogue: each judged entry that explains nothing (stale, or an
+        unexpected pass); see conformance.divergences.account."""
+        return [a.problem() for a in divergence_list.account(self.judged_divergences(), results) if a.status != "explains"]
 
     def header(self) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in sorted(self.framework.versions.items()))
@@ -784,6 +829,8 @@ def plan(
     spec = WorkerSpec(
         framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout, record
     )
+    judges_builtin = [Path(p).resolve() for p in case_paths] == [Path(PROJECT_CASES).resolve()]
     return Plan(
-        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere, record, spec
+        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere, record, spec,
+        judges_builtin,
     )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+
+from conformance import divergences
 
 from conformance.results import Result
 from conformance.runner import EMPTY, OBSERVED
@@ -124,20 +128,7 @@ def summary_markdown(results: list[Result]) -> str:
                 )
             out.append("")
         out.extend(conditioned_markdown([r for r in group if r.verdict == Verdict.CONDITIONED.value]))
-        divergences: dict[str, list[Result]] = defaultdict(list)
-        for r in group:
-            if r.verdict == Verdict.KNOWN_DIVERGENCE.value:
-                divergences[r.divergence].append(r)
-        if divergences:
-            out.append(f"### Known divergences ({sum(map(len, divergences.values()))} results)\n")
-            for name, rows in divergences.items():
-                reason = rows[0].message.split(OBSERVED, 1)[0]
-                worst = max((r.max_ulp for r in rows if r.max_ulp is not None), default=None)
-                where = ", ".join(f"`{api}`" for api in dict.fromkeys(r.api for r in rows))
-                dtypes = ", ".join(sorted({r.dtype for r in rows}))
-                out.append(f"- **{name}** ({len(rows)} results; {where}; {dtypes}; worst {_ulp(worst)} ULP): {reason}")
-                out.append(f"  Source: {rows[0].source}")
-            out.append("")
+        out.extend(mechanisms_markdown(group))
         empty: dict[tuple[str, str], list[str]] = defaultdict(list)  # what each API does with no elements
         for r in group:
             observed = r.message.split(OBSERVED, 1)[-1]  # a known divergence's message: its reason, then this
@@ -154,6 +145,98 @@ def summary_markdown(results: list[Result]) -> str:
             out.extend(f"- {reason} ({count})" for reason, count in sorted(unsupported.items()))
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+@dataclass
+class Mechanism:
+    """What one known divergence explained over a set of results, computed from their ``explained`` figures."""
+
+    id: str
+    framework: str
+    reason: str = ""
+    source: str = ""
+    results: int = 0  # results it explains some element of
+    known: int = 0  # of those, the known_divergence ones (the others are fails with elements in no region)
+    elements: int = 0
+    max_ulp: float | None = None
+    apis: dict[str, None] = field(default_factory=dict)
+    spans: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # dtype -> input name -> [least, greatest]
+
+    def add(self, result: Result, figures: dict) -> None:
+        self.results += 1
+        self.known += result.verdict == Verdict.KNOWN_DIVERGENCE.value
+        self.elements += int(figures.get("elements", 0))
+        ulp = figures.get("max_ulp")
+        if ulp is not None and (self.max_ulp is None or float(ulp) > self.max_ulp):
+            self.max_ulp = float(ulp)
+        self.apis[result.api] = None
+        spans = self.spans.setdefault(result.dtype, {})
+        for name in ("logit", "probability", "target"):
+            if name in figures:
+                low, high = (float(v) for v in figures[name])
+                old = spans.get(name)
+                spans[name] = [low, high] if old is None else [min(old[0], low), max(old[1], high)]
+
+    def span_text(self) -> str:
+        """``float32: logit -87.3 to -14.6, target 0``: where it explained elements, per dtype."""
+        parts = []
+        for dtype in sorted(self.spans):
+            inner = [
+                f"{name} {_number(low)}" + ("" if low == high else f" to {_number(high)}")
+                for name, (low, high) in self.spans[dtype].items()
+            ]
+            parts.append(f"{dtype}: {', '.join(inner)}" if inner else dtype)
+        return "; ".join(parts)
+
+
+def _number(value: float) -> str:
+    return repr(value) if math.isinf(value) or math.isnan(value) else f"{value:.4g}"
+
+
+def mechanisms(results: list[Result]) -> list[Mechanism]:
+    """Each known divergence that explains something in ``results``, with its figures, in order of first use; its
+    reason and source from its catalogue entry where the framework's built-in catalogue has it."""
+    out: dict[tuple[str, str], Mechanism] = {}
+    for result in results:
+        for name, figures in result.explained.items():
+            key = (result.framework, name)
+            if key not in out:
+                entry = _catalogue(result.framework).get(name)
+                reason = entry.reason if entry else (result.message.split(OBSERVED, 1)[0] if result.divergence == name else "")
+                out[key] = Mechanism(name, result.framework, reason, entry.source if entry else (result.source if result.divergence == name else ""))
+            out[key].add(result, figures)
+    return list(out.values())
+
+
+@cache
+def _catalogue(framework: str) -> dict:
+    try:
+        return {entry.id: entry for entry in divergences.builtin(framework)}
+    except Exception:  # a catalogue that does not read: the results' own messages stand in
+        return {}
+
+
+def mechanisms_markdown(results: list[Result]) -> list[str]:
+    found = mechanisms(results)
+    if not found:
+        return []
+    known = sum(r.verdict == Verdict.KNOWN_DIVERGENCE.value for r in results)
+    out = [
+        f"### Known divergences ({known} results, {len(found)} mechanisms)\n",
+        "Per mechanism, computed from this run: the results it explains, the elements, the largest error and where "
+        "(per dtype, the span of the inputs of the elements it explained).\n",
+    ]
+    for m in found:
+        partly = f", {m.results - m.known} of them fails with other elements unexplained" if m.known < m.results else ""
+        apis = ", ".join(f"`{api}`" for api in m.apis)
+        out.append(
+            f"- **{m.id}** ({m.results} results{partly}; {m.elements} elements; worst {_ulp(m.max_ulp)} ULP; {apis}; "
+            f"{m.span_text()}): {m.reason}"
+        )
+        if m.source:
+            out.append(f"  Source: {m.source}")
+    out.append("")
+    return out
 
 
 def conditioned_markdown(results: list[Result]) -> list[str]:

@@ -262,6 +262,8 @@ class Conditioning:
     condition: float  # the largest condition number among them
     bounds: np.ndarray  # per element, the bound in ULPs (NaN where not known)
     conditions: np.ndarray  # per element, the condition number
+    beyond_elements: np.ndarray | None = None  # bool per element: past the tolerance and beyond k × its bound
+    errors: np.ndarray | None = None  # per element, the error (or a relation's distance) in ULPs
 
 
 def judge_conditioning(judgement: Judgement, bounds: np.ndarray, conditions: np.ndarray, tolerance: Tolerance) -> Conditioning:
@@ -293,6 +295,7 @@ def conditioning_of(
     return Conditioning(
         within=count > 0 and not beyond.any(), beyond=int(beyond.sum()), missing=count, ratio=worst_ratio,
         condition=worst_condition, bounds=bounds, conditions=np.asarray(conditions, dtype=np.float64),
+        beyond_elements=beyond, errors=errors,
     )
 
 

@@ -11,6 +11,7 @@ def test_conformance(conformance_result):
 
 
 def test_known_divergences_are_current(conformance_plan):
-    """Every known divergence must still name a check of the case files it points at (strict list)."""
-    stale = [f"{e.id} ({e.file})" for e in conformance_plan.stale_divergences()]
-    assert not stale, f"known divergences that match no check, to remove: {', '.join(stale)}"
+    """Every judged known divergence concerns some planned check (its API, dtype, reduction, quantity); whether it
+    explains anything is judged on the whole run's results (conformance.plugin: stale or unexpected pass)."""
+    unused = [f"{e.id} ({e.file})" for e in conformance_plan.unused_divergences()]
+    assert not unused, f"known divergences that concern no check, to remove: {', '.join(unused)}"
