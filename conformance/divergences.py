@@ -8,7 +8,7 @@ mechanism, not a list of results:
   with brackets, ``keras.losses.binary_crossentropy[torch]``, can be given as they are), ``reason`` (the
   mechanism, in words; the figures it produces are computed from the results, never typed) and ``source``;
 - ``versions``: PEP 508 requirements on packages the framework records (``torch >=2.13,<2.14``): outside
-  them the entry does not apply;
+  them the entry does not apply (every built-in entry has them; an entry without holds for every version);
 - ``when`` (optional): the numerics environment it holds in (``conformance.numerics.parse_condition``);
 - ``where``: the region of inputs it explains, one region or a list (their union). A region is scoped by
   ``op``, ``dtype``, ``reduction``, ``quantity`` (and, only where a mechanism is about one reported input,
@@ -211,6 +211,8 @@ def _schema_problems(shown: str, data, raw) -> list[Problem]:
             message = f"missing: {', '.join(k for k in error.validator_value if k not in error.instance)}"
         elif error.validator == "oneOf" and location and location[-1] in ELEMENT_FIELDS:
             message = f"{error.instance!r} is not a number, a list of numbers or bounds {{gt, ge, lt, le}}"
+        elif location[1:2] == ["versions"]:
+            message = "versions is a requirement such as 'torch >=2.13,<2.14', or a list of them"
         elif error.validator == "pattern" and location[-1:] == ["id"]:
             message = f"{error.instance!r} is not an id: letters, digits and _.+- , starting with a letter or digit"
         fields = [str(p) for p in location[1:]]
@@ -242,7 +244,7 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
         if label in bad:
             continue
         try:
-            requirements = _requirements(entry["versions"])
+            requirements = _requirements(entry["versions"]) if "versions" in entry else ()
         except ValueError as exc:
             problems.append(Problem(shown, str(exc), line_of(raw[number - 1], "versions"), case=label, field="versions"))
             continue

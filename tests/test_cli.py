@@ -267,7 +267,7 @@ def test_run_with_extra_divergence_file_turns_a_failure_into_a_known_divergence(
     path = write_case(tmp_path / "cases", SATURATING, "probe.yaml")
     divergences = tmp_path / "div.yaml"
     divergences.write_text(
-        "- id: probe-saturates\n  case: probe/*\n  api: rounded.hand_*\n  quantities: [value, symmetry]\n  reason: log 0\n"
+        "- id: probe-saturates\n  api: rounded.hand_*\n  where: {quantity: [value, symmetry]}\n  reason: log 0\n"
         "  source: https://example.invalid/1\n",
         encoding="utf-8",
     )
@@ -283,8 +283,8 @@ def test_run_with_stale_divergence_exits_1(tmp_path, capsys):
     path = write_case(tmp_path / "cases", SATURATING, "probe.yaml")
     divergences = tmp_path / "div.yaml"
     divergences.write_text(
-        "- id: probe-saturates\n  case: probe/*\n  api: rounded.hand_*\n  quantities: [value, symmetry]\n  reason: log 0\n  source: s\n"
-        "- id: probe-gone\n  case: probe/no-such-case\n  api: '*'\n  reason: r\n  source: s\n",
+        "- id: probe-saturates\n  api: rounded.hand_*\n  where: {quantity: [value, symmetry]}\n  reason: log 0\n  source: s\n"
+        "- id: probe-gone\n  api: '*'\n  where: {case: probe/no-such-case}\n  reason: r\n  source: s\n",
         encoding="utf-8",
     )
     status = main(["run", "--framework", "rounded", "--cases", str(path), "--out", str(tmp_path / "out"), "--divergences", str(divergences)])

@@ -22,7 +22,7 @@ from conformance.verdicts import parse_tolerances
 HEAD = "schema_version: 1\ndescription: test file\ncases:\n"  # a case's `- id:` is then on line 4
 CASE = "  - id: a\n    why: w\n"  # its fields from line 6 on
 GOOD = HEAD + CASE + "    logits: [1]\n    target: [0]\n"
-DIVERGENCE = "- id: x\n  case: c/*\n  api: a\n  reason: r\n  source: s\n"
+DIVERGENCE = "- id: x\n  api: a\n  where: {quantity: value}\n  reason: r\n  source: s\n"
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
 needs_symlinks = pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")

@@ -123,11 +123,11 @@ def test_a_malformed_condition_names_its_field(when, field, message):
 
 
 def test_a_known_divergence_file_with_a_bad_when_names_the_file_the_entry_and_the_field():
-    text = "- id: simd\n  case: c/*\n  api: a\n  reason: r\n  source: s\n  when: {numpy.simd_found: {contains: X86_V4}}\n"
+    text = "- id: simd\n  api: a\n  where: {quantity: value}\n  reason: r\n  source: s\n  when: {numpy.simd_found: {contains: X86_V4}}\n"
     with pytest.raises(CaseError) as caught:
         parse_divergences(text, "mine.yaml")
     assert str(caught.value) == (
-        "mine.yaml: case 'simd' field 'when.numpy.simd_found': unknown operator 'contains' (one of: has, lacks, is, is_not)"
+        "mine.yaml:6: case 'simd' field 'when.numpy.simd_found': unknown operator 'contains' (one of: has, lacks, is, is_not)"
     )
     (entry,) = parse_divergences(text.replace("contains", "has"), "mine.yaml")
     assert entry.applies(AVX512) and not entry.applies(AVX2) and entry.when_record == WHEN
@@ -151,9 +151,8 @@ cases:
 """
 ENTRY = """\
 - id: symmetry-on-avx512
-  case: probe/blog-row
   api: rounded.hand_sigmoid+rounded.hand_bce
-  quantities: [value, symmetry]
+  where: {case: probe/blog-row, quantity: [value, symmetry]}
   when: {numpy.simd_found: {has: X86_V4}}
   reason: planted
   source: https://example.invalid/when
@@ -295,7 +294,7 @@ def test_the_report_shows_each_runs_numerics_or_says_it_was_not_recorded(tmp_pat
     assert without_record["numerics"].startswith("not recorded")
 
 
-VERSIONED = "- id: old\n  case: c/*\n  api: a\n  reason: r\n  source: s\n"
+VERSIONED = "- id: old\n  api: a\n  where: {quantity: value}\n  reason: r\n  source: s\n"
 
 
 def test_an_entry_with_versions_holds_only_for_the_framework_versions_it_names():

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import metamorphic
+from conformance import divergences, metamorphic
 from conformance.adapters import Api, Framework, Unsupported, load_framework
 from conformance.cases import load_file
 from conformance.divergences import KnownDivergence
@@ -154,10 +154,12 @@ def test_unsupported_combinations_say_why(case):
     assert dynamic.verdict == "unsupported" and dynamic.message == "not on this backend"
 
 
-def entry(**kwargs):
-    fields = dict(id="entry", case=("unit/*",), api=("double.*",), reason="because", source="https://example.invalid/1")
+def entry(where=None, **kwargs):
+    """A known divergence over the double's APIs; ``where``: its region as written in a catalogue (default: values)."""
+    regions = where if isinstance(where, list) else [where or {"quantity": "value"}]
+    fields = dict(id="entry", api=("double.*",), reason="because", source="https://example.invalid/1")
     fields.update(kwargs)
-    return KnownDivergence(**fields)
+    return KnownDivergence(where=tuple(divergences._region(r) for r in regions), **fields)
 
 
 def test_known_divergence_covers_a_failure_and_keeps_its_reason(case):
@@ -165,18 +167,22 @@ def test_known_divergence_covers_a_failure_and_keeps_its_reason(case):
     assert result.verdict == "known_divergence"
     assert result.message.startswith("because Observed: max error")
     assert result.source == "https://example.invalid/1" and result.divergence == "entry"
+    assert result.explained["entry"]["elements"] == 4 and result.in_regions == ["entry"]
 
 
-def test_listed_divergence_that_passes_is_an_unexpected_pass(case):
+def test_an_entry_over_a_result_that_passes_is_reached_not_explaining(case):
+    """The result stays exact; the entry is an unexpected pass of the run (divergences.account)."""
     result = run(double(call=subject_stable), case, known=[entry()])
-    assert result.verdict == "unexpected_pass"
-    assert Verdict(result.verdict).is_problem
+    assert result.verdict == "exact" and result.in_regions == ["entry"] and not result.explained
+    (account,) = divergences.account([entry()], [result])
+    assert account.status == "unexpected_pass" and "all match (unexpected pass)" in account.problem()
+    assert divergences.account([entry()], [])[0].status == "stale"
 
 
 def test_divergence_filters_by_dtype_and_reduction(case):
-    narrow = entry(dtypes=("float64",), reductions=("mean",))
+    narrow = entry({"dtype": "float64", "reduction": "mean"})
     result = run(double(call=lambda i, r: subject_stable(i, r) * np.float32(2)), case, known=[narrow])
-    assert result.verdict == "fail"  # float32 / none is not covered
+    assert result.verdict == "fail" and not result.in_regions  # float32 / none is not covered
 
 
 def weighted_grad(inputs, reduction):
@@ -211,11 +217,10 @@ def test_divergence_filters_by_quantity(case):
     wrong_grad = double(call=subject_stable, grad=lambda i, r: weighted_grad(i, r) * np.float32(2))
     assert run(double(call=subject_stable, grad=weighted_grad), case, quantity="grad").verdict == "exact"
     assert run(wrong_grad, case, quantity="grad").verdict == "fail"
-    assert run(wrong_grad, case, quantity="grad", known=[entry()]).verdict == "fail"  # quantities defaults to value
-    covered = run(wrong_grad, case, quantity="grad", known=[entry(quantities=("grad",))])
+    assert run(wrong_grad, case, quantity="grad", known=[entry()]).verdict == "fail"  # the region is of values
+    covered = run(wrong_grad, case, quantity="grad", known=[entry({"quantity": "grad"})])
     assert covered.verdict == "known_divergence" and covered.quantity == "grad"
-    assert run(wrong_grad, case, known=[entry(quantities=("grad",))]).verdict == "exact"  # the value is not covered
-    assert run(wrong_grad, case, known=[entry(quantities=("value", "grad"))]).verdict == "unexpected_pass"
+    assert run(wrong_grad, case, known=[entry({"quantity": "grad"})]).verdict == "exact"  # the value is not covered
 
 
 def lopsided(inputs, reduction):
@@ -233,12 +238,15 @@ def test_divergence_filters_relations_by_their_name(case):
     assert broken.verdict == "fail" and broken.quantity == "symmetry" and broken.max_ulp > 1000
     assert run(double(call=lopsided), case, quantity="mean-vs-sum").verdict == "exact"  # reductions are consistent
     assert run(double(call=lopsided), case, quantity="symmetry", known=[entry()]).verdict == "fail"  # value only
-    assert run(double(call=lopsided), case, quantity="symmetry", known=[entry(quantities=("grad",))]).verdict == "fail"
-    covered = run(double(call=lopsided), case, quantity="symmetry", known=[entry(quantities=("symmetry",))])
+    assert run(double(call=lopsided), case, quantity="symmetry", known=[entry({"quantity": "grad"})]).verdict == "fail"
+    covered = run(double(call=lopsided), case, quantity="symmetry", known=[entry({"quantity": "symmetry"})])
     assert covered.verdict == "known_divergence" and covered.divergence == "entry"
     assert covered.message.startswith("because Observed: relation symmetry does not hold")
-    stale = run(double(call=subject_stable), case, quantity="symmetry", known=[entry(quantities=("value", "symmetry"))])
-    assert stale.verdict == "unexpected_pass"
+    # an element is explained where it or its mirror (-x, 1 - y) lies in the region: x < 0 holds the mirror of x > 0
+    mirrored = run(double(call=lopsided), case, quantity="symmetry", known=[entry({"quantity": "symmetry", "logit": {"lt": 0}})])
+    assert mirrored.verdict == "known_divergence"
+    passing = run(double(call=subject_stable), case, quantity="symmetry", known=[entry({"quantity": ["value", "symmetry"]})])
+    assert passing.verdict == "exact" and passing.in_regions == ["entry"]
 
 
 def test_vs_fused_needs_both_paths(case):
@@ -328,7 +336,7 @@ def test_empty_input_policy_is_recorded_and_summarised(tmp_path):
     assert results[("double.zero_mean", "mean")].message.startswith("empty input: returned 0x0p+0 (0.0): max error inf ULP")
     assert results[("double.raises", "sum")].verdict == Verdict.ERROR.value
     assert results[("double.raises", "sum")].message == "empty input: the call raised ValueError: cannot reduce an empty tensor"
-    known = KnownDivergence(id="refuses-empty", case=("*",), api=("double.raises",), reason="it refuses.", source="here")
+    known = entry({"empty": True}, id="refuses-empty", api=("double.raises",), reason="it refuses.", source="here")
     listed = run(raising, case, reduction="mean", known=[known])
     assert listed.verdict == Verdict.KNOWN_DIVERGENCE.value
     summary = summary_markdown(list(results.values()) + [listed])

@@ -588,7 +588,7 @@ def test_a_known_divergence_file_covers_a_third_party_api(tmp_path, capsys):
     spec = f"{write_adapter(tmp_path, MISBEHAVING, 'broken_adapter.py')}:load"
     divergences = tmp_path / "broken_divergences.yaml"
     divergences.write_text(
-        "- id: raises\n  case: seed/*\n  api: broken.raises\n  reason: no kernel\n  source: https://example.invalid/1\n",
+        "- id: raises\n  api: broken.raises\n  where: {quantity: value}\n  reason: no kernel\n  source: https://example.invalid/1\n",
         encoding="utf-8",
     )
     out = tmp_path / "results"
@@ -597,7 +597,7 @@ def test_a_known_divergence_file_covers_a_third_party_api(tmp_path, capsys):
     results = records(out / "broken.jsonl")
     raises = by_api(results)["raises"]
     assert {(r["verdict"], r["divergence"]) for r in raises} == {("known_divergence", "raises")}
-    # the entry has no `quantities`, so it covers the values only; the gradients stay unsupported,
+    # the entry's region is of values only; the gradients stay unsupported,
     # and the relations, which call it too, stay errors
     gradients = by_api(results, "grad")["raises"]
     assert {(r["verdict"], r["divergence"]) for r in gradients} == {("unsupported", "")}
