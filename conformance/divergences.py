@@ -67,10 +67,6 @@ def schema() -> dict:
     return json.loads(text)
 
 
-def _number(value) -> float:
-    return float(value.lstrip(".").replace("-.", "-")) if isinstance(value, str) else float(value)
-
-
 @dataclass(frozen=True)
 class Values:
     """An element predicate: one of ``members`` (NaN matching NaN), or every bound of ``bounds`` holding."""
@@ -81,8 +77,8 @@ class Values:
     @classmethod
     def parse(cls, raw) -> Values:
         if isinstance(raw, dict):
-            return cls(bounds=tuple((k, _number(v)) for k, v in raw.items()))
-        return cls(members=tuple(_number(v) for v in (raw if isinstance(raw, list) else [raw])))
+            return cls(bounds=tuple((k, float(v)) for k, v in raw.items()))
+        return cls(members=tuple(float(v) for v in (raw if isinstance(raw, list) else [raw])))
 
     def holds(self, values: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
@@ -197,6 +193,11 @@ def _schema_problems(shown: str, data, raw) -> list[Problem]:
     problems = []
     validator = generators.SchemaValidator(schema())
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        while error.validator == "oneOf" and error.context and isinstance(error.instance, (dict, list)):
+            # a region or a list of them, bounds or a list of numbers: say what is wrong inside the branch the value's
+            # type takes (not that it is not of another branch's type)
+            inside = [e for e in error.context if e.validator != "type"] or list(error.context)
+            error = max(inside, key=lambda e: len(e.absolute_path))
         location = list(error.absolute_path)
         number = location[0] if location and isinstance(location[0], int) else None
         entry = data[number] if number is not None else None
