@@ -63,11 +63,12 @@ class Problem:
     line: int | None = None
     case: str | None = None
     field: str | None = None
+    kind: str = "case"  # what ``case`` names: a case, or a known-divergence entry
 
     def __str__(self) -> str:
         where = self.file + (f":{self.line}" if self.line else "")
         what = "".join(
-            [f" case {self.case!r}" if self.case else "", f" field {self.field!r}" if self.field else ""]
+            [f" {self.kind} {self.case!r}" if self.case else "", f" field {self.field!r}" if self.field else ""]
         )
         return f"{where}:{what}: {self.message}" if what else f"{where}: {self.message}"
 

@@ -13,6 +13,7 @@ import mpmath
 import numpy as np
 
 from conformance import __version__, outputs
+from conformance import divergences as divergence_list
 from conformance.adapters import BUILTIN, ENTRY_POINT_GROUP, FrameworkUnavailable
 from conformance.cases import CaseError, find_case, load
 from conformance.dtypes import get_format, round_to_format, to_hex
@@ -103,6 +104,21 @@ def cmd_validate(args) -> int:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
         return EXIT_PROBLEMS
+    catalogue_problems, entries = [], 0  # the built-in known-divergence catalogues, and any given, against their schema
+    for name in divergence_list.builtin_files():
+        try:
+            entries += len(divergence_list.builtin(name))
+        except CaseError as exc:
+            catalogue_problems += exc.problems
+    for path in args.divergences:
+        try:
+            entries += len(divergence_list.read_file(path))
+        except CaseError as exc:
+            catalogue_problems += exc.problems
+    if catalogue_problems:
+        print("\n".join(map(str, catalogue_problems)), file=sys.stderr)
+        print(f"{len(catalogue_problems)} problem(s)", file=sys.stderr)
+        return EXIT_PROBLEMS
     exact_values = ExactValues()
     problems = []
     for case in cases:  # the `expect` literals are checked against the reference
@@ -117,7 +133,8 @@ def cmd_validate(args) -> int:
         print(problem, file=sys.stderr)
     if problems:
         return EXIT_PROBLEMS
-    print(f"OK: {len(cases)} cases in {len({c.file for c in cases})} files")
+    catalogues = len(divergence_list.builtin_files()) + len(args.divergences)
+    print(f"OK: {len(cases)} cases in {len({c.file for c in cases})} files; {entries} known divergences in {catalogues} catalogues")
     return 0
 
 
@@ -331,8 +348,14 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    validate = sub.add_parser("validate", help="check case files, and their `expect` values against the reference")
+    validate = sub.add_parser(
+        "validate",
+        help="check case files, and their `expect` values against the reference, and the known-divergence catalogues",
+    )
     validate.add_argument("paths", nargs="+")
+    validate.add_argument(
+        "--divergences", action="append", default=[], help="a known-divergence file to check besides the built-in ones; repeatable"
+    )
     validate.set_defaults(func=cmd_validate)
 
     explain = sub.add_parser("explain", help="print a case's cast inputs and exact reference values per dtype")

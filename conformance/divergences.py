@@ -36,7 +36,7 @@ import fnmatch
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -230,7 +230,7 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
     if data is None:
         data = []
     if not isinstance(data, list):
-        raise CaseError(problems + [Problem(shown, "a known-divergence file is a list of entries")])
+        raise CaseError([replace(p, kind="entry") for p in problems] + [Problem(shown, "a known-divergence file is a list of entries")])
     problems += _schema_problems(shown, data, raw)
     bad = {p.case for p in problems}
     entries, seen = [], set()
@@ -264,7 +264,7 @@ def _parse(text: str, shown: str) -> list[KnownDivergence]:
             )
         )  # fmt: skip
     if problems:
-        raise CaseError(problems)
+        raise CaseError([replace(p, kind="entry") for p in problems])
     return entries
 
 

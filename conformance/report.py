@@ -37,7 +37,7 @@ from conformance import numerics
 from conformance import outputs as output_files
 from conformance.diff import Diff, compare, sections, summary_line
 from conformance.results import LISTED_PROBLEMS, Result, ResultsError, Run, read_runs, results_files
-from conformance.summary import _ulp, failure_text
+from conformance.summary import Mechanism, _ulp, failure_text, mechanisms
 
 EXIT_USAGE = 2
 SUMMARY_LIMIT = 1_000_000  # bytes; GitHub refuses a job summary over 1 MiB
@@ -67,6 +67,7 @@ CELL_LEGEND = (
 MD_PROBLEMS = 25
 MD_CONDITIONED = 25
 MD_WORST = 25
+MD_MECHANISMS = 200  # rows of the mechanisms table (the catalogues hold under a hundred entries)
 MD_RANKED = 100
 MD_APIS_PER_RUN = 60
 MD_VERSION_ROWS = 150
@@ -239,6 +240,8 @@ class Report:
     # the conditioned results: the largest error over the condition-aware bound first, then in run order and by id
     conditioned: list[tuple[RunReport, Result]] = field(default_factory=list)
     ranking: list[ApiRank] = field(default_factory=list)  # every (run, API), best first (``ApiRank.key``)
+    # each run's known divergences by mechanism, with their figures computed from its results (summary.mechanisms)
+    mechanisms: list[tuple[RunReport, Mechanism]] = field(default_factory=list)
 
     @property
     def result_count(self) -> int:
@@ -376,6 +379,7 @@ def build(runs: list[Run]) -> Report:
         dict(sorted(sweeps.items())),
         conditioned,
         ranking,
+        [(run, m) for run in reports for m in mechanisms(run.results)],
     )
 
 
@@ -703,6 +707,36 @@ def worst_markdown(report: Report) -> list[str]:
     return out
 
 
+MECHANISMS_NOTE = (
+    "Per run and catalogue entry, computed from the results (nothing here is typed into the catalogue): the results "
+    "whose elements it explains, those elements, their largest error in ULPs, and per dtype the span of the inputs "
+    "it explained them on. A maintainer upgrading a framework reads these against the catalogue's `versions:`."
+)
+
+
+def mechanisms_markdown(report: Report) -> list[str]:
+    if not report.mechanisms:
+        return []
+    out = [
+        "## Known divergences by mechanism",
+        "",
+        MECHANISMS_NOTE,
+        "",
+        "| mechanism | run | results | elements | worst ULP | where | source |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for run, m in report.mechanisms[:MD_MECHANISMS]:
+        results = f"{m.results}" + (f" ({m.results - m.known} fail)" if m.known < m.results else "")
+        out.append(
+            f"| **{_md_cell(m.id)}** | {_md_cell(run.label)} | {results} | {m.elements} | {_ulp(m.max_ulp)} | "
+            f"{_md_cell(m.span_text())} | {_md_cell(m.source)} |"
+        )
+    if len(report.mechanisms) > MD_MECHANISMS:
+        out.append(f"\n{_cap_note(len(report.mechanisms) - MD_MECHANISMS, 'mechanisms', 'report.html')}")
+    out.append("")
+    return out
+
+
 def runs_markdown(report: Report) -> list[str]:
     out = ["## Runs", ""]
     for run in report.runs:
@@ -733,6 +767,7 @@ def summary_markdown(report: Report, limit: int = SUMMARY_LIMIT) -> str:
         + ranking_markdown(report)
         + versions_markdown(report)
         + worst_markdown(report)
+        + mechanisms_markdown(report)
     )
     text = "\n".join(out).rstrip() + "\n"
     return cut(

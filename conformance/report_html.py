@@ -23,6 +23,7 @@ from conformance.report import (
     HTML_CONDITIONED,
     HTML_PROBLEMS,
     HTML_WORST,
+    MECHANISMS_NOTE,
     RANKING_HEADER,
     RANKING_NOTE,
     STATE_NAMES,
@@ -645,6 +646,28 @@ def _worst(report: Report) -> list[str]:
     return out
 
 
+def _mechanisms(report: Report) -> list[str]:
+    """Each run's known divergences by mechanism, their figures computed from the results, the reason folded."""
+    if not report.mechanisms:
+        return []
+    out = [
+        '<h2 id="mechanisms">Known divergences by mechanism</h2>',
+        f'<p class="note">{esc(MECHANISMS_NOTE)}</p>',
+        '<div class="scroll"><table><tr><th>mechanism</th><th>run</th><th class="num">results</th>'
+        '<th class="num">elements</th><th class="num">worst ULP</th><th>where</th><th>source</th></tr>',
+    ]
+    for run, m in report.mechanisms:
+        results = f"{m.results}" + (f" ({m.results - m.known} fail)" if m.known < m.results else "")
+        out.append(
+            f"<tr><td class=wr><details><summary><b>{esc(m.id)}</b></summary>{esc(m.reason)}</details></td>"
+            f"<td>{esc(run.label)}</td><td class=num>{esc(results)}</td><td class=num>{m.elements}</td>"
+            f"<td class=num>{esc(_ulp(m.max_ulp))}</td><td class=wr>{esc(m.span_text())}</td>"
+            f"<td class=src>{linkify(m.source)}</td></tr>"
+        )
+    out.append("</table></div>")
+    return out
+
+
 def _histograms(report: Report) -> list[str]:
     swatches = "".join(
         f'<span class="sw" style="background:{STATE_COLORS[s]}"></span>{esc(STATE_NAMES[s])}' for s in HIST_STATES
@@ -735,7 +758,9 @@ def render(report: Report) -> str:
         '<nav><a href="#runs">Runs</a><a href="#matrix">Matrix</a>'
         + ('<a href="#ranking">Ranking</a>' if report.ranking else "")
         + ('<a href="#versions">Versions</a>' if report.version_groups else "")
-        + '<a href="#worst">Worst cases</a><a href="#histograms">Histograms</a><a href="#sweeps">Sweeps</a></nav>',
+        + '<a href="#worst">Worst cases</a>'
+        + ('<a href="#mechanisms">Known divergences</a>' if report.mechanisms else "")
+        + '<a href="#histograms">Histograms</a><a href="#sweeps">Sweeps</a></nav>',
     ]
     parts += (
         _environment(report)
@@ -743,6 +768,7 @@ def render(report: Report) -> str:
         + _ranking(report)
         + _versions(report)
         + _worst(report)
+        + _mechanisms(report)
         + _histograms(report)
         + _sweeps(report)
     )

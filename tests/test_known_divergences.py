@@ -254,3 +254,14 @@ def test_the_catalogues_name_few_literal_cases():
         for pattern in patterns
     ]
     assert len(named) <= 50, named
+
+
+def test_validate_checks_the_catalogues_and_names_a_bad_entry(tmp_path, capsys):
+    from conformance.cli import main
+
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("- id: x\n  api: a\n  where: {logit: {below: 0}}\n  reason: r\n  source: s\n", encoding="utf-8")
+    assert main(["validate", str(REPO / "cases" / "seed.yaml")]) == 0
+    assert f"known divergences in {len(BUILTIN)} catalogues" in capsys.readouterr().out
+    assert main(["validate", str(REPO / "cases" / "seed.yaml"), "--divergences", str(bad)]) == 1
+    assert f"{bad}:3: entry 'x' field 'where.logit.below': unknown field(s): below" in capsys.readouterr().err

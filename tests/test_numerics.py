@@ -127,7 +127,7 @@ def test_a_known_divergence_file_with_a_bad_when_names_the_file_the_entry_and_th
     with pytest.raises(CaseError) as caught:
         parse_divergences(text, "mine.yaml")
     assert str(caught.value) == (
-        "mine.yaml:6: case 'simd' field 'when.numpy.simd_found': unknown operator 'contains' (one of: has, lacks, is, is_not)"
+        "mine.yaml:6: entry 'simd' field 'when.numpy.simd_found': unknown operator 'contains' (one of: has, lacks, is, is_not)"
     )
     (entry,) = parse_divergences(text.replace("contains", "has"), "mine.yaml")
     assert entry.applies(AVX512) and not entry.applies(AVX2) and entry.when_record == WHEN
@@ -312,7 +312,7 @@ def test_an_entry_with_versions_holds_only_for_the_framework_versions_it_names()
 def test_a_malformed_versions_names_the_file_the_entry_and_the_field(versions):
     with pytest.raises(CaseError) as caught:
         parse_divergences(VERSIONED + f"  versions: {versions}\n", "mine.yaml")
-    assert str(caught.value).startswith("mine.yaml:6: case 'old' field 'versions': versions")
+    assert str(caught.value).startswith("mine.yaml:6: entry 'old' field 'versions': versions")
 
 
 def test_exact_to_conditioned_is_expected_with_a_changed_environment_and_a_regression_on_the_same_one(tmp_path):
