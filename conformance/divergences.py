@@ -175,7 +175,7 @@ class KnownDivergence:
         """The regions of ``where`` whose scope a check lies in (none: the entry does not concern it)."""
         if not self.names_api(api):
             return ()
-        facts = dict(case=case, op=op, dtype=dtype, reduction=reduction, quantity=quantity)
+        facts = {"case": case, "op": op, "dtype": dtype, "reduction": reduction, "quantity": quantity}
         return tuple(region for region in self.where if region.in_scope(**facts))
 
 

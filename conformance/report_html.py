@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from conformance.diff import sections, summary_line
 from conformance.report import (
     CONDITIONED_NOTE,
     ERROR_QUANTITIES,
@@ -28,6 +29,7 @@ from conformance.report import (
     RANKING_NOTE,
     STATE_NAMES,
     STATES,
+    VERSION_CHANGES_LISTED,
     Counts,
     Report,
     RunReport,
@@ -37,12 +39,10 @@ from conformance.report import (
     ranking_cells,
     shown_files,
     state_of,
-    VERSION_CHANGES_LISTED,
     version_changes,
     version_rows,
     where,
 )
-from conformance.diff import sections, summary_line
 from conformance.results import Result
 from conformance.summary import _ulp, failure_text
 
@@ -653,8 +653,10 @@ def _mechanisms(report: Report) -> list[str]:
     out = [
         '<h2 id="mechanisms">Known divergences by mechanism</h2>',
         f'<p class="note">{esc(MECHANISMS_NOTE)}</p>',
-        '<div class="scroll"><table><tr><th>mechanism</th><th>run</th><th class="num">results</th>'
-        '<th class="num">elements</th><th class="num">worst ULP</th><th>where</th><th>source</th></tr>',
+        (
+            '<div class="scroll"><table><tr><th>mechanism</th><th>run</th><th class="num">results</th>'
+            '<th class="num">elements</th><th class="num">worst ULP</th><th>where</th><th>source</th></tr>'
+        ),
     ]
     for run, m in report.mechanisms:
         results = f"{m.results}" + (f" ({m.results - m.known} fail)" if m.known < m.results else "")

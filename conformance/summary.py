@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from conformance import divergences
-
+from conformance.cases import CaseError
 from conformance.results import Result
 from conformance.runner import EMPTY, OBSERVED
 from conformance.verdicts import Verdict
@@ -212,7 +212,7 @@ def mechanisms(results: list[Result]) -> list[Mechanism]:
 def _catalogue(framework: str) -> dict:
     try:
         return {entry.id: entry for entry in divergences.builtin(framework)}
-    except Exception:  # a catalogue that does not read: the results' own messages stand in
+    except CaseError:  # a catalogue that does not read: the results' own messages stand in
         return {}
 
 
@@ -223,8 +223,10 @@ def mechanisms_markdown(results: list[Result]) -> list[str]:
     known = sum(r.verdict == Verdict.KNOWN_DIVERGENCE.value for r in results)
     out = [
         f"### Known divergences ({known} results, {len(found)} mechanisms)\n",
-        "Per mechanism, computed from this run: the results it explains, the elements, the largest error and where "
-        "(per dtype, the span of the inputs of the elements it explained).\n",
+        (
+            "Per mechanism, computed from this run: the results it explains, the elements, the largest error and where "
+            "(per dtype, the span of the inputs of the elements it explained).\n"
+        ),
     ]
     for m in found:
         partly = f", {m.results - m.known} of them fails with other elements unexplained" if m.known < m.results else ""

@@ -7,10 +7,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from conformance import variants
+from conformance import divergences, variants
 from conformance.adapters import Api, Framework
 from conformance.cases import load_file
-from conformance import divergences
 from conformance.divergences import KnownDivergence
 from conformance.dtypes import FORMATS, cast
 from conformance.reference import _rounded_sigmoid, reference
