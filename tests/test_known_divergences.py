@@ -222,8 +222,8 @@ def test_a_bad_entry_names_the_file_the_entry_and_the_field(text, field, words):
 
 BUILTIN = divergences.builtin_files()
 # constants of the mechanisms as their sources state them (an epsilon, a clamp, a format's limit), not measurements
-SOURCE_CONSTANTS = {"0", "1", "2", "1e-12", "1e-7", "-100", "100", "65504", "0.5", "16", "32", "64", "8", "3", "508", "440"}
-NUMBER = re.compile(r"(?<![\w.#])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w])")
+SOURCE_CONSTANTS = {"0", "1", "-1", "2", "1e-12", "1e-7", "-100", "100", "65504", "0.5", "16", "32", "64", "8", "3", "508", "440"}
+NUMBER = re.compile(r"(?<![\w.#/^])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w])")  # an operand after / or ^ is math
 
 
 @pytest.mark.parametrize("framework", BUILTIN)
