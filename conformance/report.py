@@ -726,9 +726,8 @@ def mechanisms_markdown(report: Report) -> list[str]:
         "|---|---|---:|---:|---:|---|---|",
     ]
     for run, m in report.mechanisms[:MD_MECHANISMS]:
-        results = f"{m.results}" + (f" ({m.results - m.known} fail)" if m.known < m.results else "")
         out.append(
-            f"| **{_md_cell(m.id)}** | {_md_cell(run.label)} | {results} | {m.elements} | {_ulp(m.max_ulp)} | "
+            f"| **{_md_cell(m.id)}** | {_md_cell(run.label)} | {m.results_text()} | {m.elements} | {_ulp(m.max_ulp)} | "
             f"{_md_cell(m.span_text())} | {_md_cell(m.source)} |"
         )
     if len(report.mechanisms) > MD_MECHANISMS:

@@ -659,10 +659,9 @@ def _mechanisms(report: Report) -> list[str]:
         ),
     ]
     for run, m in report.mechanisms:
-        results = f"{m.results}" + (f" ({m.results - m.known} fail)" if m.known < m.results else "")
         out.append(
             f"<tr><td class=wr><details><summary><b>{esc(m.id)}</b></summary>{esc(m.reason)}</details></td>"
-            f"<td>{esc(run.label)}</td><td class=num>{esc(results)}</td><td class=num>{m.elements}</td>"
+            f"<td>{esc(run.label)}</td><td class=num>{esc(m.results_text())}</td><td class=num>{m.elements}</td>"
             f"<td class=num>{esc(_ulp(m.max_ulp))}</td><td class=wr>{esc(m.span_text())}</td>"
             f"<td class=src>{linkify(m.source)}</td></tr>"
         )

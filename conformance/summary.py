@@ -177,6 +177,10 @@ class Mechanism:
                 old = spans.get(name)
                 spans[name] = [low, high] if old is None else [min(old[0], low), max(old[1], high)]
 
+    def results_text(self) -> str:
+        """``12``, or ``12 (3 fail)`` where some of them are fails with other elements in no region."""
+        return f"{self.results}" + (f" ({self.results - self.known} fail)" if self.known < self.results else "")
+
     def span_text(self) -> str:
         """``float32: logit -87.3 to -14.6, target 0``: where it explained elements, per dtype."""
         parts = []
