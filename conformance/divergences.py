@@ -407,16 +407,19 @@ def _largest(errors: np.ndarray | None, mask: np.ndarray | None) -> float | None
 
 
 def _figures(kind: str, x: np.ndarray, y: np.ndarray, elements: int, max_ulp: float | None) -> dict:
-    """What an entry explained in one result: how many elements, the largest error, and the span of the
-    inputs it explained them on (their least and greatest logit or probability, and target)."""
+    """What an entry explained in one result: how many elements, the largest error, and the spans of the
+    inputs it explained them on: of the logits, [least, greatest] below 0 and from 0 (a mechanism acting at
+    both ends shows both, and where each starts), of the probabilities and targets, [least, greatest]."""
     name = "logit" if kind == "logits" else "probability"
     out: dict = {"elements": elements}
     if max_ulp is not None:
         out["max_ulp"] = max_ulp
     for label, values in ((name, x), ("target", y)):
         finite = values[~np.isnan(values)]
-        if finite.size:
-            out[label] = [float(finite.min()), float(finite.max())]
+        parts = [finite[finite < 0], finite[finite >= 0]] if label == "logit" else [finite]
+        spans = [[float(part.min()), float(part.max())] for part in parts if part.size]
+        if spans:
+            out[label] = spans
         if np.isnan(values).any():
             out[f"{label}_nan"] = True
     return out

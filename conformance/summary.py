@@ -160,7 +160,8 @@ class Mechanism:
     elements: int = 0
     max_ulp: float | None = None
     apis: dict[str, None] = field(default_factory=dict)
-    spans: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # dtype -> input name -> [least, greatest]
+    # dtype -> input -> [least, greatest]; the logits per side of 0 ("logit-", "logit+")
+    spans: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def add(self, result: Result, figures: dict) -> None:
         self.results += 1
@@ -172,25 +173,31 @@ class Mechanism:
         self.apis[result.api] = None
         spans = self.spans.setdefault(result.dtype, {})
         for name in ("logit", "probability", "target"):
-            if name in figures:
-                low, high = (float(v) for v in figures[name])
-                old = spans.get(name)
-                spans[name] = [low, high] if old is None else [min(old[0], low), max(old[1], high)]
+            for low, high in figures.get(name, ()):
+                key = name if name != "logit" else f"logit{'-' if high < 0 else '+'}"  # a side of 0 each
+                old = spans.get(key)
+                spans[key] = [low, high] if old is None else [min(old[0], low), max(old[1], high)]
 
     def results_text(self) -> str:
         """``12``, or ``12 (3 fail)`` where some of them are fails with other elements in no region."""
         return f"{self.results}" + (f" ({self.results - self.known} fail)" if self.known < self.results else "")
 
     def span_text(self) -> str:
-        """``float32: logit -87.3 to -14.6, target 0``: where it explained elements, per dtype."""
+        """``float32: logit -87.3 to -14.6, 2 to 40, target 0``: where it explained elements, per dtype."""
         parts = []
         for dtype in sorted(self.spans):
-            inner = [
-                f"{name} {_number(low)}" + ("" if low == high else f" to {_number(high)}")
-                for name, (low, high) in self.spans[dtype].items()
-            ]
+            spans = self.spans[dtype]
+            inner = []
+            for name in ("logit", "probability", "target"):
+                sides = [spans[key] for key in (f"{name}-", f"{name}+", name) if key in spans]
+                if sides:
+                    inner.append(f"{name} " + ", ".join(_span(low, high) for low, high in sides))
             parts.append(f"{dtype}: {', '.join(inner)}" if inner else dtype)
         return "; ".join(parts)
+
+
+def _span(low: float, high: float) -> str:
+    return _number(low) + ("" if low == high else f" to {_number(high)}")
 
 
 def _number(value: float) -> str:

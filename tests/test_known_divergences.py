@@ -78,7 +78,7 @@ def test_every_element_that_misses_must_lie_in_a_region(case):
     covered = run(negative, case, [entry({"logit": {"lt": 0}})])
     assert covered.verdict == "known_divergence" and covered.divergence == "below-zero"
     figures = covered.explained["below-zero"]
-    assert figures["elements"] == 2 and figures["logit"] == [-3.0, -1.0] and figures["target"] == [0.0, 0.0]
+    assert figures["elements"] == 2 and figures["logit"] == [[-3.0, -1.0]] and figures["target"] == [[0.0, 0.0]]
     # the region ends at x < -2: the element at x = -1 lies outside it, so the result fails and says where
     narrow = run(negative, case, [entry({"logit": {"lt": -2}})])
     assert narrow.verdict == "fail" and narrow.explained["below-zero"]["elements"] == 1
@@ -88,6 +88,13 @@ def test_every_element_that_misses_must_lie_in_a_region(case):
     both = run(negative, case, [entry({"logit": {"lt": -2}}), entry({"logit": -1}, id="at-minus-one")])
     assert both.verdict == "known_divergence" and set(both.explained) == {"below-zero", "at-minus-one"}
     assert both.divergence == "below-zero" and "(other elements: at-minus-one)" in both.message
+
+
+def test_the_figures_give_the_span_of_the_logits_on_each_side_of_zero(case):
+    both_sides = run(wrong_where(lambda x: x != 0), case, [entry({}, id="everywhere")])
+    assert both_sides.explained["everywhere"]["logit"] == [[-3.0, -1.0], [0.5, 2.0]]
+    (mechanism,) = mechanisms([both_sides])
+    assert mechanism.span_text() == "float32: logit -3 to -1, 0.5 to 2, target 0 to 1"
 
 
 def test_a_reduced_result_is_explained_by_any_element_of_its_input(case):
@@ -141,7 +148,7 @@ def test_the_summary_computes_each_mechanisms_figures(case):
     results = [run(negative, case, [entry({"logit": {"lt": 0}})]), run(negative, case, [entry({"logit": {"lt": 0}})], reduction="mean")]
     (mechanism,) = mechanisms(results)
     assert (mechanism.results, mechanism.known, mechanism.elements) == (2, 2, 3)
-    assert mechanism.max_ulp == results[0].max_ulp and mechanism.spans["float32"]["logit"] == [-3.0, -1.0]
+    assert mechanism.max_ulp == results[0].max_ulp and mechanism.spans["float32"]["logit-"] == [-3.0, -1.0]
     text = summary_markdown(results)
     assert "### Known divergences (2 results, 1 mechanisms)" in text
     assert "- **below-zero** (2 results; 3 elements; worst" in text and "float32: logit -3 to -1, target 0" in text
