@@ -119,7 +119,22 @@ class Result:
                 k: [float(v) if isinstance(v, str) else v for v in vs] if isinstance(vs, list) else vs
                 for k, vs in data["elements"].items()
             }
+        if data.get("explained"):
+            if not isinstance(data["explained"], dict):
+                raise TypeError(f"explained: a JSON {type(data['explained']).__name__}, not an object")
+            data["explained"] = {name: _floats(figures) for name, figures in data["explained"].items()}
         return cls(**data)
+
+
+def _floats(value: Any) -> Any:
+    """``_jsonable`` undone: "inf", "-inf" and "nan" inside lists and mappings read back as floats."""
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -272,3 +272,14 @@ def test_validate_checks_the_catalogues_and_names_a_bad_entry(tmp_path, capsys):
     assert f"known divergences in {len(BUILTIN)} catalogues" in capsys.readouterr().out
     assert main(["validate", str(REPO / "cases" / "seed.yaml"), "--divergences", str(bad)]) == 1
     assert f"{bad}:3: entry 'x' field 'where.logit.below': unknown field(s): below" in capsys.readouterr().err
+
+
+def test_figures_with_infinite_logits_survive_the_results_file():
+    from conformance.results import Result
+
+    figures = divergences._figures("logits", np.array([-np.inf, 2.0, np.inf]), np.array([0.0, 1.0, 1.0]), 3, np.inf)
+    result = Result("c/a", "f", "api", "bce_with_logits", "float32", "none", "known_divergence", explained={"e": figures})
+    back = Result.from_json(result.to_json())
+    assert back.explained == {"e": {"elements": 3, "max_ulp": np.inf, "logit": [[-np.inf, -np.inf], [2.0, np.inf]], "target": [[0.0, 1.0]]}}
+    (mechanism,) = mechanisms([back])
+    assert mechanism.span_text() == "float32: logit -inf, 2 to inf, target 0 to 1"
