@@ -105,14 +105,10 @@ def cmd_validate(args) -> int:
         print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
         return EXIT_PROBLEMS
     catalogue_problems, entries = [], 0  # the built-in known-divergence catalogues, and any given, against their schema
-    for name in divergence_list.builtin_files():
+    readers = [(divergence_list.builtin, name) for name in divergence_list.builtin_files()]
+    for read, name in readers + [(divergence_list.read_file, path) for path in args.divergences]:
         try:
-            entries += len(divergence_list.builtin(name))
-        except CaseError as exc:
-            catalogue_problems += exc.problems
-    for path in args.divergences:
-        try:
-            entries += len(divergence_list.read_file(path))
+            entries += len(read(name))
         except CaseError as exc:
             catalogue_problems += exc.problems
     if catalogue_problems:
@@ -133,8 +129,7 @@ def cmd_validate(args) -> int:
         print(problem, file=sys.stderr)
     if problems:
         return EXIT_PROBLEMS
-    catalogues = len(divergence_list.builtin_files()) + len(args.divergences)
-    print(f"OK: {len(cases)} cases in {len({c.file for c in cases})} files; {entries} known divergences in {catalogues} catalogues")
+    print(f"OK: {len(cases)} cases in {len({c.file for c in cases})} files; {entries} known divergences in {len(readers) + len(args.divergences)} catalogues")
     return 0
 
 

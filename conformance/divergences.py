@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from packaging.requirements import InvalidRequirement, Requirement
 
-from conformance import generators, numerics
+from conformance import generators, metamorphic, numerics
 from conformance.cases import LABEL_SMOOTHING, CaseError, Problem, line_of, read_document, read_text
 
 # a region's element predicates -> the case input they test, and its value where the case has none
@@ -58,7 +58,6 @@ ELEMENT_FIELDS: dict[str, tuple[str, float | None]] = {
 }
 SCOPE_FIELDS = ("op", "dtype", "reduction", "quantity", "case")
 BOUNDS = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}
-ELEMENTWISE_RELATIONS = ("symmetry", "vs-fused")  # relations judged element by element (the others: whole)
 
 
 @cache
@@ -92,12 +91,6 @@ class Values:
                 out |= np.isnan(values) if math.isnan(member) else values == member
             return out
 
-    def __str__(self) -> str:
-        if self.bounds:
-            signs = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
-            return " and ".join(f"{signs[k]} {v:g}" for k, v in self.bounds)
-        return " or ".join(f"{v:g}" for v in self.members)
-
 
 @dataclass(frozen=True)
 class Region:
@@ -128,12 +121,6 @@ class Region:
                 return np.zeros(shape, dtype=bool)
             out &= predicate.holds(values)
         return out
-
-    def describe(self) -> str:
-        parts = [f"{name} {'/'.join(patterns)}" for name, patterns in self.scope]
-        parts += [f"{name} {predicate}" for name, predicate in self.elements]
-        parts += ["an empty input" if self.empty else "a non-empty input"] if self.empty is not None else []
-        return ", ".join(parts) or "every input"
 
 
 @dataclass(frozen=True)
@@ -283,13 +270,9 @@ def _requirements(value) -> tuple[Requirement, ...]:
     return tuple(out)
 
 
-def builtin_path(framework: str):
-    return resources.files("conformance").joinpath(f"known_divergences/{framework}.yaml")
-
-
 def builtin(framework: str) -> list[KnownDivergence]:
     """The known divergences shipped for a built-in framework (none for a framework without a file)."""
-    resource = builtin_path(framework)
+    resource = resources.files("conformance").joinpath(f"known_divergences/{framework}.yaml")
     if not resource.is_file():
         return []
     return _parse(resource.read_text(encoding="utf-8"), f"conformance/known_divergences/{framework}.yaml")
@@ -332,15 +315,6 @@ def concerning(entries: list[KnownDivergence], case: str, api: str, op: str, dty
     return out
 
 
-def mirrored(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """(-x, 1 - y): the input a symmetry relation compares with."""
-    out = dict(inputs)
-    if "logits" in inputs:
-        out["logits"] = -np.asarray(inputs["logits"], dtype=np.float64)
-    out["target"] = 1 - np.asarray(inputs["target"], dtype=np.float64)
-    return out
-
-
 @dataclass
 class Explanation:
     """Which entries explain which elements of one result."""
@@ -369,12 +343,12 @@ def explain(
     out = Explanation()
     remaining = None if misses is None else np.asarray(misses, dtype=bool).copy()
     whole = misses is None or remaining.shape not in (shape, shape[:-1])  # a reduced result: any element
+    sides = [inputs, metamorphic.mirrored(inputs)] if quantity == "symmetry" else [inputs]  # the relation's two inputs
     for entry, regions in concerned:
         region_mask = np.zeros(shape, dtype=bool)
         for region in regions:
-            region_mask |= region.mask(inputs, shape)
-            if quantity == "symmetry":
-                region_mask |= region.mask(mirrored(inputs), shape)
+            for side in sides:
+                region_mask |= region.mask(side, shape)
         reaches = bool(region_mask.any()) or (region_mask.size == 0 and any(r.empty for r in regions))
         if not reaches:
             continue

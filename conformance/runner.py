@@ -304,7 +304,7 @@ class Runner:
         self.calling = nullcontext  # entered around each framework call (the isolation worker tells its supervisor)
 
     def run(self, check: Check) -> Result:
-        self._misses = self._errors = None  # what the measurement leaves to explain (see _explain)
+        self._outcome: Conditioning | None = None  # the measurement's elements past the tolerance (see _explain)
         try:
             result = self._relation(check) if check.quantity in metamorphic.RELATIONS else self._judge(check)
         except CallTimeout as exc:  # the framework hung: this check's error, which no known divergence stands for
@@ -328,8 +328,12 @@ class Runner:
             return
         inputs = self.exact.inputs(check.case, get_format(check.dtype))
         problem = result.verdict in (Verdict.FAIL.value, Verdict.ERROR.value)
-        misses = self._misses if problem else np.zeros((), dtype=bool)
-        explanation = divergence_list.explain(concerned, inputs, check.quantity, misses, self._errors)
+        outcome = self._outcome
+        errors = outcome.errors if outcome is not None else None
+        # the elements to explain: those beyond their conditioning; None (no element to blame): the call raised, or
+        # the dtype changed, before any element was judged
+        misses = (outcome.beyond_elements if outcome is not None else None) if problem else np.zeros((), dtype=bool)
+        explanation = divergence_list.explain(concerned, inputs, check.quantity, misses, errors)
         result.in_regions = explanation.touched
         if not problem or not explanation.entries:
             return
@@ -341,7 +345,7 @@ class Runner:
             result.message = f"{first.reason}{OBSERVED}{result.message}" + (f" (other elements: {', '.join(also)})" if also else "")
             result.verdict = Verdict.KNOWN_DIVERGENCE.value
             return
-        result.message += "; " + _unexplained_message(explanation.unexplained, inputs, self._errors, explanation.entries)
+        result.message += "; " + _unexplained_message(explanation.unexplained, inputs, errors, explanation.entries)
 
     def error(self, check: Check, message: str) -> Result:
         """The check's ``error`` record with ``message``: for what ends a check outside the runner (a crashed
@@ -432,7 +436,7 @@ class Runner:
                 f"{tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g})"
             )
             conditioned = self._conditioning(check, inputs, values, ref, judgement, fmt, tolerance, result)
-            self._misses, self._errors = conditioned.beyond_elements, conditioned.errors
+            self._outcome = conditioned
             if conditioned.within:
                 result.verdict = Verdict.CONDITIONED.value
                 result.message = f"{missed}, but {_within_message(conditioned, tolerance)}"
@@ -473,8 +477,7 @@ class Runner:
         if holds:
             result.verdict = Verdict.EXACT.value
             return result
-        if outcome is not None:  # an elementwise relation: its elements beyond their conditioning need explaining
-            self._misses, self._errors = outcome.beyond_elements, outcome.errors
+        self._outcome = outcome  # an elementwise relation's (None for mean-vs-sum, whose whole input is blamed)
         if outcome is not None and outcome.within:
             result.verdict = Verdict.CONDITIONED.value
             result.message = f"relation {check.quantity} misses the tolerance: {result.message}, but {_within_message(outcome, tolerance)}"
@@ -670,10 +673,11 @@ def _unexplained_message(unexplained: np.ndarray, inputs, errors, entries, shown
     if unexplained.shape == ():
         return f"the result lies in no known divergence's region ({explained})"
     shape = broadcast_shape(inputs)
+    elementwise = {name: np.broadcast_to(a, shape) for name, a in inputs.items() if np.ndim(a)} if unexplained.shape == shape else {}
     rows = []
     for index in list(zip(*np.nonzero(unexplained)))[:shown]:
         index = tuple(int(i) for i in index)
-        at = {name: to_hex(np.broadcast_to(a, shape)[index]) for name, a in inputs.items() if np.ndim(a) and unexplained.shape == shape}
+        at = {name: to_hex(a[index]) for name, a in elementwise.items()}
         error = f", {_ulps(float(errors[index]))} ULP" if errors is not None and np.shape(errors) == unexplained.shape else ""
         rows.append(f"[{', '.join(map(str, index))}] {' '.join(f'{k}={v}' for k, v in at.items())}{error}".strip())
     return f"{count} element{'s' if count != 1 else ''} past it lie in no known divergence's region: {'; '.join(rows)}" + (
