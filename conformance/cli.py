@@ -379,6 +379,11 @@ def parser() -> argparse.ArgumentParser:
         help="an unchanged verdict whose max ULP error grew by more than this is a regression (default 1)",
     )
     diff.add_argument("--out", help="also write the Markdown diff to this file")
+    diff.add_argument(
+        "--common-runs", action="store_true",
+        help="compare only the runs present on both sides; a run on one side only is listed, not a regression "
+        "(to diff one framework's results against a whole baseline folder; the gate leaves it off)",
+    )
     diff.set_defaults(func=cmd_diff)
 
     baseline = sub.add_parser("baseline", help="rewrite a baseline folder from a results folder (tox -m baseline)")
