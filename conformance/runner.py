@@ -784,9 +784,11 @@ class Plan:
         return divergence_list.unused_scope(self.judged_divergences(), self.checks)
 
     def judged_divergences(self) -> list[divergence_list.KnownDivergence]:
-        """The entries whose strictness a whole run judges: those of extra files always; the built-in ones on the
-        project's own cases (a run of other cases cannot tell a stale mechanism from one it does not reach)."""
-        return [e for e in self.known if self.judges_builtin or not e.file.startswith(BUILTIN_PREFIX)]
+        """The entries whose strictness a whole run judges: those of extra files always; the built-in ones, and an
+        adapter's own (``Framework.known_divergences``), on the project's own cases (a run of other cases cannot
+        tell a stale mechanism from one it does not reach)."""
+        shipped = {str(path) for path in self.framework.known_divergences}
+        return [e for e in self.known if self.judges_builtin or not (e.file.startswith(BUILTIN_PREFIX) or e.file in shipped)]
 
     def catalogue_problems(self, results) -> list[str]:
         """What a whole run finds wrong with the catalogue: each judged entry that explains nothing (stale, or an
@@ -829,7 +831,8 @@ def plan(
     # an entry with a `when:` applies only where this host's numerics environment satisfies it, one with
     # `versions:` only for the framework versions it names
     record = numerics.probe() if numerics_record is None else numerics_record
-    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, divergence_files), record, framework.versions)
+    catalogues = [*framework.known_divergences, *divergence_files]  # the adapter's own, then the run's
+    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, catalogues), record, framework.versions)
     spec = WorkerSpec(
         framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout, record
     )
