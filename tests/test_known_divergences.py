@@ -218,7 +218,7 @@ def test_one_element_outside_every_region_makes_the_result_fail(tmp_path):
         ("- id: x\n  api: a\n  where: {target: [zero]}\n  reason: r\n  source: s\n", "where.target", "'zero' is not"),
         ("- id: x\n  api: a\n  where: {}\n  reason: r\n  source: s\n  versions: torch\n", "versions", "versions: 'torch'"),
         ("- id: x\n  api: a\n  case: c/*\n  where: {}\n  reason: r\n  source: s\n", "case", "unknown field(s): case"),
-        ("- id: x\n  api: a\n  where: {quantity: nonsense}\n  reason: r\n  source: s\n", "where.quantity", "'nonsense'"),
+        ("- id: x\n  api: a\n  where: {quantity: nonsense}\n  reason: r\n  source: s\n", "where.quantity", "'nonsense' is not one of ['value'"),
         ("- id: x\n  api: a\n  where: {dtype: [float32, float8]}\n  reason: r\n  source: s\n", "where.dtype", "'float8'"),
     ],
     ids=["no-where", "bad-bound", "unknown-predicate", "not-a-number", "versions", "old-case-field", "unknown-quantity", "unknown-dtype"],
