@@ -523,7 +523,7 @@ def _own_tolerance_message(error: Any) -> str:
     """A schema error on an own-tolerance `expect` mapping, in the loader's words."""
     problems = _own_tolerance_problems(error.instance)
     if problems:
-        return "; ".join(f"{key}: {message}" if key else message for key, message in problems)
+        return "; ".join(message for _, message in problems)
     return f"value {error.instance.get('value')!r} is not a number or a numeric string (or, for `none`, a nested list of them)"
 
 
@@ -625,7 +625,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
     if wrong:
         problem(f"op(s) {', '.join(wrong)} do not take `{kind}` (use {', '.join(sorted(OPS_OF_KIND[kind]))})", "ops")
     for field_name, message in _expected_problems(entry.get("expect", {})):
-        problem(message, field_name)
+        problem(message, "expect", tuple(field_name.split(".")[1:]))  # at the line of the literal itself
     label_smoothing = Fraction(0)
     if LABEL_SMOOTHING in entry:
         try:
