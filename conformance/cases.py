@@ -733,8 +733,8 @@ def _tolerance_message(value: Any, key: Any = None) -> str | None:
     if key == "max_ulp" and 0 <= as_float < 0.5:
         return (
             f"max_ulp {value} is below 0.5: errors are measured from the unrounded exact value, so even a correctly "
-            "rounded result is up to 0.5 ULP from it and would fail; write max_ulp: 0.5 (or correctly_rounded: true) "
-            "for correctly rounded results"
+            "rounded result is up to 0.5 ULP from it and would fail; write max_ulp: 0.5 for correctly rounded results "
+            "(in a case file, correctly_rounded: true says the same)"
         )
     if math.isfinite(as_float) and as_float >= 0:
         return None

@@ -3,6 +3,7 @@
 import decimal
 import json
 import math
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -12,6 +13,7 @@ from conformance.dtypes import FORMATS
 from conformance.verdicts import Tolerance, default_tolerances, expectation_holds, judge, tolerance_for
 
 F32, F64 = FORMATS["float32"], FORMATS["float64"]
+REPO = Path(__file__).resolve().parents[1]
 TIGHT = Tolerance(max_ulp=1, abs_floor=0.0)
 
 
@@ -392,3 +394,14 @@ def test_correctly_rounded_results_fail_any_max_ulp_below_half():
     assert not judge(np.array([1.0]), exact, F32, Tolerance(0.0, 0.0)).passed
     assert not judge(np.array([1.0]), exact, F32, Tolerance(0.25, 0.0)).passed
     assert judge(np.array([1.0]), exact, F32, tolerance_for("float32", {"correctly_rounded": True})).passed
+
+
+def test_tolerances_file_refuses_a_max_ulp_below_half():
+    from conformance.cases import CaseError
+    from conformance.verdicts import TOLERANCES_FILE, parse_tolerances
+
+    text = (REPO / TOLERANCES_FILE).read_text(encoding="utf-8").replace("float32: {max_ulp: 4,", "float32: {max_ulp: 0,")
+    with pytest.raises(CaseError) as info:
+        parse_tolerances(text, TOLERANCES_FILE)
+    (problem,) = info.value.problems
+    assert problem.field == "float32.max_ulp" and "max_ulp 0 is below 0.5" in problem.message
