@@ -34,7 +34,8 @@ from conformance.verdicts import (
     Judgement,
     Verdict,
     conditioning_of,
-    expectation_holds,
+    exact_decimal,
+    expectation_mismatch,
     judge,
     judge_conditioning,
     tolerance_for,
@@ -634,7 +635,7 @@ class Runner:
                 }
             entry.update(
                 got=to_hex(element.got),
-                want=_decimal(element.want),
+                want=exact_decimal(element.want),
                 want_rounded=to_hex(round_to_format(element.want, fmt) if not mpmath.isnan(element.want) else math.nan),
                 ulp=element.ulp,
             )
@@ -745,29 +746,14 @@ def _returned(values: np.ndarray) -> str:
     return f"shape {values.shape}"
 
 
-def _decimal(value: mpmath.mpf) -> str:
-    if mpmath.isnan(value):
-        return "nan"
-    if mpmath.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return mpmath.nstr(value, 20, min_fixed=-4, max_fixed=8)
-
-
 def _ulps(value: float) -> str:
     return "inf" if math.isinf(value) else ("nan" if math.isnan(value) else f"{value:.3g}")
 
 
 def _check_expectation(literal, value: ReferenceValue, fmt: FloatFormat, reduction: str) -> None:
-    exact = value.exact
-    literals = np.asarray(literal, dtype=object)
-    if literals.shape != exact.shape:
-        raise ExpectationError(f"expect.{reduction} has shape {literals.shape}, the result has {exact.shape}")
-    for index, want in np.ndenumerate(exact):
-        if not expectation_holds(literals[index], want, fmt):
-            raise ExpectationError(
-                f"the case's expect {reduction}{list(index) if index else ''} = {literals[index]} "
-                f"contradicts the exact {fmt.name} value {_decimal(want)}"
-            )
+    problem = expectation_mismatch(literal, value.exact, fmt)  # the rule, and its message, live in conformance.verdicts
+    if problem is not None:
+        raise ExpectationError(f"the case's expect {reduction} {problem}")
 
 
 @dataclass
