@@ -1,7 +1,7 @@
-"""A ``run``'s progress, on stderr: a line per case file as its checks finish (``cases/scale.yaml: 340
-checks, 12.3 s``), under a tqdm bar on a terminal, and the elapsed time at the end (``2070 checks in
-35.2 s``). Never on stdout and never in a results file: those stay the same, byte for byte, however
-long a run takes."""
+"""A ``run``'s progress, on stderr: a line per case file as its checks finish (``<file>: <N> checks,
+<T> s``), under a tqdm bar on a terminal, and the elapsed time at the end (``<N> checks in <T> s``).
+Never on stdout and never in a results file: those stay the same, byte for byte, however long a run
+takes."""
 
 from __future__ import annotations
 

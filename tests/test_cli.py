@@ -556,77 +556,8 @@ def test_a_stale_divergence_is_judged_on_a_whole_run_not_on_a_selection(tmp_path
 # a failed relation's reproducer: its two calls
 
 
-BROKEN_ADAPTER = '''\
-"""A subject whose relations fail: its fused loss is 1 % too large for x > 0 (symmetry, and vs-fused against
-the two-step path, fail) and its sum 1 % too large (mean-vs-sum fails). Its reproducers call evaluate()."""
-
-import ast
-import os
-
-import numpy as np
-
-from conformance.adapters import Api, Framework
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def fused(inputs, reduction):
-    x, y = inputs["logits"], inputs["target"]
-    loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
-    loss = np.where(x > 0, loss * 1.01, loss)
-    return np.asarray({"none": loss, "mean": np.mean(loss), "sum": np.sum(loss) * 1.01}[reduction], dtype=x.dtype)
-
-
-def two_step(inputs, reduction):
-    x, y = inputs["logits"], inputs["target"]
-    p = 1 / (1 + np.exp(-x))
-    loss = -(y * np.log(p) + (1 - y) * np.log1p(-p))
-    return np.asarray({"none": loss, "mean": np.mean(loss), "sum": np.sum(loss)}[reduction], dtype=x.dtype)
-
-
-CALLS = {"broken.fused": fused, "broken.two_step": two_step}
-
-
-def evaluate(name, args, dtype, reduction):
-    """What a reproducer prints: the API's result on the reproducer's hex inputs."""
-    inputs = {("logits" if k == "input" else k): np.array([float.fromhex(h) for h in ast.literal_eval(v)], dtype=dtype) for k, v in args.items()}
-    return CALLS[name](inputs, reduction).tolist()
-
-
-def repro(name):
-    return lambda args, dtype, reduction: (
-        f"import sys; sys.path.insert(0, {HERE!r}); import broken; print(broken.evaluate({name!r}, {args!r}, {dtype!r}, {reduction!r}))"
-    )
-
-
-def load():
-    apis = [
-        Api("broken.fused", "broken", "bce_with_logits", fused, "numpy", repro("broken.fused"), dtypes=("float64",)),
-        Api("broken.two_step", "broken", "sigmoid_bce", two_step, "numpy", repro("broken.two_step"), dtypes=("float64",)),
-    ]
-    return Framework("broken", {"broken": "1"}, apis)
-'''
-
-BROKEN_CASES = """\
-schema_version: 1
-description: moderate logits, binary targets (they mirror exactly)
-defaults: {gradients: false}
-cases:
-  - id: moderate
-    why: well conditioned on both sides of 0
-    logits: [-2.0, -0.5, 0.5, 2.0]
-    target: [0, 1, 0, 1]
-    dtypes: [float64]
-"""
-
-
-@pytest.fixture
-def broken(tmp_path):
-    """The broken subject's adapter spec and a case file for it."""
-    adapter = tmp_path / "adapter" / "broken.py"
-    adapter.parent.mkdir()
-    adapter.write_text(BROKEN_ADAPTER, encoding="utf-8")
-    return f"{adapter}:load", write_case(tmp_path / "cases", BROKEN_CASES, "moderate.yaml")
+BROKEN = REPO / "tests" / "subjects" / "broken_relations.py"  # a subject whose relations fail, and its cases
+BROKEN_CASES = BROKEN.with_suffix(".yaml")
 
 
 def printed(repro: str) -> list:
@@ -636,14 +567,13 @@ def printed(repro: str) -> list:
     return [ast.literal_eval(line) for line in done.stdout.splitlines()]
 
 
-def test_a_failed_relation_prints_a_reproducer_of_its_two_calls(tmp_path, capsys, broken):
-    adapter, cases = broken
+def test_a_failed_relation_prints_a_reproducer_of_its_two_calls(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "--adapter", adapter, "--cases", str(cases), "--out", str(out)]) == 1
+    assert main(["run", "--adapter", f"{BROKEN}:load", "--cases", str(BROKEN_CASES), "--out", str(out)]) == 1
     text = capsys.readouterr().out
     failed = {(r["api"], r["quantity"]): r for r in records(out / "broken.jsonl") if r["verdict"] == "fail"}
     assert {("broken.fused", "symmetry"), ("broken.fused", "mean-vs-sum"), ("broken.two_step", "vs-fused")} <= set(failed)
-    for (api, relation), record in failed.items():
+    for (_, relation), record in failed.items():
         if relation not in RELATIONS:
             continue
         assert record["repro"] and f"  reproduce: {record['repro']}" in text, record  # printed with the failure
