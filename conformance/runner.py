@@ -8,11 +8,12 @@ call that runs past the time limit becomes the check's verdict.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mpmath
@@ -487,7 +488,37 @@ class Runner:
             result.message = f"relation {check.quantity} does not hold: {result.message}" + (
                 f"; {_beyond_message(outcome, tolerance)}" if outcome is not None else ""
             )
+            result.repro = self._relation_repro(check, inputs, fmt, result)
         return result
+
+    def _relation_repro(self, check: Check, inputs, fmt: FloatFormat, result: Result) -> str:
+        """A failed relation's reproducer: its two calls in one line, each printing its result, as a value check's
+        reproducer prints its one: at the worst element for symmetry (the call and its mirrored call) and vs-fused
+        (the two-step and the fused call), on the whole input for mean-vs-sum (the mean and the sum; "" past
+        ``MAX_REPRO_ELEMENTS``, as a reduction's)."""
+        if check.quantity != "mean-vs-sum" and not result.worst:
+            return ""
+        reduction = "sum" if check.quantity == "mean-vs-sum" else "none"  # the reference gives the reproducer its shape
+        try:
+            reference = self.exact.reference(check.case, check.api.op, fmt, reduction, axis_mean=check.api.axis_mean)
+        except (ReferenceError, ExpectationError):
+            return ""
+        if check.quantity == "mean-vs-sum":
+            calls = [(replace(check, reduction=r), inputs, reference, None) for r in ("mean", "sum")]
+        else:
+            index = tuple(result.worst[0]["index"])
+            other = (check, metamorphic.mirrored(inputs)) if check.quantity == "symmetry" else (
+                replace(check, api=_fused(check.api, self.framework.apis)), inputs
+            )
+            calls = [(check, inputs, reference, index), (*other, reference, index)]
+        lines = [self._repro(*call) for call in calls]
+        unwritten = [line for line in lines if not line or line.startswith("#")]  # "" or "# no reproducer: ..."
+        if unwritten:
+            return unwritten[0]
+        # the imports and tensor helper the two lines share (whole statements, up to a "; "), written once
+        shared = os.path.commonprefix(lines)
+        shared = shared[: shared.rfind("; ") + 2] if "; " in shared else ""
+        return f"{lines[0]}; {lines[1][len(shared):]}"
 
     def _relation_conditioning(
         self, check: Check, sides, a: np.ndarray, b: np.ndarray, d: np.ndarray, missing: np.ndarray, fmt, tolerance, result

@@ -81,7 +81,7 @@ def check(error: CaseError, path: Path, *words: str, line=None, case=None, field
 
 def validate(capsys, path: Path) -> str:
     """`python -m conformance validate PATH`: it fails, and says why on stderr, without a traceback."""
-    assert main(["validate", str(path)]) == 1
+    assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "Traceback" not in err and "problem(s)" in err
     return err
