@@ -190,7 +190,9 @@ def cmd_validate(args) -> int:
                 for op in {FORMULA_OF_OP[op]: op for op in case.ops}.values():
                     try:
                         exact_values.reference(case, op, get_format(dtype), reduction)
-                    except (ExpectationError, ReferenceError) as exc:
+                    except ExpectationError as exc:  # located already: file:line, case, field
+                        problems.append(str(exc))
+                    except ReferenceError as exc:
                         problems.append(f"{case.file}:{case.line}: case {case.id!r} field 'expect': {dtype}: {exc}")
     for problem in problems:
         print(problem, file=sys.stderr)

@@ -263,7 +263,8 @@ class ExactValues:
                     _check_expectation(literal, value, fmt, reduction)
                 except ExpectationError as exc:  # named as the loader names a bad file: file:line, case, field
                     where = f"{case.file}:{case.line}" if case.line else str(case.file)
-                    raise ExpectationError(f"{where}: case '{case.id}': field 'expect.{reduction}': {exc}") from None
+                    field = f"expect.{fmt.name}.{reduction}" if reduction in case.expect.get(fmt.name, {}) else f"expect.{reduction}"
+                    raise ExpectationError(f"{where}: case '{case.id}': field '{field}': {exc}") from None
             self._references[key] = value
         return self._references[key]
 

@@ -135,12 +135,20 @@ def test_expect_contradicting_the_reference_via_validate_and_a_run(tmp_path, cap
     path = write(tmp_path, HEAD + CASE + "    logits: [0]\n    target: [1]\n    dtypes: [float64]\n    reductions: [mean]\n    gradients: false\n    expect: {mean: '0.9'}\n", "wrong.yaml")
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    check_message(err, path, 4, "a", "expect", ["contradicts", "0.693147"])
+    check_message(err, path, 4, "a", "expect.mean", ["contradicts", "0.693147"])
     # a run reports it as the check's error (the reference is only computed there), and fails
     assert main(["run", "--framework", "rounded", "--cases", str(path), "--out", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
     assert "wrong/a" in out and "error" in out and "contradicts" in out and "Traceback" not in out
     assert f"{path}:4: case 'a': field 'expect.mean'" in out  # named as the loader names it
+
+
+def test_validate_names_a_per_dtype_expect_once_with_its_dtype(tmp_path, capsys):
+    path = write(tmp_path, HEAD + CASE + "    logits: [0]\n    target: [1]\n    dtypes: [float64]\n    reductions: [mean]\n    gradients: false\n    expect: {float64: {mean: '0.9'}}\n", "wrong.yaml")
+    assert main(["validate", str(path)]) == 2
+    (line, *_) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{path}:4: case 'a': field 'expect.float64.mean': the case's expect mean 0.9 contradicts"), line
+    assert line.count(str(path)) == 1, line
 
 
 def test_file_size_limit_is_configurable_and_checked_before_reading(tmp_path, monkeypatch):

@@ -312,7 +312,7 @@ def test_peers_literals_off_by_more_than_a_rounding_are_refused_naming_the_accep
     first_wrong = next(i for i, (literal, want) in enumerate(zip(literals, exact)) if not expectation_holds(literal, want, F32))
     digits = len(decimal.Decimal(repr(literals[first_wrong])).as_tuple().digits)
     for words in (
-        f"{path}:", "case 'keras-probs'", "field 'expect.none'", f"at [{first_wrong}]", "contradicts the exact float32 value",
+        f"{path}:", "case 'keras-probs'", "field 'expect.float32.none'", f"at [{first_wrong}]", "contradicts the exact float32 value",
         f"rounded to them ({rounded_to_digits(exact[first_wrong], digits)})", f"with {digits} significant digits",
         "the shortest repr of the correctly rounded float32 value", "a hexadecimal literal", "{value: ", "rtol: R, atol: A}",
     ):
