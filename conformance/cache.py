@@ -245,7 +245,8 @@ def _sources_digest() -> str:
 def _variant_key(variant: Variant | None):
     if variant is None:
         return None
-    return [None if v is None else float(v).hex() for v in (variant.log_floor, variant.prob_clip, variant.grad_denominator_floor)]
+    parameters = (variant.log_floor, variant.prob_clip, variant.grad_denominator_floor)
+    return [None if v is None else float(v).hex() for v in parameters] + [variant.constants_dtype]
 
 
 def key(

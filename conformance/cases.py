@@ -144,8 +144,27 @@ class Case:
 
 @cache
 def schema() -> dict:
+    """The case-file schema, as editors and ``check-jsonschema`` read it: every rule JSON Schema can express."""
     text = resources.files("conformance").joinpath("schema/cases.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+LOADER_CHECKS = "x-loader-checks"  # marks a subschema whose rule the loader checks itself, in its own words
+
+
+@cache
+def structural_schema() -> dict:
+    """The schema the loader validates against: ``schema()`` without the subschemas marked ``x-loader-checks``,
+    whose rules the loader checks itself after it (``_build_case``, ``_expected_problems``, the generators),
+    naming each problem in its own words rather than as a failed ``oneOf``. tests/test_cases.py runs both over
+    the same files: the loader rejects all that the full schema rejects."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {} if LOADER_CHECKS in node else {key: strip(value) for key, value in node.items()}
+        return [strip(item) for item in node] if isinstance(node, list) else node
+
+    return strip(schema())
 
 
 # YAML 1.2.2's core schema (section 10.3.2): which plain scalars are null, booleans, integers, floats;
@@ -351,7 +370,7 @@ def _locate(location: list, data: Any, raw: Any) -> tuple[int | None, str | None
 
 
 def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
-    validator = generators.SchemaValidator(schema())
+    validator = generators.SchemaValidator(structural_schema())
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         location = list(error.absolute_path)
@@ -365,18 +384,26 @@ def _schema_problems(path: str, data: Any, raw: Any) -> list[Problem]:
             error.validator == "oneOf" and isinstance(error.instance, dict) and len(location) == 3
             and location[0] == "cases" and location[-1] in TENSOR_FIELDS
         ):  # a generator mapping: say what is wrong inside it
-            for inside, message in generators.schema_problems(error.instance, schema()):
+            for inside, message in generators.schema_problems(error.instance, structural_schema()):
                 line, case_id, field_name = _locate(location + inside, data, raw)
                 problems.append(Problem(path, message, line, case_id, field_name))
             continue
         elif error.validator == "oneOf" and location and location[-1] in TENSOR_FIELDS:
             message = f"{error.instance!r} is not a number, a numeric string, a nested list of numbers or a generator mapping"
+        elif error.validator == "oneOf" and "expect" in location and isinstance(error.instance, dict):
+            message = _own_tolerance_message(error)
         elif error.validator == "oneOf" and location and location[-1] in ("mean", "sum"):
-            message = f"{error.instance!r} is not a number, a numeric string or a nested list of numbers"
+            message = f"{error.instance!r} is not a number, a numeric string or {OWN_TOLERANCE_FORM}"
+        elif error.validator == "oneOf" and location and location[-1] == "none":
+            message = f"{error.instance!r} is not a number, a numeric string, a nested list of numbers or {OWN_TOLERANCE_FORM}"
+        elif "tolerance" in location and error.validator == "not":
+            message = CORRECTLY_ROUNDED_ALONE
+        elif "tolerance" in location and location[-1] == "correctly_rounded":
+            message = f"correctly_rounded takes true only (it stands for {{max_ulp: 0.5, abs_floor: 0}}), not {error.instance!r}"
         elif location and location[-1] == LABEL_SMOOTHING:
             message = _label_smoothing_message(error.instance)
         elif "tolerance" in location and error.validator in ("maximum", "minimum", "type"):
-            message = _tolerance_message(error.instance) or message
+            message = _tolerance_message(error.instance, location[-1]) or message
         elif location and location[-1] == "id" and error.validator == "pattern":
             message = f"{error.instance!r} is not an id: {ID_RULE}"
         elif error.validator == "type" and error.validator_value == "boolean" and isinstance(error.instance, str):
@@ -454,12 +481,23 @@ def _refused_problems(path: str, root: Any, refused: dict[int, tuple[Any, str]],
     return sorted(problems, key=lambda p: p.line or 0)
 
 
+OWN_TOLERANCE_KEYS = ("value", "rtol", "atol")  # an `expect` literal with a tolerance of its own
+OWN_TOLERANCE_FORM = "{value: V, rtol: R, atol: A} (a literal with its own tolerance: at least one of rtol and atol)"
+
+
 def _expected_problems(expect: dict) -> list[tuple[str, str]]:
+    """(field, message) for each `expect` literal that cannot be read: not a number or a rectangular list,
+    too many digits, or an own-tolerance mapping that is not ``{value, rtol, atol}``."""
     out = []
     for key, value in expect.items():
-        entries = value.items() if isinstance(value, dict) else [(key, value)]
+        entries = value.items() if key in FORMATS and isinstance(value, dict) else [(key, value)]
         for reduction, literal in entries:
             where = f"expect.{key}" + (f".{reduction}" if reduction != key else "")
+            if isinstance(literal, dict):
+                out += [(f"{where}.{inside}" if inside else where, message) for inside, message in _own_tolerance_problems(literal)]
+                if "value" not in literal:
+                    continue
+                literal, where = literal["value"], f"{where}.value"
             try:
                 _tensor(literal)
             except ValueError as exc:
@@ -467,6 +505,26 @@ def _expected_problems(expect: dict) -> list[tuple[str, str]]:
                 continue
             out += [(where, message) for message in _digit_problems(literal)]
     return out
+
+
+def _own_tolerance_problems(literal: dict) -> list[tuple[str, str]]:
+    """(key, message) for what is wrong with a ``{value, rtol, atol}`` literal's keys and tolerance; the value
+    itself is read as any literal is."""
+    out = [(str(key), f"unknown key {key!r}: a literal with its own tolerance is {OWN_TOLERANCE_FORM}") for key in literal if key not in OWN_TOLERANCE_KEYS]
+    if "value" not in literal:
+        out.append(("", f"no `value`: a literal with its own tolerance is {OWN_TOLERANCE_FORM}"))
+    if not any(key in literal for key in ("rtol", "atol")):
+        out.append(("", f"neither rtol nor atol: a literal with its own tolerance is {OWN_TOLERANCE_FORM}; without one, write the number alone"))
+    out += [(key, message) for key in ("rtol", "atol") if key in literal and (message := _tolerance_message(literal[key], key))]
+    return out
+
+
+def _own_tolerance_message(error: Any) -> str:
+    """A schema error on an own-tolerance `expect` mapping, in the loader's words."""
+    problems = _own_tolerance_problems(error.instance)
+    if problems:
+        return "; ".join(message for _, message in problems)
+    return f"value {error.instance.get('value')!r} is not a number or a numeric string (or, for `none`, a nested list of them)"
 
 
 def _digit_problems(literal: Any, index: tuple = ()) -> list[str]:
@@ -567,7 +625,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
     if wrong:
         problem(f"op(s) {', '.join(wrong)} do not take `{kind}` (use {', '.join(sorted(OPS_OF_KIND[kind]))})", "ops")
     for field_name, message in _expected_problems(entry.get("expect", {})):
-        problem(message, field_name)
+        problem(message, "expect", tuple(field_name.split(".")[1:]))  # at the line of the literal itself
     label_smoothing = Fraction(0)
     if LABEL_SMOOTHING in entry:
         try:
@@ -587,7 +645,7 @@ def _build_case(path: Path, entry: dict, raw_entry: Any, defaults: dict, problem
         dtypes=dtypes,
         reductions=tuple(entry.get("reductions", defaults.get("reductions", DEFAULT_REDUCTIONS))),
         expect=entry.get("expect", {}),
-        tolerance={**defaults.get("tolerance", {}), **entry.get("tolerance", {})},
+        tolerance={**expand_tolerance(defaults.get("tolerance", {})), **expand_tolerance(entry.get("tolerance", {}))},
         line=_line_of(raw_entry),
         gradients=entry.get("gradients", defaults.get("gradients", True)),
         target_gradients=target_gradients,
@@ -631,21 +689,53 @@ def _out_of_range(values: np.ndarray | PerDtype, dtypes: tuple[str, ...], weight
     return f"value {shown}{where} is outside {span}" + (f" ({count} values are)" if count > 1 else "")
 
 
+CORRECTLY_ROUNDED = {"max_ulp": 0.5, "abs_floor": 0.0}  # what `correctly_rounded: true` stands for
+CORRECTLY_ROUNDED_ALONE = (
+    "correctly_rounded: true stands for {max_ulp: 0.5, abs_floor: 0}: give it alone, or max_ulp and abs_floor "
+    "without it, in one mapping"
+)
+
+
 def tolerance_problems(tolerance: dict) -> list[tuple[tuple, str]]:
-    """(place, message) for each value of a tolerance mapping (``{max_ulp, abs_floor}``, or per dtype)
-    that is not a finite, non-negative number a float64 holds: the checks compare in float64, and an
-    infinite or NaN tolerance would accept anything, or nothing, without a word."""
-    return [(where, message) for where, value in _numbers_in(tolerance) if (message := _tolerance_message(value))]
+    """(place, message) for each value of a tolerance mapping (``{max_ulp, abs_floor}`` or ``correctly_rounded:
+    true``, or per dtype) that is not a finite number a float64 holds, >= 0 (max_ulp >= 0.5): the checks
+    compare in float64, and an infinite or NaN tolerance would accept anything, or nothing, without a word."""
+    return [
+        (where, message) for where, value in _numbers_in(tolerance)
+        if where[-1:] != ("correctly_rounded",) and (message := _tolerance_message(value, where[-1] if where else None))
+    ]
 
 
-def _tolerance_message(value: Any) -> str | None:
-    rule = "a tolerance must be a finite number >= 0 that a float64 holds (at most 1.7976931348623157e+308)"
+def expand_tolerance(tolerance: dict) -> dict:
+    """A tolerance mapping with each ``correctly_rounded: true`` replaced by what it stands for (CORRECTLY_ROUNDED),
+    so that the layers (defaults, the case, per dtype) merge key by key."""
+    out = {}
+    for key, value in tolerance.items():
+        if key == "correctly_rounded":
+            out.update(CORRECTLY_ROUNDED if value is True else {})
+        else:
+            out[key] = expand_tolerance(value) if isinstance(value, dict) else value
+    return out
+
+
+def _tolerance_message(value: Any, key: Any = None) -> str | None:
+    """Why a tolerance value (``key``: max_ulp, abs_floor, condition_factor, an expect literal's rtol / atol)
+    cannot be used, or None. max_ulp is at least 0.5: an error is measured from the unrounded exact value,
+    so even the correctly rounded result may be half an ULP from it; a smaller limit fails it."""
+    name = key if key in ("rtol", "atol") else "a tolerance"
+    rule = f"{name} must be a finite number >= 0 that a float64 holds (at most 1.7976931348623157e+308)"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{rule}, not {_short(repr(value), 80)}"
     try:
         as_float = float(value)
     except OverflowError:  # an integer beyond float64
         as_float = math.inf
+    if key == "max_ulp" and 0 <= as_float < 0.5:
+        return (
+            f"max_ulp {value} is below 0.5: errors are measured from the unrounded exact value, so even a correctly "
+            "rounded result is up to 0.5 ULP from it and would fail; write max_ulp: 0.5 for correctly rounded results "
+            "(in a case file, correctly_rounded: true says the same)"
+        )
     if math.isfinite(as_float) and as_float >= 0:
         return None
     if math.isnan(as_float):

@@ -1,9 +1,13 @@
-"""The command line: ``python -m conformance run | validate | explain | summary``."""
+"""bce-conformance: binary cross-entropy checked against an exact reference, framework by framework.
+
+Commands: run, validate, explain, summary, report, diff and baseline; python -m conformance COMMAND --help for each.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import signal
 import sys
@@ -15,12 +19,14 @@ import numpy as np
 from conformance import __version__, outputs
 from conformance import divergences as divergence_list
 from conformance.adapters import BUILTIN, ENTRY_POINT_GROUP, FrameworkUnavailable
-from conformance.cases import CaseError, find_case, load
+from conformance.cases import CaseError, find_case, load, load_file
 from conformance.dtypes import get_format, round_to_format, to_hex
 from conformance.environment import describe as describe_environment
 from conformance.environment import header as environment_header
 from conformance.isolation import executor
 from conformance.outputs import OutputError, check_name
+from conformance.progress import MODES as PROGRESS_MODES
+from conformance.progress import Progress, ProgressError
 from conformance.reference import FORMULA_OF_OP, ReferenceError
 from conformance.results import (
     ResultsError,
@@ -34,9 +40,20 @@ from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
 
 DEFAULT_CASES = os.environ.get("CONFORMANCE_CASES", "cases")
-EXIT_PROBLEMS = 1  # a check failed, a known divergence is stale, or too few results
-EXIT_USAGE = 2  # bad case file, unknown or missing framework, broken adapter, an output folder that cannot be written
+# one convention for every command (EXIT_STATUSES, in each --help and the README)
+EXIT_PROBLEMS = 1  # a check failed, a known divergence is stale, too few results; diff: a regression
+EXIT_USAGE = 2  # usage and input errors: a bad option, a missing path, a bad case or results file, an unknown id
 EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's status for SIGINT; the previous results are untouched
+EXIT_STATUSES = """\
+exit status, every command:
+  0    done, and nothing failed
+  1    a check failed (a fail, error or unexpected pass; a stale known divergence; fewer results than
+       --min-results), or diff found a regression
+  2    a usage or input error: a bad option, a missing path, a bad case, catalogue or results file,
+       an unknown case id or framework, a broken adapter, a -k that selects nothing, an output
+       folder that cannot be written
+  130  run was interrupted (Ctrl-C); its previous results are untouched
+"""
 
 
 def _fail(message: str) -> int:
@@ -48,37 +65,81 @@ def cmd_run(args) -> int:
     try:
         run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter, timeout=args.timeout)
         name = check_name(args.name or run_plan.framework.name)
-    except (CaseError, FrameworkUnavailable, OutputError) as exc:
+        selected = select(run_plan.checks, args.select)
+        progress = Progress(selected, args.progress)
+    except (CaseError, FrameworkUnavailable, OutputError, SelectionError, ProgressError) as exc:
         return _fail(str(exc))
     environment = describe_environment(run_plan.framework, run_plan.numerics)
     print(run_plan.header(), flush=True)
+    if len(selected) < len(run_plan.checks):
+        print(f"selected: {len(selected)} of {len(run_plan.checks)} checks (-k {args.select!r})", flush=True)
     print(f"environment: {environment_header(environment)}", flush=True)
     try:
         with outputs.locked(args.out, name) as out:
-            return _run_locked(run_plan, environment, out, name, args)
+            return _run_locked(run_plan, selected, progress, environment, out, name, args)
     except OutputError as exc:
         return _fail(str(exc))
     except OSError as exc:  # a full disk or a folder made unwritable mid-run: the complete results are the last run's
         return _fail(f"cannot write the results to {args.out}: {exc}; the previous complete results are untouched")
 
 
-def _run_locked(run_plan, environment, out: Path, name: str, args) -> int:
-    """The run, holding the lock of ``out/name.*``: results stream to ``name.jsonl.partial``; the
-    results, summary and timing replace the previous ones together once every planned check has a
-    result. An interrupted run leaves the previous files as they were and a partial summary."""
-    files = outputs.RunFiles(out, name, environment, len(run_plan.checks))
+class SelectionError(Exception):
+    """A ``-k`` expression that cannot be read, or that selects no check."""
+
+
+def select(checks: list, expression: str | None) -> list:
+    """The checks whose id ``expression`` selects, in pytest's ``-k`` language (pytest's own parser:
+    ``and``, ``or``, ``not``, parentheses; a word selects the ids it is a case-insensitive substring of),
+    so that ``run -k`` and the pytest suite's ``-k`` select the same checks. No expression (or an empty
+    one, as pytest reads it): every check. ``SelectionError`` for a malformed expression or one that
+    selects nothing: no checks run must never look like a run that passed."""
+    if not expression:
+        return list(checks)
+    from _pytest.mark import expression as pytest_expression
+
+    malformed = (SyntaxError, getattr(pytest_expression, "ParseError", SyntaxError))  # pytest 8's ParseError, 9's SyntaxError
+    try:
+        compiled = pytest_expression.Expression.compile(expression)
+    except malformed as exc:
+        raise SelectionError(f"-k {expression!r}: {getattr(exc, 'msg', None) or exc}") from None
+
+    def matcher(check_id: str):
+        def matches(word: str, /, **arguments) -> bool:
+            if arguments:
+                raise SelectionError(f"-k {expression!r}: {word}(...): a -k word takes no arguments")
+            return word.lower() in check_id
+
+        return matches
+
+    chosen = [check for check in checks if compiled.evaluate(matcher(check.id.lower()))]
+    if not chosen:
+        raise SelectionError(f"-k {expression!r} selects none of the {len(checks)} checks; nothing was run")
+    return chosen
+
+
+def _run_locked(run_plan, selected: list, progress: Progress, environment, out: Path, name: str, args) -> int:
+    """The run of the ``selected`` checks, holding the lock of ``out/name.*``: results stream to
+    ``name.jsonl.partial``; the results, summary and timing replace the previous ones together once
+    every selected check has a result. An interrupted run leaves the previous files as they were and
+    a partial summary. Progress goes to stderr (conformance.progress), never into a file or stdout."""
+    files = outputs.RunFiles(out, name, environment, len(selected))
     results = []
+    progress.start()
     try:
         with executor(run_plan) as execute:
-            for check in run_plan.checks:
+            for check in selected:
                 result = execute(check)
                 files.write(result)
                 results.append(result)
+                progress.done(check)
                 if Verdict(result.verdict).is_problem:
-                    print(failure_text(result), flush=True)
+                    progress.print(failure_text(result))
     except KeyboardInterrupt:
+        progress.finish()
         print(f"INTERRUPTED: {files.stopped(results, 'it was interrupted (Ctrl-C)')}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        progress.close()
     summary = summary_markdown(results)
     path = files.commit(results, summary)
     print(summary)
@@ -87,23 +148,29 @@ def _run_locked(run_plan, environment, out: Path, name: str, args) -> int:
     if problems:
         print(f"FAILED: {len(problems)} of {len(results)} results are problems (fail, unexpected pass or error)")
         status = EXIT_PROBLEMS
-    for problem in run_plan.catalogue_problems(results):
-        print(f"FAILED: {problem}")
-        status = EXIT_PROBLEMS
+    if len(selected) == len(run_plan.checks):  # a whole run judges the catalogue: a part cannot tell a stale entry
+        for problem in run_plan.catalogue_problems(results):
+            print(f"FAILED: {problem}")
+            status = EXIT_PROBLEMS
+    else:
+        print(f"note: the known divergences are judged stale or not on a whole run only; -k ran {len(selected)} of {len(run_plan.checks)} checks")
     if len(results) < args.min_results:
         print(f"FAILED: {len(results)} results, fewer than the floor of {args.min_results}")
         status = EXIT_PROBLEMS
-    print(f"{len(results)} results written to {path}")
+    print(f"{len(results)} results written to {path}", flush=True)
+    progress.finish()
     return status
 
 
 def cmd_validate(args) -> int:
+    """0 when the case files (their `expect` literals included) and the catalogues are valid; 2 otherwise: a
+    wrong case file is an input error, as a run's unreadable case file is."""
     try:
         cases = load(args.paths)
     except CaseError as exc:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s)", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     catalogue_problems, entries = [], 0  # the built-in known-divergence catalogues, and any given, against their schema
     readers = [(divergence_list.builtin, name) for name in divergence_list.builtin_files()]
     for read, name in readers + [(divergence_list.read_file, path) for path in args.divergences]:
@@ -114,7 +181,7 @@ def cmd_validate(args) -> int:
     if catalogue_problems:
         print("\n".join(map(str, catalogue_problems)), file=sys.stderr)
         print(f"{len(catalogue_problems)} problem(s)", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     exact_values = ExactValues()
     problems = []
     for case in cases:  # the `expect` literals are checked against the reference
@@ -128,9 +195,28 @@ def cmd_validate(args) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     print(f"OK: {len(cases)} cases in {len({c.file for c in cases})} files; {entries} known divergences in {len(readers) + len(args.divergences)} catalogues")
     return 0
+
+
+def _case_suggestions(spec: str, shown: int = 5) -> str:
+    """``; did you mean: FILE::ID, ...`` for a ``FILE::ID`` whose id is not in FILE: the ids nearest it
+    (difflib's ratio), or, with none near, FILE's first ids; and FILE's ids for a spec without ``::``."""
+    file_part, sep, case_id = spec.rpartition("::")
+    if not sep:
+        file_part, case_id = spec, ""
+    try:
+        ids = [case.id for case in load_file(file_part)]
+    except CaseError:  # no such file, or a bad one: the error already says so
+        return ""
+    if not ids or case_id in ids:
+        return ""
+    near = difflib.get_close_matches(case_id, ids, n=shown, cutoff=0.6) if case_id else []
+    listed = near or ids[:shown]
+    more = "" if near or len(ids) <= shown else f" (and {len(ids) - shown} more)"
+    lead = "did you mean" if near else f"its {len(ids)} case{'s' if len(ids) != 1 else ''} include" if more else "its cases"
+    return f"; {lead}: {', '.join(f'{file_part}::{i}' for i in listed)}{more}"
 
 
 def _decimal(value) -> str:
@@ -148,7 +234,7 @@ def cmd_explain(args) -> int:
     try:
         case = find_case(args.case)
     except CaseError as exc:
-        return _fail(str(exc))
+        return _fail(f"{exc}{_case_suggestions(args.case)}")
     exact_values = ExactValues()
     print(f"{case.full_name} ({case.file}:{case.line}): {case.why}")
     print(f"kind: {case.kind}; ops: {', '.join(case.ops)}; shape: {case.shape}")
@@ -312,11 +398,14 @@ def _count(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="python -m conformance", description=__doc__, epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     top.add_argument("--version", action="version", version=f"bce-conformance {__version__}")
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = {"epilog": EXIT_STATUSES, "formatter_class": argparse.RawDescriptionHelpFormatter}
 
-    run = sub.add_parser("run", help="run the cases through one framework's APIs and write the results")
+    run = sub.add_parser("run", help="run the cases through one framework's APIs and write the results", **common)
     which = run.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--framework",
@@ -341,11 +430,27 @@ def parser() -> argparse.ArgumentParser:
         help=f"time limit of each framework call; past it the check is an error (env CONFORMANCE_TIMEOUT; "
         f"default {DEFAULT_TIMEOUT:g}; 0: no limit)",
     )
+    run.add_argument(
+        "-k",
+        "--select",
+        metavar="EXPRESSION",
+        help="run only the checks whose id the expression selects, as pytest's -k does: words (each a case-insensitive "
+        "substring of the id), and, or, not, parentheses; e.g. -k 'blog-3x3 and float32 and not grad'; the known "
+        "divergences are judged stale or not on a whole run only; selecting nothing is exit 2",
+    )
+    run.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="progress on stderr: a bar (tqdm) with a line per case file, or the lines alone; then the elapsed time "
+        "(default auto: the bar on a terminal, the lines otherwise)",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser(
         "validate",
         help="check case files, and their `expect` values against the reference, and the known-divergence catalogues",
+        **common,
     )
     validate.add_argument("paths", nargs="+")
     validate.add_argument(
@@ -353,24 +458,24 @@ def parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(func=cmd_validate)
 
-    explain = sub.add_parser("explain", help="print a case's cast inputs and exact reference values per dtype")
+    explain = sub.add_parser("explain", help="print a case's cast inputs and exact reference values per dtype", **common)
     explain.add_argument("case", metavar="FILE::ID")
     explain.set_defaults(func=cmd_explain)
 
-    summary = sub.add_parser("summary", help="summarize results files (or folders of them) in Markdown")
+    summary = sub.add_parser("summary", help="summarize results files (or folders of them) in Markdown", **common)
     summary.add_argument("results", nargs="+")
     summary.add_argument("--out", help="also write the Markdown to this file")
     summary.set_defaults(func=cmd_summary)
 
     report = sub.add_parser(
-        "report", help="combine results files into summary.md, report.html (with plots) and junit.xml"
+        "report", help="combine results files into summary.md, report.html (with plots) and junit.xml", **common
     )
     report.add_argument("results", nargs="+", help="results files (.jsonl) or folders of them")
     report.add_argument("--out", default="results", help="folder for summary.md, report.html, junit.xml (default: results)")
     report.set_defaults(func=cmd_report)
 
     diff = sub.add_parser(
-        "diff", help="compare a results set with a baseline; exits 1 on any regression"
+        "diff", help="compare a results set with a baseline; exits 1 on any regression", **common
     )
     diff.add_argument("baseline", help="baseline results file or folder")
     diff.add_argument("current", help="current results file or folder")
@@ -379,9 +484,16 @@ def parser() -> argparse.ArgumentParser:
         help="an unchanged verdict whose max ULP error grew by more than this is a regression (default 1)",
     )
     diff.add_argument("--out", help="also write the Markdown diff to this file")
+    diff.add_argument(
+        "--common-runs", action="store_true",
+        help="compare only the runs present on both sides; a run on one side only is listed, not a regression "
+        "(to diff one framework's results against a whole baseline folder; the gate leaves it off)",
+    )
     diff.set_defaults(func=cmd_diff)
 
-    baseline = sub.add_parser("baseline", help="rewrite a baseline folder from a results folder (tox -m baseline)")
+    baseline = sub.add_parser(
+        "baseline", help="rewrite a baseline folder from a results folder (tox -m baseline)", **common
+    )
     baseline.add_argument("results", help="the results folder")
     baseline.add_argument("baselines", help="the baseline folder, e.g. baselines")
     baseline.set_defaults(func=cmd_baseline)

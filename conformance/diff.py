@@ -18,9 +18,19 @@ A **regression** (exit 1) is any of:
 2. a verdict that got worse: its rank went up, or it became ``unsupported`` from any other verdict
    (coverage lost); a new failure is not listed here again;
 3. ULP growth: the same verdict, and max_ulp grew by more than the threshold (finite to inf counts);
-4. a disappeared result: in the baseline and not in the current set;
-5. an absent run: a run of the baseline with no results file in the current set (named as such, besides
-   its results counted as disappeared: a run planned with no checks is still missed).
+4. a disappeared result: in the baseline and not in the current set, its run being in both;
+5. an absent run: a run of the baseline with no results file in the current set, listed once as such
+   with its count of results (they are not listed one by one as disappeared: a run planned with no checks
+   is still missed).
+
+Results are compared within the runs present on both sides. A **new run** (a results file of the current
+set whose run the baseline does not have) is listed once, with its count of results by verdict; its
+results have no baseline to be compared with, so only its problems (fail, unexpected_pass, error) are
+listed, as new failures. With ``--common-runs`` (``compare(..., common_runs=True)``) the runs on one side
+only are listed and nothing more: an absent run, and a new run's problems, are then no regression. That
+is how to diff one framework's results against a whole baseline folder (``diff baselines/ results/`` with
+only ``results/python_math.jsonl``); the regression gate (``tox -e diff``) leaves it off, so a framework
+missing from the current set fails it.
 
 Not regressions: **improvements** (the rank went down, ``unsupported`` became a verdict that is no
 problem, or the same verdict with max_ulp shrinking by more than the threshold) and **other
@@ -117,6 +127,10 @@ class Diff:
     other: list[Change] = field(default_factory=list)
     new_results: list[Change] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)  # runs of the baseline with no results file in the current set
+    new_runs: list[str] = field(default_factory=list)  # runs of the current set with no results file in the baseline
+    # run of either side only -> its count of results by verdict (its results are compared with nothing)
+    one_side_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    common_runs: bool = False  # runs on one side only are listed, not regressions (--common-runs)
     # baseline verdict -> how many results in both sets had it and are now conditioned
     to_conditioned: dict[str, int] = field(default_factory=dict)
 
@@ -126,9 +140,14 @@ class Diff:
 
     @property
     def regressed(self) -> bool:
-        """Whether the diff fails (exit 1): a regressed result, or a run absent from the current set (which may
-        have had no results to be counted as disappeared)."""
-        return bool(self.regressions or self.absent)
+        """Whether the diff fails (exit 1): a regressed result, or a run absent from the current set (unless
+        only the runs on both sides are compared)."""
+        return bool(self.regressions or self.absent_regressions)
+
+    @property
+    def absent_regressions(self) -> list[str]:
+        """The absent runs that count as regressions: all of them, unless only common runs are compared."""
+        return [] if self.common_runs else self.absent
 
     @property
     def other_changes(self) -> list[Change]:
@@ -231,8 +250,17 @@ def check_threshold(ulp_threshold) -> float:
     return float(ulp_threshold)
 
 
-def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: float = 1.0) -> Diff:
-    """Classify every result of either set; see the module's docstring for the categories."""
+def _verdict_counts(index: dict[tuple[str, str], Result], run: str) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for (name, _), result in index.items():
+        if name == run:
+            counts[result.verdict] += 1
+    return dict(sorted(counts.items(), key=lambda item: (RANK[Verdict(item[0])], item[0])))
+
+
+def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: float = 1.0, common_runs: bool = False) -> Diff:
+    """Classify every result of the runs on both sides, and list the runs of one side only (see the
+    module's docstring for the categories and ``common_runs``)."""
     ulp_threshold = check_threshold(ulp_threshold)
     single = len(baseline_runs) == 1 and len(current_runs) == 1
     baseline = _index(baseline_runs, "baseline", single)
@@ -245,11 +273,21 @@ def compare(baseline_runs: list[Run], current_runs: list[Run], ulp_threshold: fl
         for run in sorted(old_numerics.keys() & new_numerics.keys())
         if (lines := numerics.changes(old_numerics[run], new_numerics[run]))
     }
-    diff = Diff(versions, ulp_threshold, changed)
+    diff = Diff(versions, ulp_threshold, changed, common_runs=common_runs)
     diff.absent = sorted(old_labels.keys() - new_labels.keys())
+    diff.new_runs = sorted(new_labels.keys() - old_labels.keys())
+    diff.one_side_counts = {run: _verdict_counts(baseline, run) for run in diff.absent} | {
+        run: _verdict_counts(current, run) for run in diff.new_runs
+    }
     for key in sorted(baseline.keys() | current.keys()):
         before, after = baseline.get(key), current.get(key)
         change = Change(*key, before, after)
+        if key[0] in diff.absent:
+            continue  # the run is listed once, as absent
+        if key[0] in diff.new_runs:  # no baseline to compare with: only its problems are listed
+            if not common_runs and _verdict(after).is_problem:
+                diff.new_failures.append(change)
+            continue
         if after is None:
             category = "disappeared"
         elif before is None:
@@ -310,14 +348,23 @@ def _moved_order(item: tuple[str, int]) -> tuple:
     return ({Verdict.KNOWN_DIVERGENCE: 0, Verdict.FAIL: 1}.get(verdict, 2), RANK[verdict], verdict.value)
 
 
+def _counted(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    return f"{total} results" + (": " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) if total else "")
+
+
 def summary_line(diff: Diff) -> str:
-    n = len(diff.regressions) + len(diff.absent)
-    absent = f", {len(diff.absent)} runs absent" if diff.absent else ""  # only then: the line stays as it was
+    n = len(diff.regressions) + len(diff.absent_regressions)
+    # only where runs are absent or new: the line stays as it was
+    absent = f", {len(diff.absent_regressions)} runs absent" if diff.absent_regressions else ""
     text = (
         f"diff: {n} regressions ({len(diff.new_failures)} new failures, {len(diff.worse)} worse, "
         f"{len(diff.ulp_growth)} ULP growth, {len(diff.disappeared)} disappeared{absent}), "
         f"{len(diff.improvements)} improvements, {len(diff.other_changes)} other changes"
     )
+    one_side = [f"{len(runs)} {what}" for runs, what in ((diff.absent, "absent"), (diff.new_runs, "new")) if runs]
+    if one_side and (diff.common_runs or diff.new_runs):
+        text += f"; runs on one side only: {', '.join(one_side)}" + (" (not compared)" if diff.common_runs else "")
     if diff.environment:
         text += f" ({len(diff.environment)} expected with the numerics environment)"
     if diff.to_conditioned:  # only then: the line stays as it was
@@ -364,13 +411,17 @@ def markdown(diff: Diff, listed: int = LISTED) -> str:
     out = ["## Results diff (baseline → current)", ""]
     out.extend(f"- {framework}: {old} → {new}" for framework, (old, new) in diff.versions.items())
     if diff.absent:
-        out += ["", f"### Runs absent from the current set ({len(diff.absent)})", ""]
-        for run in diff.absent:
-            count = sum(change.framework == run for change in diff.disappeared)
-            out.append(
-                f"- {run} ({diff.versions[run][0]}): no results file of this run in the current set; "
-                f"its {count} baseline results are listed as disappeared"
-            )
+        what = "not compared (--common-runs)" if diff.common_runs else "a regression"
+        out += ["", f"### Runs absent from the current set ({len(diff.absent)}): {what}", ""]
+        out.extend(
+            f"- {run} ({diff.versions[run][0]}): no results file of this run in the current set "
+            f"(baseline: {_counted(diff.one_side_counts[run])})"
+            for run in diff.absent
+        )
+    if diff.new_runs:
+        what = "not compared (--common-runs)" if diff.common_runs else "their problems are listed as new failures"
+        out += ["", f"### Runs new in the current set, with no baseline ({len(diff.new_runs)}): {what}", ""]
+        out.extend(f"- {run} ({diff.versions[run][1]}): {_counted(diff.one_side_counts[run])}" for run in diff.new_runs)
     for run, lines in diff.numerics.items():
         out += ["", f"### Numerics environment changed: {run}", "", *(f"- {line}" for line in lines), ""]
         of_run = sections(diff, listed, runs={run})
@@ -418,7 +469,7 @@ def main(args) -> int:
         print("\n".join(f"error: {error}" for error in errors), file=sys.stderr)
         return EXIT_USAGE
     try:
-        diff = compare(*sides, args.ulp_threshold)
+        diff = compare(*sides, args.ulp_threshold, common_runs=getattr(args, "common_runs", False))
         text = markdown(diff)
         if args.out:
             write_atomically(args.out, text)

@@ -180,11 +180,13 @@ def _schema_problems(shown: str, data, raw) -> list[Problem]:
     problems = []
     validator = generators.SchemaValidator(schema())
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        while error.validator == "oneOf" and error.context and isinstance(error.instance, (dict, list)):
-            # a region or a list of them, bounds or a list of numbers: say what is wrong inside the branch the value's
-            # type takes (not that it is not of another branch's type)
-            inside = [e for e in error.context if e.validator != "type"] or list(error.context)
-            error = max(inside, key=lambda e: len(e.absolute_path))
+        while error.validator == "oneOf" and error.context:
+            # a region or a list of them, bounds or a list of numbers, a name or a list of names: say what is wrong
+            # inside the branch the value's type takes (not that it is not of another branch's type)
+            inside = [e for e in error.context if e.validator != "type"]
+            if not inside and not isinstance(error.instance, (dict, list)):
+                break
+            error = max(inside or error.context, key=lambda e: len(e.absolute_path))
         location = list(error.absolute_path)
         number = location[0] if location and isinstance(location[0], int) else None
         entry = data[number] if number is not None else None

@@ -6,8 +6,10 @@
   reductions of n terms: 2·γ_n·Σ|terms|/n plus one ULP of the mean, γ_n = n·u/(1 - n·u).
 - ``vs-fused``: the two-step path (the framework's sigmoid, then its bce) agrees with the framework's
   fused loss where the problem is well conditioned for it (sigmoid(x) a normal number at least an
-  epsilon from 1, and the loss's condition number in p, |dL/dp|·p / L, at most the ULP tolerance);
-  elsewhere the report says how far it departs.
+  epsilon from 1, and the loss's condition number in p, |dL/dp|·p / L, with the smoothed target under
+  label smoothing, at most the ULP tolerance) and where the two-step API's declared variant agrees
+  with the mathematics (past torch's -100 clamp the two-step path owes the variant, not the fused
+  loss); elsewhere the report says how far it departs.
 """
 
 from __future__ import annotations
@@ -177,11 +179,20 @@ def _mean_vs_sum(mean: float, total: float, n: int, magnitude, fmt: FloatFormat)
         return bool(gap <= bound), float(gap / ulp(mpmath.mpf(mean), fmt)), float(bound)
 
 
-def well_conditioned(x: float, y: float, w: float, q: float | None, exact_loss: mpmath.mpf, fmt: FloatFormat, max_ulp: float = 4) -> bool:
+def smoothed(y, label_smoothing):
+    """Keras's smoothed target y·(1 - ls) + ls/2 (y itself without smoothing), as the loss sees it."""
+    return y if label_smoothing is None else y * (1 - label_smoothing) + label_smoothing / 2
+
+
+def well_conditioned(
+    x: float, y: float, w: float, q: float | None, exact_loss: mpmath.mpf, fmt: FloatFormat, max_ulp: float = 4,
+    label_smoothing: float | None = None,
+) -> bool:
     """Whether the two-step path can be accurate here: sigmoid(x) is a normal number of the dtype
     at least one epsilon away from 1 (so the dtype holds it to full relative precision, and 1 - p
     too), and the loss's relative condition number in p, |dL/dp|·p / L (weight and pos_weight
-    included), is at most ``max_ulp``: an ULP of rounding in p then moves the loss by at most the tolerance."""
+    included, and the smoothed target under label smoothing: the loss's own), is at most ``max_ulp``:
+    an ULP of rounding in p then moves the loss by at most the tolerance."""
     if not all(math.isfinite(v) for v in (x, y, w)) or not mpmath.isfinite(exact_loss) or exact_loss == 0:
         return False
     if abs(x) > 2000:  # past every format's saturation: sigmoid(x) is 0 or 1 to thousands of bits
@@ -190,7 +201,8 @@ def well_conditioned(x: float, y: float, w: float, q: float | None, exact_loss: 
         p = sigmoid(mpmath.mpf(x))
         if p < fmt.smallest_normal or 1 - p < mpmath.mpf(2) ** (1 - fmt.precision):
             return False
-        slope = bce_grad(p, mpmath.mpf(y), mpmath.mpf(w), None if q is None else mpmath.mpf(q))
+        target = smoothed(mpmath.mpf(y), None if label_smoothing is None else mpmath.mpf(label_smoothing))
+        slope = bce_grad(p, target, mpmath.mpf(w), None if q is None else mpmath.mpf(q))
         return bool(mpmath.isfinite(slope) and abs(slope) * p <= max_ulp * abs(exact_loss))
 
 
@@ -198,6 +210,7 @@ def well_conditioned_elements(inputs: dict[str, np.ndarray], loss: np.ndarray, f
     """``well_conditioned`` elementwise, in float64, with ``loss`` the correctly rounded exact loss."""
     shape = loss.shape
     x, y = (np.broadcast_to(np.asarray(inputs[n], dtype=np.float64), shape) for n in ("logits", "target"))
+    y = smoothed(y, float(inputs["label_smoothing"]) if "label_smoothing" in inputs else None)
     w = np.broadcast_to(np.asarray(inputs["weight"], dtype=np.float64), shape) if "weight" in inputs else np.ones(shape)
     q = np.broadcast_to(np.asarray(inputs["pos_weight"], dtype=np.float64), shape) if "pos_weight" in inputs else np.ones(shape)
     with np.errstate(all="ignore"):
@@ -213,15 +226,30 @@ def _sigmoid64(t: np.ndarray) -> np.ndarray:
     return np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def versus_fused(two_step: np.ndarray, fused: np.ndarray, inputs: dict[str, np.ndarray], exact, fmt: FloatFormat, tolerance: Tolerance):
-    """Distances between the two paths; only the well-conditioned elements must agree (within twice the tolerance).
+def variant_agrees(exact, variant, fmt: FloatFormat, tolerance: Tolerance) -> np.ndarray:
+    """Elementwise, whether the two-step API's declared variant (its ``ReferenceValue``: the contract's loss of
+    the correctly rounded sigmoid) is within the tolerance of the exact loss: only there is the fused loss
+    what the two-step path owes (elsewhere, the -100 clamp past x = -100 in float64, say, it owes the variant)."""
+    want = np.asarray(exact.rounded, dtype=np.float64)
+    return distances(want, np.asarray(variant.rounded, dtype=np.float64), fmt) <= tolerance.max_ulp
 
-    ``exact``: the exact losses, or their ``ReferenceValue``: from ``VECTORISED_FROM`` elements on, the
-    condition is evaluated in float64 on the correctly rounded losses."""
+
+def versus_fused(
+    two_step: np.ndarray, fused: np.ndarray, inputs: dict[str, np.ndarray], exact, fmt: FloatFormat, tolerance: Tolerance,
+    variant=None,
+):
+    """Distances between the two paths; only the elements that are well conditioned, and where the two-step
+    API's declared variant (``variant``, its ``ReferenceValue``; None where it declares none) agrees with the
+    mathematics, must agree (within twice the tolerance).
+
+    ``exact``: the exact losses, or their ``ReferenceValue`` (which ``variant`` needs): from ``VECTORISED_FROM``
+    elements on, the condition is evaluated in float64 on the correctly rounded losses."""
     shape = two_step.shape
+    agrees = np.ones(shape, dtype=bool) if variant is None else np.broadcast_to(variant_agrees(exact, variant, fmt, tolerance), shape)
+    smoothing = float(inputs["label_smoothing"]) if "label_smoothing" in inputs else None
     if two_step.size >= VECTORISED_FROM:
         d = distances(fused, two_step, fmt)
-        conditioned = well_conditioned_elements(inputs, exact.rounded, fmt, tolerance.max_ulp)
+        conditioned = well_conditioned_elements(inputs, exact.rounded, fmt, tolerance.max_ulp) & agrees
         within = ~conditioned | (d <= 2 * tolerance.max_ulp)
         columns = [fused, two_step, d, within, conditioned]
         positions = np.arange(d.size)
@@ -236,7 +264,7 @@ def versus_fused(two_step: np.ndarray, fused: np.ndarray, inputs: dict[str, np.n
         w = float(columns["weight"][index]) if "weight" in columns else 1.0
         q = float(columns["pos_weight"][index]) if "pos_weight" in columns else None
         x, y = float(columns["logits"][index]), float(columns["target"][index])
-        conditioned = well_conditioned(x, y, w, q, exact[index], fmt, tolerance.max_ulp)
+        conditioned = bool(agrees[index]) and well_conditioned(x, y, w, q, exact[index], fmt, tolerance.max_ulp, smoothing)
         within = not conditioned or d <= 2 * tolerance.max_ulp
         rows.append((index, a, b, d, within, conditioned))
     holds = all(r[4] for r in rows)

@@ -151,9 +151,9 @@ def variant_term(variant: Variant, fmt: FloatFormat, two_step: bool):
     """The loss of one element under ``variant``: on the correctly rounded sigmoid for the two-step
     op, then with p clipped (ends computed in the dtype) and the log terms clamped, as declared."""
     low = high = None
-    if variant.prob_clip is not None:  # eps and 1 - eps as the framework has them: values of the dtype
-        eps = round_to_format(Fraction(variant.prob_clip), fmt)
-        low, high = mpmath.mpf(eps), mpmath.mpf(round_to_format(1 - Fraction(eps), fmt))
+    ends = variant.clip_ends(fmt)  # eps and 1 - eps as the framework has them: values of the dtype
+    if ends is not None:
+        low, high = (mpmath.mpf(float(end)) for end in ends)  # values of the dtype: exact as floats
 
     def term(first, y, w, q=None):
         if mpmath.isnan(first):
@@ -255,13 +255,8 @@ def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
     inexact quotient at any working precision would land on either side of the tie and never settle.
     Non-finite inputs keep the mpmath evaluation (their results are ±inf, NaN or exact zeros).
     ``reference`` turns the Fractions into mpf for ``ReferenceValue.exact``."""
-    low = high = None
-    if variant.prob_clip is not None:
-        eps = round_to_format(Fraction(variant.prob_clip), fmt)
-        low, high = Fraction(eps), Fraction(round_to_format(1 - Fraction(eps), fmt))
-    floor = None
-    if variant.grad_denominator_floor is not None:
-        floor = Fraction(round_to_format(Fraction(variant.grad_denominator_floor), fmt))
+    low, high = variant.clip_ends(fmt) or (None, None)
+    floor = variant.grad_floor(fmt)  # the framework's constant, converted to the dtype (0 for torch's in float16)
 
     def inexact(p, y, w, q):  # a non-finite input
         if low is not None and (p < float(low) or p > float(high)):  # the ends are values of the dtype
@@ -536,13 +531,10 @@ def _fast(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mea
         else:
             terms = fast_reference.probability_terms(inputs, smoothing, gradient)
     else:
-        clip = None
-        if variant.prob_clip is not None:
-            eps = round_to_format(Fraction(variant.prob_clip), fmt)
-            clip = (eps, round_to_format(1 - Fraction(eps), fmt))
-        floor = None
-        if gradient and variant.grad_denominator_floor is not None:
-            floor = round_to_format(Fraction(variant.grad_denominator_floor), fmt)
+        ends = variant.clip_ends(fmt)
+        clip = None if ends is None else tuple(float(end) for end in ends)
+        floor = variant.grad_floor(fmt) if gradient else None
+        floor = None if floor is None else float(floor)
         ceiling = -float(variant.log_floor) if variant.log_floor is not None else None
         p = _rounded_sigmoid(inputs[first], fmt) if two_step else None
         terms = fast_reference.probability_terms(inputs, smoothing, gradient, ceiling, floor, clip, p)

@@ -8,11 +8,12 @@ call that runs past the time limit becomes the check's verdict.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mpmath
@@ -34,7 +35,8 @@ from conformance.verdicts import (
     Judgement,
     Verdict,
     conditioning_of,
-    expectation_holds,
+    exact_decimal,
+    expectation_mismatch,
     judge,
     judge_conditioning,
     tolerance_for,
@@ -491,7 +493,37 @@ class Runner:
             result.message = f"relation {check.quantity} does not hold: {result.message}" + (
                 f"; {_beyond_message(outcome, tolerance)}" if outcome is not None else ""
             )
+            result.repro = self._relation_repro(check, inputs, fmt, result)
         return result
+
+    def _relation_repro(self, check: Check, inputs, fmt: FloatFormat, result: Result) -> str:
+        """A failed relation's reproducer: its two calls in one line, each printing its result, as a value check's
+        reproducer prints its one: at the worst element for symmetry (the call and its mirrored call) and vs-fused
+        (the two-step and the fused call), on the whole input for mean-vs-sum (the mean and the sum; "" past
+        ``MAX_REPRO_ELEMENTS``, as a reduction's)."""
+        if check.quantity != "mean-vs-sum" and not result.worst:
+            return ""
+        reduction = "sum" if check.quantity == "mean-vs-sum" else "none"  # the reference gives the reproducer its shape
+        try:
+            reference = self.exact.reference(check.case, check.api.op, fmt, reduction, axis_mean=check.api.axis_mean)
+        except (ReferenceError, ExpectationError):
+            return ""
+        if check.quantity == "mean-vs-sum":
+            calls = [(replace(check, reduction=r), inputs, reference, None) for r in ("mean", "sum")]
+        else:
+            index = tuple(result.worst[0]["index"])
+            other = (check, metamorphic.mirrored(inputs)) if check.quantity == "symmetry" else (
+                replace(check, api=_fused(check.api, self.framework.apis)), inputs
+            )
+            calls = [(check, inputs, reference, index), (*other, reference, index)]
+        lines = [self._repro(*call) for call in calls]
+        unwritten = [line for line in lines if not line or line.startswith("#")]  # "" or "# no reproducer: ..."
+        if unwritten:
+            return unwritten[0]
+        # the imports and tensor helper the two lines share (whole statements, up to a "; "), written once
+        shared = os.path.commonprefix(lines)
+        shared = shared[: shared.rfind("; ") + 2] if "; " in shared else ""
+        return f"{lines[0]}; {lines[1][len(shared):]}"
 
     def _relation_conditioning(
         self, check: Check, sides, a: np.ndarray, b: np.ndarray, d: np.ndarray, missing: np.ndarray, fmt, tolerance, result
@@ -572,7 +604,13 @@ class Runner:
         two_step = self._results(check.api, inputs, "none", shape)
         fused = self._results(fused_api, inputs, "none", shape, own=False)
         exact = self.exact.reference(check.case, check.api.op, fmt, "none")
-        holds, inside, outside = metamorphic.versus_fused(two_step, fused, inputs, exact, fmt, tolerance)
+        variant = None  # where the two-step API's declared contract departs from the mathematics, it owes the contract
+        if check.api.variants:
+            try:
+                variant = self.exact.variant_reference(check.case, check.api.op, fmt, "none", check.api.variants)
+            except ReferenceError:  # unsettled: every well-conditioned element is compared, as without a variant
+                variant = None
+        holds, inside, outside = metamorphic.versus_fused(two_step, fused, inputs, exact, fmt, tolerance, variant)
         worst_in = max((r[3] for r in inside), default=0.0)
         worst_out = max(outside, key=lambda r: r[3] if not math.isnan(r[3]) else -1, default=None)
         result.max_ulp = worst_in
@@ -641,7 +679,7 @@ class Runner:
                 }
             entry.update(
                 got=to_hex(element.got),
-                want=_decimal(element.want),
+                want=exact_decimal(element.want),
                 want_rounded=to_hex(round_to_format(element.want, fmt) if not mpmath.isnan(element.want) else math.nan),
                 ulp=element.ulp,
             )
@@ -752,29 +790,14 @@ def _returned(values: np.ndarray) -> str:
     return f"shape {values.shape}"
 
 
-def _decimal(value: mpmath.mpf) -> str:
-    if mpmath.isnan(value):
-        return "nan"
-    if mpmath.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return mpmath.nstr(value, 20, min_fixed=-4, max_fixed=8)
-
-
 def _ulps(value: float) -> str:
     return "inf" if math.isinf(value) else ("nan" if math.isnan(value) else f"{value:.3g}")
 
 
 def _check_expectation(literal, value: ReferenceValue, fmt: FloatFormat, reduction: str) -> None:
-    exact = value.exact
-    literals = np.asarray(literal, dtype=object)
-    if literals.shape != exact.shape:
-        raise ExpectationError(f"expect.{reduction} has shape {literals.shape}, the result has {exact.shape}")
-    for index, want in np.ndenumerate(exact):
-        if not expectation_holds(literals[index], want, fmt):
-            raise ExpectationError(
-                f"the case's expect {reduction}{list(index) if index else ''} = {literals[index]} "
-                f"contradicts the exact {fmt.name} value {_decimal(want)}"
-            )
+    problem = expectation_mismatch(literal, value.exact, fmt)  # the rule, and its message, live in conformance.verdicts
+    if problem is not None:
+        raise ExpectationError(f"the case's expect {reduction} {problem}")
 
 
 @dataclass
@@ -797,9 +820,11 @@ class Plan:
         return divergence_list.unused_scope(self.judged_divergences(), self.checks)
 
     def judged_divergences(self) -> list[divergence_list.KnownDivergence]:
-        """The entries whose strictness a whole run judges: those of extra files always; the built-in ones on the
-        project's own cases (a run of other cases cannot tell a stale mechanism from one it does not reach)."""
-        return [e for e in self.known if self.judges_builtin or not e.file.startswith(BUILTIN_PREFIX)]
+        """The entries whose strictness a whole run judges: those of extra files always; the built-in ones, and an
+        adapter's own (``Framework.known_divergences``), on the project's own cases (a run of other cases cannot
+        tell a stale mechanism from one it does not reach)."""
+        shipped = {str(path) for path in self.framework.known_divergences}
+        return [e for e in self.known if self.judges_builtin or not (e.file.startswith(BUILTIN_PREFIX) or e.file in shipped)]
 
     def catalogue_problems(self, results) -> list[str]:
         """What a whole run finds wrong with the catalogue: each judged entry that explains nothing (stale, or an
@@ -842,7 +867,8 @@ def plan(
     # an entry with a `when:` applies only where this host's numerics environment satisfies it, one with
     # `versions:` only for the framework versions it names
     record = numerics.probe() if numerics_record is None else numerics_record
-    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, divergence_files), record, framework.versions)
+    catalogues = [*framework.known_divergences, *divergence_files]  # the adapter's own, then the run's
+    known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, catalogues), record, framework.versions)
     spec = WorkerSpec(
         framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout, record
     )

@@ -6,15 +6,17 @@ import decimal
 import enum
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import mpmath
 import numpy as np
 
 from conformance import fast_reference
-from conformance.cases import CaseError, Problem, line_of, read_document, tolerance_problems
-from conformance.dtypes import DTYPES, FloatFormat, parse_hex_or_decimal, round_to_format, ulp_error
+from conformance.cases import CaseError, Problem, expand_tolerance, line_of, read_document, tolerance_problems
+from conformance.dtypes import DTYPES, FloatFormat, parse_hex_or_decimal, round_to_format, to_hex, ulp_error
 from conformance.reference import ReferenceValue
 
 
@@ -87,9 +89,10 @@ def parse_tolerances(text: str, shown: str) -> dict[str, Tolerance]:
 
 
 def tolerance_for(dtype: str, override: dict | None = None) -> Tolerance:
-    """The dtype's tolerance, with a case's override applied (limits for every dtype, then per dtype)."""
+    """The dtype's tolerance, with a case's override applied (limits for every dtype, then per dtype;
+    ``correctly_rounded: true`` is max_ulp 0.5 and abs_floor 0, cases.CORRECTLY_ROUNDED)."""
     base = default_tolerances()[dtype]
-    override = override or {}
+    override = expand_tolerance(override or {})
     merged = {"max_ulp": base.max_ulp, "abs_floor": base.abs_floor}
     merged.update({k: v for k, v in override.items() if k in merged})
     merged.update(override.get(dtype, {}))
@@ -312,31 +315,128 @@ def _median_array(values: np.ndarray) -> float:
     return float((low + high) / 2)
 
 
-def expectation_holds(literal: str | float | int, exact: mpmath.mpf, fmt: FloatFormat) -> bool:
-    """Whether a literal from a case's `expect` states the exact value.
+EXPECT_TOLERANCE_KEYS = ("rtol", "atol")  # the tolerance a `{value: ..., rtol: ..., atol: ...}` literal carries
 
-    A decimal literal holds when it agrees with the exact value to the digits written, or when it
-    is the shortest repr of the correctly rounded value (``0.8000147727101611`` for a float64
-    mean). A hexadecimal literal names one value: it holds when it is the correctly rounded value.
+
+def expectation_holds(literal: str | float | dict, exact: mpmath.mpf, fmt: FloatFormat) -> bool:
+    """Whether a literal from a case's `expect` states the exact value (``expectation_problem`` says why not)."""
+    return expectation_problem(literal, exact, fmt) is None
+
+
+def expectation_problem(literal: str | float | dict, exact: mpmath.mpf, fmt: FloatFormat) -> str | None:
+    """Why a literal from a case's `expect` does not state the exact value ``exact``, or None where it does.
+
+    The rule (README, "Adding a case"; the schema's `expect`):
+
+    - a decimal literal with d significant digits holds when it is the exact value rounded to d digits,
+      that is, within half a unit of its last digit of the exact value (either neighbour on an exact tie),
+      or when it is a shortest decimal that reads back as the correctly rounded ``fmt`` value (its repr:
+      ``0.8000068`` for a float32 mean);
+    - a hexadecimal literal names one value: it holds when it is the correctly rounded value;
+    - ``{value: V, rtol: R, atol: A}`` (either or both of rtol and atol) carries its own tolerance: it
+      holds when |V - exact| <= A + R·|exact|, V read exactly, as peers' tests state values (numpy's
+      ``isclose`` rule, with the exact value as the reference);
+    - inf, -inf and nan hold for the same special exact value only.
     """
-    text = literal if isinstance(literal, str) else repr(float(literal))
+    if isinstance(literal, dict):
+        return _within_own_tolerance(literal, exact)
+    text = _literal_text(literal)
     value = parse_hex_or_decimal(text)
-    if isinstance(value, float):  # ±inf, NaN, ±0.0
-        if math.isnan(value):
-            return bool(mpmath.isnan(exact))
-        return bool(exact == value)
+    if isinstance(value, float) and value == 0:  # ±0.0: a number like any other here (the sign of a zero is not a digit)
+        value = Fraction(0)
+    if isinstance(value, float):  # ±inf, NaN
+        if math.isnan(value) and mpmath.isnan(exact) or not math.isnan(value) and exact == value:
+            return None
+        return _contradiction(text, exact, fmt, "inf, -inf and nan hold for the same special exact value only")
     if not mpmath.isfinite(exact):
-        return False
+        return _contradiction(text, exact, fmt, "a finite literal never states an infinite or NaN exact value")
     rounded = round_to_format(exact, fmt)
     names_rounded = round_to_format(value, fmt) == rounded
     if "x" in text.lower():
-        return names_rounded
+        if names_rounded:
+            return None
+        return _contradiction(text, exact, fmt, f"a hexadecimal literal holds when it is the correctly rounded value ({to_hex(rounded)})")
     written = decimal.Decimal(text.strip())
-    if names_rounded and _significant_digits(written) <= _significant_digits(decimal.Decimal(_shortest_repr(rounded, fmt))):
-        return True
+    shortest = _shortest_repr(rounded, fmt)
+    if names_rounded and _significant_digits(written) <= _significant_digits(decimal.Decimal(shortest)):
+        return None
     half_unit = mpmath.mpf(10) ** written.as_tuple().exponent / 2
     with mpmath.workprec(512):
-        return bool(abs(mpmath.mpf(value.numerator) / value.denominator - exact) <= half_unit)
+        if abs(mpmath.mpf(value.numerator) / value.denominator - exact) <= half_unit:
+            return None
+        digits = len(written.as_tuple().digits)  # as written: trailing zeros are digits the literal claims
+        at_digits = _rounded_to_place(exact, written.as_tuple().exponent)
+    return _contradiction(
+        text, exact, fmt,
+        f"a decimal literal with {digits} significant digit{'s' if digits != 1 else ''} holds when it is the exact value "
+        f"rounded to {'them' if digits != 1 else 'it'} ({at_digits}), or the shortest repr of the correctly rounded "
+        f"{fmt.name} value ({shortest}); a hexadecimal literal when it is that value ({to_hex(rounded)}); a literal with a "
+        f"tolerance of its own is written {{value: {text}, rtol: R, atol: A}}",
+    )
+
+
+def expectation_mismatch(literal: Any, exact: np.ndarray, fmt: FloatFormat) -> str | None:
+    """Why a case's `expect` literal for one reduction (a number, a nested list for `none`, or the
+    ``{value, rtol, atol}`` form of either) does not state the exact values ``exact``; None where it does."""
+    own = {key: literal[key] for key in EXPECT_TOLERANCE_KEYS if key in literal} if isinstance(literal, dict) else None
+    literals = np.asarray(literal["value"] if own is not None else literal, dtype=object)
+    if literals.shape != exact.shape:
+        return f"has shape {literals.shape}, the result has {exact.shape}"
+    for index, want in np.ndenumerate(exact):
+        problem = expectation_problem(literals[index] if own is None else {"value": literals[index], **own}, want, fmt)
+        if problem is not None:
+            return f"at {list(index)}: {problem}" if index else problem
+    return None
+
+
+def _literal_text(literal: str | float) -> str:
+    """A literal as text: a string as written, a YAML integer in its digits, a YAML float as Python's repr
+    (the shortest decimal that reads back as it: the float64 the file names)."""
+    if isinstance(literal, str):
+        return literal
+    return str(literal) if isinstance(literal, int) and not isinstance(literal, bool) else repr(float(literal))
+
+
+def _within_own_tolerance(literal: dict, exact: mpmath.mpf) -> str | None:
+    """The ``{value, rtol, atol}`` form: |value - exact| <= atol + rtol·|exact|, exactly."""
+    text = _literal_text(literal["value"])
+    value = parse_hex_or_decimal(text)
+    if isinstance(value, float) and value == 0:
+        value = Fraction(0)
+    rtol, atol = (literal.get(key, 0) for key in EXPECT_TOLERANCE_KEYS)
+    stated = ", ".join(f"{key} {literal[key]}" for key in EXPECT_TOLERANCE_KEYS if key in literal)
+    if isinstance(value, float) or not mpmath.isfinite(exact):  # a special value meets only itself
+        if isinstance(value, float) and (math.isnan(value) and mpmath.isnan(exact) or not math.isnan(value) and exact == value):
+            return None
+        return f"{text} ({stated}) contradicts the exact value {exact_decimal(exact)}: inf, -inf and nan hold for the same special exact value only"
+    with mpmath.workprec(512):
+        distance = abs(mpmath.mpf(value.numerator) / value.denominator - exact)
+        allowed = mpmath.mpf(atol) + mpmath.mpf(rtol) * abs(exact)  # rtol and atol are float64 values: exact in mpf
+        if distance <= allowed:
+            return None
+        return (
+            f"{text} ({stated}) contradicts the exact value {exact_decimal(exact)}: it is {mpmath.nstr(distance, 3)} from it, "
+            f"beyond atol + rtol·|exact| = {mpmath.nstr(allowed, 3)}"
+        )
+
+
+def _contradiction(text: str, exact: mpmath.mpf, fmt: FloatFormat, rule: str) -> str:
+    return f"{text} contradicts the exact {fmt.name} value {exact_decimal(exact)}: {rule}"
+
+
+def exact_decimal(value: mpmath.mpf) -> str:
+    """An exact value for a message: 20 significant digits, or inf / -inf / nan."""
+    if mpmath.isnan(value):
+        return "nan"
+    if mpmath.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return mpmath.nstr(value, 20, min_fixed=-4, max_fixed=8)
+
+
+def _rounded_to_place(exact: mpmath.mpf, exponent: int) -> str:
+    """The exact value rounded (half to even) to a multiple of 10**exponent, written with that last place."""
+    digits = mpmath.nstr(exact, 60, strip_zeros=False, min_fixed=1, max_fixed=0)  # 60 digits: beyond any literal's 40
+    return str(decimal.Decimal(digits).quantize(decimal.Decimal(1).scaleb(exponent), rounding=decimal.ROUND_HALF_EVEN))
 
 
 def _significant_digits(number: decimal.Decimal) -> int:

@@ -36,3 +36,28 @@ def test_numpy_reproducer_runs_the_same_formula():
     exec(line.replace("print(", "printed.append("), {"printed": printed})
     got = stable.call({"logits": np.array([20.0], np.float32), "target": np.array([0.0], np.float32)}, "none")
     assert printed == [got.tolist()]
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/adapters.md documents every field of Framework and Api, and no other
+
+def _documented_fields(heading: str) -> list[str]:
+    """The first column of the first table after ``heading`` in docs/adapters.md."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "adapters.md").read_text(encoding="utf-8")
+    after = text[text.index(heading) + len(heading):]
+    rows = re.search(r"\n(\|[^\n]*\|\n\|[-| :]+\|\n(?:\|[^\n]*\|\n)+)", after).group(1).splitlines()[2:]
+    return [re.fullmatch(r"`(\w+)`", row.split("|")[1].strip()).group(1) for row in rows]
+
+
+@pytest.mark.parametrize("heading, cls", [("### `Framework`", "Framework"), ("### `Api`", "Api")])
+def test_the_docs_table_every_field_of_the_dataclass(heading, cls):
+    import dataclasses
+
+    from conformance import adapters
+
+    fields = [f.name for f in dataclasses.fields(getattr(adapters, cls))]
+    documented = _documented_fields(heading)
+    assert sorted(documented) == sorted(fields), f"docs/adapters.md's {cls} table: {sorted(set(documented) ^ set(fields))}"

@@ -118,7 +118,7 @@ def test_bad_file_is_rejected_by_the_loader_validate_and_a_run(tmp_path, capsys,
     assert all(p.file == str(path) for p in info.value.problems)
     check_message(str(info.value), path, line, case, field, words)
 
-    assert main(["validate", str(path)]) == 1
+    assert main(["validate", str(path)]) == 2  # an input error, as for a run
     err = capsys.readouterr().err
     check_message(err, path, line, case, field, words)
     assert f"{len(info.value.problems)} problem(s)" in err
@@ -133,7 +133,7 @@ def test_bad_file_is_rejected_by_the_loader_validate_and_a_run(tmp_path, capsys,
 
 def test_expect_contradicting_the_reference_via_validate_and_a_run(tmp_path, capsys):
     path = write(tmp_path, HEAD + CASE + "    logits: [0]\n    target: [1]\n    dtypes: [float64]\n    reductions: [mean]\n    gradients: false\n    expect: {mean: '0.9'}\n", "wrong.yaml")
-    assert main(["validate", str(path)]) == 1
+    assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     check_message(err, path, 4, "a", "expect", ["contradicts", "0.693147"])
     # a run reports it as the check's error (the reference is only computed there), and fails
@@ -442,7 +442,7 @@ def accepted_cleanly(path: Path, loaded) -> None:
                     if name in inputs:
                         values = inputs[name].astype(np.float64)
                         assert np.all((values >= 0) & (values <= 1)), (case.id, name, values)
-    assert main(["validate", str(path)]) in (0, 1)  # its `expect` literals checked against the reference, without a traceback
+    assert main(["validate", str(path)]) in (0, 2)  # its `expect` literals checked against the reference, without a traceback
 
 
 def test_hostile_case_files_are_rejected_with_a_case_error_naming_the_file(record_property, capsys):
@@ -538,7 +538,7 @@ def test_validate_a_folder_of_bad_files_reports_every_problem_without_a_tracebac
     write(folder, HEAD + CASE + "    logits: [1]\n    target: [0]\n", "good.yaml")
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-m", "conformance", "validate", str(folder)], check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     for path, (_, line, case, field, words) in expected:
         problems = [p for p in done.stderr.splitlines() if p.startswith(f"{path}:")]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from conformance.cases import CaseError, Problem, case_files, load, load_file, schema
+from conformance import generators
+from conformance.cases import LOADER_CHECKS, CaseError, Problem, case_files, load, load_file, schema, structural_schema
 from conformance.dtypes import get_format
 
 REPO = Path(__file__).resolve().parents[1]
@@ -289,6 +290,70 @@ def test_ragged_expect_literal(tmp_path):
     assert_problem(path, case="a", field="expect.none", words=["ragged"])
 
 
+def test_expect_literal_with_its_own_tolerance_loads(tmp_path):
+    (case,) = one_case(tmp_path, "    logits: [1, 2]\n    target: [0, 1]\n    expect: {mean: {value: 0.52613434, rtol: 1.0e-6, atol: 0}, "
+                       "float32: {none: {value: [\"0.3\", 0.1], atol: 1.0e-3}}}\n")
+    assert case.expected("float32") == {"mean": {"value": 0.52613434, "rtol": 1e-6, "atol": 0}, "none": {"value": ["0.3", 0.1], "atol": 1e-3}}
+
+
+@pytest.mark.parametrize(
+    "literal, field, words",
+    [
+        ("{value: 1, rtol: -1.0e-6}", "expect.mean", ["rtol must be a finite number >= 0", "-1e-06"]),
+        ("{value: 1, rtol: .nan}", "expect.mean.rtol", ["rtol must be a finite number >= 0", "NaN"]),
+        ("{value: 1, atol: .inf}", "expect.mean", ["atol must be a finite number >= 0", "inf"]),
+        ('{value: 1, rtol: "0.1"}', "expect.mean", ["rtol must be a finite number", "'0.1'"]),
+        ("{value: 1, rtol: 0.1, places: 3}", "expect.mean", ["unknown key 'places'", "{value: V, rtol: R, atol: A}"]),
+        ("{value: 1}", "expect.mean", ["neither rtol nor atol", "write the number alone"]),
+        ("{rtol: 0.1}", "expect.mean", ["no `value`", "{value: V, rtol: R, atol: A}"]),
+        ("{value: about one, rtol: 0.1}", "expect.mean", ["'about one' is not a number"]),
+        ("{value: [1, 2], rtol: 0.1}", "expect.mean", ["[1, 2]", "not a number"]),
+    ],
+    ids=["negative-rtol", "nan-rtol", "infinite-atol", "string-rtol", "unknown-key", "no-tolerance", "no-value", "word", "list-for-mean"],
+)
+def test_bad_expect_literal_with_its_own_tolerance(tmp_path, literal, field, words):
+    path = write(tmp_path, HEAD + f"  - id: a\n    why: w\n    logits: [1, 2]\n    target: [0, 1]\n    expect: {{mean: {literal}}}\n")
+    assert_problem(path, line=8, case="a", field=field, words=words)
+
+
+def test_correctly_rounded_tolerance_is_half_an_ulp_without_a_floor(tmp_path):
+    from conformance.verdicts import Tolerance, tolerance_for
+
+    path = write(
+        tmp_path,
+        "schema_version: 1\ndescription: d\ndefaults: {tolerance: {correctly_rounded: true}}\ncases:\n"
+        "  - {id: a, why: w, logits: [1], target: [0]}\n"
+        "  - {id: b, why: w, logits: [1], target: [0], tolerance: {max_ulp: 2, float16: {correctly_rounded: true}}}\n",
+    )
+    a, b = load_file(path)
+    assert a.tolerance == {"max_ulp": 0.5, "abs_floor": 0.0}
+    assert tolerance_for("float32", a.tolerance) == Tolerance(0.5, 0.0)
+    assert tolerance_for("float32", b.tolerance) == Tolerance(2.0, 0.0)  # the case's max_ulp over the default's
+    assert tolerance_for("float16", b.tolerance) == Tolerance(0.5, 0.0)
+    assert tolerance_for("float64", {"correctly_rounded": True}) == Tolerance(0.5, 0.0)
+
+
+@pytest.mark.parametrize(
+    "tolerance, field, words",
+    [
+        ("{max_ulp: 0}", "tolerance.max_ulp", ["max_ulp 0 is below 0.5", "correctly rounded", "max_ulp: 0.5", "correctly_rounded: true"]),
+        ("{float32: {max_ulp: 0.25}}", "tolerance.float32.max_ulp", ["max_ulp 0.25 is below 0.5", "unrounded exact value"]),
+        ("{correctly_rounded: true, max_ulp: 2}", "tolerance", ["correctly_rounded: true stands for {max_ulp: 0.5, abs_floor: 0}", "alone"]),
+        ("{float64: {correctly_rounded: true, abs_floor: 0}}", "tolerance.float64", ["give it alone"]),
+        ("{correctly_rounded: false}", "tolerance.correctly_rounded", ["takes true only", "False"]),
+    ],
+    ids=["max-ulp-zero", "max-ulp-quarter", "correctly-rounded-and-max-ulp", "correctly-rounded-and-floor", "correctly-rounded-false"],
+)
+def test_tolerance_below_correct_rounding_or_contradicting_it(tmp_path, tolerance, field, words):
+    path = write(tmp_path, HEAD + f"  - id: a\n    why: w\n    logits: [1, 2]\n    target: [0, 1]\n    tolerance: {tolerance}\n")
+    assert_problem(path, line=8, case="a", field=field, words=words)
+
+
+def test_max_ulp_below_half_in_defaults_is_named_there(tmp_path):
+    path = write(tmp_path, "schema_version: 1\ndescription: d\ndefaults: {tolerance: {max_ulp: 0.1}}\ncases:\n  - {id: a, why: w, logits: [1], target: [0]}\n")
+    assert_problem(path, line=3, field="defaults.tolerance.max_ulp", words=["max_ulp 0.1 is below 0.5"])
+
+
 @pytest.mark.parametrize(
     "value, shown",
     [('"0x1.gp+1"', "0x1.gp+1"), ('"abc"', "abc"), ('"1.2.3"', "1.2.3"), ("true", "True"), ("null", "None"), ("{x: 1}", "'x'")],
@@ -529,30 +594,158 @@ def test_schema_and_loader_agree_on_structure(tmp_path, name):
     assert schema_valid == (name in {"minimal", "probs", "scalar-tensors", "specials-as-strings", "all-optional-fields", "id-with-punctuation"})
 
 
-SEMANTIC_ONLY = {
-    "target-shape": case_with(target=[0, 1, 1]),
-    "weight-broadcast": case_with(weight=[1, 2, 3]),
-    "ragged": case_with(logits=[[1, 2], [3]], target=[[0, 1], [1]]),
-    "both-kinds": case_with(probs=[0.5, 0.5]),
-    "no-kind": case_with(logits=DROP),
-    "op-kind": case_with(ops=["bce"]),
-    "pos-weight-on-probs": {"id": "p", "why": "w", "probs": [0.5], "target": [1], "pos_weight": 2},
+# ---------------------------------------------------------------------------------------------
+# The schema states every rule of the loader that JSON Schema can express: run both over the same files.
+# Whatever the schema rejects the loader rejects (it validates the schema's structural part first); what
+# the schema accepts and the loader rejects is only what a JSON Schema cannot say, each with its reason.
+
+CANNOT_EXPRESS = {  # reason -> why no JSON Schema (draft 7) states it
+    "shape": "array shapes: a target of the input's shape, a weight that broadcasts, rectangular lists, 1-D for product",
+    "unique ids": "uniqueness of one field across the items of a list (uniqueItems compares whole items)",
+    "NaN": "JSON has no NaN, and JSON Schema's bounds let a NaN through (every comparison with it is false)",
+    "string values": "the value a numeric string stands for (\"1.5\", \"0x1p+1\"): a pattern sees characters, not numbers",
+    "draws": "the values of random draws and of logspace (nearest float64 powers of ten), known only once generated",
+    "relations": "a relation between two numbers (logspace min_exp10 <= max_exp10, random low <= high)",
+    "sizes": "generator sizes against MAX_ELEMENTS, which $CONFORMANCE_MAX_ELEMENTS sets at run time",
+    "some invalid value": "that at least one value of a case with invalid_input is invalid (over strings, generators, draws)",
+    "integer digits": "an integer literal's digits: draft 7's integers include integral floats (1e40 is one)",
+    "yaml": "the YAML text (tags, ambiguous plain scalars): the schema sees the data the YAML stands for",
+}
+
+CASE = "  - id: a\n    why: w\n"
+LOGITS = "    logits: [1.5, -2]\n    target: [0, 1]\n"
+PROBS = "    probs: [0.25, 0.5]\n    target: [0, 1]\n"
+
+# name -> (the case's fields after id and why, None where the loader accepts it, else the reason it rejects
+# it: "schema" where the full schema rejects it too, or a key of CANNOT_EXPRESS)
+CORPUS = {
+    "logits": (LOGITS, None),
+    "probs": (PROBS, None),
+    "invalid-input-probs": ("    probs: [1.5]\n    target: [0]\n    invalid_input: a negative control\n", None),
+    "probs-linspace": ("    probs: {linspace: [0, 1, 5]}\n    target: {linspace: [1, 0, 5]}\n", None),
+    "probs-linspace-one-point": ("    probs: {linspace: [0.5, 7, 1]}\n    target: [1]\n", None),  # stop is not a point
+    "probs-special": ("    probs: {special: [zero, -zero, smallest_subnormal, one_minus_epsilon]}\n    target: [0, 1, 0, 1]\n", None),
+    "weight-special": (LOGITS + "    weight: {special: [largest_finite, exp_overflow]}\n", None),
+    "weight-logspace": (LOGITS + "    weight: {logspace: [-3, 3, 2]}\n", None),
+    "logits-random": ("    logits: {random: {distribution: normal, shape: [2], seed: 1, scale: 2}}\n    target: [0, 1]\n", None),
+    "correctly-rounded": (LOGITS + "    tolerance: {correctly_rounded: true, float16: {max_ulp: 2}}\n", None),
+    "half-ulp": (LOGITS + "    tolerance: {float32: {max_ulp: 0.5, abs_floor: 0}}\n", None),
+    "own-tolerance": (LOGITS + "    expect: {mean: {value: 0.52613434, rtol: 1.0e-6}, float64: {none: {value: [1, 2], atol: 1}}}\n", None),
+    "expect-40-digits": (LOGITS + '    expect: {mean: "0.' + "1" * 40 + '"}\n', None),
+    # the full schema rejects these, as the loader does
+    "both-kinds": (LOGITS + "    probs: [0.5, 0.5]\n", "schema"),
+    "no-kind": ("    target: [0, 1]\n", "schema"),
+    "op-of-probs-on-logits": (LOGITS + "    ops: [bce]\n", "schema"),
+    "op-of-logits-on-probs": (PROBS + "    ops: [sigmoid_bce]\n", "schema"),
+    "pos-weight-on-probs": (PROBS + "    pos_weight: 2\n", "schema"),
+    "probs-above-one": ("    probs: [[0.5, 1.5]]\n    target: [[0, 1]]\n", "schema"),
+    "target-negative": ("    logits: [1]\n    target: [-0.5]\n", "schema"),
+    "weight-negative": (LOGITS + "    weight: [1, -1]\n", "schema"),
+    "weight-infinite": (LOGITS + "    weight: .inf\n", "schema"),
+    "pos-weight-negative-infinite": (LOGITS + "    pos_weight: -.inf\n", "schema"),
+    "probs-all-finite": ("    probs: {all_finite: float16}\n    target: 0\n", "schema"),
+    "target-special-outside": ("    logits: [1]\n    target: {special: [largest_finite]}\n", "schema"),
+    "weight-special-nan": (LOGITS + "    weight: {special: [nan, zero]}\n", "schema"),
+    "probs-linspace-outside": ("    probs: {linspace: [0, 2, 3]}\n    target: [0, 1, 0]\n", "schema"),
+    "weight-linspace-negative-start": (LOGITS + "    weight: {linspace: [-1, 1, 2]}\n", "schema"),
+    "linspace-infinite": ("    logits: {linspace: [0, .inf, 3]}\n    target: [0, 1, 0]\n", "schema"),
+    "linspace-infinite-string": ('    logits: {linspace: ["-inf", 1, 3]}\n    target: [0, 1, 0]\n', "schema"),
+    "logspace-nan-string": ('    logits: {logspace: [0, "nan", 3]}\n    target: [0, 1, 0]\n', "schema"),
+    "random-zero-scale": ("    logits: {random: {distribution: logistic, shape: [2], seed: 1, scale: 0}}\n    target: [0, 1]\n", "schema"),
+    "random-infinite-loc": ("    logits: {random: {distribution: normal, shape: [2], seed: 1, loc: -.inf}}\n    target: [0, 1]\n", "schema"),
+    "random-too-many-dimensions": ("    logits: {random: {distribution: normal, shape: [" + ", ".join(["1"] * 33) + "], seed: 1}}\n    target: 0\n", "schema"),
+    "label-smoothing-above-one": (LOGITS + "    label_smoothing: 1.5\n", "schema"),
+    "max-ulp-zero": (LOGITS + "    tolerance: {max_ulp: 0}\n", "schema"),
+    "max-ulp-below-half": (LOGITS + "    tolerance: {float64: {max_ulp: 0.25}}\n", "schema"),
+    "correctly-rounded-false": (LOGITS + "    tolerance: {correctly_rounded: false}\n", "schema"),
+    "correctly-rounded-and-max-ulp": (LOGITS + "    tolerance: {correctly_rounded: true, max_ulp: 2}\n", "schema"),
+    "correctly-rounded-and-floor": (LOGITS + "    tolerance: {float32: {correctly_rounded: true, abs_floor: 0}}\n", "schema"),
+    "own-tolerance-negative-rtol": (LOGITS + "    expect: {mean: {value: 1, rtol: -1.0e-6}}\n", "schema"),
+    "own-tolerance-unknown-key": (LOGITS + "    expect: {mean: {value: 1, rtol: 0.1, places: 3}}\n", "schema"),
+    "own-tolerance-without-tolerance": (LOGITS + "    expect: {sum: {value: 1}}\n", "schema"),
+    "own-tolerance-without-value": (LOGITS + "    expect: {sum: {rtol: 0.1}}\n", "schema"),
+    "own-tolerance-word": (LOGITS + "    expect: {float32: {mean: {value: about one, atol: 0.1}}}\n", "schema"),
+    "own-tolerance-string-rtol": (LOGITS + '    expect: {mean: {value: 1, rtol: "0.1"}}\n', "schema"),
+    "own-tolerance-list-for-mean": (LOGITS + "    expect: {mean: {value: [1, 2], rtol: 0.1}}\n", "schema"),
+    "expect-41-digits": (LOGITS + '    expect: {mean: "0.00' + "1" * 41 + 'e3"}\n', "schema"),
+    "expect-41-digits-in-own-tolerance": (LOGITS + '    expect: {none: {value: ["1.' + "0" * 40 + '", 2], atol: 1}}\n', "schema"),
+    # the schema accepts these, and the loader rejects them: what JSON Schema cannot say
+    "target-shape": ("    logits: [1, 2]\n    target: [0, 1, 1]\n", "shape"),
+    "weight-does-not-broadcast": (LOGITS + "    weight: [1, 2, 3]\n", "shape"),
+    "ragged": ("    logits: [[1, 2], [3]]\n    target: [[0, 1], [1]]\n", "shape"),
+    "ragged-expect": (LOGITS + "    expect: {none: [[1, 2], [3]]}\n", "shape"),
+    "product-of-2d": ("    logits: [[1, 2]]\n    target: [0, 1]\n    product: true\n", "shape"),
+    "probs-nan": ("    probs: [.nan]\n    target: [0]\n", "NaN"),
+    "weight-nan": (LOGITS + "    weight: .nan\n", "NaN"),
+    "tolerance-nan": (LOGITS + "    tolerance: {abs_floor: .nan}\n", "NaN"),
+    "own-tolerance-nan": (LOGITS + "    expect: {mean: {value: 1, atol: .nan}}\n", "NaN"),
+    "label-smoothing-nan": (LOGITS + "    label_smoothing: .nan\n", "NaN"),
+    "probs-string-above-one": ('    probs: ["1.5"]\n    target: [0]\n', "string values"),
+    "weight-string-negative": (LOGITS + '    weight: "-0x1p+0"\n', "string values"),
+    "label-smoothing-string": (LOGITS + '    label_smoothing: "2"\n', "string values"),
+    "random-string-scale": ('    logits: {random: {distribution: normal, shape: [2], seed: 1, scale: "-1"}}\n    target: [0, 1]\n', "string values"),
+    "probs-random-normal": ("    probs: {random: {distribution: normal, shape: [3], seed: 0}}\n    target: [0, 1, 0]\n", "draws"),
+    "probs-logspace-above-one": ("    probs: {logspace: [0, 1, 2]}\n    target: [0, 1]\n", "draws"),
+    "logspace-reversed": ("    logits: {logspace: [1, 0, 2]}\n    target: [0, 1]\n", "relations"),
+    "uniform-reversed": ("    logits: {random: {distribution: uniform, shape: [2], seed: 1, low: 1, high: 0}}\n    target: [0, 1]\n", "relations"),
+    "linspace-too-large": ("    logits: {linspace: [0, 1, 100000000]}\n    target: 0\n", "sizes"),
+    "invalid-input-needless": (PROBS + "    invalid_input: nothing here is invalid\n", "some invalid value"),
+    "expect-41-digit-integer": (LOGITS + "    expect: {sum: " + "1" * 41 + "}\n", "integer digits"),
+    "yaml-tag": ("    logits: [!!float 1, 2]\n    target: [0, 1]\n", "yaml"),
+    "yaml-ambiguous-scalar": ("    logits: [1_000, 2]\n    target: [0, 1]\n", "yaml"),
 }
 
 
-@pytest.mark.parametrize("name", list(SEMANTIC_ONLY))
-def test_semantic_problems_pass_the_schema_but_not_the_loader(tmp_path, name):
-    data = document(SEMANTIC_ONLY[name])
-    assert jsonschema.Draft7Validator(schema()).is_valid(data)
-    with pytest.raises(CaseError):
-        load_file(write(tmp_path, json.dumps(data)))
+def schema_accepts(data) -> bool:
+    """The full schema, with its patterns read as JSON Schema (ECMA 262) means them, as editors read it."""
+    return generators.SchemaValidator(schema()).is_valid(data)
+
+
+def loader_accepts(path: Path) -> bool:
+    try:
+        load_file(path)
+    except CaseError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_the_schema_and_the_loader_over_the_same_files(tmp_path, name):
+    body, rejected_for = CORPUS[name]
+    path = write(tmp_path, HEAD + CASE + body)
+    schema_ok, loader_ok = schema_accepts(raw_yaml(path)), loader_accepts(path)
+    assert schema_ok or not loader_ok, "the loader accepts what the schema rejects"
+    assert loader_ok == (rejected_for is None), rejected_for
+    assert schema_ok == (rejected_for in CANNOT_EXPRESS or rejected_for is None), (
+        "the schema rejects it" if not schema_ok else f"the schema accepts what the loader rejects: {rejected_for}"
+    )
 
 
 def test_duplicate_ids_pass_the_schema_but_not_the_loader(tmp_path):
     data = document(GOOD_CASE, case_with(why="again"))
-    assert jsonschema.Draft7Validator(schema()).is_valid(data)
+    assert schema_accepts(data) and "unique ids" in CANNOT_EXPRESS
     with pytest.raises(CaseError, match="duplicate id"):
         load_file(write(tmp_path, json.dumps(data)))
+
+
+def test_every_shipped_file_passes_the_full_and_the_structural_schema():
+    for path in SHIPPED:
+        data = raw_yaml(path)
+        assert schema_accepts(data), path
+        assert generators.SchemaValidator(structural_schema()).is_valid(data), path
+
+
+def test_the_loader_strips_only_marked_rules_from_the_schema():
+    """The structural schema is the full one without the rules marked x-loader-checks (and nothing else)."""
+
+    def marked(node) -> int:
+        if isinstance(node, dict):
+            return (LOADER_CHECKS in node) + sum(marked(v) for v in node.values())
+        return sum(marked(v) for v in node) if isinstance(node, list) else 0
+
+    assert marked(schema()) >= 8 and marked(structural_schema()) == 0
+    assert set(structural_schema()["definitions"]) == set(schema()["definitions"])
+    assert structural_schema()["definitions"]["unit_input"] == {}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,15 +3,18 @@ formulas with every step correctly rounded: its results are the same on any host
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conformance.cli import main
+from conformance.cli import main, parser
+from conformance.dtypes import to_hex
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "cases"
@@ -303,11 +306,11 @@ def test_validate_shipped_cases(capsys):
     assert out.startswith("OK: ") and f"cases in {len(list(CASES.glob('*.yaml')))} files" in out
 
 
-def test_validate_contradicting_expect_exits_1(tmp_path, capsys):
+def test_validate_contradicting_expect_exits_2(tmp_path, capsys):
     path = write_case(tmp_path, BLOG_WRONG_EXPECT, "wrong.yaml")
     status = main(["validate", str(path)])
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 2  # a wrong case file is an input error
     assert str(path) in err and "'blog-3x3'" in err and "expect" in err
     assert "0.9" in err and "contradicts" in err and "0.80000682" in err
 
@@ -320,9 +323,9 @@ def test_validate_correct_expect_literals(tmp_path, capsys):
     assert "OK: 1 cases in 1 files" in capsys.readouterr().out
 
 
-def test_validate_bad_case_file_exits_1_with_problem_count(tmp_path, capsys):
+def test_validate_bad_case_file_exits_2_with_problem_count(tmp_path, capsys):
     path = write_case(tmp_path, SATURATING.replace("logits:", "logit:"), "typo.yaml")
-    assert main(["validate", str(path)]) == 1
+    assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "'logit'" in err and "1 problem(s)" in err
 
@@ -387,3 +390,243 @@ def test_summary_with_failures_exits_1(tmp_path, capsys):
 def test_summary_of_an_empty_folder_exits_2(tmp_path, capsys):
     assert main(["summary", str(tmp_path)]) == 2
     assert "no results files" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# one exit-status convention for every command: 0 done, 1 a check failed, 2 usage and input errors
+
+
+def test_the_top_level_help_names_every_command_with_a_line_each_and_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    commands = parser()._subparsers._group_actions[0].choices
+    assert len(commands) == 7
+    description = text.split("positional arguments:", 1)[0]
+    for name in commands:
+        assert name in description, (name, description)  # the description names every command, not a few
+        help_line = next(action.help for action in parser()._subparsers._group_actions[0]._choices_actions if action.dest == name)
+        assert re.search(rf"^\s+{name}\s+{re.escape(help_line[:30])}", text, re.MULTILINE), (name, text)
+    statuses = text.split("exit status", 1)[1]
+    assert all(re.search(rf"^\s+{code}\s", statuses, re.MULTILINE) for code in (0, 1, 2)), statuses
+
+
+def _bad_results(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "bad.jsonl"
+    path.write_text("not a results record\n", encoding="utf-8")
+    return path
+
+
+def _bad_case(folder: Path) -> Path:
+    return write_case(folder, SATURATING.replace("logits:", "logit:"), "typo.yaml")
+
+
+# (command, what is wrong) -> argv, with {missing}, {bad_case}, {bad_results}, {seed} and {tmp} filled in
+INPUT_ERRORS = {
+    ("run", "missing path"): ["run", "--framework", "rounded", "--cases", "{missing}", "--out", "{tmp}/out"],
+    ("run", "bad case file"): ["run", "--framework", "rounded", "--cases", "{bad_case}", "--out", "{tmp}/out"],
+    ("run", "unknown framework"): ["run", "--framework", "no-such-framework", "--cases", "{seed}", "--out", "{tmp}/out"],
+    ("run", "-k selecting nothing"): ["run", "--framework", "rounded", "--cases", "{seed}", "--out", "{tmp}/out", "-k", "no-such-check"],
+    ("run", "malformed -k"): ["run", "--framework", "rounded", "--cases", "{seed}", "--out", "{tmp}/out", "-k", "float32 and ("],
+    ("validate", "missing path"): ["validate", "{missing}"],
+    ("validate", "bad case file"): ["validate", "{bad_case}"],
+    ("explain", "missing path"): ["explain", "{missing}::blog-3x3"],
+    ("explain", "bad case file"): ["explain", "{bad_case}::sat"],
+    ("explain", "unknown case id"): ["explain", "{seed}::blog-3x4"],
+    ("summary", "missing path"): ["summary", "{missing}"],
+    ("summary", "bad results file"): ["summary", "{bad_results}"],
+    ("report", "missing path"): ["report", "{missing}", "--out", "{tmp}/report"],
+    ("report", "bad results file"): ["report", "{bad_results}", "--out", "{tmp}/report"],
+    ("diff", "missing path"): ["diff", "{missing}", "{missing}"],
+    ("diff", "bad results file"): ["diff", "{bad_results}", "{bad_results}"],
+    ("baseline", "missing path"): ["baseline", "{missing}", "{tmp}/baselines"],
+    ("baseline", "bad results file"): ["baseline", "{bad_results}", "{tmp}/baselines"],
+}
+
+
+def test_every_command_has_its_input_errors_checked():
+    assert {command for command, _ in INPUT_ERRORS} == set(parser()._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("command, wrong", list(INPUT_ERRORS))
+def test_a_missing_path_or_bad_input_exits_2_with_an_error_and_no_traceback(tmp_path, capsys, monkeypatch, command, wrong):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    fields = {
+        "missing": str(tmp_path / "nowhere"),
+        "bad_case": str(_bad_case(tmp_path / "cases")),
+        "bad_results": str(_bad_results(tmp_path / "results")),
+        "seed": str(SEED),
+        "tmp": str(tmp_path),
+    }
+    argv = [arg.format(**fields) for arg in INPUT_ERRORS[(command, wrong)]]
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2, (argv, err)
+    assert err.strip() and "Traceback" not in err
+    if wrong == "missing path":
+        assert fields["missing"] in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# explain: the ids nearest a mistyped one
+
+
+@pytest.mark.parametrize(
+    "spec, suggested",
+    [
+        ("{seed}::blog-3x4", ["{seed}::blog-3x3"]),  # one typo
+        ("{seed}::blog-hand-computaton", ["{seed}::blog-hand-computation"]),
+        ("{seed}::blog", ["{seed}::blog-3x3"]),
+        ("{seed}", ["{seed}::blog-3x3", "{seed}::blog-hand-computation"]),  # no id: the file's ids
+    ],
+)
+def test_explain_suggests_the_ids_nearest_a_mistyped_one(capsys, spec, suggested):
+    assert main(["explain", spec.format(seed=SEED)]) == 2
+    err = capsys.readouterr().err
+    listed = err.split(": ")[-1].strip().split(", ")
+    assert listed == [s.format(seed=SEED) for s in suggested], err
+
+
+def test_explain_of_an_id_near_none_lists_the_files_ids(capsys):
+    assert main(["explain", f"{SEED}::zzzz"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean" not in err and f"{SEED}::blog-3x3, {SEED}::blog-hand-computation" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# run -k: pytest's -k language over the check ids
+
+
+def seed_ids() -> list[str]:
+    from conformance.runner import plan
+
+    return [check.id for check in plan("rounded", [SEED]).checks]
+
+
+@pytest.mark.parametrize(
+    "expression, chosen",
+    [
+        ("blog-3x3 and float32 and not grad", lambda i: "blog-3x3" in i and "float32" in i and "grad" not in i),
+        ("SYMMETRY or (hand-computation and sum)", lambda i: "symmetry" in i or ("hand-computation" in i and "sum" in i)),
+        ("stable_bce", lambda i: "stable_bce" in i),
+    ],
+)
+def test_run_k_selects_the_checks_as_pytest_k_does(tmp_path, capsys, expression, chosen):
+    wanted = [i for i in seed_ids() if chosen(i.lower())]
+    assert 0 < len(wanted) < SEED_CHECKS
+    out = tmp_path / "out"
+    status = main(["run", "--framework", "rounded", "--cases", str(SEED), "--out", str(out), "-k", expression])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    got = [f"{r['case']}-{r['api']}-{r['dtype']}-{r['reduction']}" + ("" if r["quantity"] == "value" else f"-{r['quantity']}") for r in records(out / "rounded.jsonl")]
+    assert got == wanted  # in the plan's order
+    assert f"selected: {len(wanted)} of {SEED_CHECKS} checks (-k {expression!r})" in text
+    assert f"{len(wanted)} results written to" in text
+    assert "known divergences are judged stale or not on a whole run only" in text
+
+
+def test_run_k_that_selects_nothing_exits_2_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--framework", "rounded", "--cases", str(SEED), "--out", str(out), "-k", "float16"]) == 2
+    err = capsys.readouterr().err
+    assert f"-k 'float16' selects none of the {SEED_CHECKS} checks" in err
+    assert not out.exists()
+
+
+def test_a_stale_divergence_is_judged_on_a_whole_run_not_on_a_selection(tmp_path, capsys):
+    path = write_case(tmp_path / "cases", SATURATING, "probe.yaml")
+    divergences = tmp_path / "div.yaml"
+    divergences.write_text(
+        "- id: probe-saturates\n  api: rounded.hand_*\n  where: {quantity: [value, symmetry]}\n  reason: log 0\n  source: s\n",
+        encoding="utf-8",
+    )
+    argv = ["run", "--framework", "rounded", "--cases", str(path), "--out", str(tmp_path / "out"), "--divergences", str(divergences)]
+    assert main(argv) == 0  # the whole run: the entry explains both failures
+    capsys.readouterr()
+    assert main([*argv, "-k", "stable"]) == 0  # a selection without them cannot tell a stale entry
+    assert "FAILED" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# a failed relation's reproducer: its two calls
+
+
+BROKEN = REPO / "tests" / "subjects" / "broken_relations.py"  # a subject whose relations fail, and its cases
+BROKEN_CASES = BROKEN.with_suffix(".yaml")
+
+
+def printed(repro: str) -> list:
+    """What a reproducer prints, a Python literal a line."""
+    done = subprocess.run([sys.executable, "-c", repro], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [ast.literal_eval(line) for line in done.stdout.splitlines()]
+
+
+def test_a_failed_relation_prints_a_reproducer_of_its_two_calls(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--adapter", f"{BROKEN}:load", "--cases", str(BROKEN_CASES), "--out", str(out)]) == 1
+    text = capsys.readouterr().out
+    failed = {(r["api"], r["quantity"]): r for r in records(out / "broken.jsonl") if r["verdict"] == "fail"}
+    assert {("broken.fused", "symmetry"), ("broken.fused", "mean-vs-sum"), ("broken.two_step", "vs-fused")} <= set(failed)
+    for (_, relation), record in failed.items():
+        if relation not in RELATIONS:
+            continue
+        assert record["repro"] and f"  reproduce: {record['repro']}" in text, record  # printed with the failure
+        first, second = printed(record["repro"])
+        if relation == "mean-vs-sum":  # the mean and the sum the message compares
+            assert f"mean {to_hex(first)} vs sum / n {to_hex(second)} / 4" in record["message"], (first, second, record["message"])
+        else:  # the worst element's two results: the call and its mirrored call, or the two-step and the fused call
+            (worst_first,), (worst_second,) = first, second
+            worst = record["worst"][0]
+            assert {worst_first, worst_second} == {float.fromhex(worst["got"]), float.fromhex(worst["want"])}, (first, second, worst)
+            x = float.fromhex(worst["inputs"]["logits"])
+            logits = re.findall(r"'input': \"\['([^']+)'\]\"", record["repro"])
+            assert [float.fromhex(h) for h in logits] == ([x, -x] if relation == "symmetry" else [x, x]), record["repro"]
+
+
+# ---------------------------------------------------------------------------------------------
+# progress: on stderr, a line per case file and the elapsed time; nothing of it in stdout or the files
+
+
+def two_files(folder: Path) -> list[Path]:
+    first = write_case(folder, SEED.read_text(encoding="utf-8"), "a_seed.yaml")
+    second = write_case(folder, SATURATING, "b_probe.yaml")
+    return [first, second]
+
+
+def test_run_shows_a_line_per_case_file_and_the_elapsed_time_on_stderr(tmp_path, capsys):
+    first, second = two_files(tmp_path / "cases")
+    assert main(["run", "--framework", "rounded", "--cases", str(tmp_path / "cases"), "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert re.fullmatch(rf"{re.escape(str(first))}: {SEED_CHECKS} checks, \d+\.\d s", lines[0]), lines
+    assert re.fullmatch(rf"{re.escape(str(second))}: {PROBE_CHECKS} checks, \d+\.\d s", lines[1]), lines
+    assert re.fullmatch(rf"{SEED_CHECKS + PROBE_CHECKS} checks in \d+\.\d s", lines[-1]), lines
+    assert " s\n" not in captured.out and "checks in" not in captured.out  # no time on stdout
+
+
+@pytest.mark.parametrize("mode", ["lines", "bar"])
+def test_progress_changes_neither_stdout_nor_the_results_files(tmp_path, capsys, mode):
+    if mode == "bar":
+        pytest.importorskip("tqdm")
+    two_files(tmp_path / "cases")
+    out = tmp_path / "out"
+    outputs = {}
+    for progress in ("none", mode):
+        argv = ["run", "--framework", "rounded", "--cases", str(tmp_path / "cases"), "--out", str(out), "--progress", progress]
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        files = {name: (out / name).read_bytes() for name in ("rounded.jsonl", "rounded.summary.md")}
+        outputs[progress] = captured.out, files
+        if progress == "none":
+            assert captured.err == ""
+        else:
+            lines = re.split(r"[\r\n]", captured.err)  # a bar redraws its line after a carriage return
+            assert any(re.fullmatch(rf"{SEED_CHECKS + PROBE_CHECKS} checks in \d+\.\d s", line) for line in lines), lines
+            assert b"checks in" not in b"".join(files.values())
+    assert outputs["none"] == outputs[mode]

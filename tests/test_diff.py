@@ -153,12 +153,56 @@ def test_disappeared(tmp_path, capsys):
     assert "0 ULP growth, 1 disappeared)" in out
 
 
-def test_a_whole_framework_gone_is_every_result_disappeared(tmp_path, capsys):
-    write(tmp_path / "base" / "torch.jsonl", [result(framework="torch")], {"framework": "torch"})
+def test_a_whole_framework_gone_is_one_absent_run_not_its_results_disappeared(tmp_path, capsys):
+    torch = [result(f"c/{i}", framework="torch") for i in range(3)] + [result("c/f", "fail", 9.0, framework="torch")]
+    write(tmp_path / "base" / "torch.jsonl", torch, {"framework": "torch"})
     base, cur = sets(tmp_path, [UNCHANGED], [UNCHANGED])
+    assert main(["diff", base, cur]) == 1  # the gate stays strict: a framework missing from the current set fails
+    out = capsys.readouterr().out
+    assert "- torch: torch → -" in out and "### Disappeared" not in out
+    assert "### Runs absent from the current set (1): a regression\n\n- torch (torch): no results file of this run in the current set (baseline: 4 results: 3 exact, 1 fail)" in out
+    assert out.rstrip().endswith("diff: 1 regressions (0 new failures, 0 worse, 0 ULP growth, 0 disappeared, 1 runs absent), 0 improvements, 0 other changes")
+
+
+def new_framework_against_a_baseline_folder(tmp_path) -> tuple[str, str]:
+    """The user story: results of a framework the baselines do not have, diffed against the whole folder."""
+    write(tmp_path / "base" / "torch.jsonl", [result(f"c/{i}", framework="torch") for i in range(5)], {"framework": "torch"})
+    write(tmp_path / "base" / "jax.jsonl", [result(f"c/{i}") for i in range(4)], JAX)
+    mine = [result("c/0", framework="python_math"), result("c/1", "unsupported", None, framework="python_math"), result("c/2", "fail", 3.0, framework="python_math")]
+    write(tmp_path / "cur" / "python_math.jsonl", mine, {"framework": "python_math"})
+    return str(tmp_path / "base"), str(tmp_path / "cur")
+
+
+def test_a_new_framework_against_baselines_lists_each_run_once(tmp_path, capsys):
+    base, cur = new_framework_against_a_baseline_folder(tmp_path)
     assert main(["diff", base, cur]) == 1
     out = capsys.readouterr().out
-    assert "- torch: torch → -" in out and "### Disappeared (1)" in out
+    assert "### Disappeared" not in out and "### New results" not in out
+    assert "### Runs absent from the current set (2): a regression\n\n- jax (jax 0.9.2): no results file of this run in the current set (baseline: 4 results: 4 exact)\n- torch (torch): no results file of this run in the current set (baseline: 5 results: 5 exact)" in out
+    assert "### Runs new in the current set, with no baseline (1): their problems are listed as new failures\n\n- python_math (python_math): 3 results: 1 exact, 1 unsupported, 1 fail" in out
+    assert "### New failures (1)\n\n- `" in out and "(python_math): (new) → fail" in out
+    assert out.rstrip().endswith(
+        "diff: 3 regressions (1 new failures, 0 worse, 0 ULP growth, 0 disappeared, 2 runs absent), 0 improvements, "
+        "0 other changes; runs on one side only: 2 absent, 1 new"
+    )
+
+
+def test_common_runs_compares_the_runs_on_both_sides_only(tmp_path, capsys):
+    base, cur = new_framework_against_a_baseline_folder(tmp_path)
+    assert main(["diff", base, cur, "--common-runs"]) == 0
+    out = capsys.readouterr().out
+    assert "### Runs absent from the current set (2): not compared (--common-runs)" in out
+    assert "### Runs new in the current set, with no baseline (1): not compared (--common-runs)" in out
+    assert "### New failures" not in out
+    assert out.rstrip().endswith(
+        "diff: 0 regressions (0 new failures, 0 worse, 0 ULP growth, 0 disappeared), 0 improvements, 0 other changes; "
+        "runs on one side only: 2 absent, 1 new (not compared); no regressions"
+    )
+    # a run on both sides is compared as ever: its regressions still fail
+    write(Path(cur) / "jax.jsonl", [result(f"c/{i}", "fail" if i == 0 else "exact") for i in range(3)], JAX_NEW)
+    assert main(["diff", base, cur, "--common-runs"]) == 1
+    out = capsys.readouterr().out
+    assert "1 new failures" in out and "1 disappeared" in out and "runs on one side only: 1 absent, 1 new (not compared)" in out
 
 
 def test_new_result_is_another_change(tmp_path, capsys):

@@ -81,7 +81,7 @@ def check(error: CaseError, path: Path, *words: str, line=None, case=None, field
 
 def validate(capsys, path: Path) -> str:
     """`python -m conformance validate PATH`: it fails, and says why on stderr, without a traceback."""
-    assert main(["validate", str(path)]) == 1
+    assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "Traceback" not in err and "problem(s)" in err
     return err
@@ -212,7 +212,7 @@ def test_a_file_name_too_long_is_an_error_naming_the_path(tmp_path, capsys):
 )
 def test_an_expect_literal_of_thousands_of_digits_is_refused(tmp_path, capsys, expect, field):
     path = write(tmp_path, GOOD + f"    expect: {expect}\n")
-    check(refused([path]), path, "significant digits", f"at most {MAX_EXPECT_DIGITS}", line=4, case="a", field=field)
+    check(refused([path]), path, "significant digits", f"at most {MAX_EXPECT_DIGITS}", line=8, case="a", field=field)  # the line of the literal
     assert "significant digits" in validate(capsys, path)
 
 

@@ -15,8 +15,11 @@ import pytest
 
 from conformance import divergences
 from conformance.adapters import Api, Framework, load_framework
-from conformance.cases import CaseError, load_file
-from conformance.runner import Check, Runner, plan
+from conformance.cases import OPS_OF_KIND, CaseError, load_file
+from conformance.dtypes import DTYPES
+from conformance.metamorphic import RELATIONS
+from conformance.reference import REDUCTIONS
+from conformance.runner import QUANTITIES, Check, Runner, plan
 from conformance.summary import mechanisms, summary_markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,8 +218,10 @@ def test_one_element_outside_every_region_makes_the_result_fail(tmp_path):
         ("- id: x\n  api: a\n  where: {target: [zero]}\n  reason: r\n  source: s\n", "where.target", "'zero' is not"),
         ("- id: x\n  api: a\n  where: {}\n  reason: r\n  source: s\n  versions: torch\n", "versions", "versions: 'torch'"),
         ("- id: x\n  api: a\n  case: c/*\n  where: {}\n  reason: r\n  source: s\n", "case", "unknown field(s): case"),
+        ("- id: x\n  api: a\n  where: {quantity: nonsense}\n  reason: r\n  source: s\n", "where.quantity", "'nonsense' is not one of ['value'"),
+        ("- id: x\n  api: a\n  where: {dtype: [float32, float8]}\n  reason: r\n  source: s\n", "where.dtype", "'float8'"),
     ],
-    ids=["no-where", "bad-bound", "unknown-predicate", "not-a-number", "versions", "old-case-field"],
+    ids=["no-where", "bad-bound", "unknown-predicate", "not-a-number", "versions", "old-case-field", "unknown-quantity", "unknown-dtype"],
 )
 def test_a_bad_entry_names_the_file_the_entry_and_the_field(text, field, words):
     with pytest.raises(CaseError) as caught:
@@ -225,6 +230,15 @@ def test_a_bad_entry_names_the_file_the_entry_and_the_field(text, field, words):
     assert problem.file == "mine.yaml" and problem.case == "x" and problem.line is not None
     assert (problem.field or None) == field or (field and problem.field.startswith(field)), problem
     assert words in problem.message, problem
+
+
+def test_the_schemas_scope_names_are_the_suites():
+    # a region scoped to a name the suite never produces would silently match nothing
+    definitions = divergences.schema()["definitions"]
+    assert set(definitions["op"]["enum"]) == set().union(*OPS_OF_KIND.values())
+    assert tuple(definitions["dtype"]["enum"]) == DTYPES
+    assert tuple(definitions["reduction"]["enum"]) == REDUCTIONS
+    assert tuple(definitions["quantity"]["enum"]) == QUANTITIES + RELATIONS
 
 
 BUILTIN = divergences.builtin_files()
@@ -270,7 +284,7 @@ def test_validate_checks_the_catalogues_and_names_a_bad_entry(tmp_path, capsys):
     bad.write_text("- id: x\n  api: a\n  where: {logit: {below: 0}}\n  reason: r\n  source: s\n", encoding="utf-8")
     assert main(["validate", str(REPO / "cases" / "seed.yaml")]) == 0
     assert f"known divergences in {len(BUILTIN)} catalogues" in capsys.readouterr().out
-    assert main(["validate", str(REPO / "cases" / "seed.yaml"), "--divergences", str(bad)]) == 1
+    assert main(["validate", str(REPO / "cases" / "seed.yaml"), "--divergences", str(bad)]) == 2
     assert f"{bad}:3: entry 'x' field 'where.logit.below': unknown field(s): below" in capsys.readouterr().err
 
 

@@ -258,3 +258,82 @@ def test_torchs_conversion_takes_numpy_scalars(dtype):
         got = api.call(scalars, reduction)
         assert got.shape == () and got.dtype == fmt.numpy_dtype
         assert got.tobytes() == api.call(arrays, reduction).tobytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# vs-fused under the two-step API's declared variant, and under label smoothing
+
+CLAMPED_CASE = """\
+schema_version: 1
+description: the two-step path under torch's -100 clamp
+cases:
+  - id: past-the-clamp
+    why: float64 sigmoid(x) is a normal number down to x = -708, where -log p passes 100 from x = -100 on
+    logits: [-600.0, -200.0, -150.0, -3.0, 0.5, 2.0]
+    target: [1, 1, 1, 1, 1, 1]
+    dtypes: [float64]
+    reductions: [none]
+    gradients: false
+"""
+
+
+def clamped_two_step(inputs, reduction):
+    """The rounded subject's sigmoid (exp correctly rounded, the rest IEEE 754), then the log terms clamped at
+    -100 as torch's binary_cross_entropy does, with log and log1p correctly rounded: fixed by construction."""
+    from conformance.adapters import numpy as numpy_adapter
+    from conformance.adapters.rounded import xp
+
+    x, y = inputs["logits"], inputs["target"]
+    floor, one = x.dtype.type(-100), x.dtype.type(1)
+    with np.errstate(all="ignore"):
+        p = numpy_adapter.hand_sigmoid(x, xp)
+        return -(y * np.maximum(xp.log(p), floor) + (one - y) * np.maximum(xp.log1p(-p), floor))
+
+
+def test_vs_fused_compares_where_the_declared_variant_agrees_with_the_mathematics(tmp_path):
+    # past x = -100 the two-step loss is 100 (the declared log_clamp(-100)), the fused one -x: the two-step path
+    # owes the variant there, so those elements are not compared; where the clamp is inactive they are
+    path = tmp_path / "clamped.yaml"
+    path.write_text(CLAMPED_CASE)
+    case = load_file(path)[0]
+    fused = next(a for a in load_framework("rounded").apis if a.op == "bce_with_logits")
+    two_step = Api("clamped.sigmoid+bce", fused.framework, "sigmoid_bce", clamped_two_step, "none only", lambda a, d, r: "", variants=("log_clamp(-100)",))
+    runner = Runner(Framework(fused.framework, {}, [fused, two_step]))
+    result = runner.run(Check(case, two_step, "float64", "none", quantity="vs-fused"))
+    assert result.verdict == "exact", result.message
+    # x = 2 is ill conditioned (its loss 0.127 hangs on p: condition 7.9), the three past -100 owe the variant
+    assert "on the 2 well-conditioned elements" in result.message and "on the other 4" in result.message
+    # the same API declaring no variant: the clamp is a miss of the relation
+    undeclared = Api("clamped.sigmoid+bce", fused.framework, "sigmoid_bce", clamped_two_step, "none only", lambda a, d, r: "")
+    runner = Runner(Framework(fused.framework, {}, [fused, undeclared]))
+    assert runner.run(Check(case, undeclared, "float64", "none", quantity="vs-fused")).verdict == "fail"
+
+
+@pytest.mark.parametrize("repeat", [1, metamorphic.VECTORISED_FROM], ids=["per-element", "vectorised"])
+def test_vs_fused_conditions_on_the_smoothed_target(repeat):
+    # x = 30, y = 1 smoothed by 0.1 to 0.95: the loss 0.95·softplus(-30) + 0.05·softplus(30) = 1.5 hangs on
+    # 1 - p = 9.4e-14 through its 0.05 term: condition number 3.5e11, not a well-conditioned element, whatever
+    # the unsmoothed y = 1 (condition 1/30) says. The two-step path's loss of the correctly rounded sigmoid
+    # departs from the fused loss by 5.5e-6 relative there, and that is no fault of it.
+    from fractions import Fraction
+
+    from conformance import variants
+    from conformance.dtypes import cast
+    from conformance.reference import reference
+
+    inputs = {
+        "logits": cast([Fraction(30), Fraction(1)] * repeat, F64),
+        "target": cast([Fraction(1), Fraction(1)] * repeat, F64),
+        "label_smoothing": np.asarray(0.1),
+    }
+    exact = reference("bce_with_logits", inputs, "none", F64)
+    # the clamp is inactive at these logits: the variant's two-step value is the loss of the rounded sigmoid
+    rounded_sigmoid = reference("bce_with_logits", inputs, "none", F64, variants.get("log_clamp(-100)"), two_step=True)
+    fused, two_step = np.asarray(exact.rounded, dtype=np.float64), np.asarray(rounded_sigmoid.rounded, dtype=np.float64)
+    assert abs(two_step[0] - fused[0]) / fused[0] > 1e-6  # the smoothed term's 1 - p, rounded
+    holds, inside, outside = metamorphic.versus_fused(two_step, fused, inputs, exact, F64, TOL)
+    assert holds and len(inside) == repeat and len(outside) == repeat
+    assert all(row[0][0] % 2 == 0 for row in outside)  # x = 30 is the one left out
+    with mpmath.workprec(200):
+        assert not metamorphic.well_conditioned(30.0, 1.0, 1.0, None, exact.exact_at(0), F64, 4, label_smoothing=0.1)
+        assert metamorphic.well_conditioned(30.0, 1.0, 1.0, None, exact.exact_at(0), F64, 4)  # unsmoothed: it would be

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.plugin import TEST_PREFIX
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "cases" / "seed.yaml"
 SEED_VALUE_CHECKS = (2 + 1) * 2 * 3  # blog-3x3: 2 logits APIs, blog-hand-computation: 1 probs API; x 2 dtypes x 3 reductions
@@ -274,3 +276,37 @@ def test_verdict_outcome(verdict, outcome):
     else:
         with pytest.raises(raised[outcome]):
             verdict_outcome(result)
+
+
+@pytest.mark.parametrize("expression", ["blog-3x3 and float32 and not grad", "SYMMETRY or (hand-computation and sum)"])
+def test_k_selects_the_checks_that_run_k_selects(pytester, cases, expression):
+    """`pytest -k` and `python -m conformance run -k` read one language over the same ids: they select the same checks."""
+    from conformance.cli import select
+    from conformance.runner import plan
+
+    result = run_suite(pytester, "--collect-only", "-q", "--conformance-min-tests", "0", "-k", expression, cases=cases)
+    assert result.ret == 0, output(result)
+    collected = [line.split(TEST_PREFIX, 1)[1][:-1] for line in result.outlines if TEST_PREFIX in line]
+    selected = [check.id for check in select(plan("rounded", [cases]).checks, expression)]
+    assert collected and collected == selected
+
+
+BROKEN = REPO / "tests" / "subjects" / "broken_relations.py"  # a subject whose relations fail, and its cases
+
+
+def test_a_failed_relation_shows_the_reproducer_that_run_prints(pytester, tmp_path):
+    """Under pytest, a failed relation's test shows its reproducer (the relation's two calls), the one `run` writes."""
+    from conformance.cli import main
+
+    cases = BROKEN.with_suffix(".yaml")
+    assert main(["run", "--adapter", f"{BROKEN}:load", "--cases", str(cases), "--out", str(tmp_path / "run"), "--progress", "none"]) == 1
+    by_run = {(r["api"], r["quantity"]): r["repro"] for r in records(tmp_path / "run" / "broken.jsonl")}
+    out = tmp_path / "pytest"
+    result = run_suite(pytester, "--adapter", f"{BROKEN}:load", "--conformance-out", str(out), framework=None, cases=cases)
+    assert result.ret == 1, output(result)
+    text = output(result)
+    failed = [r for r in records(out / "broken.jsonl") if r["verdict"] == "fail" and r["quantity"] in ("symmetry", "mean-vs-sum", "vs-fused")]
+    assert {r["quantity"] for r in failed} == {"symmetry", "mean-vs-sum", "vs-fused"}
+    for record in failed:
+        assert record["repro"] and record["repro"] == by_run[(record["api"], record["quantity"])]
+        assert f"reproduce: {record['repro']}" in text, record["repro"]

@@ -385,7 +385,7 @@ BROKEN = {
             "API 'y': unknown dtype(s) 'float8'",
             "API 'z': unsupported has key 'mask'",
             "apis[6] is a str, not a conformance.adapters.Api",
-            "API 'v': unknown variant(s) 'clamp_everything' (known: log_clamp(-100), prob_clip(1e-7))",
+            "API 'v': unknown variant 'clamp_everything' (known: log_clamp(-100), prob_clip(1e-7); an adapter's own is a conformance.variants.Variant, from variants.log_clamp or variants.prob_clip)",
         ],
     ),
 }
@@ -609,3 +609,138 @@ def test_the_example_passes_validation_as_written():
     framework = load_adapter(f"{EXAMPLE}:load")
     assert isinstance(framework, Framework) and all(isinstance(api, Api) for api in framework.apis)
     assert [api.dtypes for api in framework.apis] == [("float64",), ("float64",)]
+
+
+# ---------------------------------------------------------------------------------------------
+# an adapter's own variant and its own known divergences: the paddle_like example
+
+PADDLE_LIKE = REPO / "examples" / "adapters" / "paddle_like_adapter.py"
+PADDLE_LIKE_CASES = """\
+schema_version: 1
+description: the paddle_like example end to end
+cases:
+  - id: clamped-ends
+    why: p at 0 and 1 and past the clamp, where the declared variant holds
+    probs: [0, 1, 1.0e-50, 0.5]
+    target: [1, 0, 1, 1]
+    dtypes: [float64]
+    reductions: [none, sum]
+  - id: floored-backward
+    why: p(1 - p) under 1e-12, where the backward's floor is Paddle's double 1e-12
+    probs: [1.0e-13, 0.25]
+    target: [1, 1]
+    dtypes: [float64]
+    reductions: [none]
+  - id: small-p
+    why: log(1 - p) of the rounded 1 - p, the shipped catalogue's mechanism
+    probs: [1.0e-10, 0.25]
+    target: [0, 0]
+    dtypes: [float64]
+    reductions: [none]
+"""
+
+
+def paddle_like_run(tmp_path, spec: str, capsys) -> tuple[int, dict[str, dict]]:
+    cases = tmp_path / "paddle_like.yaml"
+    cases.write_text(PADDLE_LIKE_CASES, encoding="utf-8")
+    out = tmp_path / "results"
+    code = main(["run", "--adapter", spec, "--cases", str(cases), "--out", str(out)])
+    capsys.readouterr()
+    results = records(out / "paddle_like.jsonl")
+    return code, {f"{r['case'].split('/')[-1]}-{r['reduction']}-{r['quantity']}": r for r in results}
+
+
+def test_an_adapter_declares_its_own_variant_and_ships_its_catalogue(tmp_path, capsys):
+    code, results = paddle_like_run(tmp_path, f"{PADDLE_LIKE}:load", capsys)
+    assert code == 0
+    verdicts = {key: (r["verdict"], r["variant"], r["divergence"]) for key, r in results.items()}
+    variant = "log_clamp(-100, grad_denominator_floor=1e-12 in float64)"
+    assert verdicts == {
+        "clamped-ends-none-value": ("acceptable", variant, ""),  # -log 0 = inf, clamped at 100
+        "clamped-ends-sum-value": ("acceptable", variant, ""),
+        "clamped-ends-none-grad": ("acceptable", variant, ""),  # (0 - 1)/max(0, 1e-12), not -1/0
+        "clamped-ends-sum-grad": ("acceptable", variant, ""),
+        "floored-backward-none-value": ("exact", "", ""),
+        "floored-backward-none-grad": ("acceptable", variant, ""),  # the floor is the double 1e-12
+        "small-p-none-value": ("known_divergence", "", "log-of-rounded-one-minus-p"),  # the adapter's own catalogue
+        "small-p-none-grad": ("exact", "", ""),
+    }
+    assert results["small-p-none-value"]["source"].startswith("https://github.com/PaddlePaddle/Paddle/")
+
+
+def test_torchs_variant_does_not_fit_the_paddle_like_backward(tmp_path, capsys, monkeypatch):
+    # torch's log_clamp(-100) floors the backward at the float32 1e-12 (9.99999996e-13): in float64 that is
+    # 4e-9 relative off Paddle's double 1e-12, millions of ULPs, so the floored gradient is a fail under it
+    import dataclasses
+
+    from conformance import variants
+
+    module = load_module(PADDLE_LIKE)
+    monkeypatch.setattr(module, "PADDLE_LOG_CLAMP", variants.get("log_clamp(-100)"))
+    spec = f"{write_adapter(tmp_path, 'from paddle_like_module import load', 'torchlike.py')}:load"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "paddle_like_module", module)
+    code, results = paddle_like_run(tmp_path, spec, capsys)
+    assert code == 1 and results["floored-backward-none-grad"]["verdict"] == "fail"
+    assert results["clamped-ends-none-value"]["verdict"] == "acceptable"  # the clamp itself is the same
+    assert dataclasses.replace(variants.get("log_clamp(-100)")).constants_dtype == "float32"
+
+
+def load_module(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paddle_like_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_adapters_catalogue_is_judged_on_the_projects_cases_only(tmp_path):
+    # like a built-in catalogue: a run of other cases cannot tell a stale mechanism from one it does not reach;
+    # a file given to the run (--divergences) is judged on any run
+    from conformance.runner import PROJECT_CASES, plan
+
+    cases = tmp_path / "paddle_like.yaml"
+    cases.write_text(PADDLE_LIKE_CASES, encoding="utf-8")
+    given = tmp_path / "given.yaml"
+    given.write_text((PADDLE_LIKE.with_name("paddle_like_divergences.yaml")).read_text(encoding="utf-8").replace("id: log-", "id: given-"))
+    run_plan = plan(None, [cases], [given], adapter=f"{PADDLE_LIKE}:load")
+    assert [e.id for e in run_plan.known] == ["log-of-rounded-one-minus-p", "given-of-rounded-one-minus-p"]
+    assert [e.id for e in run_plan.judged_divergences()] == ["given-of-rounded-one-minus-p"]
+    whole = plan(None, [PROJECT_CASES], adapter=f"{PADDLE_LIKE}:load")
+    assert [e.id for e in whole.judged_divergences()] == ["log-of-rounded-one-minus-p"]
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("known_divergences", ("nowhere.yaml",), "known_divergences: no such file 'nowhere.yaml'"),
+        ("known_divergences", "nowhere.yaml", "known_divergences must be a tuple of paths"),
+        ("device", "", "device must be a non-empty str"),
+        ("multiply", 3, "multiply is an int, not a callable or None"),
+    ],
+)
+def test_a_bad_framework_field_is_an_adapter_error(tmp_path, field, value, words):
+    import dataclasses
+
+    from conformance.adapters import validate_framework
+
+    framework = dataclasses.replace(load_adapter(f"{PADDLE_LIKE}:load"), **{field: value})
+    with pytest.raises(AdapterError, match=re.escape(words)):
+        validate_framework(framework, "adapter 'x'")
+
+
+def test_a_bad_catalogue_of_an_adapter_is_an_error_naming_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- id: x\n  api: paddle_like.*\n  where: {quantity: value}\n  source: s\n", encoding="utf-8")  # no reason
+    body = f"""
+        import dataclasses, importlib.util
+        spec = importlib.util.spec_from_file_location("pl", {str(PADDLE_LIKE)!r})
+        pl = importlib.util.module_from_spec(spec); spec.loader.exec_module(pl)
+        def load():
+            return dataclasses.replace(pl.load(), known_divergences=({str(bad)!r},))
+    """
+    spec = f"{write_adapter(tmp_path, body, 'bad_catalogue.py')}:load"
+    assert main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "reason" in err

@@ -11,7 +11,7 @@ from conformance import divergences, variants
 from conformance.adapters import Api, Framework
 from conformance.cases import load_file
 from conformance.divergences import KnownDivergence
-from conformance.dtypes import FORMATS, cast
+from conformance.dtypes import FORMATS, cast, round_fraction
 from conformance.reference import _rounded_sigmoid, reference
 from conformance.runner import Check, Runner
 
@@ -201,3 +201,65 @@ def test_variant_gradient_keeps_its_exact_value_beyond_the_dtype():
     exact = (1 - y) / (1 - p) - y / p
     with mpmath.workprec(300):
         assert abs(clipped.exact[0] - mpmath.mpf(exact.numerator) / exact.denominator) < mpmath.mpf(2) ** -200
+
+
+# ---------------------------------------------------------------------------------------------
+# variants an adapter defines: parameterised contracts, constants held in a stated dtype
+
+PADDLE = variants.log_clamp(-100, grad_denominator_floor=1e-12, constants_dtype="float64", source="https://example.invalid/paddle")
+
+
+def test_a_variants_constants_are_held_in_their_dtype_then_converted():
+    # torch: `constexpr float EPSILON = 1e-12;` then scalar_t(EPSILON); Paddle: static_cast<T>(1e-12), a double
+    float32_eps = Fraction(float(np.float32(1e-12)))
+    assert CLAMP.constants_dtype == "float32"
+    assert CLAMP.grad_floor(F64) == float32_eps != Fraction(1e-12)
+    assert PADDLE.grad_floor(F64) == Fraction(1e-12)
+    assert PADDLE.grad_floor(F32) == CLAMP.grad_floor(F32) == float32_eps
+    assert CLAMP.grad_floor(F16) == PADDLE.grad_floor(F16) == 0  # below half float16's smallest subnormal
+    assert CLAMP.grad_floor(BF16) == Fraction(float(np.asarray(np.float32(1e-12)).astype(BF16.numpy_dtype)))
+
+
+def test_an_adapters_own_floor_is_computed_exactly_and_torchs_does_not_fit_it():
+    # (p - y)/max(p(1 - p), floor) at p = 1e-13, y = 1: the floor is active; the two floors differ by 4e-9 relative
+    inputs = arrays(F64, probs=[1e-13], target=[1.0])
+    p = Fraction(1e-13)
+    for variant, floor in ((PADDLE, Fraction(1e-12)), (CLAMP, Fraction(float(np.float32(1e-12))))):
+        value = reference("bce", inputs, "none", F64, variant, gradient=True)
+        assert value.rounded[0] == round_fraction((p - 1) / floor, F64)
+    paddle = reference("bce", inputs, "none", F64, PADDLE, gradient=True).rounded[0]
+    torch = reference("bce", inputs, "none", F64, CLAMP, gradient=True).rounded[0]
+    assert abs(paddle - torch) / abs(paddle) > 1e-9  # millions of float64 ULPs apart
+
+
+def test_torchs_float16_floor_is_0_and_the_backward_0_over_0_is_nan():
+    # torch.nn.functional.binary_cross_entropy's float16 backward at p = y = 0 and p = y = 1 is NaN: its
+    # EPSILON converted to Half is 0, and (p - y)/max(p(1 - p), 0) is 0/0; the variant says so and computes it
+    inputs = arrays(F16, probs=[0.0, 1.0, 0.5], target=[0.0, 1.0, 1.0])
+    value = reference("bce", inputs, "none", F16, CLAMP, gradient=True)
+    assert np.isnan(value.rounded[:2]).all() and value.rounded[2] == -2.0
+    assert "0 in float16" in CLAMP.summary and "NaN" in CLAMP.summary
+
+
+def test_a_declared_variant_is_a_name_or_a_variant_and_is_checked():
+    assert variants.get("log_clamp(-100)") is CLAMP and variants.get(PADDLE) is PADDLE
+    assert variants.problems(("log_clamp(-100)", PADDLE)) == []
+    assert variants.describe((PADDLE,), "sigmoid_bce") == f"{PADDLE.name} + {variants.ROUNDED_SIGMOID}"
+    assert PADDLE.name == "log_clamp(-100, grad_denominator_floor=1e-12 in float64)"
+    bad = variants.Variant("", "", "", log_floor=5.0, constants_dtype="float8")
+    listed = variants.problems((bad,))
+    assert any("name ''" in p for p in listed) and any("source must say it" in p for p in listed)
+    assert any("constants_dtype 'float8'" in p for p in listed)
+    assert variants.problems((variants.Variant("mine", "s", "https://x", prob_clip=0.7),)) == [
+        "variant 'mine': prob_clip 0.7: an eps in (0, 1/2)"
+    ]
+    assert "no parameter" in variants.problems((variants.Variant("mine", "s", "https://x"),))[0]
+    impostor = variants.log_clamp(-50, source="https://x", name="log_clamp(-100)")
+    assert "the name of a built-in variant with other parameters" in variants.problems((impostor,))[0]
+    assert "must be a tuple" in variants.problems("log_clamp(-100)")[0]
+
+
+def test_variants_holding_constants_in_different_dtypes_combine():
+    both = variants.combine((CLIP, CLAMP))
+    assert both.grad_floor(F64) == CLAMP.grad_floor(F64) and both.clip_ends(F32) == CLIP.clip_ends(F32)
+    assert both.grad_floor(F16) == 0

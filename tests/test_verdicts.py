@@ -1,6 +1,9 @@
 """Tolerances, the elementwise judgement, and `expect` literals."""
 
+import decimal
+import json
 import math
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -10,6 +13,7 @@ from conformance.dtypes import FORMATS
 from conformance.verdicts import Tolerance, default_tolerances, expectation_holds, judge, tolerance_for
 
 F32, F64 = FORMATS["float32"], FORMATS["float64"]
+REPO = Path(__file__).resolve().parents[1]
 TIGHT = Tolerance(max_ulp=1, abs_floor=0.0)
 
 
@@ -226,3 +230,178 @@ def test_fast_judgement_of_saturated_float16_gradients():
             assert sum(asked) <= got.size // 50
         # results a few ULPs off a saturated exact value just below 1 (rounding to 1) still need mpmath to
         # say on which side of 1 it is: their error is j or j/2 ULPs (see the README's Benchmarks)
+
+
+# ---------------------------------------------------------------------------------------------
+# `expect` literals from peers' tests: the documented rule, its message, and the {value, rtol, atol} form.
+# The inputs are those of Keras's own tests (keras/src/backend/*/nn_test.py, test_binary_crossentropy;
+# keras/src/losses/losses_test.py, BinaryCrossentropyTest.test_scalar_weighted); their literals are Keras's
+# float32 results, which its assertAllClose (rtol = atol = 1e-6) and assertAlmostEqual (decimal=3) accept.
+# The exact values are the project's reference, computed here.
+
+PEER_FILE = """schema_version: 1
+description: peers' vectors
+cases:
+  - id: keras-probs
+    why: keras nn_test test_binary_crossentropy, from_logits=False
+    probs: [0.1, 0.2, 0.3, 0.4]
+    target: [0.1, 0.9, 0.2, 1.0]
+    dtypes: [float32, float64]
+    expect: {EXPECT_PROBS}
+  - id: keras-logits-weighted
+    why: keras losses_test test_scalar_weighted, from_logits=True, sample_weight 2.3
+    logits: [[10.0, -10.0, 10.0], [10.0, 10.0, -10.0]]
+    target: [[1, 0, 1], [0, 1, 1]]
+    weight: 2.3
+    dtypes: [float32]
+    expect: {EXPECT_LOGITS}
+"""
+KERAS_PROBS = "[0.32508277, 1.47080801, 0.52613434, 0.91629048]"  # Keras's results, as its test states them
+
+
+def peer_cases(tmp_path, probs="{float64: {sum: 1}}", logits="{sum: 1}"):
+    from conformance.cases import load_file
+
+    path = tmp_path / "peers.yaml"
+    path.write_text(PEER_FILE.replace("{EXPECT_PROBS}", probs).replace("{EXPECT_LOGITS}", logits), encoding="utf-8")
+    return path, {case.id: case for case in load_file(path)}
+
+
+def exact_of(case, dtype: str, reduction: str) -> np.ndarray:
+    from conformance.reference import reference
+
+    return reference(case.ops[0] if case.kind == "probs" else "bce_with_logits", case.inputs(FORMATS[dtype]), reduction, FORMATS[dtype]).exact
+
+
+def rounded_to_digits(exact: mpmath.mpf, digits: int, step: int = 0) -> str:
+    """The exact value rounded to ``digits`` significant digits, moved by ``step`` units of the last one."""
+    with mpmath.workprec(400):
+        text = mpmath.nstr(exact, 80, strip_zeros=False)
+    value = decimal.Decimal(text)
+    place = value.adjusted() - digits + 1
+    rounded = value.quantize(decimal.Decimal(1).scaleb(place), rounding=decimal.ROUND_HALF_EVEN)
+    return str(rounded + step * decimal.Decimal(1).scaleb(place))
+
+
+@pytest.mark.parametrize(("dtype", "digit_counts"), [("float64", (4, 8, 12)), ("float32", (3, 6))])
+def test_a_literal_of_d_digits_holds_when_it_is_the_exact_value_rounded_to_d_digits(tmp_path, dtype, digit_counts):
+    """At these digit counts a neighbour at the last digit names another value of the dtype than the correct
+    rounding, so only the rule "rounded to d digits" decides."""
+    _, cases = peer_cases(tmp_path)
+    for case in cases.values():
+        if dtype not in case.dtypes:
+            continue
+        for reduction in ("none", "mean", "sum"):
+            for want in exact_of(case, dtype, reduction).ravel():
+                for digits in digit_counts:
+                    assert expectation_holds(rounded_to_digits(want, digits), want, FORMATS[dtype])
+                    for step in (-1, 1):
+                        neighbour = rounded_to_digits(want, digits, step)
+                        assert not expectation_holds(neighbour, want, FORMATS[dtype]), (case.id, reduction, neighbour)
+
+
+def test_peers_literals_off_by_more_than_a_rounding_are_refused_naming_the_accepted_forms(tmp_path):
+    from conformance.runner import ExactValues, ExpectationError
+
+    path, cases = peer_cases(tmp_path, probs="{float32: {none: " + KERAS_PROBS + "}}")
+    exact = exact_of(cases["keras-probs"], "float32", "none")
+    with pytest.raises(ExpectationError) as info:
+        ExactValues().reference(cases["keras-probs"], "bce", F32, "none")
+    message = str(info.value)
+    literals = json.loads(KERAS_PROBS)
+    first_wrong = next(i for i, (literal, want) in enumerate(zip(literals, exact)) if not expectation_holds(literal, want, F32))
+    digits = len(decimal.Decimal(repr(literals[first_wrong])).as_tuple().digits)
+    for words in (
+        f"{path}:", "case 'keras-probs'", "field 'expect.none'", f"at [{first_wrong}]", "contradicts the exact float32 value",
+        f"rounded to them ({rounded_to_digits(exact[first_wrong], digits)})", f"with {digits} significant digits",
+        "the shortest repr of the correctly rounded float32 value", "a hexadecimal literal", "{value: ", "rtol: R, atol: A}",
+    ):
+        assert words in message, (words, message)
+
+
+def test_peers_literals_hold_within_the_tolerance_they_carry(tmp_path):
+    from conformance.runner import ExactValues
+
+    own = "{float32: {none: {value: " + KERAS_PROBS + ", rtol: 1.0e-6, atol: 1.0e-6}}}"
+    _, cases = peer_cases(tmp_path, probs=own, logits="{mean: {value: 7.666, atol: 1.5e-3}}")
+    ExactValues().reference(cases["keras-probs"], "bce", F32, "none")  # no ExpectationError
+    ExactValues().reference(cases["keras-logits-weighted"], "bce_with_logits", F32, "mean")
+    mean = exact_of(cases["keras-logits-weighted"], "float32", "mean")[()]
+    assert not expectation_holds(7.666, mean, F32)  # 4 digits: the exact value rounds to rounded_to_digits(mean, 4)
+    assert rounded_to_digits(mean, 4) != "7.666"
+    assert "7.666" in _problem(7.666, mean) and f"({rounded_to_digits(mean, 4)})" in _problem(7.666, mean)
+    for literal in ({"value": 7.666, "atol": 1e-4}, {"value": 7.666, "rtol": 1e-5}, {"value": "7.666", "rtol": 1e-5, "atol": 1e-5}):
+        assert not expectation_holds(literal, mean, F32), literal
+    assert "beyond atol + rtol·|exact|" in _problem({"value": 7.666, "rtol": 1e-5}, mean)
+
+
+def _problem(literal, exact):
+    from conformance.verdicts import expectation_problem
+
+    problem = expectation_problem(literal, exact, F32)
+    assert problem is not None
+    return problem
+
+
+def test_own_tolerance_is_atol_plus_rtol_times_the_exact_value_inclusive():
+    exact = mpmath.mpf(2)
+    assert expectation_holds({"value": "2.5", "atol": 0.5}, exact, F64)
+    assert expectation_holds({"value": "1.5", "rtol": 0.25}, exact, F64)
+    assert expectation_holds({"value": "2.75", "rtol": 0.25, "atol": 0.25}, exact, F64)
+    assert not expectation_holds({"value": "2.5000001", "atol": 0.5}, exact, F64)
+    assert not expectation_holds({"value": "1.4999999", "rtol": 0.25}, exact, F64)
+    assert expectation_holds({"value": "nan", "rtol": 1}, mpmath.nan, F64)
+    assert not expectation_holds({"value": "inf", "rtol": 1}, mpmath.mpf(1e308), F64)
+    assert not expectation_holds({"value": 1.0, "rtol": 1}, mpmath.inf, F64)
+
+
+def test_decimal_literal_rule_at_ties_zeros_and_integers():
+    tie = mpmath.mpf("0.125")  # exactly between 0.12 and 0.13: either neighbour is the rounding to 2 digits
+    assert expectation_holds("0.12", tie, F64) and expectation_holds("0.13", tie, F64)
+    assert not expectation_holds("0.14", tie, F64)
+    tiny = mpmath.mpf(2) ** -100
+    assert expectation_holds("0.0", tiny, F64)  # 1e-30 rounded to one decimal place is 0.0
+    assert not expectation_holds("0x0p+0", tiny, F64)  # a hex literal names one value
+    assert expectation_holds(10, mpmath.mpf("10.3"), F64)  # a YAML integer has its own digits: 10 is 10.3 to 2 digits
+    assert not expectation_holds(10, mpmath.mpf("10.6"), F64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Correct rounding: errors are measured from the unrounded exact value, so a correctly rounded result is up
+# to half an ULP from it. max_ulp 0.5 (correctly_rounded: true) accepts it, ties included, on both paths.
+
+
+def test_half_an_ulp_accepts_correct_rounding_and_nothing_further():
+    u = 2.0**-23  # float32's ULP at 1
+    correctly = Tolerance(0.5, 0.0)
+    tie = mpmath.mpf(1) + mpmath.mpf(u) / 2  # between 1 and 1 + u: both are half an ULP off
+    near = mpmath.mpf(1) + mpmath.mpf(u) * mpmath.mpf("0.4999")
+    past = mpmath.mpf(1) + mpmath.mpf(u) * mpmath.mpf("0.5001")
+    got = [1.0, 1.0 + u, 1.0, 1.0 + u, 1.0, 1.0 + u]
+    exact = [tie, tie, near, past, past, near]
+    judgement, _ = assert_judged_alike(got, exact, F32, correctly)
+    assert list(~judgement.missing) == [True, True, True, True, False, False]
+    assert judgement.ulps[:2] == (0.5, 0.5)
+    exact_value = [mpmath.mpf(1) + mpmath.mpf(u) * 3]  # representable: only itself is correctly rounded
+    assert judge(np.array([1.0 + 3 * u]), mp(exact_value), F32, correctly).passed
+    assert not judge(np.array([1.0 + 2 * u]), mp(exact_value), F32, correctly).passed
+
+
+def test_correctly_rounded_results_fail_any_max_ulp_below_half():
+    """Why the loader refuses max_ulp < 0.5: the correctly rounded result of a value between two floats misses it."""
+    u = 2.0**-23
+    exact = mp([mpmath.mpf(1) + mpmath.mpf(u) / 3])
+    assert not judge(np.array([1.0]), exact, F32, Tolerance(0.0, 0.0)).passed
+    assert not judge(np.array([1.0]), exact, F32, Tolerance(0.25, 0.0)).passed
+    assert judge(np.array([1.0]), exact, F32, tolerance_for("float32", {"correctly_rounded": True})).passed
+
+
+def test_tolerances_file_refuses_a_max_ulp_below_half():
+    from conformance.cases import CaseError
+    from conformance.verdicts import TOLERANCES_FILE, parse_tolerances
+
+    text = (REPO / TOLERANCES_FILE).read_text(encoding="utf-8").replace("float32: {max_ulp: 4,", "float32: {max_ulp: 0,")
+    with pytest.raises(CaseError) as info:
+        parse_tolerances(text, TOLERANCES_FILE)
+    (problem,) = info.value.problems
+    assert problem.field == "float32.max_ulp" and "max_ulp 0 is below 0.5" in problem.message

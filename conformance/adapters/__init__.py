@@ -26,7 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from conformance import variants as variant_contracts
 from conformance.dtypes import DTYPES
+from conformance.variants import Variant
 
 OPS = ("bce", "bce_with_logits", "sigmoid_bce")
 BUILTIN = {
@@ -84,7 +86,9 @@ class Api:
     repro: Callable[[dict[str, str], str, str], str]
     dtypes: tuple[str, ...] = DTYPES
     unsupported: dict[str, str] = field(default_factory=dict)  # "weight" / "pos_weight" / "label_smoothing" -> why not
-    variants: tuple[str, ...] = ()  # documented contracts it implements, names from conformance.variants
+    # documented contracts it implements: built-in names from conformance.variants.VARIANTS, or the adapter's
+    # own conformance.variants.Variant (variants.log_clamp, variants.prob_clip)
+    variants: tuple[str | Variant, ...] = ()
     # grad(inputs, reduction) -> d(reduced loss)/d(input), through the framework's own autodiff; for
     # `none` the gradient of the sum of the losses. None when the framework has no autodiff.
     grad: Callable[[Inputs, str], np.ndarray] | None = None
@@ -122,6 +126,10 @@ class Framework:
     # values · factor computed by the framework on its device, in the values' dtype: the subnormal probe's
     # operation (conformance.environment); None where the adapter gives none
     multiply: Callable[[np.ndarray, float], np.ndarray] | None = None
+    # the adapter's own known-divergence catalogues (docs/known_divergences.md), read with the built-in one for
+    # a framework of this name and any given to the run; a path is best made from the adapter's own file
+    # (Path(__file__).with_name("my_divergences.yaml")): a relative one starts at the current folder
+    known_divergences: tuple[str | Path, ...] = ()
 
 
 def load_framework(name: str) -> Framework:
@@ -274,6 +282,17 @@ def validate_framework(framework: Framework, label: str) -> None:
         value = getattr(framework, field_name)
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             problems.append(f"{field_name} must be a dict of str to str, not {_a(value)}")
+    if not isinstance(framework.device, str) or not framework.device.strip():
+        problems.append(f"device must be a non-empty str, not {framework.device!r}")
+    if framework.multiply is not None and not callable(framework.multiply):
+        problems.append(f"multiply is {_a(framework.multiply)}, not a callable or None")
+    catalogues = framework.known_divergences
+    if isinstance(catalogues, (str, Path)) or not isinstance(catalogues, (list, tuple)):
+        problems.append(f"known_divergences must be a tuple of paths, not {catalogues!r}")
+    else:
+        for path in catalogues:
+            if not isinstance(path, (str, Path)) or not Path(path).is_file():
+                problems.append(f"known_divergences: no such file {str(path)!r} (relative paths start at {os.getcwd()})")
     apis = framework.apis
     if not isinstance(apis, (list, tuple)):
         problems.append(f"apis must be a list of conformance.adapters.Api, not {_a(apis)}")
@@ -315,16 +334,7 @@ def validate_framework(framework: Framework, label: str) -> None:
                     problems.append(f"{where}: unsupported has key {key!r} (keys: {', '.join(UNSUPPORTED_KEYS)})")
                 elif not isinstance(why, str) or not why.strip():
                     problems.append(f"{where}: unsupported[{key!r}] must say why, as a non-empty str")
-        declared = getattr(api, "variants", ())
-        if isinstance(declared, str) or not isinstance(declared, (list, tuple)):
-            problems.append(f"{where}: variants must be a tuple of variant names, not {declared!r}")
-        else:
-            from conformance.variants import VARIANTS
-
-            unknown = [v for v in declared if v not in VARIANTS]
-            if unknown:
-                known = ", ".join(VARIANTS)
-                problems.append(f"{where}: unknown variant(s) {', '.join(map(repr, unknown))} (known: {known})")
+        problems += [f"{where}: {problem}" for problem in variant_contracts.problems(getattr(api, "variants", ()))]
         if not isinstance(getattr(api, "axis_mean", False), bool):
             problems.append(f"{where}: axis_mean must be a bool, not {_a(api.axis_mean)}")
         for attribute in ("grad", "grad_target"):
