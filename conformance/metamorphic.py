@@ -54,9 +54,12 @@ def one_minus_is_exact(y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
 
 
 def mirrored(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inputs of L(-x, 1 - y), arrays of the inputs' shapes and dtypes (numpy's arithmetic on a 0-d array
+    gives a numpy scalar, which no framework conversion need take: ``np.asarray`` keeps it an array)."""
     out = dict(inputs)
-    out["logits"] = -inputs["logits"]
-    out["target"] = (1 - inputs["target"].astype(np.float64)).astype(inputs["target"].dtype)  # exact, as checked
+    out["logits"] = np.asarray(-inputs["logits"])
+    mirror = (1 - inputs["target"].astype(np.float64)).astype(inputs["target"].dtype)  # exact, as checked
+    out["target"] = np.asarray(mirror)
     return out
 
 
@@ -141,6 +144,7 @@ def symmetry(first: np.ndarray, second: np.ndarray, fmt: FloatFormat, tolerance:
 
 def mean_vs_sum(mean: float, total: float, terms, fmt: FloatFormat):
     """Whether mean = sum / n within the summation bound; returns (holds, distance in ULPs of the mean, bound).
+    Only for n > 0 (ValueError otherwise: the relation is undefined without elements).
 
     ``terms``: the exact terms, or their ``ReferenceValue``: from ``VECTORISED_FROM`` terms on, their
     magnitude is bounded from the correctly rounded terms (each within a relative 2^-p or half a
@@ -155,19 +159,16 @@ def mean_vs_sum(mean: float, total: float, terms, fmt: FloatFormat):
             magnitude = mpmath.mpf(math.fsum(finite.tolist())) * (1 + mpmath.mpf(2) ** (1 - fmt.precision)) + n * mpmath.mpf(fmt.smallest_subnormal)
             return _mean_vs_sum(mean, total, terms.rounded.size, magnitude, fmt)
         terms = terms.exact
-    n = terms.size
-    if not (math.isfinite(mean) and math.isfinite(total)):
-        quotient = total / n if n else math.nan
-        same = (math.isnan(mean) and math.isnan(quotient)) or mean == quotient
-        return same, (0.0 if same else math.inf), None
     with mpmath.workprec(4 * fmt.precision + 64):
         magnitude = mpmath.fsum(abs(t) for t in terms.ravel() if mpmath.isfinite(t))
-        return _mean_vs_sum(mean, total, n, magnitude, fmt)
+        return _mean_vs_sum(mean, total, terms.size, magnitude, fmt)
 
 
 def _mean_vs_sum(mean: float, total: float, n: int, magnitude, fmt: FloatFormat):
+    if n == 0:  # the caller's to decide what an empty input means for the relation (the runner: it does not apply)
+        raise ValueError("mean = sum / n is undefined for n = 0")
     if not (math.isfinite(mean) and math.isfinite(total)):
-        quotient = total / n if n else math.nan
+        quotient = total / n
         same = (math.isnan(mean) and math.isnan(quotient)) or mean == quotient
         return same, (0.0 if same else math.inf), None
     with mpmath.workprec(4 * fmt.precision + 64):

@@ -378,7 +378,8 @@ def _evaluate(
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}")
         count = terms.size if count is None else count  # the fast path's fallback: a part of the elements
-        return terms / count if reduction == "mean" and count else terms
+        # (an object array's quotient is an mpf, not an array, when it is 0-d: a scalar input's mean)
+        return np.asarray(terms / count, dtype=object) if reduction == "mean" and count else terms
     if reduction == "none":
         return terms
     total = mpmath.fsum(terms.ravel()) if terms.size else mpmath.mpf(0)

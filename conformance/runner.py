@@ -310,14 +310,14 @@ class Runner:
         self._outcome: Conditioning | None = None  # the measurement's elements past the tolerance (see _explain)
         try:
             result = self._relation(check) if check.quantity in metamorphic.RELATIONS else self._judge(check)
+            if result.verdict != Verdict.UNSUPPORTED.value:
+                self._explain(check, result)
         except CallTimeout as exc:  # the framework hung: this check's error, which no known divergence stands for
             return self.error(check, timeout_message(exc.seconds))
-        except Exception as exc:  # a bug of the suite's own: this check's error, never the others' loss
+        except Exception as exc:  # a bug of the suite's own (reading the catalogue too): this check's error, no other's
             result = self._blank(check)
             result.message = f"bce-conformance raised {_first_line(exc)} (a bug in the suite, not the framework)"
             return result  # no known divergence can stand for it
-        if result.verdict != Verdict.UNSUPPORTED.value:
-            self._explain(check, result)
         return result
 
     def _explain(self, check: Check, result: Result) -> None:
@@ -423,7 +423,8 @@ class Runner:
         result.worst = self._worst(inputs, ref, judgement, fmt, api.axis_mean)
         if got.dtype != fmt.numpy_dtype:
             result.verdict = Verdict.FAIL.value
-            result.message = f"returned {got.dtype} for {check.dtype} inputs (a silent change of dtype)"
+            what = f"{EMPTY}returned {_returned(values)} in" if _is_empty(inputs) else "returned"
+            result.message = f"{what} {got.dtype} for {check.dtype} inputs (a silent change of dtype)"
         elif judgement.passed:
             result.verdict = Verdict.EXACT.value
             if _is_empty(inputs):  # the framework's policy for no elements, on record (not only in `worst`)
@@ -449,7 +450,9 @@ class Runner:
             if _is_empty(inputs):
                 result.message = f"{EMPTY}returned {_returned(values)}: {result.message}"
         if not gradient:  # the reproducers call the loss; a gradient's is not written yet
-            result.repro = self._repro(check, inputs, ref, judgement.worst[0].index if check.reduction == "none" else None)
+            # (an empty `none` result has no worst element: the whole input is reproduced)
+            worst = judgement.worst[0].index if check.reduction == "none" and judgement.worst else None
+            result.repro = self._repro(check, inputs, ref, worst)
         return result
 
     def _relation(self, check: Check) -> Result:
@@ -477,6 +480,8 @@ class Runner:
         except (ReferenceError, ExpectationError) as exc:
             result.message = f"reference: {exc}"
             return result
+        if _is_empty(inputs):  # as every result's on an input without elements
+            result.message = f"{EMPTY}{result.message}"
         if holds:
             result.verdict = Verdict.EXACT.value
             return result
@@ -569,6 +574,14 @@ class Runner:
         shape = broadcast_shape(inputs)
         mean = float(self._results(check.api, inputs, "mean", shape))
         total = float(self._results(check.api, inputs, "sum", shape))
+        # n: the terms the API's mean averages (for an API averaging over the last axis, its rows)
+        if int(np.prod(shape[:-1] if check.api.axis_mean else shape)) == 0:  # sum / 0 is undefined, whatever the mean
+            result.max_ulp = 0.0
+            result.message = (
+                f"mean = sum / n is undefined for n = 0, so the relation does not apply (the API's mean {to_hex(mean)} "
+                f"and sum {to_hex(total)} are judged by their own checks, against the exact NaN and 0)"
+            )
+            return True, None
         # the API's own `none` terms: for an API averaging over the last axis, its row means (n = rows)
         exact_sum = float(self.exact.reference(check.case, check.api.op, fmt, "sum", axis_mean=check.api.axis_mean).rounded)
         if math.isinf(exact_sum) and total == exact_sum:  # the sum overflows the dtype, as it must: no relation to test

@@ -213,6 +213,53 @@ def test_the_vectorised_relations_agree_with_the_exact_ones(monkeypatch):
     assert np.allclose([r[3] for r in inside], [r[3] for r in inside2], rtol=2**-40, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_the_mirror_of_0d_inputs_is_0d_arrays(dtype):
+    # numpy's arithmetic on a 0-d array returns a numpy scalar, which a framework's conversion need not take
+    fmt = FORMATS[dtype]
+    inputs = {name: np.asarray(value, dtype=fmt.numpy_dtype) for name, value in (("logits", 0.5), ("target", 0.25))}
+    mirror = metamorphic.mirrored(inputs)
+    for name, want in (("logits", -0.5), ("target", 0.75)):
+        assert type(mirror[name]) is np.ndarray and mirror[name].shape == () and mirror[name].dtype == fmt.numpy_dtype
+        assert float(mirror[name]) == want
+
+
+def test_torchs_relations_take_0d_inputs(tmp_path):
+    # the symmetry feeds torch the mirrored inputs and vs-fused both paths: on a 0-d case each is a 0-d tensor
+    pytest.importorskip("torch")
+    path = tmp_path / "scalar.yaml"
+    path.write_text(
+        "schema_version: 1\ndescription: 0-d\ncases:\n"
+        "  - {id: scalar, why: 0-d, logits: 0.5, target: 0.25, dtypes: [bfloat16, float32],\n"
+        "     reductions: [none, mean, sum], gradients: false}\n"
+    )
+    torch_framework = load_framework("torch")
+    apis = [a for a in torch_framework.apis if not a.name.startswith("keras")]  # Keras's backend is its own concern
+    framework = Framework("torch", torch_framework.versions, apis)
+    checks = [c for c in enumerate_checks(load_file(path), apis) if c.quantity in metamorphic.RELATIONS]
+    assert {c.quantity for c in checks} == set(metamorphic.RELATIONS)
+    runner = Runner(framework)
+    for check in checks:
+        result = runner.run(check)
+        assert result.verdict != "error", (check.id, result.message)
+        assert "raised" not in result.message, (check.id, result.message)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_torchs_conversion_takes_numpy_scalars(dtype):
+    # what numpy's arithmetic on 0-d arrays returns: a numpy scalar, which torch.from_numpy refuses
+    pytest.importorskip("torch")
+    fmt = FORMATS[dtype]
+    name = "torch.nn.functional.binary_cross_entropy_with_logits"
+    api = next(a for a in load_framework("torch").apis if a.name == name)
+    scalars = {"logits": fmt.numpy_dtype.type(0.5), "target": fmt.numpy_dtype.type(1)}
+    arrays = {name: np.asarray(value) for name, value in scalars.items()}
+    for reduction in ("none", "mean"):
+        got = api.call(scalars, reduction)
+        assert got.shape == () and got.dtype == fmt.numpy_dtype
+        assert got.tobytes() == api.call(arrays, reduction).tobytes()
+
+
 # ---------------------------------------------------------------------------------------------
 # vs-fused under the two-step API's declared variant, and under label smoothing
 

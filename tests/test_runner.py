@@ -10,6 +10,7 @@ from conformance import divergences, metamorphic
 from conformance.adapters import Api, Framework, Unsupported, load_framework
 from conformance.cases import load_file
 from conformance.divergences import KnownDivergence
+from conformance.dtypes import get_format
 from conformance.runner import Check, Runner, enumerate_checks
 from conformance.verdicts import Verdict
 
@@ -345,3 +346,152 @@ def test_empty_input_policy_is_recorded_and_summarised(tmp_path):
     assert "- `double.zero_mean` mean: returned 0x0p+0 (0.0): max error inf ULP" in section
     assert "- `double.raises` sum: the call raised ValueError: cannot reduce an empty tensor (error); float32" in section
     assert "- `double.raises` mean: the call raised ValueError: cannot reduce an empty tensor (known_divergence); float32" in section
+
+
+SCALAR_CASES = """\
+schema_version: 1
+description: 0-d inputs through every op, reduction, quantity and relation
+defaults: {dtypes: [float16, bfloat16, float32, float64], reductions: [none, mean, sum], target_gradients: true}
+cases:
+  - {id: logit, why: a 0-d logit and target, logits: 0.5, target: 1}
+  - {id: logit-soft, why: a soft 0-d target whose 1 - y is exact, logits: -1.25, target: 0.25}
+  - {id: logit-weighted, why: 0-d weights, logits: 2.0, target: 0, weight: 1.5, pos_weight: 3.0}
+  - {id: logit-smoothed, why: label smoothing of a 0-d target, logits: -0.75, target: 1, label_smoothing: 0.1}
+  - {id: prob, why: a 0-d probability, probs: 0.25, target: 0.5, weight: 2.0}
+"""
+
+# what the relations on a 0-d input compare: each one's message, which says it ran on one element
+RELATION_MESSAGES = {
+    "symmetry": "L(x, y) and L(-x, 1 - y) differ by up to",
+    "mean-vs-sum": "/ 1: ",
+    "vs-fused": "ULP apart on the 1 well-conditioned elements",
+}
+
+
+def scalar_results(tmp_path, framework: Framework) -> dict[str, object]:
+    path = tmp_path / "scalars.yaml"
+    path.write_text(SCALAR_CASES)
+    cases = load_file(path)
+    assert all(case.inputs(get_format("float32"))[case.kind].shape == () for case in cases)
+    runner = Runner(framework)
+    with np.errstate(all="ignore"):
+        return {check.id: (check, runner.run(check)) for check in enumerate_checks(cases, framework.apis)}
+
+
+def test_0d_inputs_run_through_every_op_reduction_quantity_and_relation(tmp_path):
+    # the careful subject (gradients by hand) and the rounded one (relations on the blog's formulas): each result
+    # is fixed by construction; on a 0-d input `none` is 0-d, and its mean and sum are the loss itself
+    careful = careful_subject()
+    results = scalar_results(tmp_path, careful) | scalar_results(tmp_path, load_framework("rounded"))
+    covered = {(c.api.op, c.reduction, c.quantity) for c, r in results.values() if r.verdict != "unsupported"}
+    quantities = ("value", "grad", "grad_target")
+    for op in ("bce", "bce_with_logits", "sigmoid_bce"):
+        assert {(op, reduction, q) for reduction in ("none", "mean", "sum") for q in quantities} <= covered, op
+    assert {("bce_with_logits", "none", "symmetry"), ("sigmoid_bce", "none", "vs-fused")} <= covered
+    assert {(op, "mean", "mean-vs-sum") for op in ("bce", "bce_with_logits", "sigmoid_bce")} <= covered
+    errors = [f"{check_id}: {r.message}" for check_id, (c, r) in results.items() if r.verdict == "error"]
+    assert not errors
+    for check_id, (check, result) in results.items():
+        if check.api.framework == "careful" and result.verdict != "unsupported":
+            # careful's every step is IEEE 754 in the dtype on correctly rounded elementary functions: exact
+            # wherever the problem is well conditioned, which it is at these moderate inputs
+            assert result.verdict == "exact", (check_id, result.message)
+            assert check.quantity in metamorphic.RELATIONS or result.worst[0]["index"] == []
+        if check.api.name == "rounded.stable_bce_with_logits" and result.verdict != "unsupported":
+            assert result.verdict == "exact", (check_id, result.message)
+        if check.quantity in metamorphic.RELATIONS and result.verdict != "unsupported":
+            assert RELATION_MESSAGES[check.quantity] in result.message, (check_id, result.message)
+    # the mean of one element is that element: the same result, in value and gradient, as `none` and `sum`
+    for quantity in ("", "-grad", "-grad_target"):
+        name = "scalars/logit-careful.bce_with_logits-float32-{}" + quantity
+        means = [results[name.format(reduction)][1] for reduction in ("none", "mean", "sum")]
+        assert len({m.worst[0]["got"] for m in means}) == 1, quantity
+
+
+def careful_subject() -> Framework:
+    from conformance.adapters import load_adapter
+
+    return load_adapter(f"{Path(__file__).resolve().parent / 'subjects' / 'careful.py'}:load")
+
+
+def zero_mean_of_nothing(inputs, reduction):
+    """The stable formula, but the mean of no elements is 0 (as a framework may define it), not NaN."""
+    if reduction == "mean" and inputs["logits"].size == 0:
+        return np.zeros((), dtype=inputs["logits"].dtype)
+    return subject_stable(inputs, reduction)
+
+
+def test_mean_vs_sum_does_not_apply_to_an_empty_input_whatever_its_mean(tmp_path):
+    # sum / n is undefined for n = 0: the relation says so and holds vacuously (for a NaN mean and for a 0 mean),
+    # and the value check judges that mean against the exact NaN
+    path = tmp_path / "empty.yaml"
+    path.write_text(EMPTY_CASE)
+    case = load_file(path)[0]
+    for api in (double("double.zero_mean", call=zero_mean_of_nothing), double("double.nan_mean", call=subject_stable)):
+        with np.errstate(invalid="ignore"):
+            relation = run(api, case, reduction="mean", quantity="mean-vs-sum")
+            value = run(api, case, reduction="mean")
+        assert relation.verdict == Verdict.EXACT.value, relation.message
+        mean = "0x0p+0" if api.name == "double.zero_mean" else "nan"
+        assert relation.message == (
+            "empty input: mean = sum / n is undefined for n = 0, so the relation does not apply "
+            f"(the API's mean {mean} and sum 0x0p+0 are judged by their own checks, against the exact NaN and 0)"
+        )
+        assert value.verdict == (Verdict.FAIL.value if api.name == "double.zero_mean" else Verdict.EXACT.value)
+    with pytest.raises(ValueError, match="undefined for n = 0"):  # the relation itself needs n > 0
+        metamorphic.mean_vs_sum(0.0, 0.0, np.empty((0,), dtype=object), get_format("float32"))
+
+
+def test_a_dtype_change_on_an_empty_none_result_fails_and_says_so(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text(EMPTY_CASE)
+    case = load_file(path)[0]
+    widening = double("double.widens", call=lambda inputs, r: subject_stable(inputs, r).astype(np.float64))
+    result = run(widening, case, reduction="none")
+    assert result.verdict == Verdict.FAIL.value
+    assert result.message == "empty input: returned shape (0,) in float64 for float32 inputs (a silent change of dtype)"
+    assert result.repro.startswith("repro(['input', 'target'], float32, none)")  # the whole (empty) input
+    total = run(widening, case, reduction="sum")
+    assert total.message == (
+        "empty input: returned 0x0p+0 (0.0) in float64 for float32 inputs (a silent change of dtype)"
+    )
+
+
+def test_every_relation_on_an_empty_input_says_so(tmp_path):
+    path = tmp_path / "empty.yaml"
+    rows = "  - {id: empty-2d, why: rows of nothing, logits: [[], []], target: [[], []], dtypes: [float64]}\n"
+    path.write_text(EMPTY_CASE + rows)
+    subject = load_framework("rounded")
+    runner = Runner(subject)
+    checks = [c for c in enumerate_checks(load_file(path), subject.apis) if c.quantity in metamorphic.RELATIONS]
+    assert {c.quantity for c in checks} == set(metamorphic.RELATIONS)
+    for check in checks:
+        with np.errstate(invalid="ignore"):
+            result = runner.run(check)
+        assert result.verdict == Verdict.EXACT.value, (check.id, result.message)
+        assert result.message.startswith("empty input: "), (check.id, result.message)
+
+
+def test_known_divergences_explain_0d_results(tmp_path):
+    path = tmp_path / "scalar.yaml"
+    path.write_text(SCALAR_CASES)
+    case = next(c for c in load_file(path) if c.id == "logit")
+    doubled = double(call=lambda i, r: subject_stable(i, r) * i["logits"].dtype.type(2))
+    for reduction in ("none", "mean"):
+        inside = run(doubled, case, reduction=reduction, known=[entry({"logit": {"gt": 0}})])
+        assert inside.verdict == Verdict.KNOWN_DIVERGENCE.value and inside.explained["entry"]["elements"] == 1
+        outside = run(doubled, case, reduction=reduction, known=[entry({"logit": {"lt": 0}})])
+        assert outside.verdict == Verdict.FAIL.value and not outside.in_regions
+    mirror_region = entry({"quantity": "symmetry", "logit": {"lt": 0}})
+    lopsided_0d = run(double(call=lopsided), case, quantity="symmetry", known=[mirror_region])
+    assert lopsided_0d.verdict == Verdict.KNOWN_DIVERGENCE.value  # explained through its mirror, -0.5
+
+
+def test_a_crash_reading_the_catalogue_is_the_checks_error(case, monkeypatch):
+    def broken(*args, **kwargs):
+        raise IndexError("planted")
+
+    monkeypatch.setattr(divergences, "explain", broken)
+    result = run(double(call=lambda i, r: subject_stable(i, r) * np.float32(2)), case, known=[entry()])
+    assert result.verdict == Verdict.ERROR.value and "IndexError: planted" in result.message
+    assert "a bug in the suite" in result.message

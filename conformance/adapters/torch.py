@@ -39,9 +39,12 @@ def load() -> Framework:
     def to_torch(array):
         if isinstance(array, torch.Tensor):  # the target of a target gradient, already a leaf that requires grad
             return array
+        # np.array: a copy the tensor owns, and an array even of a numpy scalar (what numpy's arithmetic on a
+        # 0-d array returns), which torch.from_numpy refuses
+        array = np.array(array)
         if array.dtype == ml_dtypes.bfloat16:  # torch.from_numpy does not know ml_dtypes' bfloat16
-            return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
-        return torch.from_numpy(array.copy())
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(array)
 
     def to_numpy(tensor) -> np.ndarray:
         tensor = tensor.detach().cpu()  # Keras's torch backend puts tensors on its default device
