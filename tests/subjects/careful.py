@@ -41,7 +41,10 @@ Special values as conformance/reference.py has them: a zero coefficient silences
 probability outside [0, 1] (reference.bce_term, bce_grad, bce_target_grad), and ±inf logits give the limits.
 
 Mutants: ``MUTANTS`` names single-bug variants, each a subclass of ``Careful`` that overrides one of its
-steps; ``mutant(name)`` loads one, as does the module attribute ``load_<name with _ for ->``.
+steps; ``mutant(name)`` loads one, as does the module attribute ``load_<name with _ for ->``. The API on
+probabilities alone (op `bce`) has steps of its own, ``probabilities_terms`` and ``probabilities_loss`` (the
+same computation as the two-step path's), so that a mutant can break that API and leave the two-step path
+right, as a framework whose loss on probabilities has no two-step path here would be.
 """
 
 from __future__ import annotations
