@@ -34,9 +34,16 @@ SUBSET = {
     "extreme_logits.yaml": ["large-pos-t0", "plus-inf-t1"],  # clamps, log(σ(x)) and exp overflow; 0·inf at x = +inf
     "moderate_logits.yaml": ["t0"],  # softplus losing e^x below 0, and its threshold at 20 (float64 x = 30)
     "target_gradients.yaml": ["blog-3x3-logits"],  # the target gradient's sign
-    "probabilities.yaml": ["zero-and-one"],  # 0·log 0, and the undeclared clip of p
-    "dense_sweeps.yaml": ["f32-probs-near-zero"],  # log(1 - p) where 1 - p rounds to 1
+    "probabilities.yaml": [
+        "zero-and-one",  # 0·log 0, and the undeclared clip of p
+        "small-p-target-0",  # log(1 - p) where 1 - p rounds
+        "nan-inputs",  # NaN in, NaN out, on probabilities
+    ],
+    "scale.yaml": ["probs-float32", "probs-float16"],  # the reductions of the loss on probabilities alone
 }
+# the sweeps of the library (thousands of inputs each): every mutant must be caught without them, by a case
+# chosen for its bug
+SWEEPS = {"dense_sweeps.yaml", "exhaustive_16bit.yaml", "logit_sweep.yaml"}
 # and a case file of the subjects' own: a sum long enough for a running float16 or bfloat16 sum to stall
 OWN_CASES = {REPO / "tests" / "subjects" / "long_sums.yaml": ["half-precision-4096"]}
 FILES = [REPO / "cases" / name for name in SUBSET] + list(OWN_CASES)
@@ -80,6 +87,11 @@ def test_the_subset_selects_cases_of_every_kind():
     assert {check.quantity for check in chosen} == quantities
     assert {check.api.op for check in chosen} == {"bce", "bce_with_logits", "sigmoid_bce"}
     assert {check.dtype for check in chosen} == {"float16", "bfloat16", "float32", "float64"}
+
+
+def test_the_subset_is_hand_picked():
+    assert not SWEEPS & set(SUBSET), "a mutant must be caught by a case chosen for its bug, not only by a sweep"
+    assert SWEEPS <= {path.name for path in (REPO / "cases").glob("*.yaml")}, "a sweep file was renamed"
 
 
 def test_the_careful_subject_gets_no_failure():

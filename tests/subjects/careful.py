@@ -41,7 +41,10 @@ Special values as conformance/reference.py has them: a zero coefficient silences
 probability outside [0, 1] (reference.bce_term, bce_grad, bce_target_grad), and ±inf logits give the limits.
 
 Mutants: ``MUTANTS`` names single-bug variants, each a subclass of ``Careful`` that overrides one of its
-steps; ``mutant(name)`` loads one, as does the module attribute ``load_<name with _ for ->``.
+steps; ``mutant(name)`` loads one, as does the module attribute ``load_<name with _ for ->``. The API on
+probabilities alone (op `bce`) has steps of its own, ``probabilities_terms`` and ``probabilities_loss`` (the
+same computation as the two-step path's), so that a mutant can break that API and leave the two-step path
+right, as a framework whose loss on probabilities has no two-step path here would be.
 """
 
 from __future__ import annotations
@@ -260,6 +263,11 @@ class Careful:
     def probs_value_terms(self, p, positive, negative):
         return self.times(positive, -cr("log", p)) + self.times(negative, -self.log_not_p(p))
 
+    def probabilities_terms(self, p, positive, negative):
+        """The terms of the API on probabilities alone (op `bce`): ``probs_value_terms``, as the two-step path's.
+        A step of its own for the mutants of that API (see ``probabilities_loss``)."""
+        return self.probs_value_terms(p, positive, negative)
+
     def adjust_value(self, terms):
         return terms
 
@@ -269,6 +277,12 @@ class Careful:
         if reduction == "mean":
             return cr("mean", terms)
         return terms
+
+    def probabilities_loss(self, terms, reduction: str):
+        """What the API on probabilities alone (op `bce`, not the two-step path) returns from its weighted terms:
+        their reduction, as every API's. A step of its own so that a mutant can break that API alone, as a
+        framework whose probability loss has no two-step path in the suite (Keras's on torch or JAX)."""
+        return self.reduce_value(terms, reduction)
 
     # ---- gradients -----------------------------------------------------------------------------
 
@@ -367,10 +381,13 @@ class Careful:
             o = self.operands(op, inputs)
             if op == "bce_with_logits":
                 terms = self.logits_value_terms(o.first, o.positive, o.negative)
+            elif op == "bce":
+                terms = self.probabilities_terms(o.first, o.positive, o.negative)
             else:
                 terms = self.probs_value_terms(self._probability(op, o), o.positive, o.negative)
             terms = self.adjust_value(self._nan(self.weigh(terms, o.weight, "value"), o))
-            return self._finish(self.reduce_value(terms, reduction), o)
+            reduce = self.probabilities_loss if op == "bce" else self.reduce_value
+            return self._finish(reduce(terms, reduction), o)
 
     def grad(self, op: str, inputs, reduction: str) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -516,6 +533,52 @@ class TwoStepNoChain(Careful):
         return np.ones((), p.dtype)  # the two-step gradient stops at d/dp: the sigmoid's backward left out
 
 
+# the API on probabilities alone (op `bce`): bugs of its reduction that only a long input shows, and a NaN
+# silenced; the two-step path and the loss on logits stay correct
+
+
+class ProbsTailDropped(Careful):
+    BLOCK = 4096
+
+    def probabilities_loss(self, terms, reduction):
+        # a blocked reduction that forgets the last, partial block of a long input
+        if reduction != "none" and terms.size > self.BLOCK:
+            terms = terms.ravel().copy()
+            terms[terms.size - terms.size % self.BLOCK :] = 0  # the sum of the whole blocks (over n for the mean)
+        return super().probabilities_loss(terms, reduction)
+
+
+class ProbsRunningFloat32Sum(Careful):
+    def probabilities_loss(self, terms, reduction):
+        if reduction == "none" or terms.size == 0:
+            return super().probabilities_loss(terms, reduction)
+        # one accumulator, element after element: float32 (float64 for float64), then rounded to the dtype
+        accumulator = np.promote_types(terms.dtype, np.float32)
+        total = np.add.accumulate(terms.ravel().astype(accumulator))[-1]
+        if reduction == "mean":
+            total = total / accumulator.type(terms.size)
+        return np.asarray(total).astype(terms.dtype)
+
+
+class ProbsMeanTimesReciprocal(Careful):
+    def probabilities_loss(self, terms, reduction):
+        if reduction != "mean" or terms.size == 0:
+            return super().probabilities_loss(terms, reduction)
+        return cr("sum", terms) * terms.dtype.type(1.0 / terms.size)  # 1/n rounded to the dtype: sum·(1/n)
+
+
+class ProbsLogOfOneMinusP(Careful):
+    def probabilities_terms(self, p, positive, negative):
+        one = np.ones((), p.dtype)
+        return self.times(positive, -cr("log", p)) + self.times(negative, -cr("log", one - p))  # not log1p(-p)
+
+
+class ProbsNanToZero(Careful):
+    def probabilities_loss(self, terms, reduction):
+        # "no NaN in the loss": np.nan_to_num(loss, nan=0.0), infinities kept
+        return super().probabilities_loss(np.where(np.isnan(terms), np.zeros((), terms.dtype), terms), reduction)
+
+
 # name -> (the subclass, one line saying what is wrong)
 MUTANTS: dict[str, tuple[type[Careful], str]] = {
     "clamp-logits-88": (ClampLogits88, "logits clamped to [-88, 88] before the loss (a clamp for exp's argument)"),
@@ -538,6 +601,23 @@ MUTANTS: dict[str, tuple[type[Careful], str]] = {
     "log-of-one-minus-p": (LogOfOneMinusP, "log(1 - p) instead of log1p(-p): 1 - p rounds for small p"),
     "zero-times-inf": (ZeroTimesInf, "no zero-coefficient rule: 0·log 0 is NaN, not 0"),
     "two-step-no-chain": (TwoStepNoChain, "the two-step gradient without the sigmoid's backward p·(1 - p)"),
+    "probs-tail-dropped": (
+        ProbsTailDropped,
+        "the loss on probabilities reduced in blocks of 4096 that drop the last, partial block of a longer input",
+    ),
+    "probs-running-float32-sum": (
+        ProbsRunningFloat32Sum,
+        "the loss on probabilities summed element by element into one float32 (float64) accumulator, not pairwise",
+    ),
+    "probs-mean-times-reciprocal": (
+        ProbsMeanTimesReciprocal,
+        "the mean loss on probabilities as sum·(1/n), 1/n rounded to the dtype (subnormal in float16 past 2**14)",
+    ),
+    "probs-log-of-one-minus-p": (
+        ProbsLogOfOneMinusP,
+        "the loss on probabilities with log(1 - p) instead of log1p(-p) (the two-step path keeps log1p)",
+    ),
+    "probs-nan-to-zero": (ProbsNanToZero, "the loss on probabilities with NaN replaced by 0 (a nan_to_num)"),
 }
 
 
