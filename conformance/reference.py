@@ -5,7 +5,10 @@ Label smoothing (Keras's: y' = y·(1 - ls) + ls/2, keras/src/losses/losses.py ::
 is applied to each target exactly, in binary arithmetic without rounding, never in the dtype.
 Each loss is evaluated as a sum of non-negative products (no cancellation for targets in
 [0, 1]) at a precision well beyond the dtype, then again at twice that precision; the two
-must round to the same value in the dtype (Ziv's test), else the precision grows.
+must round to the same value in the dtype (Ziv's test), else the precision grows, element by
+element (``_settle``). Where an evaluation lands on or next to a rounding midpoint or a power of
+two of the dtype, the side of the exact value is decided exactly from a ``Split``: an exactly known
+rational part and a rest of known sign and bounded magnitude.
 """
 
 from __future__ import annotations
@@ -575,7 +578,9 @@ def _settle(formula, term, first, inputs, reduction, fmt, gradient, axis_mean, w
         with mpmath.workprec(2 * precision):
             high = np.asarray(_evaluate(term, first, part, *args), dtype=object).ravel()
         for position, lo, hi in zip(np.flatnonzero(pending), low, high):
-            settled = _settled_element(lo, hi, precision, fmt, lambda position=position: splits_at(position))
+            settled = _settled_element(
+                lo, hi, precision, fmt, lambda position=position: splits_at(position), last=2 * precision > MAX_PRECISION
+            )
             if settled is not None:
                 exact[position], rounded[position] = settled
                 pending[position] = False
@@ -600,14 +605,19 @@ def _operands(inputs, names, shape):
     return at
 
 
-def _settled_element(low, high, precision: int, fmt: FloatFormat, splits_at, powers: bool = True) -> tuple[mpmath.mpf, float] | None:
+def _settled_element(
+    low, high, precision: int, fmt: FloatFormat, splits_at, powers: bool = True, last: bool = False
+) -> tuple[mpmath.mpf, float] | None:
     """(exact value, correct rounding) of one element from its evaluations at ``precision`` and twice it, or
     None where they leave it open. An exact rational (a Fraction) is rounded at once, ties included. Else
     both must round alike, and where the value lies within their difference (or a relative 2^-(precision-16))
     of a point where the rounding or the ULP changes, the element's splits must say on which side the exact
     value lies: an evaluation that lands on a rounding midpoint says nothing of a rest below its precision
     (softplus(-1022) next to (1 - y)·x), and one that lands on 2^k nothing of whether the exact value, and
-    so its ULP, lies below it. The exact value kept lies on the same side of that point as the exact one."""
+    so its ULP, lies below it. The exact value kept lies on the same side of that point as the exact one.
+    At the ``last`` precision, a value that both precisions still put on such a point, with no split to
+    decide it, is taken as that point: every formula here with an exact rational value (a Fraction, a
+    split with no rest) says so, and a transcendental one is not within 2^-16000 of a dyadic point."""
     if isinstance(high, Fraction):
         return _mpf_of_fraction(high, 2 * precision, fmt), round_fraction(high, fmt)
     if mpmath.isnan(high) or mpmath.isnan(low):
@@ -623,15 +633,13 @@ def _settled_element(low, high, precision: int, fmt: FloatFormat, splits_at, pow
     near = boundaries_near(high, radius, fmt, powers)
     if not near:
         return high, rounding
-    if len(near) > 1:
-        return None
-    point = near[0]
-    for split in splits_at():
-        side = split.side(point)
-        if side is not None:
-            placed = _placed(high, point, side, 2 * precision)
-            return placed, round_to_format(placed, fmt)
-    return None
+    if len(near) == 1:
+        for split in splits_at():
+            side = split.side(near[0])
+            if side is not None:
+                placed = _placed(high, near[0], side, 2 * precision)
+                return placed, round_to_format(placed, fmt)
+    return (high, rounding) if last else None
 
 
 def _sign(value) -> int:
@@ -732,6 +740,9 @@ def logits_splits(x, y, w, q, gradient: bool) -> list[Split]:
     (σ(-|x|) < e^-|x|), and also c·(1/2 + x/4) - w·q·y + c·(tanh(x/2)/2 - x/4), whose rest has the sign of
     -c·x and is below |c|·|x|^3/48 (0 < t - tanh t < t^3/3 for t > 0): the first settles large |x|, the
     second tiny |x| (a subnormal x next to 1/2 - y)."""
+    if gradient and mpmath.isinf(x) and _finite_fractions(y, w, q) is not None:  # σ(±inf) = 1 or 0: exact
+        y, w, q = _finite_fractions(y, w, q)
+        return [Split(w * (1 - y) if x > 0 else -w * (1 if q is None else q) * y, 0, None)]
     fractions = _finite_fractions(x, y, w, q)
     if fractions is None:
         return []
@@ -925,11 +936,9 @@ def ziv_round(function, value: float, fmt: FloatFormat) -> float:
             low = function(value)
         with mpmath.workprec(2 * precision):
             high = function(value)
-        settled = _settled_element(low, high, precision, fmt, list, powers=False)
-        if settled is not None:
-            return settled[1]
-        if precision > MAX_PRECISION:
-            return round_to_format(high, fmt)
+        settled = _settled_element(low, high, precision, fmt, list, powers=False, last=2 * precision > MAX_PRECISION)
+        if settled is not None or 2 * precision > MAX_PRECISION:
+            return round_to_format(high, fmt) if settled is None else settled[1]
         precision *= 2
 
 
