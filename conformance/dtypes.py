@@ -118,6 +118,8 @@ def boundaries_near(value: mpmath.mpf, radius: mpmath.mpf, fmt: FloatFormat, pow
     e = binade(value)
     if e < fmt.emin - fmt.precision - 2 or e > fmt.emax + 1:  # rounds to 0 or overflows: nothing changes here
         return []
+    if _clear_of_boundaries(value, radius, e, fmt):
+        return []
     v, r = abs(to_fraction(value)), abs(to_fraction(radius))
     quantum = Fraction(2) ** quantum_exponent(e, fmt)
     k = v // quantum
@@ -128,6 +130,24 @@ def boundaries_near(value: mpmath.mpf, radius: mpmath.mpf, fmt: FloatFormat, pow
     sign = -1 if value < 0 else 1
     near = sorted({point for point in points if point > 0 and abs(point - v) <= r}, key=lambda point: abs(point - v))
     return [sign * point for point in near]
+
+
+def _clear_of_boundaries(value: mpmath.mpf, radius: mpmath.mpf, e: int, fmt: FloatFormat) -> bool:
+    """A quick sufficient test, in integers, that no midpoint of the binade 2**e nor either of its ends lies
+    within ``radius`` of ``value`` (which lies in it): the common case, without building Fractions."""
+    _, man, exp, bc = value._mpf_
+    _, r_man, r_exp, r_bc = radius._mpf_
+    if not r_man:
+        r_exp, r_bc = exp - 2, 0  # a radius of 0: any nonzero distance is larger
+    shift = exp - quantum_exponent(e, fmt) + 1  # value = man·2^shift half-quanta; midpoints: odd ones
+    if shift >= 0:
+        return False  # on a multiple of a half quantum: the exact test decides
+    units, rest = man >> -shift, man & ((1 << -shift) - 1)
+    to_midpoint = rest if units & 1 else (1 << -shift) - rest  # to the nearest odd number of half quanta, ·2^exp
+    to_ends = min(man - (1 << (bc - 1)), (1 << bc) - man)  # to 2**e and 2**(e+1), ·2^exp
+    nearest = min(to_midpoint, to_ends)
+    # nearest·2^exp >= 2^(exp + bitlen - 1) > 2^(r_exp + r_bc) > radius
+    return nearest > 0 and exp + nearest.bit_length() - 1 > r_exp + r_bc
 
 
 def to_fraction(value: float | mpmath.mpf) -> Exact:
