@@ -4,7 +4,9 @@ The float64 fast path cannot settle a float64 rounding (its bounds are near 2^-4
 evaluates about a thousand elements a second at the precision a float64 reference needs, so a
 million-element float64 reduction takes ``arb`` instead: every term and the sum are balls at
 2·53 + 64 bits whose radius bounds the error rigorously; where both ends of the ball round to the
-same float64, that is the correctly rounded mean or sum (else the mpmath path decides). The ball's
+same float64 and no power of two lies inside it, that is the correctly rounded mean or sum and the
+ball's midpoint lies in the exact value's binade (its ULP's); else twice the precision, then four
+times, then the mpmath path decides. The ball's
 midpoint, within its radius (about 2^-120 relative), stands for the exact value in the judgement.
 """
 
@@ -16,7 +18,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from conformance.dtypes import FloatFormat, round_fraction
+from conformance.dtypes import FloatFormat, boundaries_near, round_fraction
 
 try:  # optional: without python-flint, large float64 reductions take the mpmath path
     from flint import arb, ctx
@@ -24,6 +26,7 @@ except ImportError:  # pragma: no cover - python-flint is a dependency; this kee
     arb = ctx = None
 
 MIN_ELEMENTS = 1 << 15  # below, mpmath is fast enough
+PRECISION_STEPS = 3  # precisions tried: 2·53 + 64 bits, then twice that, then four times
 _sums: dict[str, object] = {}  # the exact sum of a set of terms, shared by its mean and its sum
 
 
@@ -81,12 +84,23 @@ def reduction(formula: str, inputs: dict[str, np.ndarray], reduction_name: str, 
         return None
     key = hashlib.sha256(formula.encode() + b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
     precision = 2 * fmt.precision + 64
+    for _ in range(PRECISION_STEPS):
+        settled = _settled(formula, key, x, y, w, q, reduction_name, size, precision, fmt)
+        if settled is not None:
+            return settled
+        precision *= 2
+    return None
+
+
+def _settled(formula, key, x, y, w, q, reduction_name, size, precision, fmt):
+    """The ball at ``precision`` bits, where it settles the value: both ends round alike, and no point where the
+    ULP changes (a power of two) lies inside it, so that its midpoint lies in the exact value's binade."""
     saved = ctx.prec
     try:
         ctx.prec = precision
-        if key not in _sums:
-            _sums[key] = _sum(formula, x, y, w, q)
-        total = _sums[key]
+        if (key, precision) not in _sums:
+            _sums[key, precision] = _sum(formula, x, y, w, q)
+        total = _sums[key, precision]
         value = total / size if reduction_name == "mean" else total
         middle, radius = _exact(value.mid()), _exact(value.rad())
     finally:
@@ -95,4 +109,7 @@ def reduction(formula: str, inputs: dict[str, np.ndarray], reduction_name: str, 
     if low != high:
         return None
     with mpmath.workprec(precision):
-        return low, mpmath.mpf(middle.numerator) / middle.denominator
+        middle_mpf = mpmath.mpf(middle.numerator) / middle.denominator
+        if radius and boundaries_near(middle_mpf, mpmath.mpf(radius.numerator) / radius.denominator, fmt):
+            return None
+        return low, middle_mpf

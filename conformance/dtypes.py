@@ -60,6 +60,28 @@ def get_format(name: str) -> FloatFormat:
 Exact = Fraction | float  # a float stands for itself only when it is ±inf or NaN
 
 
+def binade(value: Fraction | mpmath.mpf) -> int:
+    """The exponent e with 2**e <= |value| < 2**(e+1) of a finite nonzero value, exactly: an mpf's from its
+    own exponent and bit count (never through the context's precision, which would round 1 - 2**-300 to 1)."""
+    if isinstance(value, mpmath.mpf):
+        _, _, exp, bc = value._mpf_
+        return int(exp) + int(bc) - 1
+    num, den = abs(value.numerator), value.denominator
+    e = num.bit_length() - den.bit_length()
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    return e
+
+
+def quantum_exponent(e, fmt: FloatFormat):
+    """The exponent of one unit in the last place of ``fmt`` in the binade 2**e (an int, or an array of
+    them): the spacing of the format there, the subnormal spacing below the normal range. The one
+    definition of the ULP (``ulp``, ``fast_reference.ulp_of``) and of the rounding quantum."""
+    if isinstance(e, np.ndarray):
+        return np.maximum(e, fmt.emin) - (fmt.precision - 1)
+    return max(e, fmt.emin) - (fmt.precision - 1)
+
+
 def round_fraction(value: Fraction, fmt: FloatFormat) -> float:
     """Round an exact rational to ``fmt`` (nearest, ties to even), returned as the exactly equal Python float.
 
@@ -69,11 +91,7 @@ def round_fraction(value: Fraction, fmt: FloatFormat) -> float:
         return 0.0
     sign = -1.0 if value < 0 else 1.0
     num, den = abs(value.numerator), value.denominator
-    # exponent of the leading bit: 2**e <= |value| < 2**(e+1)
-    e = num.bit_length() - den.bit_length()
-    if (num << max(0, -e)) < (den << max(0, e)):
-        e -= 1
-    quantum = max(e, fmt.emin) - (fmt.precision - 1)  # exponent of one unit in the last place
+    quantum = quantum_exponent(binade(value), fmt)  # exponent of one unit in the last place
     # n = |value| / 2**quantum, rounded to the nearest integer, ties to even
     if quantum >= 0:
         q_num, q_den = num, den << quantum
@@ -88,6 +106,48 @@ def round_fraction(value: Fraction, fmt: FloatFormat) -> float:
     if n.bit_length() + quantum > fmt.emax + 1:  # |result| >= 2**(emax+1)
         return sign * math.inf
     return sign * math.ldexp(float(n), quantum)
+
+
+def boundaries_near(value: mpmath.mpf, radius: mpmath.mpf, fmt: FloatFormat, powers: bool = True) -> list[Fraction]:
+    """The points within ``radius`` of ``value`` where what an exact value of ``fmt`` rounds to changes (the
+    rounding midpoints, the overflow threshold among them) and, with ``powers``, where its ULP changes
+    (the powers of two above the subnormal range), exactly, nearest first. An evaluation of an exact value
+    that lands this close to one of them does not say on which side the exact value lies."""
+    if not value or not mpmath.isfinite(value) or not mpmath.isfinite(radius):
+        return []
+    e = binade(value)
+    if e < fmt.emin - fmt.precision - 2 or e > fmt.emax + 1:  # rounds to 0 or overflows: nothing changes here
+        return []
+    if _clear_of_boundaries(value, radius, e, fmt):
+        return []
+    v, r = abs(to_fraction(value)), abs(to_fraction(radius))
+    quantum = Fraction(2) ** quantum_exponent(e, fmt)
+    k = v // quantum
+    points = [(k + Fraction(i, 2)) * quantum for i in (-1, 1, 3)]
+    points.append(Fraction(2) ** e - Fraction(2) ** quantum_exponent(e - 1, fmt) / 2)  # the last midpoint below 2**e
+    if powers:
+        points += [Fraction(2) ** b for b in (e, e + 1) if b > fmt.emin]
+    sign = -1 if value < 0 else 1
+    near = sorted({point for point in points if point > 0 and abs(point - v) <= r}, key=lambda point: abs(point - v))
+    return [sign * point for point in near]
+
+
+def _clear_of_boundaries(value: mpmath.mpf, radius: mpmath.mpf, e: int, fmt: FloatFormat) -> bool:
+    """A quick sufficient test, in integers, that no midpoint of the binade 2**e nor either of its ends lies
+    within ``radius`` of ``value`` (which lies in it): the common case, without building Fractions."""
+    _, man, exp, bc = value._mpf_
+    _, r_man, r_exp, r_bc = radius._mpf_
+    if not r_man:
+        r_exp, r_bc = exp - 2, 0  # a radius of 0: any nonzero distance is larger
+    shift = exp - quantum_exponent(e, fmt) + 1  # value = man·2^shift half-quanta; midpoints: odd ones
+    if shift >= 0:
+        return False  # on a multiple of a half quantum: the exact test decides
+    units, rest = man >> -shift, man & ((1 << -shift) - 1)
+    to_midpoint = rest if units & 1 else (1 << -shift) - rest  # to the nearest odd number of half quanta, ·2^exp
+    to_ends = min(man - (1 << (bc - 1)), (1 << bc) - man)  # to 2**e and 2**(e+1), ·2^exp
+    nearest = min(to_midpoint, to_ends)
+    # nearest·2^exp >= 2^(exp + bitlen - 1) > 2^(r_exp + r_bc) > radius
+    return nearest > 0 and exp + nearest.bit_length() - 1 > r_exp + r_bc
 
 
 def to_fraction(value: float | mpmath.mpf) -> Exact:
@@ -132,19 +192,13 @@ def cast(values, fmt: FloatFormat) -> np.ndarray:
     return out.astype(fmt.numpy_dtype)  # exact: every value is already representable
 
 
-def ulp(exact: mpmath.mpf, fmt: FloatFormat) -> mpmath.mpf:
-    """One unit in the last place of ``fmt`` at ``exact`` (the subnormal spacing below the normal range)."""
-    if exact == 0:
-        e = fmt.emin
-    else:
-        e = max(int(mpmath.floor(mpmath.log(abs(exact), 2))), fmt.emin)
-        # mpmath's log2 can land a hair off at exact powers of two: settle e with exact comparisons
-        while mpmath.ldexp(1, e) > abs(exact) and e > fmt.emin:
-            e -= 1
-        while mpmath.ldexp(1, e + 1) <= abs(exact):
-            e += 1
-        e = max(e, fmt.emin)
-    return mpmath.ldexp(1, e - fmt.precision + 1)
+def ulp(exact: mpmath.mpf | Fraction, fmt: FloatFormat) -> mpmath.mpf:
+    """One unit in the last place of ``fmt`` at ``exact``: the spacing of the format in the binade of the exact
+    (unrounded) value, the subnormal spacing below the normal range. Just below a power of two 2**k this is
+    the spacing below 2**k, half that above it, even where the value rounds to 2**k (the definition of
+    Goldberg and of Muller et al.'s Handbook of Floating-Point Arithmetic, ulp(x) for a real x; the README's)."""
+    e = fmt.emin if exact == 0 else binade(exact)
+    return mpmath.ldexp(1, quantum_exponent(e, fmt))
 
 
 def ulp_error(got: float, exact: mpmath.mpf, fmt: FloatFormat) -> float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conformance.dtypes import FloatFormat
+from conformance.dtypes import FloatFormat, quantum_exponent
 
 U = 2.0**-53
 ELEMENTARY_ULPS = 16
@@ -64,19 +64,20 @@ def round_to_dtype(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     finite = np.isfinite(values) & (values != 0)
     v = values[finite]
     _, exponent = np.frexp(v)  # |v| in [2^(e-1), 2^e)
-    quantum_exponent = np.maximum(exponent - 1, fmt.emin) - (fmt.precision - 1)
-    rounded = np.ldexp(np.rint(np.ldexp(v, -quantum_exponent)), quantum_exponent)
+    quantum = quantum_exponent(exponent - 1, fmt)
+    rounded = np.ldexp(np.rint(np.ldexp(v, -quantum)), quantum)
     rounded = np.where(np.abs(rounded) > fmt.largest, np.copysign(np.inf, v), rounded)
     out[finite] = np.where(rounded == 0, np.copysign(0.0, v), rounded)
     return out
 
 
 def ulp_of(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """One unit in the last place of ``fmt`` at each (finite) value, the subnormal spacing below the normal range."""
+    """One unit in the last place of ``fmt`` at each (finite) value: the spacing of the format in the value's
+    binade, the subnormal spacing below the normal range (``dtypes.ulp``, vectorised)."""
     values = np.abs(np.asarray(values, dtype=np.float64))
     _, exponent = np.frexp(np.where(values > 0, values, 1.0))
     e = np.where(values > 0, exponent - 1, fmt.emin)
-    return np.ldexp(1.0, np.maximum(e, fmt.emin) - (fmt.precision - 1))
+    return np.ldexp(1.0, quantum_exponent(e, fmt))
 
 
 def settle(terms: Terms, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:

@@ -5,19 +5,23 @@ Label smoothing (Keras's: y' = y·(1 - ls) + ls/2, keras/src/losses/losses.py ::
 is applied to each target exactly, in binary arithmetic without rounding, never in the dtype.
 Each loss is evaluated as a sum of non-negative products (no cancellation for targets in
 [0, 1]) at a precision well beyond the dtype, then again at twice that precision; the two
-must round to the same value in the dtype (Ziv's test), else the precision grows.
+must round to the same value in the dtype (Ziv's test), else the precision grows, element by
+element (``_settle``). Where an evaluation lands on or next to a rounding midpoint or a power of
+two of the dtype, the side of the exact value is decided exactly from a ``Split``: an exactly known
+rational part and a rest of known sign and bounded magnitude.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 import mpmath
 import numpy as np
 
 from conformance import arb_reference, fast_reference
-from conformance.dtypes import FloatFormat, round_to_format, to_fraction
+from conformance.dtypes import FloatFormat, binade, boundaries_near, round_fraction, round_to_format, to_fraction
 from conformance.variants import Variant
 
 # Formulas by what they compute: `sigmoid_bce` is mathematically `bce_with_logits`.
@@ -165,6 +169,33 @@ def variant_term(variant: Variant, fmt: FloatFormat, two_step: bool):
             p = min(max(p, low), high)
         return bce_term(p, y, w, q, log_floor=variant.log_floor)
 
+    def splits(first, y, w, q=None):
+        """The clamped log terms are exactly -log_floor each: the known part; the others, -log p > 0 (p < 1), the
+        rest (no bound). So a loss whose every log term is clamped or absent is an exact rational, a midpoint
+        of the dtype included (100·y at p = 0), and one next to such a value lies on the rest's side of it."""
+        if variant.log_floor is None or _finite_fractions(first, y, w, q) is None:
+            return []
+        p = mpmath.mpf(round_to_format(sigmoid(first), fmt)) if two_step else first
+        if low is not None:
+            p = min(max(p, low), high)
+        if p < 0 or p > 1:
+            return []
+        ceiling = -Fraction(variant.log_floor)
+        y_, w_ = to_fraction(y), to_fraction(w)
+        known, signs = Fraction(0), set()
+        positive = y_ if q is None else to_fraction(q) * y_
+        for coefficient, probability in ((positive, p), (1 - y_, mpmath.fsub(1, p, exact=True))):
+            if coefficient == 0 or probability == 1:  # 0·log 0 = 0, log 1 = 0
+                continue
+            if probability == 0 or probability <= mpmath.exp(-mpmath.mpf(ceiling)):  # -log p clamped to the ceiling
+                known += coefficient * ceiling
+            else:
+                signs.add(_sign(coefficient))
+        if len(signs) > 1:
+            return []
+        return [Split(w_ * known, (signs.pop() * _sign(w_)) if signs else 0, None)]
+
+    term.splits = splits
     return term
 
 
@@ -242,6 +273,14 @@ def _exact_bce_grad(p: Fraction, y: Fraction, w: Fraction, q: Fraction | None, f
     return w * (a - b)
 
 
+def _exact_bce_grad_term(p, y, w, q=None):
+    """``bce_grad``, exactly where the inputs are finite: w·((1-y)/(1-p) - q·y/p) is rational in them, so its
+    rounding is settled at once, a midpoint included (2 - 4y at p = 1/2), never by an inexact quotient."""
+    if not all(mpmath.isfinite(v) for v in (p, y, w) + (() if q is None else (q,))):
+        return bce_grad(p, y, w, q)
+    return _exact_bce_grad(to_fraction(p), to_fraction(y), to_fraction(w), None if q is None else to_fraction(q), None)
+
+
 def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
     """The gradient of one element under ``variant``, as the framework's backward computes it: zero where
     the clip of p is active, torch's floored denominator, and for the two-step op the sigmoid's own
@@ -287,17 +326,6 @@ def variant_grad_term(variant: Variant, fmt: FloatFormat, two_step: bool):
         return grad
 
     return term
-
-
-def _as_mpf(values: np.ndarray, precision: int) -> np.ndarray:
-    """The values with each Fraction (an exact rational term) as the nearest mpf of ``precision`` bits."""
-    out = np.empty(values.shape, dtype=object)
-    with mpmath.workprec(precision):  # mpf() rounds a raw value to the context's precision: keep all of them
-        for index, value in np.ndenumerate(values):
-            if isinstance(value, Fraction):
-                value = mpmath.mpf(mpmath.libmp.from_rational(value.numerator, value.denominator, precision, mpmath.libmp.round_nearest))
-            out[index] = value
-    return out
 
 
 def bce_with_logits_target_grad(x, y, w, q=None) -> mpmath.mpf:
@@ -418,17 +446,6 @@ def _axis_reduce(terms: np.ndarray, reduction: str, gradient: bool) -> np.ndarra
     return np.array(total / rows if rows else mpmath.nan, dtype=object)
 
 
-def _round_all(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    out = np.empty(values.shape, dtype=np.float64)
-    for index, value in np.ndenumerate(values):
-        out[index] = math.nan if mpmath.isnan(value) else round_to_format(value, fmt)
-    return out
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.array_equal(a, b, equal_nan=True))
-
-
 def reference(
     formula: str,
     inputs: dict[str, np.ndarray],
@@ -489,21 +506,278 @@ def reference(
     elif variant is not None:
         term = (variant_grad_term if gradient else variant_term)(variant, fmt, two_step)
     elif gradient:
-        term = GRADIENTS[formula]
+        term = _exact_bce_grad_term if formula == "bce" else GRADIENTS[formula]
     else:
         term = _plain_logits_term if formula == "bce_with_logits" else TERMS[formula]
+    splits = _splits_of(formula, term, gradient, wrt_target, variant)
+    return _settle(formula, term, first, inputs, reduction, fmt, gradient, axis_mean, wrt_target, count, splits)
+
+
+def _settle(formula, term, first, inputs, reduction, fmt, gradient, axis_mean, wrt_target, count, splits) -> ReferenceValue:
+    """The mpmath path's Ziv loop, element by element: each result element is evaluated at a precision and at
+    twice it until both round alike to ``fmt`` and the value lies clear of every point where the rounding or
+    the ULP changes (``dtypes.boundaries_near``), or its ``splits`` (an exactly known part and a bounded rest)
+    say on which side of that point the exact value lies; an element left open is evaluated again, alone,
+    at twice the precision. So an element's rounding never depends on the other elements of the call."""
+    names = [n for n in (first, "target", "weight", "pos_weight") if n in inputs]
+    shape = np.broadcast_shapes(*(np.shape(inputs[n]) for n in names))
+    size = int(np.prod(shape))
+    rowwise = axis_mean and reduction == "none" and not gradient
+    elementwise = gradient or (reduction == "none" and not axis_mean)
+    length = shape[-1] if axis_mean and shape else 1
+    rows = size // length if length else 0
+    if gradient:  # what each element's derivative is divided by
+        divisor = (length * rows if reduction == "mean" else length) if axis_mean else ((size if count is None else count) if reduction == "mean" else 1)
+    else:
+        divisor = length * rows if axis_mean and reduction == "mean" else (length if axis_mean else (size if reduction == "mean" else 1))
+    factor = Fraction(1, divisor) if divisor else Fraction(1)
+    smoothing = _label_smoothing(inputs)
+    if wrt_target and smoothing is not None:
+        factor *= 1 - to_fraction(smoothing)
+    operands = _operands(inputs, names, shape)
+
+    def splits_at(position: int) -> list[Split]:
+        if splits is None or not divisor:
+            return []
+        if elementwise:
+            index = np.unravel_index(position, shape) if shape else ()
+            return [split.scaled(factor) for split in splits(*operands(index))]
+        if rowwise:
+            row = np.unravel_index(position, shape[:-1]) if shape[:-1] else ()
+            indices = [(*row, i) for i in range(length)]
+        else:
+            indices = list(np.ndindex(shape))
+        combined = _combined([splits(*operands(index)) for index in indices])
+        return [] if combined is None else [combined.scaled(factor)]
+
     precision = 2 * fmt.precision + 64
-    while precision <= MAX_PRECISION:
+    result_shape = shape if elementwise else (shape[:-1] if rowwise else ())
+    exact = np.empty(result_shape, dtype=object).ravel()
+    rounded = np.full(exact.shape, math.nan)
+    pending = np.ones(exact.shape, dtype=bool)
+    part_reduction = "mean" if divisor != 1 else "none"
+    used = precision
+    while pending.any():
+        if precision > MAX_PRECISION:
+            what = ("target gradient" if wrt_target else "gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
+            raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
+        if pending.all():  # every element (at first): the call as given
+            part, args = inputs, (reduction, gradient, axis_mean, wrt_target, count)
+        else:  # the elements (or rows) left open, alone
+            mask = pending.reshape(result_shape)
+            part = {n: np.broadcast_to(inputs[n], shape)[mask] for n in names}
+            if smoothing is not None:
+                part["label_smoothing"] = inputs["label_smoothing"]
+            args = ("none", False, True, False, None) if rowwise else (part_reduction, gradient, False, wrt_target, divisor)
         with mpmath.workprec(precision):
-            low = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target, count)
+            low = np.asarray(_evaluate(term, first, part, *args), dtype=object).ravel()
         with mpmath.workprec(2 * precision):
-            high = _evaluate(term, first, inputs, reduction, gradient, axis_mean, wrt_target, count)
-        rounded = _round_all(high, fmt)
-        if _same(_round_all(low, fmt), rounded):
-            return ReferenceValue(exact=_as_mpf(high, 2 * precision), rounded=rounded, precision=2 * precision)
+            high = np.asarray(_evaluate(term, first, part, *args), dtype=object).ravel()
+        for position, lo, hi in zip(np.flatnonzero(pending), low, high):
+            settled = _settled_element(
+                lo, hi, precision, fmt, lambda position=position: splits_at(position), last=2 * precision > MAX_PRECISION
+            )
+            if settled is not None:
+                exact[position], rounded[position] = settled
+                pending[position] = False
+                used = max(used, 2 * precision)
         precision *= 2
-    what = ("target gradient" if wrt_target else "gradient" if gradient else "loss") + (" (mean over the last axis)" if axis_mean else "")
-    raise ReferenceError(f"{formula} {what}/{reduction}: the rounding to {fmt.name} is not settled at {MAX_PRECISION} bits")
+    return ReferenceValue(exact=exact.reshape(result_shape), rounded=rounded.reshape(result_shape), precision=used)
+
+
+def _operands(inputs, names, shape):
+    """index -> the element's (x, y, w, q) as mpf, y smoothed exactly, as ``_evaluate`` passes them to a term."""
+    arrays = {n: np.broadcast_to(inputs[n], shape) for n in names}
+    smoothing = _label_smoothing(inputs)
+
+    def at(index):
+        x, y = _mpf(arrays[names[0]][index]), _mpf(arrays["target"][index])
+        if smoothing is not None:
+            y = smooth_target(y, smoothing)
+        w = _mpf(arrays["weight"][index]) if "weight" in arrays else mpmath.mpf(1)
+        q = _mpf(arrays["pos_weight"][index]) if "pos_weight" in arrays else None
+        return x, y, w, q
+
+    return at
+
+
+def _settled_element(
+    low, high, precision: int, fmt: FloatFormat, splits_at, powers: bool = True, last: bool = False
+) -> tuple[mpmath.mpf, float] | None:
+    """(exact value, correct rounding) of one element from its evaluations at ``precision`` and twice it, or
+    None where they leave it open. An exact rational (a Fraction) is rounded at once, ties included. Else
+    both must round alike, and where the value lies within their difference (or a relative 2^-(precision-16))
+    of a point where the rounding or the ULP changes, the element's splits must say on which side the exact
+    value lies: an evaluation that lands on a rounding midpoint says nothing of a rest below its precision
+    (softplus(-1022) next to (1 - y)·x), and one that lands on 2^k nothing of whether the exact value, and
+    so its ULP, lies below it. The exact value kept lies on the same side of that point as the exact one.
+    At the ``last`` precision, a value that both precisions still put on such a point, with no split to
+    decide it, is taken as that point: every formula here with an exact rational value (a Fraction, a
+    split with no rest) says so, and a transcendental one is not within 2^-16000 of a dyadic point."""
+    if isinstance(high, Fraction):
+        return _mpf_of_fraction(high, 2 * precision, fmt), round_fraction(high, fmt)
+    if mpmath.isnan(high) or mpmath.isnan(low):
+        return (mpmath.nan, math.nan) if mpmath.isnan(high) and mpmath.isnan(low) else None
+    rounding = round_to_format(high, fmt)
+    if round_to_format(low, fmt) != rounding:
+        return None
+    if not mpmath.isfinite(high) or high == 0:
+        return high, rounding
+    if not mpmath.isfinite(low):
+        return None
+    radius = 2 * abs(high - low) + mpmath.ldexp(abs(high), -(precision - 16))
+    near = boundaries_near(high, radius, fmt, powers)
+    if not near:
+        return high, rounding
+    if len(near) == 1:
+        for split in splits_at():
+            side = split.side(near[0])
+            if side is not None:
+                placed = _placed(high, near[0], side, 2 * precision)
+                return placed, round_to_format(placed, fmt)
+    return (high, rounding) if last else None
+
+
+def _sign(value) -> int:
+    return (value > 0) - (value < 0)
+
+
+def _dyadic_mpf(value: Fraction) -> mpmath.mpf:
+    """A dyadic rational as the mpf equal to it, whatever the context's precision."""
+    shift = value.denominator.bit_length() - 1
+    assert value.denominator == 1 << shift, "not a dyadic rational"
+    return mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(value.numerator, -shift))
+
+
+def _placed(high: mpmath.mpf, point: Fraction, side: int, precision: int) -> mpmath.mpf:
+    """An mpf for an exact value that lies on ``side`` of ``point`` (0: is ``point``): ``high`` where it does,
+    else ``point`` moved by a relative 2^-precision to that side."""
+    if side == 0:
+        return _dyadic_mpf(point)
+    if _sign(to_fraction(high) - point) == side:
+        return high
+    return _dyadic_mpf(point + side * abs(point) / (1 << precision))
+
+
+def _mpf_of_fraction(value: Fraction, precision: int, fmt: FloatFormat) -> mpmath.mpf:
+    """The nearest mpf of ``precision`` bits to an exact rational, or, where that one rounds to another value of
+    ``fmt`` or lies in another binade (a rational a hair below 2^k, or a hair off a midpoint), the one on its side."""
+    if value == 0:
+        return mpmath.mpf(0)
+    libmp = mpmath.libmp
+    nearest = mpmath.mp.make_mpf(libmp.from_rational(value.numerator, value.denominator, precision, libmp.round_nearest))
+    if round_to_format(nearest, fmt) == round_fraction(value, fmt) and binade(nearest) == binade(value):
+        return nearest
+    toward = libmp.round_floor if to_fraction(nearest) > value else libmp.round_ceiling
+    return mpmath.mp.make_mpf(libmp.from_rational(value.numerator, value.denominator, precision, toward))
+
+
+# ------------------------------------------------------------------------------------------------
+# splits: an exact value as an exactly known part and a rest of known sign and bounded magnitude
+
+
+@dataclass(frozen=True)
+class Split:
+    """An exact value as ``known`` (exact) plus a rest of sign ``sign`` (0: the rest is exactly 0) and
+    magnitude below 2^``bound`` (None: no bound known)."""
+
+    known: Fraction
+    sign: int
+    bound: int | None
+
+    def side(self, point: Fraction) -> int | None:
+        """The sign of (exact value - point), where this split decides it."""
+        gap = self.known - point
+        if gap == 0 or self.sign == 0:
+            return self.sign if gap == 0 else _sign(gap)
+        if self.bound is not None and binade(gap) >= self.bound:  # |gap| >= 2^bound > |rest|
+            return _sign(gap)
+        return None
+
+    def scaled(self, factor: Fraction) -> Split:
+        if factor == 0:
+            return Split(Fraction(0), 0, None)
+        bound = None if self.bound is None else self.bound + binade(factor) + 1  # |factor| < 2^(binade + 1)
+        return Split(self.known * factor, self.sign * _sign(factor), bound)
+
+
+def _combined(per_element: list[list[Split]]) -> Split | None:
+    """The split of a sum, from each term's first split: the known parts added, the rests of one sign (else None)."""
+    if not per_element or any(not splits for splits in per_element):
+        return None
+    firsts = [splits[0] for splits in per_element]
+    signs = {split.sign for split in firsts if split.sign}
+    if len(signs) > 1:
+        return None
+    bounds = [split.bound for split in firsts if split.sign]
+    bound = None if not bounds or None in bounds else max(bounds) + len(bounds).bit_length()  # k terms < k·2^max
+    return Split(sum((split.known for split in firsts), Fraction(0)), signs.pop() if signs else 0, bound)
+
+
+LOG2_E_BELOW = Fraction(14426950408, 10**10)  # below log2(e) = 1.4426950408889634...
+
+
+def _exp_bound(c: Fraction, x: Fraction) -> int:
+    """B with |c|·e^-|x| < 2^B: e^-|x| = 2^-(|x|·log2 e) <= 2^-floor(|x|·LOG2_E_BELOW), |c| < 2^(binade(c) + 1)."""
+    return binade(c) + 1 - math.floor(abs(x) * LOG2_E_BELOW)
+
+
+def _finite_fractions(*values):
+    if any(v is not None and not mpmath.isfinite(v) for v in values):
+        return None
+    return [None if v is None else to_fraction(v) for v in values]
+
+
+def logits_splits(x, y, w, q, gradient: bool) -> list[Split]:
+    """Splits of the logits loss and of its derivative in x, for finite inputs (``w`` and ``q`` as the terms take them).
+
+    With c = w·(q·y + 1 - y), the loss is w·(1-y)·x + c·log1p(e^-|x|) for x > 0, w·q·y·|x| + c·log1p(e^-|x|)
+    below (log1p(t) < t); the derivative is w·(1-y) - c·σ(-|x|) for x > 0, -w·q·y + c·σ(-|x|) below
+    (σ(-|x|) < e^-|x|), and also c·(1/2 + x/4) - w·q·y + c·(tanh(x/2)/2 - x/4), whose rest has the sign of
+    -c·x and is below |c|·|x|^3/48 (0 < t - tanh t < t^3/3 for t > 0): the first settles large |x|, the
+    second tiny |x| (a subnormal x next to 1/2 - y)."""
+    if gradient and mpmath.isinf(x) and _finite_fractions(y, w, q) is not None:  # σ(±inf) = 1 or 0: exact
+        y, w, q = _finite_fractions(y, w, q)
+        return [Split(w * (1 - y) if x > 0 else -w * (1 if q is None else q) * y, 0, None)]
+    fractions = _finite_fractions(x, y, w, q)
+    if fractions is None:
+        return []
+    x, y, w, q = fractions
+    q = Fraction(1) if q is None else q
+    c = w * (q * y + 1 - y)
+    if not gradient:
+        known = w * (1 - y) * x if x > 0 else w * q * y * -x
+        return [Split(known, _sign(c), _exp_bound(c, x) if c else None)]
+    if x == 0:  # σ(0) = 1/2
+        return [Split(w * ((1 - y) - q * y) / 2, 0, None)]
+    large = Split(w * (1 - y) if x > 0 else -w * q * y, -_sign(c) if x > 0 else _sign(c), _exp_bound(c, x) if c else None)
+    small = Split(c * (Fraction(1, 2) + x / 4) - w * q * y, -_sign(c) * _sign(x), binade(c) + 1 + 3 * (binade(x) + 1) - 5 if c else None)
+    return [large, small]
+
+
+def logits_target_splits(x, y, w, q) -> list[Split]:
+    """Splits of the logits loss's derivative in y, w·(q·softplus(-x) - softplus(x)): -w·x + w·(q-1)·log1p(e^-|x|)
+    for x > 0, w·q·|x| + the same rest below (exactly -w·x for q = 1)."""
+    fractions = _finite_fractions(x, y, w, q)
+    if fractions is None:
+        return []
+    x, _, w, q = fractions
+    q = Fraction(1) if q is None else q
+    c = w * (q - 1)
+    known = -w * x if x > 0 else w * q * -x
+    return [Split(known, _sign(c), _exp_bound(c, x) if c else None)]
+
+
+def _splits_of(formula: str, term, gradient: bool, wrt_target: bool, variant):
+    """The splits of a term's exact value (x, y, w, q) -> [Split], or None where the formula has none: its
+    values are exact rationals (Fractions), 0, or transcendental (never a midpoint: more precision settles them)."""
+    if wrt_target:
+        return logits_target_splits if formula == "bce_with_logits" else None
+    if variant is not None:
+        return getattr(term, "splits", None)
+    if formula == "bce_with_logits":
+        return lambda x, y, w, q: logits_splits(x, y, w, q, gradient)
+    return None
 
 
 def _one_row(inputs, first: str) -> bool:
@@ -643,18 +917,21 @@ def fast_value(
 
 def ziv_round(function, value: float, fmt: FloatFormat) -> float:
     """``function(value)`` (an mpmath function of one argument) correctly rounded to ``fmt``: evaluated at a
-    precision and at twice it until both round alike (Ziv's test), the precision growing up to MAX_PRECISION."""
+    precision and at twice it until both round alike, clear of every rounding midpoint (``_settled_element``,
+    without splits: a transcendental value is never a midpoint, and more precision settles it), the
+    precision growing up to MAX_PRECISION."""
     value = _mpf(value)
     if mpmath.isnan(value):
         return math.nan
     precision = 2 * fmt.precision + 64
     while True:
         with mpmath.workprec(precision):
-            low = round_to_format(function(value), fmt)
+            low = function(value)
         with mpmath.workprec(2 * precision):
-            high = round_to_format(function(value), fmt)
-        if _same(np.array(low), np.array(high)) or precision > MAX_PRECISION:
-            return high
+            high = function(value)
+        settled = _settled_element(low, high, precision, fmt, list, powers=False, last=2 * precision > MAX_PRECISION)
+        if settled is not None or 2 * precision > MAX_PRECISION:
+            return round_to_format(high, fmt) if settled is None else settled[1]
         precision *= 2
 
 

@@ -65,3 +65,21 @@ def test_keras_row_sums_of_several_rows_stay_on_the_mpmath_path():
     rng = np.random.default_rng(6)
     inputs = {"logits": rng.uniform(-15, 15, (3, 500)), "target": rng.uniform(0, 1, (3, 500))}
     assert reference("bce_with_logits", inputs, "sum", FLOAT64, axis_mean=True).precision != 2 * 53 + 64
+
+
+@pytest.mark.parametrize("offset, settles", [(-(2.0**-200), False), (2.0**-100, True), (-(2.0**-100), True)])
+def test_a_ball_around_a_power_of_two_does_not_give_the_binade(monkeypatch, offset, settles):
+    """A ball 2 ± 2^-190 whose ends both round to 2 does not say whether the exact value, and so its ULP,
+    lies below 2 or above: at no precision here (the ball is the same at each), so the mpmath path decides.
+    A ball clear of 2 gives its midpoint, in the exact value's binade."""
+    from flint import arb
+
+    monkeypatch.setattr(arb_reference, "_sum", lambda *args: arb(2) + arb(offset) + arb(0, 2.0**-190))
+    rng = np.random.default_rng(5)
+    inputs = {"logits": rng.normal(0, 4, 1500), "target": rng.uniform(0, 1, 1500)}
+    balls = arb_reference.reduction("bce_with_logits", inputs, "sum", FLOAT64)
+    if not settles:
+        assert balls is None
+    else:
+        value, middle = balls
+        assert value == 2.0 and (middle < 2) == (offset < 0)

@@ -188,3 +188,140 @@ def test_unsettled_rounding_raises(monkeypatch):
     x = exact_inputs([0.0], F32)
     with pytest.raises(ReferenceError, match="not settled"):
         reference("bce_with_logits", {"logits": x, "target": x}, "mean", F32)
+
+
+# Rounding next to a midpoint of the dtype (issue 15): the exact value a hair from a tie, or on it. The
+# right rounding comes from an independent oracle: mpmath's interval arithmetic (outward rounding, so
+# each interval holds the exact value), at a precision doubled until both ends of the interval round
+# alike (rounding is monotone: every value between them rounds alike too).
+
+BF16, F16 = FORMATS["bfloat16"], FORMATS["float16"]
+
+
+def interval_rounding(function, fmt, start: int = 64) -> float:
+    """The correct rounding to ``fmt`` of the exact value that ``function()`` (on mpmath.iv, at iv.prec) encloses."""
+    from mpmath import iv
+
+    from conformance.dtypes import round_fraction, to_fraction
+
+    precision, saved = start, iv.prec
+    try:
+        while precision <= 1 << 16:
+            iv.prec = precision
+            low, high = function(iv)._mpi_  # the ends exactly (iv's .a / .b would round to mpf at 53 bits)
+            ends = [round_fraction(to_fraction(mpmath.mp.make_mpf(end)), fmt) for end in (low, high)]
+            if ends[0] == ends[1]:
+                return ends[0]
+            precision *= 2
+    finally:
+        iv.prec = saved
+    raise AssertionError("the oracle did not settle")
+
+
+def logits_loss_interval(x: float, y: float, w: float = 1.0):
+    def enclosure(iv):
+        X, Y, W = iv.mpf(x), iv.mpf(y), iv.mpf(w)
+        linear = (1 - Y) * X if x > 0 else Y * -X
+        return W * (linear + iv.log(1 + iv.exp(-abs(X))))
+
+    return enclosure
+
+
+def logits_grad_interval(x: float, y: float, w: float = 1.0, count: int = 1):
+    def enclosure(iv):
+        X, Y, W = iv.mpf(x), iv.mpf(y), iv.mpf(w)
+        return W * (1 / (1 + iv.exp(-X)) - Y) / count
+
+    return enclosure
+
+
+@pytest.mark.parametrize(
+    "fmt, x, y",
+    [
+        (F16, 1022.0, 0.97265625),  # (1 - y)·x = 27.9453125, a float16 midpoint, + softplus(-1022)
+        (BF16, 76.0, 0.8515625),  # (1 - y)·x = 11.28125, a bfloat16 midpoint, + 9.8e-34
+        (F16, -1022.0, 0.02734375),  # y·|x|, the same midpoint, on the other side of 0
+        (F32, 300.0, 1 - 2.0**-6 - 2.0**-24),  # (1 - y)·x = 300·(2^18 + 1)·2^-24: 25 bits, a float32 midpoint, + e^-300
+    ],
+)
+def test_a_loss_a_hair_above_a_midpoint_rounds_up(fmt, x, y):
+    inputs = {"logits": np.array([x], dtype=fmt.numpy_dtype), "target": np.array([y], dtype=fmt.numpy_dtype)}
+    value = reference("bce_with_logits", inputs, "none", fmt)
+    want = interval_rounding(logits_loss_interval(x, y), fmt)
+    assert value.rounded[0] == want
+    assert round_to_format(value.exact[0], fmt) == want  # the exact value kept rounds as the exact one does
+
+
+def midpoint_targets(fmt, count: int) -> list[float]:
+    """Targets y in [1/4, 1/2) with their last bit set: 1 - y in (1/2, 3/4] is a midpoint of ``fmt``."""
+    step = 2.0 ** -(fmt.precision + 1)
+    return [0.25 + (2 * k + 1) * step for k in range(count)]
+
+
+@pytest.mark.parametrize("fmt", [F16, BF16])
+def test_gradients_a_hair_below_a_midpoint_round_down(fmt):
+    """(1 - y) - σ(-x) with 1 - y a midpoint and σ(-x) far below any working precision: each rounds to the
+    neighbour below 1 - y, half of them against ties-to-even."""
+    y = midpoint_targets(fmt, 8)
+    x = [300.0] * len(y)
+    inputs = {"logits": np.array(x, dtype=fmt.numpy_dtype), "target": np.array(y, dtype=fmt.numpy_dtype)}
+    value = reference("bce_with_logits", inputs, "none", fmt, gradient=True)
+    want = [interval_rounding(logits_grad_interval(a, b), fmt) for a, b in zip(x, y)]
+    assert value.rounded.tolist() == want
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_float64_gradient_next_to_a_midpoint_with_a_subnormal_logit(sign):
+    """w·(σ(x) - y) = w·(1/2 - y) + w·x/4 - ...: with w·(1/2 - y) a float64 midpoint (3·(1/4 + 2^-54)) and
+    x = ±2^-1074, the sign of x decides the rounding; and at y = 1/2 the mean gradient tanh(x/2)/2/3 of
+    x = 18·2^-1074 lies just below the midpoint 1.5·2^-1074."""
+    x, y, w = sign * 2.0**-1074, 0.25 - 2.0**-54, 3.0
+    inputs = {"logits": np.array([x]), "target": np.array([y]), "weight": np.array([w])}
+    value = reference("bce_with_logits", inputs, "none", F64, gradient=True)
+    assert value.rounded[0] == interval_rounding(logits_grad_interval(x, y, w), F64, start=4096)
+    x = sign * 18 * 2.0**-1074
+    inputs = {"logits": np.full(3, x), "target": np.full(3, 0.5)}
+    value = reference("bce_with_logits", inputs, "mean", F64, gradient=True)
+    assert value.rounded.tolist() == [interval_rounding(logits_grad_interval(x, 0.5, count=3), F64, start=4096)] * 3
+
+
+def test_an_elements_rounding_does_not_depend_on_the_other_elements():
+    """The same element alone, and beside elements that need far more precision (e^-3000 next to a tie):
+    the same correct rounding."""
+    alone = {"logits": np.array([1022.0], dtype=np.float16), "target": np.array([0.97265625], dtype=np.float16)}
+    crowd = {"logits": np.array([1022.0, 3000.0, 0.5], dtype=np.float16), "target": np.array([0.97265625, 0.75, 0.3], dtype=np.float16)}
+    want = interval_rounding(logits_loss_interval(1022.0, 0.97265625), F16)
+    for gradient in (False, True):
+        want = interval_rounding((logits_grad_interval if gradient else logits_loss_interval)(1022.0, 0.97265625), F16)
+        first = reference("bce_with_logits", alone, "none", F16, gradient=gradient).rounded[0]
+        among = reference("bce_with_logits", crowd, "none", F16, gradient=gradient).rounded[0]
+        assert first == among == want
+
+
+def test_a_probability_gradient_on_a_midpoint_rounds_to_even():
+    """w·((1 - y)/(1 - p) - y/p) is rational: 5.390625 here, a bfloat16 midpoint, exactly (the quotients
+    at any working precision land on either side of it)."""
+    p, y, w = 0.625, 0.234375, 3.234375
+    exact = Fraction(w) * ((1 - Fraction(y)) / (1 - Fraction(p)) - Fraction(y) / Fraction(p))
+    inputs = {"probs": np.array([p], dtype=BF16.numpy_dtype), "target": np.array([y], dtype=BF16.numpy_dtype),
+              "weight": np.array([w], dtype=BF16.numpy_dtype)}
+    value = reference("bce", inputs, "none", BF16, gradient=True)
+    assert value.rounded[0] == round_to_format(exact, BF16)
+    assert value.exact[0] == mpmath.mpf(exact.numerator) / exact.denominator
+
+
+@pytest.mark.parametrize("fmt, x", [(F64, 1000.0), (F32, 200.0)])
+def test_the_ulp_of_a_gradient_a_hair_below_one_is_the_spacing_below_one(fmt, x):
+    """σ(x) - 0 for large x: the exact value lies in (1 - 2^-p, 1) and rounds to 1, but its ULP is the spacing
+    below 1, 2^-p (the README's definition); a result 6 such spacings below 1 is 6 ULP off, not 3."""
+    from conformance.verdicts import judge, tolerance_for
+
+    inputs = {"logits": np.array([x], dtype=fmt.numpy_dtype), "target": np.array([0.0], dtype=fmt.numpy_dtype)}
+    value = reference("bce_with_logits", inputs, "none", fmt, gradient=True)
+    assert value.rounded[0] == 1.0 and value.exact[0] < 1
+    spacing_below_one = Fraction(1, 2**fmt.precision)
+    got = 1 - 6 * spacing_below_one
+    judgement = judge(np.array([float(got)]), value, fmt, tolerance_for(fmt.name))
+    # |got - exact| / 2^-p = 6 - σ(-x)/2^-p: 6 to within far less than 2^-40
+    assert judgement.max_ulp == pytest.approx(6.0, abs=2.0**-40)
+    assert not judgement.passed

@@ -3,6 +3,7 @@
 import decimal
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import mpmath
@@ -405,3 +406,64 @@ def test_tolerances_file_refuses_a_max_ulp_below_half():
         parse_tolerances(text, TOLERANCES_FILE)
     (problem,) = info.value.problems
     assert problem.field == "float32.max_ulp" and "max_ulp 0 is below 0.5" in problem.message
+
+
+# ULPs at every binade edge of every dtype: |got - exact| / ulp(exact), ulp the spacing of the dtype in the
+# binade of the exact (unrounded) value (the README's definition), computed here from the definition with
+# Fractions, on both sides of each power of two, on it, and at the subnormal / normal boundary.
+
+
+def spacing(exact: Fraction, fmt) -> Fraction:
+    """2^(max(e, emin) - p + 1) with 2^e <= |exact| < 2^(e+1), e found by stepping (emin for 0)."""
+    e = fmt.emin
+    if exact:
+        e = 0
+        while Fraction(2) ** e > abs(exact):
+            e -= 1
+        while Fraction(2) ** (e + 1) <= abs(exact):
+            e += 1
+    return Fraction(2) ** (max(e, fmt.emin) - fmt.precision + 1)
+
+
+def edges(fmt):
+    """Powers of two where the spacing changes (1, the first above the normal minimum, the largest), and the
+    normal minimum itself (no change: the subnormal spacing is the normal minimum's)."""
+    return [Fraction(1), Fraction(2) ** (fmt.emin + 1), Fraction(2) ** fmt.emax, Fraction(2) ** fmt.emin]
+
+
+def mpf_of(value: Fraction) -> mpmath.mpf:
+    with mpmath.workprec(max(64, value.numerator.bit_length() + value.denominator.bit_length() + 8)):
+        return mpmath.mpf(value.numerator) / value.denominator
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_ulp_errors_on_both_sides_of_every_binade_edge(name):
+    from conformance.dtypes import ulp, ulp_error
+    from conformance.fast_reference import ulp_of
+    from conformance.verdicts import exact_ulps
+
+    fmt = FORMATS[name]
+    for edge in edges(fmt):
+        below_spacing, above_spacing = spacing(edge - edge / 2**80, fmt), spacing(edge, fmt)
+        for gap in (fmt.precision + 3, 300, 3000):  # a hair below or above 2^k: rounds to 2^k
+            for exact in (edge - edge / 2**gap, edge, edge + edge / 2**gap):
+                unit = spacing(exact, fmt)
+                assert ulp(mpf_of(exact), fmt) == mpf_of(unit)
+                for steps in range(-6, 7):  # results of the dtype around 2^k
+                    got = edge + steps * (below_spacing if steps < 0 else above_spacing)
+                    if got > Fraction(fmt.largest):
+                        continue
+                    want = abs(got - exact) / unit
+                    assert ulp_error(float(got), mpf_of(exact), fmt) == pytest.approx(float(want), rel=2.0**-40, abs=2.0**-60)
+                # the fast path's candidate ULPs from the rounding: the true one among them, alone where the
+                # interval (2^-70 relative here) lies on one side of 2^k
+                rounded = np.array([float(edge)])
+                smallest, largest = exact_ulps(rounded, np.array([float(exact)]), np.array([float(edge) * 2.0**-70]), fmt)
+                assert smallest[0] <= unit <= largest[0]
+                if gap == fmt.precision + 3 and float(exact) != float(edge):  # (float64: exact is no float64 then)
+                    assert smallest[0] == largest[0] == unit
+        assert ulp_of(np.array([float(edge)]), fmt)[0] == above_spacing  # at a value of the dtype: its binade
+        if edge > Fraction(2) ** fmt.emin:
+            assert below_spacing == above_spacing / 2
+        else:
+            assert below_spacing == above_spacing  # no change at the subnormal / normal boundary
