@@ -126,12 +126,19 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def _within(got: float, exact: mpmath.mpf, error: float, tolerance: Tolerance) -> bool:
-    if error <= tolerance.max_ulp:
+def _within(got: float, exact: mpmath.mpf, error: float, tolerance: Tolerance, fmt: FloatFormat) -> bool:
+    if error < tolerance.max_ulp or (error == tolerance.max_ulp and not _off_a_power_of_two(exact, error, tolerance, fmt)):
         return True
     if math.isfinite(got) and mpmath.isfinite(exact):
         return abs(mpmath.mpf(got) - exact) <= tolerance.abs_floor
     return False
+
+
+def _off_a_power_of_two(exact: mpmath.mpf, error: float, tolerance: Tolerance, fmt: FloatFormat) -> bool:
+    """Half an ULP from an exact value that is itself a float: the float below an exact power of two 2^k (the ULP is
+    the spacing of the exact value's binade, above 2^k, twice the spacing below). Under ``max_ulp: 0.5`` (correctly
+    rounded) only a tie, an exact value halfway between two floats, may be half an ULP off: not this."""
+    return tolerance.max_ulp == 0.5 and error == 0.5 and mpmath.isfinite(exact) and mpmath.mpf(round_to_format(exact, fmt)) == exact
 
 
 def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: int = 3) -> Judgement:
@@ -149,7 +156,7 @@ def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: 
     for index, want in np.ndenumerate(exact):
         value = float(got[index])
         error = ulp_error(value, want, fmt)
-        ok = _within(value, want, error, tolerance)
+        ok = _within(value, want, error, tolerance, fmt)
         failing += not ok
         floor_accepted += ok and error > tolerance.max_ulp
         errors.append((not ok, error, index, value, want))
@@ -213,7 +220,8 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
         distance_low = np.maximum((distance * (1 - 2 * u) - slack * (1 + 2 * u)) * (1 - 2 * u), 0.0)
         low, high = distance_low / largest_ulp, distance_high / smallest_ulp  # exact: powers of two
         error = distance / largest_ulp
-        within_ulps = high <= tolerance.max_ulp
+        # at max_ulp 0.5 an error of exactly 0.5 is a tie or the float below an exact power of two: judged exactly
+        within_ulps = high < tolerance.max_ulp if tolerance.max_ulp == 0.5 else high <= tolerance.max_ulp
         beyond_ulps = low > tolerance.max_ulp
         within_floor = distance_high <= tolerance.abs_floor
         beyond_floor = distance_low > tolerance.abs_floor
@@ -237,7 +245,7 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
         for index, want in zip(zip(*np.nonzero(exactly)), wants):
             value = float(got[index])
             errors[index] = ulp_error(value, want, fmt)
-            ok[index] = _within(value, want, errors[index], tolerance)
+            ok[index] = _within(value, want, errors[index], tolerance, fmt)
             floor[index] = ok[index] and errors[index] > tolerance.max_ulp
     flat_ok, flat_errors = ok.ravel(), errors.ravel()
     # failing elements first, then the largest errors; ties broken by position so the order is stable

@@ -388,6 +388,24 @@ def test_half_an_ulp_accepts_correct_rounding_and_nothing_further():
     assert not judge(np.array([1.0 + 2 * u]), mp(exact_value), F32, correctly).passed
 
 
+@pytest.mark.parametrize("dtype", sorted(FORMATS))
+def test_correctly_rounded_refuses_the_float_below_an_exact_power_of_two(dtype):
+    """The ULP is the spacing of the exact value's binade: the float below an exact 2^k is half an ULP off, like the
+    neighbours of a tie, yet 2^k itself is the only correct rounding. On both paths: the fast reference's exact
+    gradient at x = 0 is exactly ±1/2 (sigmoid(0) - y for targets 0 and 1)."""
+    from conformance.reference import reference
+
+    fmt = FORMATS[dtype]
+    ref = reference("bce_with_logits", {"logits": np.zeros(2), "target": np.array([0.0, 1.0])}, "none", fmt, gradient=True)
+    below = np.array([0.5 - 2.0 ** -(fmt.precision + 1), -0.5 + 2.0 ** -(fmt.precision + 1)])  # toward 0: the float below
+    correctly = tolerance_for(dtype, {"correctly_rounded": True})
+    for exact in (ref, ref.exact):
+        assert list(judge(np.array([0.5, -0.5]), exact, fmt, correctly).missing) == [False, False]
+        judgement = judge(below, exact, fmt, correctly)
+        assert list(judgement.missing) == [True, True] and judgement.ulps == (0.5, 0.5), (dtype, judgement)
+        assert judge(below, exact, fmt, Tolerance(0.75, 0.0)).passed  # half an ULP is within any larger max_ulp
+
+
 def test_correctly_rounded_results_fail_any_max_ulp_below_half():
     """Why the loader refuses max_ulp < 0.5: the correctly rounded result of a value between two floats misses it."""
     u = 2.0**-23
