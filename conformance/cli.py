@@ -474,6 +474,12 @@ def parser() -> argparse.ArgumentParser:
     )
     report.add_argument("results", nargs="+", help="results files (.jsonl) or folders of them")
     report.add_argument("--out", default="results", help="folder for summary.md, report.html, junit.xml (default: results)")
+    report.add_argument(
+        "--against",
+        metavar="BASELINE",
+        help="baseline results (a file or folder, as for diff): the report shows the regression gate's diff against "
+        "them (the exit status stays the report's: diff is the gate)",
+    )
     report.set_defaults(func=cmd_report)
 
     diff = sub.add_parser(

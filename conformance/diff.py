@@ -440,7 +440,7 @@ def markdown(diff: Diff, listed: int = LISTED) -> str:
     return "\n".join(out) + "\n"
 
 
-def _read(path: str, side: str) -> list[Run]:
+def read_side(path: str, side: str) -> list[Run]:
     """Every results file of one side, read strictly: any problem of any file is a ``ResultsError``."""
     if not Path(path).exists():
         raise ResultsError(f"{side} {path}: no such file or folder")
@@ -462,7 +462,7 @@ def main(args) -> int:
     sides, errors = [], []
     for side, path in (("baseline", args.baseline), ("current", args.current)):
         try:
-            sides.append(_read(path, side))
+            sides.append(read_side(path, side))
         except ResultsError as exc:  # both sides read first: every damaged file is named at once
             errors.append(str(exc))
     if errors:

@@ -29,15 +29,18 @@ import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from itertools import pairwise
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance import numerics
+from conformance import dtypes, numerics, regions
 from conformance import outputs as output_files
-from conformance.diff import Diff, compare, sections, summary_line
+from conformance.diff import Diff, DiffError, compare, read_side, sections, summary_line
+from conformance.diff import markdown as diff_markdown
 from conformance.results import LISTED_PROBLEMS, Result, ResultsError, Run, read_runs, results_files
 from conformance.summary import Mechanism, _ulp, failure_text, mechanisms
+from conformance.verdicts import tolerance_for
 
 EXIT_USAGE = 2
 SUMMARY_LIMIT = 1_000_000  # bytes; GitHub refuses a job summary over 1 MiB
@@ -227,6 +230,59 @@ class ApiRank:
         )
 
 
+# the cell classes of the accuracy tables, the most severe first: a cell takes the most severe of its results'
+STATE_SEVERITY = ("fail", "known_divergence", "conditioned", "acceptable", "exact", "unsupported")
+
+
+def most_severe(states: Iterable[str]) -> str:
+    states = set(states)
+    return next((s for s in STATE_SEVERITY if s in states), "unsupported")
+
+
+@dataclass
+class AccuracyCell:
+    """The results of one (run, API, dtype, quantity): their worst error and the most severe verdict class."""
+
+    counts: Counts
+    state: str  # STATE_SEVERITY's most severe among the results that are not unsupported ("unsupported": only those)
+    worst: float | None  # the largest max_ulp of those results (NaN read as inf); None: none has one
+    result: Result | None  # the result that has it (the first by id among equals)
+    errors: int  # `error` results, which have no error in ULPs
+    floor: bool  # that result's largest error lies on elements accepted through the absolute floor
+    where: str  # where it occurs: the region and the inputs of its worst element, or the reduction and case
+    exact_worst: float | None = None  # the largest max_ulp of the cell's exact results (those within the tolerance)
+
+
+@dataclass
+class RegionCell:
+    """One (run, API, quantity, region) over the run's elementwise results: elements, misses, worst error."""
+
+    elements: int = 0
+    missed: int = 0
+    worst: float | None = None
+    result: Result | None = None  # the result holding the worst element
+    x: str = ""  # that element's input and target, hex
+    target: str = ""
+    missed_states: set = field(default_factory=set)  # the verdict classes of the results with misses here
+    floor: bool = False  # the worst element is past the tolerance, accepted through the absolute floor
+
+    @property
+    def state(self) -> str:
+        return most_severe(self.missed_states) if self.missed else "exact"
+
+
+@dataclass
+class AccuracyRow:
+    run: RunReport
+    api: str
+    cells: dict[tuple[str, str], AccuracyCell]  # (dtype, quantity) -> cell
+    regions: dict[tuple[str, str], RegionCell]  # (quantity, region) -> cell
+
+    @property
+    def state(self) -> str:
+        return most_severe(c.state for c in self.cells.values())
+
+
 @dataclass
 class Report:
     runs: list[RunReport]
@@ -242,6 +298,11 @@ class Report:
     ranking: list[ApiRank] = field(default_factory=list)  # every (run, API), best first (``ApiRank.key``)
     # each run's known divergences by mechanism, with their figures computed from its results (summary.mechanisms)
     mechanisms: list[tuple[RunReport, Mechanism]] = field(default_factory=list)
+    accuracy: list[AccuracyRow] = field(default_factory=list)  # every (run, API) with a value or gradient result
+    dtypes: list[str] = field(default_factory=list)  # of those results, in conformance.dtypes order
+    accuracy_quantities: list[str] = field(default_factory=list)  # ERROR_QUANTITIES present, in that order
+    against: Diff | None = None  # the diff against a baseline (``report --against``)
+    against_name: str = ""
 
     @property
     def result_count(self) -> int:
@@ -283,6 +344,110 @@ def rank_api(run: RunReport, api: str, results: list[Result]) -> ApiRank:
         states["fail"],
         max(errors, default=None),
         median(errors),
+    )
+
+
+def _short(hex_text: str) -> str:
+    """A hex input as a short decimal: ``-20.5``, ``1e-45``, ``inf``."""
+    try:
+        return f"{float.fromhex(hex_text) if 'x' in hex_text else float(hex_text):.4g}"
+    except ValueError:
+        return hex_text
+
+
+def _worst_region(result: Result) -> tuple[str, dict] | None:
+    """The region of a result's largest error (ties: the first in ``regions.REGIONS``), from its record."""
+    if not result.regions:
+        return None
+    order = {name: i for i, name in enumerate(regions.REGIONS)}
+    return max(result.regions.items(), key=lambda kv: (ulp_key(kv[1].get("max_ulp")), -order.get(kv[0], 99)))
+
+
+def where_it_occurs(result: Result) -> str:
+    """``saturation: x = -20.5, y = 0`` for an elementwise result; ``mean of <case>`` for a reduction; the region
+    is computed from the inputs of the worst element where an older record has no ``regions``."""
+    found = _worst_region(result)
+    if found:
+        region, figures = found
+        return f"{region}: x = {_short(figures['x'])}, y = {_short(figures['target'])}"
+    inputs = result.worst[0].get("inputs", {}) if result.worst else {}
+    kind = "logits" if "logits" in inputs else "probs" if "probs" in inputs else None
+    if result.reduction == "none" and kind and "target" in inputs and "[" not in inputs[kind] + inputs["target"]:
+        try:
+            x, y = (float.fromhex(inputs[name]) if "x" in inputs[name] else float(inputs[name]) for name in (kind, "target"))
+            region = regions.REGIONS[int(regions.classify(kind, x, y, dtypes.get_format(result.dtype)))]
+        except (ValueError, KeyError):
+            region = "?"
+        return f"{region}: x = {_short(inputs[kind])}, y = {_short(inputs['target'])}"
+    return f"{result.reduction} of {result.case}"
+
+
+def _floor_worst(result: Result) -> bool:
+    """Whether the result's largest error lies on elements accepted only through the absolute floor."""
+    if not result.floor_accepted or result.max_ulp is None or state_of(result.verdict) not in ("exact", "acceptable"):
+        return False
+    try:
+        return ulp_key(result.max_ulp) > tolerance_for(result.dtype).max_ulp
+    except KeyError:
+        return False
+
+
+def accuracy_cell(results: list[Result]) -> AccuracyCell:
+    counts = Counts()
+    for r in results:
+        counts.add(r.verdict)
+    judged = [r for r in results if r.verdict != "unsupported"]
+    with_error = [r for r in judged if r.verdict != "error" and r.max_ulp is not None]
+    worst = max(with_error, key=lambda r: (ulp_key(r.max_ulp), _reverse(r.id)), default=None)
+    return AccuracyCell(
+        counts,
+        most_severe(state_of(r.verdict) for r in judged),
+        None if worst is None else ulp_key(worst.max_ulp),
+        worst,
+        sum(r.verdict == "error" for r in judged),
+        worst is not None and _floor_worst(worst),
+        "" if worst is None else where_it_occurs(worst),
+        max((ulp_key(r.max_ulp) for r in with_error if r.verdict == "exact"), default=None),
+    )
+
+
+def _reverse(text: str) -> tuple:
+    """A key under which ``max`` picks the first of equal texts."""
+    return tuple(-ord(c) for c in text)
+
+
+def accuracy_rows(reports: list[RunReport]) -> tuple[list[AccuracyRow], list[str], list[str]]:
+    """Every (run, API) with value or gradient results: a cell per (dtype, quantity), a region cell per (quantity,
+    region); and the dtypes and quantities present."""
+    rows, all_dtypes, all_quantities = [], set(), set()
+    for run in reports:
+        grouped: dict[str, dict[tuple[str, str], list[Result]]] = defaultdict(lambda: defaultdict(list))
+        by_region: dict[str, dict[tuple[str, str], RegionCell]] = defaultdict(dict)
+        for r in run.results:
+            if r.quantity not in ERROR_QUANTITIES:
+                continue
+            grouped[r.api][(r.dtype, r.quantity)].append(r)
+            all_dtypes.add(r.dtype)
+            all_quantities.add(r.quantity)
+            for region, figures in (r.regions or {}).items():
+                cell = by_region[r.api].setdefault((r.quantity, region), RegionCell())
+                cell.elements += figures.get("elements", 0)
+                cell.missed += figures.get("missed", 0)
+                if figures.get("missed"):
+                    cell.missed_states.add(state_of(r.verdict))
+                error = ulp_key(figures.get("max_ulp"))
+                if cell.result is None or error > ulp_key(cell.worst) or (error == ulp_key(cell.worst) and r.id < cell.result.id):
+                    cell.worst, cell.result, cell.x, cell.target = error, r, figures.get("x", ""), figures.get("target", "")
+                    cell.floor = bool(figures.get("floor"))
+        for api in run.apis:
+            if api in grouped:
+                cells = {key: accuracy_cell(sorted(rs, key=lambda r: r.id)) for key, rs in grouped[api].items()}
+                rows.append(AccuracyRow(run, api, cells, by_region.get(api, {})))
+    order = {name: i for i, name in enumerate(dtypes.DTYPES)}
+    return (
+        rows,
+        sorted(all_dtypes, key=lambda d: (order.get(d, len(order)), d)),
+        [q for q in ERROR_QUANTITIES if q in all_quantities],
     )
 
 
@@ -380,6 +545,7 @@ def build(runs: list[Run]) -> Report:
         conditioned,
         ranking,
         [(run, m) for run in reports for m in mechanisms(run.results)],
+        *accuracy_rows(reports),
     )
 
 
@@ -559,6 +725,11 @@ RANKING_HEADER = (
     "rank", "run", "API", "judged", "exact", "acceptable", "conditioned", "known divergence", "problems",
     "worst ULP", "median ULP",
 )  # fmt: skip
+# summary.md's form, at most 8 columns: run and API in one, exact · acceptable · conditioned in one
+RANKING_MD_HEADER = (
+    "rank", "run · API", "judged", "exact · acceptable · conditioned", "known divergence", "problems", "worst ULP",
+    "median ULP",
+)  # fmt: skip
 
 
 def ranking_cells(row: ApiRank) -> list[str]:
@@ -571,13 +742,14 @@ def ranking_markdown(report: Report) -> list[str]:
     if not report.ranking:
         return []
     out = ["## APIs ranked by forward error", "", RANKING_NOTE, ""]
-    out.append("| " + " | ".join(RANKING_HEADER) + " |")
-    out.append("|---:|---|---|" + "---:|" * (len(RANKING_HEADER) - 3))
+    out.append("| " + " | ".join(RANKING_MD_HEADER) + " |")
+    out.append("|---:|---|" + "---:|" * (len(RANKING_MD_HEADER) - 2))
     for rank, row in enumerate(report.ranking[:MD_RANKED], 1):
-        cells = ranking_cells(row)
+        judged, exact, acceptable, conditioned, divergent, problems, worst, middle = ranking_cells(row)
         if row.problems:
-            cells[5] = f"**{cells[5]}**"
-        out.append(f"| {rank} | {_md_cell(row.run.label)} | {_md_code(row.api)} | " + " | ".join(cells) + " |")
+            problems = f"**{problems}**"
+        cells = [judged, f"{exact} · {acceptable} · {conditioned}", divergent, problems, worst, middle]
+        out.append(f"| {rank} | {_md_cell(row.run.label)} · {_md_code(row.api)} | " + " | ".join(cells) + " |")
     if len(report.ranking) > MD_RANKED:
         out.append(f"\n{_cap_note(len(report.ranking) - MD_RANKED, 'APIs', 'report.html')}")
     out.append("")
@@ -608,7 +780,7 @@ VERSION_CHANGES_LISTED = 20  # per category, between two consecutive runs of one
 
 def version_changes(group: list[RunReport]) -> list[tuple[RunReport, RunReport, Diff]]:
     """What changed from each run of a framework to the next (the older version first): ``diff.compare``."""
-    return [(old, new, compare([old.run], [new.run])) for old, new in zip(group, group[1:])]
+    return [(old, new, compare([old.run], [new.run])) for old, new in pairwise(group)]
 
 
 def versions_markdown(report: Report) -> list[str]:
@@ -617,30 +789,25 @@ def versions_markdown(report: Report) -> list[str]:
     out = [
         "## Versions side by side",
         "",
-        "One framework's runs next to each other (same cell legend); Δ marks a row whose counts differ.",
+        ("One framework's runs next to each other: only the rows (API · case file) whose verdict counts differ "
+        "(exact · acceptable · conditioned · fail · known divergence · unsupported), then what changed."),
         "",
     ]
     for framework, group in report.version_groups.items():
         out += [f"### {_md_cell(framework)}", ""]
-        header = ["API", "case file", *(run.label for run in group), "Δ"]
-        out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-        out.append("|---|---|" + "---:|" * len(group) + ":---:|")
-        rows = version_rows(group)
-        previous = None
-        for api, f, cells in rows[:MD_VERSION_ROWS]:
-            name = _md_code(api) if api != previous else ""
-            previous = api
-            place = "**all**" if f == "all" else _md_cell(f)
-            out.append(
-                f"| {name} | {place} | "
-                + " | ".join(_md_counts(c) for c in cells)
-                + f" | {'Δ' if cells_differ(cells) else ''} |"
-            )
-        if len(rows) > MD_VERSION_ROWS:
-            out.append(
-                f"| {_cap_note(len(rows) - MD_VERSION_ROWS, 'rows', 'report.html')} |" + " |" * (len(header) - 1)
-            )
-        out.append("")
+        rows = [row for row in version_rows(group) if cells_differ(row[2])]
+        if not rows:
+            out += ["The same verdict counts in every API and case file.", ""]
+        else:
+            header = ["API · case file", *(run.label for run in group)]
+            out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            out.append("|---|" + "---:|" * len(group))
+            for api, f, cells in rows[:MD_VERSION_ROWS]:
+                place = "**all**" if f == "all" else _md_cell(f)
+                out.append(f"| {_md_code(api)} · {place} | " + " | ".join(_md_counts(c) for c in cells) + " |")
+            if len(rows) > MD_VERSION_ROWS:
+                out.append(f"| {_cap_note(len(rows) - MD_VERSION_ROWS, 'rows', 'report.html')} |" + " |" * len(group))
+            out.append("")
         for old, new, changes in version_changes(group):
             out += [f"**From {_md_cell(old.label)} to {_md_cell(new.label)}**: {summary_line(changes)}", ""]
             for title, lines in sections(changes, VERSION_CHANGES_LISTED):
@@ -657,19 +824,22 @@ CONDITIONED_NOTE = (
 )
 
 
+def problems_markdown(report: Report) -> list[str]:
+    out = [f"## Problems: {len(report.problems)} (fail, unexpected pass, error)", ""]
+    if not report.problems:
+        return out + ["No problems: no fail, unexpected pass or error.", ""]
+    for run, result in report.problems[:MD_PROBLEMS]:
+        out += [f"**{_md_cell(run.label)}** · `{result.verdict}`", "", _fence(failure_text(result)), ""]
+    if len(report.problems) > MD_PROBLEMS:
+        out += [_cap_note(len(report.problems) - MD_PROBLEMS, "problems"), ""]
+    return out
+
+
 def worst_markdown(report: Report) -> list[str]:
-    out = ["## Worst cases", ""]
-    if report.problems:
-        out += [f"### Problems: {len(report.problems)} (fail, unexpected pass, error)", ""]
-        for run, result in report.problems[:MD_PROBLEMS]:
-            out += [f"**{_md_cell(run.label)}** · `{result.verdict}`", "", _fence(failure_text(result)), ""]
-        if len(report.problems) > MD_PROBLEMS:
-            out += [_cap_note(len(report.problems) - MD_PROBLEMS, "problems"), ""]
-    else:
-        out += ["No problems: no fail, unexpected pass or error.", ""]
+    out = []
     if report.conditioned:
         out += [
-            f"### Conditioned: {len(report.conditioned)} (past the tolerance, within the condition-aware bound)",
+            f"## Conditioned: {len(report.conditioned)} (past the tolerance, within the condition-aware bound)",
             "",
             CONDITIONED_NOTE,
             "",
@@ -686,7 +856,7 @@ def worst_markdown(report: Report) -> list[str]:
         out.append("")
     if report.worst:
         out += [
-            "### Largest errors among known divergences and documented variants",
+            "## Largest errors among known divergences and documented variants",
             "",
             (
                 "One row per run, API and divergence (or variant): its largest error in ULPs and the result that "
@@ -751,9 +921,129 @@ def runs_markdown(report: Report) -> list[str]:
     return out
 
 
+STATE_MARKS = {  # a cell's verdict class in Markdown, where there is no colour but emoji
+    "fail": "🟥",
+    "known_divergence": "🟧",
+    "conditioned": "🟪",
+    "acceptable": "🟦",
+    "exact": "🟩",
+    "unsupported": "⬜",
+}
+MARKS_LEGEND = (
+    "🟥 problem (fail, unexpected pass, error) · 🟧 known divergence · 🟪 conditioned · 🟦 acceptable · 🟩 exact · "
+    "n/a: unsupported · –: no results"
+)
+
+
+def _accuracy_cell_md(cell: AccuracyCell | None) -> str:
+    if cell is None:
+        return "–"
+    if cell.state == "unsupported":
+        return "n/a"
+    text = f"{STATE_MARKS[cell.state]} {_ulp(cell.worst)}{'ᶠ' if cell.floor else ''}"
+    if cell.errors:
+        text += f" +{cell.errors} error"
+    if cell.where:
+        text += f" · {_md_escape(cell.where)}"
+    if cell.exact_worst is not None and cell.state != "exact":
+        text += f" (exact ≤ {_ulp(cell.exact_worst)})"
+    return text
+
+
+def accuracy_markdown(report: Report) -> list[str]:
+    if not report.accuracy:
+        return []
+    out = [
+        "## Accuracy: the worst error in ULPs per API and dtype",
+        "",
+        ("Each cell: the largest error in ULPs against the correctly rounded exact value among the results that are "
+        "not unsupported (every case and reduction), marked by the most severe verdict among them, and where it "
+        "occurs (the input region and element, or the reduction and case); then, where other verdicts share the "
+        "cell, the largest error of its exact results. ᶠ: on elements accepted only through the absolute floor."),
+        "",
+        MARKS_LEGEND,
+        "",
+    ]
+    for quantity in report.accuracy_quantities:
+        out += [f"### {quantity}", "", "| run · API | " + " | ".join(report.dtypes) + " |"]
+        out.append("|---|" + "---|" * len(report.dtypes))
+        for row in report.accuracy[: MD_APIS_PER_RUN * len(report.runs)]:
+            if all(c.state == "unsupported" for (_, q), c in row.cells.items() if q == quantity):
+                continue  # nothing judged (a row of n/a): the API has no such quantity
+            cells = [_accuracy_cell_md(row.cells.get((d, quantity))) for d in report.dtypes]
+            out.append(f"| {_md_cell(row.run.label)} · {_md_code(row.api)} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def regions_markdown(report: Report) -> list[str]:
+    used = [r for r in regions.REGIONS if any(r == key[1] for row in report.accuracy for key in row.regions)]
+    if not used:
+        return []
+    f32 = dtypes.get_format("float32")
+    out = [
+        "## Accuracy by input region",
+        "",
+        "The elementwise results of each API per input region (`conformance/regions.py`): the largest error in ULPs "
+        "over every dtype, and the elements that missed the tolerance out of those there (ᶠ: the worst element is accepted "
+        "only through the absolute floor). float32's bounds: "
+        + "; ".join(f"{r}: {regions.describe(r, 'logits', f32)}" for r in used)
+        + ".",
+        "",
+    ]
+    for quantity in report.accuracy_quantities:
+        rows = [row for row in report.accuracy if any(q == quantity for q, _ in row.regions)]
+        if not rows:
+            continue
+        out += [f"### {quantity}", "", "| run · API | " + " | ".join(used) + " |", "|---|" + "---|" * len(used)]
+        for row in rows:
+            cells = []
+            for region in used:
+                cell = row.regions.get((quantity, region))
+                cells.append(
+                    "–"
+                    if cell is None
+                    else f"{STATE_MARKS[cell.state]} {_ulp(cell.worst)}{'ᶠ' if cell.floor else ''} ({cell.missed}/{cell.elements})"
+                )
+            out.append(f"| {_md_cell(row.run.label)} · {_md_code(row.api)} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def gate_markdown(report: Report) -> list[str]:
+    if report.against is None:
+        return [
+            "## Regression gate",
+            "",
+            ("No baseline given (`python -m conformance report RESULTS --against BASELINE`); `python -m conformance diff` "
+            "is the gate itself."),
+            "",
+        ]
+    verdict = "fails" if report.against.regressed else "passes"
+    text = diff_markdown(report.against).replace("## Results diff (baseline → current)", "", 1).lstrip("\n")
+    text = re.sub(r"^(#+) ", lambda m: "#" * max(len(m.group(1)), 2) + "# ", text, flags=re.MULTILINE)  # under this heading
+    return [f"## Regression gate: {verdict} against `{report.against_name}`", "", text.rstrip(), ""]
+
+
+def runs_counts_markdown(report: Report) -> list[str]:
+    out = [
+        "## Verdicts per run",
+        "",
+        "| run | results | exact | acceptable | conditioned | known divergence | problems | unsupported |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in report.runs:
+        c = run.totals
+        cells = [c.total, c["exact"], c["acceptable"], c["conditioned"], c["known_divergence"], c.problems, c["unsupported"]]
+        out.append(f"| {_md_cell(run.label)} | " + " | ".join(map(str, cells)) + " |")
+    out += ["", "The verdicts per API and case file, and per quantity: report.html's matrix.", ""]
+    return out
+
+
 def summary_markdown(report: Report, limit: int = SUMMARY_LIMIT) -> str:
-    """summary.md: runs, matrix, ranking by forward error, versions side by side, worst cases; cut to ``limit``
-    bytes at a line."""
+    """summary.md, the most wanted first: the accuracy tables, the problems with their reproducers, the regression
+    gate, then the verdicts per run, the ranking, the conditioned and explained errors, the mechanisms, the versions
+    side by side and the runs' environments; cut to ``limit`` bytes at a line."""
     out = [
         "# BCE conformance report",
         "",
@@ -761,12 +1051,16 @@ def summary_markdown(report: Report, limit: int = SUMMARY_LIMIT) -> str:
         "",
     ]
     out += (
-        runs_markdown(report)
-        + matrix_markdown(report)
+        accuracy_markdown(report)
+        + regions_markdown(report)
+        + problems_markdown(report)
+        + gate_markdown(report)
+        + runs_counts_markdown(report)
         + ranking_markdown(report)
-        + versions_markdown(report)
         + worst_markdown(report)
         + mechanisms_markdown(report)
+        + versions_markdown(report)
+        + runs_markdown(report)
     )
     text = "\n".join(out).rstrip() + "\n"
     return cut(
@@ -823,6 +1117,12 @@ def main(args) -> int:
         for problem in run.problems[:LISTED_PROBLEMS]:
             print(f"  {problem}", file=sys.stderr)
     report = build(runs)
+    if getattr(args, "against", None):
+        try:
+            report.against = compare(read_side(args.against, "baseline"), runs)
+        except (ResultsError, DiffError) as exc:
+            return _fail(f"--against: {exc}")
+        report.against_name = str(args.against)
     rendered = render_all(report)
     try:  # one writer at a time; the three files replaced together, or (a kill, a full disk) not at all
         with output_files.locked(args.out, REPORT_NAME) as out:

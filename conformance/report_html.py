@@ -33,6 +33,7 @@ from conformance.report import (
     Counts,
     Report,
     RunReport,
+    _short,
     cells_differ,
     environment_rows,
     quantity_order,
@@ -114,6 +115,18 @@ details{margin:4px 0}summary{cursor:pointer}
 .delta{color:#c62828;font-weight:700;text-align:center}
 .note{color:#555;font-size:13px}
 td.api{min-width:230px;max-width:420px}td.wr{min-width:210px}td.src{max-width:420px}
+.filters{position:sticky;top:0;z-index:5;background:#fafafa;padding:6px 0;border-bottom:1px solid #ddd;margin:8px 0}
+.filters label{margin-right:12px;font-size:13px}
+.wrap{overflow:auto;max-height:85vh;max-width:100%;border:1px solid #ddd}
+table.accuracy{margin:0}
+table.accuracy thead th{position:sticky;top:0;z-index:2}
+table.accuracy th.stick{position:sticky;left:0;z-index:1;background:#f7f7f7;min-width:260px;max-width:360px}
+table.accuracy thead th.stick{z-index:3}
+td.acc{font-size:12px;min-width:110px;max-width:200px}td.acc small{color:#444}
+td.acc.fail{color:#8e0000}td.acc.unsupported,td.acc.none{color:#999;text-align:center}
+td.acc small.ex{color:#1b5e20}span.run{font-weight:400;color:#555;font-size:12px}.err{color:#c62828;font-weight:700}
+.gate{padding:6px 10px;background:#e8f5e9;border:1px solid #2e7d32}.gate.bad{background:#ffebee;border-color:#c62828}
+[hidden]{display:none!important}
 """
 
 
@@ -470,6 +483,230 @@ def _legend() -> str:
     )
 
 
+STATE_TINTS = {  # a cell's background by its verdict class (STATE_COLORS are the strong forms)
+    "exact": "#e8f5e9",
+    "acceptable": "#e3f2fd",
+    "conditioned": "#f3e5f5",
+    "known_divergence": "#fff3e0",
+    "fail": "#ffcdd2",
+    "unsupported": "#f5f5f5",
+}
+CSS += "".join(f"td.acc.{state}{{background:{tint}}}" for state, tint in STATE_TINTS.items()) + "td.acc.none{background:#fafafa}\n"
+OUTCOMES = ("fail", "known_divergence", "conditioned", "acceptable", "exact", "unsupported")  # the outcome filter
+FILTER_SCRIPT = """
+(function(){
+  var form = document.getElementById('filters');
+  function apply(){
+    var chosen = {};
+    form.querySelectorAll('select').forEach(function(s){ if (s.value) chosen[s.name] = s.value; });
+    document.querySelectorAll('[data-framework],[data-dtype],[data-quantity],[data-outcome]').forEach(function(el){
+      var show = true;
+      for (var name in chosen) {
+        var values = el.dataset[name];
+        if (values !== undefined && values.split(' ').indexOf(chosen[name]) < 0) { show = false; break; }
+      }
+      el.hidden = !show;
+    });
+    var count = form.querySelector('output');
+    if (count) count.textContent = Object.keys(chosen).length ? 'filtered' : '';
+  }
+  form.addEventListener('change', apply);
+  form.addEventListener('reset', function(){ setTimeout(apply, 0); });
+})();
+"""
+
+
+def _data(**lists) -> str:
+    """``data-framework="jax" data-dtype="float16 float32"``: the attributes the filters read (values without spaces)."""
+    out = []
+    for name, values in lists.items():
+        values = [values] if isinstance(values, str) else sorted(set(values))
+        out.append(f' data-{name}="{esc(" ".join(v.replace(" ", "_") for v in values))}"')
+    return "".join(out)
+
+
+def _filters(report: Report) -> list[str]:
+    frameworks = sorted({run.framework for run in report.runs})
+    dtypes = report.dtypes or sorted({r.dtype for run in report.runs for r in run.results})
+    quantities = report.quantities
+    outcomes = [o for o in OUTCOMES if report.totals[o]]
+
+    def select(name: str, label: str, values: list[str], names=None) -> str:
+        options = "".join(f'<option value="{esc(v)}">{esc((names or {}).get(v, v))}</option>' for v in values)
+        return f'<label>{esc(label)} <select name="{name}"><option value="">all</option>{options}</select></label>'
+
+    return [
+        '<form id="filters" class="filters" onsubmit="return false">',
+        select("outcome", "outcome", outcomes, {**STATE_NAMES, "fail": "problem (fail, error, unexpected pass)"}),
+        select("framework", "framework", frameworks),
+        select("dtype", "dtype", dtypes),
+        select("quantity", "quantity", quantities),
+        '<button type="reset">show all</button> <output></output></form>',
+    ]
+
+
+def _ulp_text(value: float | None) -> str:
+    return "–" if value is None else _ulp(value)
+
+
+def _accuracy(report: Report) -> list[str]:
+    if not report.accuracy:
+        return ['<h2 id="accuracy-head">Accuracy</h2>', '<p class="note">No value or gradient results.</p>']
+    columns = [(q, d) for q in report.accuracy_quantities for d in report.dtypes]
+    out = [
+        '<h2 id="accuracy-head">Accuracy: the worst error in ULPs per API, dtype and quantity</h2>',
+        (
+            '<p class="note">Each cell: the largest error in ULPs against the correctly rounded exact value among the '
+            "results that are not unsupported (the loss and its gradients, every case and reduction), coloured by the "
+            "most severe verdict among them, with where it occurs: the input region and the element "
+            "(<a href=\"#regions-head\">regions</a>) or the reduction and case; below it, where the cell holds other "
+            "verdicts too, the largest error of its exact results. ᶠ: that error lies on elements accepted "
+            "only through the dtype's absolute floor (flushed subnormals). Hover a cell for its verdict counts.</p>"
+        ),
+        _state_legend(),
+        '<div class="wrap"><table id="accuracy" class="accuracy"><thead><tr><th class="stick">run · API</th>',
+    ]
+    out += [f'<th{_data(dtype=d, quantity=q)}>{esc(q)}<br>{esc(d)}</th>' for q, d in columns]
+    out.append("</tr></thead><tbody>")
+    for row in report.accuracy:
+        states = {c.state for c in row.cells.values()}
+        anchor = _api_anchor(row.run, row.api)
+        out.append(
+            f'<tr id="{anchor}"{_data(framework=row.run.framework, outcome=states)}>'
+            f'<th class="stick api"><span class="run">{esc(row.run.label)}</span><br>{code(row.api)}</th>'
+        )
+        for q, d in columns:
+            cell = row.cells.get((d, q))
+            attrs = _data(dtype=d, quantity=q)
+            if cell is None:
+                out.append(f'<td class="acc none"{attrs}>–</td>')
+                continue
+            title = cell.counts.sentence() + (f"; worst: {cell.result.id}" if cell.result else "")
+            if cell.state == "unsupported":
+                out.append(f'<td class="acc unsupported"{attrs} title="{esc(title)}">n/a</td>')
+                continue
+            value = _ulp_text(cell.worst) + ("ᶠ" if cell.floor else "")
+            errors = f' <span class="err">+{cell.errors} error</span>' if cell.errors else ""
+            within = (
+                f'<br><small class="ex">exact results ≤ {esc(_ulp_text(cell.exact_worst))}</small>'
+                if cell.exact_worst is not None and cell.state != "exact"
+                else ""
+            )
+            out.append(
+                f'<td class="acc {cell.state}"{attrs} title="{esc(title)}"><b>{esc(value)}</b>{errors}'
+                f"<br><small>{esc(cell.where)}</small>{within}</td>"
+            )
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return out
+
+
+def _state_legend() -> str:
+    return '<p class="legend">' + "".join(
+        f'<span class="sw" style="background:{STATE_TINTS[s]};border:1px solid {STATE_COLORS[s]}"></span>'
+        f"{esc(STATE_NAMES[s])}"
+        for s in OUTCOMES
+    ) + "</p>"
+
+
+def _api_anchor(run: RunReport, api: str) -> str:
+    return "api-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{run.label}-{api}")
+
+
+def _regions(report: Report) -> list[str]:
+    from conformance import regions
+
+    used = [r for r in regions.REGIONS if any(r == key[1] for row in report.accuracy for key in row.regions)]
+    if not used:
+        return []
+    out = [
+        '<h2 id="regions-head">Accuracy by input region</h2>',
+        (
+            '<p class="note">The elementwise results (reduction none) of each API, per region of the input '
+            "(conformance/regions.py; bounds for float32 shown, each dtype its own): the largest error in ULPs over "
+            "every dtype, the elements that missed the tolerance out of those there, and the worst element (ᶠ: accepted only "
+            "through the absolute floor). Green: "
+            "no element missed; otherwise the most severe verdict of the results with misses there.</p>"
+        ),
+        '<p class="note">' + " · ".join(
+            f"<b>{esc(r)}</b>: {esc(regions.describe(r, 'logits', _float32()))}"
+            + (f" (probabilities: {esc(regions.describe(r, 'probs', _float32()))})" if r == regions.SATURATION else "")
+            for r in used
+        ) + "</p>",
+        '<div class="wrap"><table id="regions" class="accuracy"><thead><tr><th class="stick">run · API</th>',
+    ]
+    columns = [(q, r) for q in report.accuracy_quantities for r in used]
+    out += [f"<th{_data(quantity=q)}>{esc(q)}<br>{esc(r)}</th>" for q, r in columns]
+    out.append("</tr></thead><tbody>")
+    for row in report.accuracy:
+        if not row.regions:
+            continue
+        states = {c.state for c in row.regions.values()}
+        out.append(
+            f"<tr{_data(framework=row.run.framework, outcome=states)}>"
+            f'<th class="stick api"><span class="run">{esc(row.run.label)}</span><br>{code(row.api)}</th>'
+        )
+        for q, r in columns:
+            cell = row.regions.get((q, r))
+            if cell is None:
+                out.append(f'<td class="acc none"{_data(quantity=q)}>–</td>')
+                continue
+            title = f"{cell.missed} of {cell.elements} elements missed the tolerance; worst in {cell.result.id}"
+            out.append(
+                f'<td class="acc {cell.state}"{_data(quantity=q)} title="{esc(title)}"><b>{esc(_ulp_text(cell.worst))}'
+                f"{'ᶠ' if cell.floor else ''}</b> <small>{cell.missed}/{cell.elements}</small><br><small>x = {esc(_short(cell.x))}, "
+                f"y = {esc(_short(cell.target))} · {esc(cell.result.dtype)}</small></td>"
+            )
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return out
+
+
+def _float32():
+    from conformance.dtypes import get_format
+
+    return get_format("float32")
+
+
+def _problems(report: Report) -> list[str]:
+    out = ['<section id="problems">', f"<h2>Problems: {len(report.problems)} (fail, unexpected pass, error)</h2>"]
+    if not report.problems:
+        out += ["<p>No problems: no fail, unexpected pass or error.</p>", "</section>"]
+        return out
+    out.append('<p class="note">Each with why, its worst elements and a one-line reproducer.</p>')
+    for n, (run, result) in enumerate(report.problems[:HTML_PROBLEMS]):
+        attrs = _data(framework=run.framework, dtype=result.dtype, quantity=result.quantity, outcome="fail")
+        out.append(
+            f"<details{attrs}{' open' if n < OPEN_PROBLEMS else ''}><summary><b>{esc(run.label)}</b> · "
+            f"<code>{esc(result.verdict)}</code> · {code(result.id)}</summary>"
+            f"<pre>{linkify(failure_text(result))}</pre></details>"
+        )
+    if len(report.problems) > HTML_PROBLEMS:
+        out.append(f'<p class="note">... and {len(report.problems) - HTML_PROBLEMS} more problems (see junit.xml)</p>')
+    out.append("</section>")
+    return out
+
+
+def _diff_gate(report: Report) -> list[str]:
+    out = ['<h2 id="diff">Regression gate: the diff against the baseline</h2>']
+    if report.against is None:
+        out.append(
+            '<p class="note">No baseline given (<code>python -m conformance report RESULTS --against BASELINE</code>; '
+            "the main job passes baselines/). <code>python -m conformance diff</code> is the gate itself.</p>"
+        )
+        return out
+    diff = report.against
+    verdict = "fails" if diff.regressed else "passes"
+    out.append(
+        f'<p class="{"gate bad" if diff.regressed else "gate"}"><b>The gate {verdict}</b> against '
+        f"<code>{esc(report.against_name)}</code>: {esc(summary_line(diff))}</p>"
+    )
+    for title, lines in sections(diff, VERSION_CHANGES_LISTED):
+        items = "".join(f"<li>{esc(line[2:].replace('`', ''))}</li>" for line in lines)
+        out.append(f"<details><summary>{esc(title)}</summary><ul>{items}</ul></details>")
+    return out
+
+
 def _environment(report: Report) -> list[str]:
     rows: dict[str, dict[int, str]] = {}
     for run in report.runs:
@@ -554,7 +791,8 @@ def _versions(report: Report) -> list[str]:
         return []
     out = [
         '<h2 id="versions">Versions side by side</h2>',
-        '<p class="note">One framework\'s runs next to each other; Δ marks a row whose counts differ.</p>',
+        ('<p class="note">One framework\'s runs next to each other: only the rows (API, case file) whose verdict '
+        "counts differ between them, then what changed from each version to the next.</p>"),
     ]
     for framework, group in report.version_groups.items():
         out.append(f"<h3>{esc(framework)}</h3>")
@@ -562,7 +800,10 @@ def _versions(report: Report) -> list[str]:
         out += [f'<th class="num">{esc(run.label)}</th>' for run in group]
         out.append("<th>Δ</th></tr>")
         previous = None
-        for api, f, cells in version_rows(group):
+        rows = [row for row in version_rows(group) if cells_differ(row[2])]
+        if not rows:
+            out.append('<p class="note">The same verdict counts in every API and case file.</p>')
+        for api, f, cells in rows:
             name = code(api) if api != previous else ""
             group_class = ' class="group"' if api != previous else ""
             previous = api
@@ -582,21 +823,7 @@ def _versions(report: Report) -> list[str]:
 
 
 def _worst(report: Report) -> list[str]:
-    out = ['<h2 id="worst">Worst cases</h2>']
-    if report.problems:
-        out.append(f"<h3>Problems: {len(report.problems)} (fail, unexpected pass, error)</h3>")
-        for n, (run, result) in enumerate(report.problems[:HTML_PROBLEMS]):
-            out.append(
-                f"<details{' open' if n < OPEN_PROBLEMS else ''}><summary><b>{esc(run.label)}</b> · "
-                f"<code>{esc(result.verdict)}</code> · {code(result.id)}</summary>"
-                f"<pre>{linkify(failure_text(result))}</pre></details>"
-            )
-        if len(report.problems) > HTML_PROBLEMS:
-            out.append(
-                f'<p class="note">... and {len(report.problems) - HTML_PROBLEMS} more problems (see junit.xml)</p>'
-            )
-    else:
-        out.append("<p>No problems: no fail, unexpected pass or error.</p>")
+    out = ['<h2 id="worst">Conditioned results and the largest explained errors</h2>']
     if report.conditioned:
         out.append(
             f"<h3>Conditioned: {len(report.conditioned)} (past the tolerance, within the condition-aware bound)</h3>"
@@ -745,9 +972,43 @@ def _sweeps(report: Report) -> list[str]:
     return out
 
 
+SECTIONS = (  # (anchor, nav text): the page's order, most wanted first
+    ("accuracy-head", "Accuracy"),
+    ("regions-head", "By region"),
+    ("problems", "Problems"),
+    ("diff", "Diff gate"),
+    ("worst", "Conditioned & explained"),
+    ("mechanisms", "Known divergences"),
+    ("ranking", "Ranking"),
+    ("versions", "Versions"),
+    ("matrix", "Matrix"),
+    ("distribution", "ULP distribution"),
+    ("sweeps", "Sweeps"),
+    ("runs", "Runs"),
+)
+
+
 def render(report: Report) -> str:
     """The whole page."""
+    from conformance import report_plots
+
     totals = report.totals.sentence()
+    body = (
+        _accuracy(report)
+        + _regions(report)
+        + _problems(report)
+        + _diff_gate(report)
+        + _worst(report)
+        + _mechanisms(report)
+        + _ranking(report)
+        + _versions(report)
+        + _matrix(report)
+        + report_plots.ulp_distribution(report)
+        + report_plots.sweep_sections(report)
+        + _environment(report)
+    )
+    text = "\n".join(body)
+    nav = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name in SECTIONS if f'id="{anchor}"' in text)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -756,22 +1017,9 @@ def render(report: Report) -> str:
         f"<style>{CSS}</style></head><body><main>",
         "<h1>BCE conformance report</h1>",
         f'<p class="lead">{report.result_count} results from {len(report.runs)} runs: {esc(totals)}.</p>',
-        '<nav><a href="#runs">Runs</a><a href="#matrix">Matrix</a>'
-        + ('<a href="#ranking">Ranking</a>' if report.ranking else "")
-        + ('<a href="#versions">Versions</a>' if report.version_groups else "")
-        + '<a href="#worst">Worst cases</a>'
-        + ('<a href="#mechanisms">Known divergences</a>' if report.mechanisms else "")
-        + '<a href="#histograms">Histograms</a><a href="#sweeps">Sweeps</a></nav>',
+        f"<nav>{nav}</nav>",
+        *_filters(report),
+        text,
+        f"</main><script>{FILTER_SCRIPT}</script></body></html>",
     ]
-    parts += (
-        _environment(report)
-        + _matrix(report)
-        + _ranking(report)
-        + _versions(report)
-        + _worst(report)
-        + _mechanisms(report)
-        + _histograms(report)
-        + _sweeps(report)
-    )
-    parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"

@@ -81,6 +81,9 @@ class Result:
     framework_versions: dict[str, str] = field(default_factory=dict)
     # a sweep case's every element, for the report's plots: {"x": logits or probs, "target", "got", "want", "ulp"}
     elements: dict[str, list] | None = None
+    # an elementwise result's errors per input region (conformance.regions): region -> {elements, missed,
+    # max_ulp, x, target (the inputs of the worst element, hex)}
+    regions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -91,7 +94,7 @@ class Result:
         data = asdict(self)
         if data["elements"] is None:
             del data["elements"]  # only sweep cases carry them
-        for name in ("when", "explained", "in_regions"):
+        for name in ("when", "explained", "in_regions", "regions"):
             if not data[name]:
                 del data[name]  # only a result a known divergence concerns has them
         return json.dumps(_jsonable(data), ensure_ascii=False, sort_keys=False)

@@ -20,7 +20,7 @@ import mpmath
 import numpy as np
 
 from conformance import cache as reference_cache
-from conformance import conditioning, fast_reference, metamorphic, numerics
+from conformance import conditioning, fast_reference, metamorphic, numerics, regions
 from conformance import divergences as divergence_list
 from conformance.adapters import Api, Framework, Unsupported, load_adapter, load_framework
 from conformance.cases import Case
@@ -421,6 +421,10 @@ class Runner:
         if case.sweep and check.reduction == "none" and not api.axis_mean:
             result.elements = _elements(case, inputs, values, ref, judgement, fmt)
         result.worst = self._worst(inputs, ref, judgement, fmt, api.axis_mean)
+        if check.reduction == "none" and not api.axis_mean:  # per element: the report's table by region
+            result.regions = regions.summarize(
+                case.kind, inputs, ref.shape, judgement.ulps, judgement.missing, fmt, tolerance_for(check.dtype, case.tolerance).max_ulp
+            )
         if got.dtype != fmt.numpy_dtype:
             result.verdict = Verdict.FAIL.value
             what = f"{EMPTY}returned {_returned(values)} in" if _is_empty(inputs) else "returned"
