@@ -29,8 +29,8 @@ import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
