@@ -3,14 +3,16 @@
 Reads results files (or folders of ``*.jsonl``), one run each (a framework at some versions, on
 some machine), and writes to ``--out``:
 
-- ``summary.md``: for a CI job summary. A header per run (its environment), the matrix of APIs ×
-  case files with the verdict counts of each cell, the APIs ranked by forward error (``ranking``),
-  the runs of one framework at different versions side by side, then the worst cases: the problems
-  first, then the conditioned results (apart, with their bound ratio and condition number), then the
-  largest errors among known divergences and documented variants. Every list is capped, and the whole file stays under
-  ``SUMMARY_LIMIT`` bytes (GitHub's step-summary limit is 1 MiB) however many results go in.
-- ``report.html``: one self-contained page, the same tables plus ULP-error histograms and the
-  sweep cases' plots (``conformance.report_html``; needs matplotlib).
+- ``summary.md``: for a CI job summary, the most wanted first: the accuracy tables (the worst error in ULPs
+  per run · API and dtype, one table per quantity, marked by the most severe verdict, with where it occurs; then per
+  input region, ``conformance.regions``), the problems with their reproducers, the regression gate (``--against``:
+  the diff against a baseline), the verdicts per run, the APIs ranked by forward error, the conditioned results and
+  the largest explained errors, the mechanisms, the runs of one framework at different versions (only what
+  differs) and the runs' environments. Every table is at most 8 columns wide, every list is capped, and the whole
+  file stays under ``SUMMARY_LIMIT`` bytes (200 KiB) however many results go in.
+- ``report.html``: one self-contained page in the same order, with filters (outcome, framework, dtype, quantity),
+  the verdict matrix, the ULP-error distribution and the sweep cases' plots (``conformance.report_html``,
+  ``conformance.report_plots``; needs matplotlib).
 - ``junit.xml``: a test suite per run, a test case per result (``conformance.junit``).
 
 Each file is written to a temporary file in ``--out`` and renamed over the old one, and is the same
@@ -43,7 +45,7 @@ from conformance.summary import Mechanism, _ulp, failure_text, mechanisms
 from conformance.verdicts import tolerance_for
 
 EXIT_USAGE = 2
-SUMMARY_LIMIT = 1_000_000  # bytes; GitHub refuses a job summary over 1 MiB
+SUMMARY_LIMIT = 200 * 1024  # bytes: a job summary read on one page (GitHub refuses one over 1 MiB)
 
 # The six counts of a matrix cell, in this order. "fail" counts every problem: fail, unexpected
 # pass (a known divergence that no longer diverges) and error. "conditioned" is no problem: past the
@@ -950,6 +952,13 @@ def _accuracy_cell_md(cell: AccuracyCell | None) -> str:
     return text
 
 
+def _per_run(rows: list[AccuracyRow]) -> list[tuple[RunReport, list[AccuracyRow]]]:
+    grouped: dict[int, tuple[RunReport, list[AccuracyRow]]] = {}
+    for row in rows:
+        grouped.setdefault(row.run.index, (row.run, []))[1].append(row)
+    return list(grouped.values())
+
+
 def accuracy_markdown(report: Report) -> list[str]:
     if not report.accuracy:
         return []
@@ -967,11 +976,14 @@ def accuracy_markdown(report: Report) -> list[str]:
     for quantity in report.accuracy_quantities:
         out += [f"### {quantity}", "", "| run · API | " + " | ".join(report.dtypes) + " |"]
         out.append("|---|" + "---|" * len(report.dtypes))
-        for row in report.accuracy[: MD_APIS_PER_RUN * len(report.runs)]:
-            if all(c.state == "unsupported" for (_, q), c in row.cells.items() if q == quantity):
-                continue  # nothing judged (a row of n/a): the API has no such quantity
-            cells = [_accuracy_cell_md(row.cells.get((d, quantity))) for d in report.dtypes]
-            out.append(f"| {_md_cell(row.run.label)} · {_md_code(row.api)} | " + " | ".join(cells) + " |")
+        for run, rows in _per_run(report.accuracy):
+            # a row of n/a (nothing judged: the API has no such quantity) is left out
+            rows = [row for row in rows if any(c.state != "unsupported" for (_, q), c in row.cells.items() if q == quantity)]
+            for row in rows[:MD_APIS_PER_RUN]:
+                cells = [_accuracy_cell_md(row.cells.get((d, quantity))) for d in report.dtypes]
+                out.append(f"| {_md_cell(run.label)} · {_md_code(row.api)} | " + " | ".join(cells) + " |")
+            if len(rows) > MD_APIS_PER_RUN:
+                out.append(f"| {_cap_note(len(rows) - MD_APIS_PER_RUN, 'APIs', 'report.html')} |" + " |" * len(report.dtypes))
         out.append("")
     return out
 
@@ -992,11 +1004,11 @@ def regions_markdown(report: Report) -> list[str]:
         "",
     ]
     for quantity in report.accuracy_quantities:
-        rows = [row for row in report.accuracy if any(q == quantity for q, _ in row.regions)]
-        if not rows:
+        by_run = [(run, [row for row in rows if any(q == quantity for q, _ in row.regions)]) for run, rows in _per_run(report.accuracy)]
+        if not any(rows for _, rows in by_run):
             continue
         out += [f"### {quantity}", "", "| run · API | " + " | ".join(used) + " |", "|---|" + "---|" * len(used)]
-        for row in rows:
+        for row in (row for _, rows in by_run for row in rows[:MD_APIS_PER_RUN]):
             cells = []
             for region in used:
                 cell = row.regions.get((quantity, region))
@@ -1064,7 +1076,7 @@ def summary_markdown(report: Report, limit: int = SUMMARY_LIMIT) -> str:
     )
     text = "\n".join(out).rstrip() + "\n"
     return cut(
-        text, limit, "\n_... the summary is cut here to stay under 1 MiB; report.html and junit.xml hold everything._\n"
+        text, limit, "\n_... the summary is cut here to stay under 200 KiB; report.html and junit.xml hold everything._\n"
     )
 
 
