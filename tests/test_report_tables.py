@@ -212,3 +212,26 @@ def test_every_accuracy_cell_carries_what_the_filters_read():
     assert len(rows) == len(report.accuracy) and all('data-framework="' in r and 'data-outcome="' in r for r in rows)
     for select in ("outcome", "framework", "dtype", "quantity"):
         assert f'<select name="{select}">' in page
+
+
+def test_a_run_records_the_regions_of_each_elementwise_result(tmp_path):
+    import json
+
+    from conformance.cases import load
+
+    seed = Path(__file__).resolve().parents[1] / "cases" / "seed.yaml"
+    argv = ["run", "--framework", "rounded", "--cases", str(seed), "--out", str(tmp_path), "--progress", "none"]
+    assert cli_main(argv) == 0
+    records = [json.loads(line) for line in (tmp_path / "rounded.jsonl").read_text(encoding="utf-8").splitlines()[1:]]
+    cases = {case.full_name: case for case in load([seed])}
+    judged = [r for r in records if r["quantity"] in ("value", "grad") and r["verdict"] not in ("unsupported", "error")]
+    assert any(r["reduction"] == "none" for r in judged) and any(r["reduction"] != "none" for r in judged)
+    for record in judged:
+        if record["reduction"] != "none":
+            assert "regions" not in record, record["case"]
+            continue
+        figures = record["regions"]
+        assert list(figures) == [name for name in regions.REGIONS if name in figures]
+        # the regions share out the result's elements and hold its worst error
+        assert sum(f["elements"] for f in figures.values()) == int(np.prod(cases[record["case"]].shape))
+        assert max(float(f["max_ulp"]) for f in figures.values()) == float(record["max_ulp"])
