@@ -252,7 +252,7 @@ class AccuracyCell:
     errors: int  # `error` results, which have no error in ULPs
     floor: bool  # that result's largest error lies on elements accepted through the absolute floor
     where: str  # where it occurs: the region and the inputs of its worst element, or the reduction and case
-    exact_worst: float | None = None  # the largest max_ulp of the cell's exact results (those within the tolerance)
+    exact_worst: float | None = None  # the largest max_ulp of the cell's exact results, those the floor decided left out
 
 
 @dataclass
@@ -381,6 +381,8 @@ def where_it_occurs(result: Result) -> str:
         except (ValueError, KeyError):
             region = "?"
         return f"{region}: x = {_short(inputs[kind])}, y = {_short(inputs['target'])}"
+    if result.reduction == "none" and result.reduced_by:  # an API that reduces along an axis: a mean per row
+        return f"row means of {result.case}"
     return f"{result.reduction} of {result.case}"
 
 
@@ -409,7 +411,8 @@ def accuracy_cell(results: list[Result]) -> AccuracyCell:
         sum(r.verdict == "error" for r in judged),
         worst is not None and _floor_worst(worst),
         "" if worst is None else where_it_occurs(worst),
-        max((ulp_key(r.max_ulp) for r in with_error if r.verdict == "exact"), default=None),
+        # what the floor decided is marked apart (ᶠ), not the exact results' accuracy
+        max((ulp_key(r.max_ulp) for r in with_error if r.verdict == "exact" and not _floor_worst(r)), default=None),
     )
 
 
@@ -968,7 +971,8 @@ def accuracy_markdown(report: Report) -> list[str]:
         ("Each cell: the largest error in ULPs against the correctly rounded exact value among the results that are "
         "not unsupported (every case and reduction), marked by the most severe verdict among them, and where it "
         "occurs (the input region and element, or the reduction and case); then, where other verdicts share the "
-        "cell, the largest error of its exact results. ᶠ: on elements accepted only through the absolute floor."),
+        "cell, the largest error of its exact results (those the floor decided left out). ᶠ: on elements accepted "
+        "only through the absolute floor."),
         "",
         MARKS_LEGEND,
         "",

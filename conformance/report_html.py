@@ -560,7 +560,7 @@ def _accuracy(report: Report) -> list[str]:
             "results that are not unsupported (the loss and its gradients, every case and reduction), coloured by the "
             "most severe verdict among them, with where it occurs: the input region and the element "
             "(<a href=\"#regions-head\">regions</a>) or the reduction and case; below it, where the cell holds other "
-            "verdicts too, the largest error of its exact results. ᶠ: that error lies on elements accepted "
+            "verdicts too, the largest error of its exact results (those the floor decided left out). ᶠ: that error lies on elements accepted "
             "only through the dtype's absolute floor (flushed subnormals). Hover a cell for its verdict counts.</p>"
         ),
         _state_legend(),

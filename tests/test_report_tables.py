@@ -104,6 +104,10 @@ def test_an_accuracy_cell_takes_the_worst_error_and_the_most_severe_verdict():
 def test_the_worst_of_a_floor_accepted_result_is_marked():
     flushed = result("a/c1", dtype="float32", max_ulp=1e30, floor_accepted=2)
     assert accuracy_cell([flushed]).floor and accuracy_cell([flushed]).state == "exact"
+    # beside a known divergence, the exact results' accuracy leaves what the floor decided out
+    divergent = result("a/c2", verdict="known_divergence", divergence="d")
+    cell = accuracy_cell([flushed, result("a/c3", max_ulp=0.75), divergent])
+    assert cell.state == "known_divergence" and cell.exact_worst == 0.75
     assert not accuracy_cell([result("a/c1", dtype="float32", max_ulp=3.0, floor_accepted=2)]).floor
 
 
