@@ -1,17 +1,23 @@
 """junit.xml for CI test-report viewers: a ``<testsuite>`` per run, a ``<testcase>`` per result.
 
-- classname ``<framework>.<case file stem>``, name the result's id;
-- a problem (fail, unexpected pass, error) is a ``<failure>`` whose text is the failure text
-  (the check, why, the worst elements, a reproducer);
+- classname ``<run label>.<case file stem>`` (the label's spaces and dots as ``_``: ``jax_0_6_2.seed``), so that
+  two runs of one framework (the version matrix's two JAX runs) never share a (classname, name); name the
+  result's id;
+- ``time``: the seconds the run spent on that result, from the ``<name>.timing.json`` beside its results file
+  (``checks``: from the previous result to this one); 0 where there is none. The suites and the root sum them;
+- fail and unexpected pass are a ``<failure>``, error an ``<error>`` (the call raised, or returned no float of
+  the right shape), each with the failure text (the check, why, the worst elements, a reproducer);
 - unsupported is ``<skipped>``; a known divergence is ``<skipped type="known_divergence">`` with
   the divergence's id and reason;
 - exact and acceptable pass;
 - conditioned (past the tolerance, within the condition-aware bound) passes too, neither skipped nor
-  failed, with its verdict, bound ratio and condition number as ``<properties>`` and its text (the
-  check, why, the worst elements with their bounds and condition numbers) as ``<system-out>``.
+  failed, with its text (the check, why, the bound ratio and condition number, the worst elements with their
+  bounds) as ``<system-out>``.
 
-The suites' and the root's ``tests``, ``failures``, ``errors`` (always 0: an error result is a
-failure here) and ``skipped`` attributes count them.
+The suites' ``tests``, ``failures``, ``errors`` and ``skipped`` attributes count them, the root's its
+``tests``, ``failures`` and ``errors``: the attributes pytest's ``junit-10.xsd`` allows there
+(``tests/test_junit.py`` validates against it; the one liberty taken is ``<error>``, which pytest itself writes,
+where that schema names the element ``errors``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from conformance.report import Report, case_file, environment_rows, is_problem
+from conformance.results import read_timing
 from conformance.summary import failure_text
 
 MESSAGE_CHARS = 1000
@@ -36,28 +43,44 @@ def _message(text: str) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 
+def classname_prefix(label: str) -> str:
+    """A run label as the first part of a dotted classname: ``jax 0.6.2`` → ``jax_0_6_2``."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") or "run"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}"
+
+
 def render(report: Report) -> bytes:
     """The junit.xml bytes for a report (UTF-8, with an XML declaration)."""
     root = ET.Element("testsuites", name="bce-conformance")
-    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0, "time": 0.0}
     for run in report.runs:
         suite = ET.SubElement(root, "testsuite", name=clean(run.label))
         properties = ET.SubElement(suite, "properties")
         for name, text in environment_rows(run.run):
             ET.SubElement(properties, "property", name=clean(name), value=clean(text))
-        counts = {"tests": 0, "failures": 0, "skipped": 0}
+        seconds = read_timing(run.run.path)
+        prefix = classname_prefix(run.label)
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0}
         for result in run.results:
+            spent = seconds.get(result.id, 0.0)
             case = ET.SubElement(
-                suite, "testcase", classname=clean(f"{result.framework}.{case_file(result)}"), name=clean(result.id)
+                suite,
+                "testcase",
+                classname=clean(f"{prefix}.{case_file(result)}"),
+                name=clean(result.id),
+                time=_seconds(spent),
             )
             counts["tests"] += 1
+            counts["time"] += spent
             if is_problem(result.verdict):
-                counts["failures"] += 1
+                kind = "error" if result.verdict == "error" else "failure"
+                counts["errors" if kind == "error" else "failures"] += 1
                 text = failure_text(result)
-                failure = ET.SubElement(
-                    case, "failure", message=_message(text.splitlines()[0]), type=clean(result.verdict)
-                )
-                failure.text = clean(text)
+                element = ET.SubElement(case, kind, message=_message(text.splitlines()[0]), type=clean(result.verdict))
+                element.text = clean(text)
             elif result.verdict == "known_divergence":
                 counts["skipped"] += 1
                 reason = (
@@ -68,24 +91,18 @@ def render(report: Report) -> bytes:
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", type="unsupported", message=_message(result.message))
             elif result.verdict == "conditioned":
-                properties = ET.SubElement(case, "properties")
-                for name, value in (
-                    ("verdict", result.verdict),
-                    ("bound_ratio", result.bound_ratio),
-                    ("condition", result.condition),
-                ):
-                    text = "-" if value is None else value if isinstance(value, str) else repr(float(value))
-                    ET.SubElement(properties, "property", name=name, value=clean(text))
-                ET.SubElement(case, "system-out").text = clean(failure_text(result))
-        suite.set("tests", str(counts["tests"]))
-        suite.set("failures", str(counts["failures"]))
-        suite.set("errors", "0")
-        suite.set("skipped", str(counts["skipped"]))
+                figures = ", ".join(
+                    f"{name} {'-' if value is None else repr(float(value))}"
+                    for name, value in (("bound_ratio", result.bound_ratio), ("condition", result.condition))
+                )
+                ET.SubElement(case, "system-out").text = clean(f"conditioned: {figures}\n{failure_text(result)}")
+        for key in ("tests", "failures", "errors", "skipped"):
+            suite.set(key, str(counts[key]))
+        suite.set("time", _seconds(counts["time"]))
         for key in totals:
             totals[key] += counts[key]
-    root.set("tests", str(totals["tests"]))
-    root.set("failures", str(totals["failures"]))
-    root.set("errors", "0")
-    root.set("skipped", str(totals["skipped"]))
+    for key in ("tests", "failures", "errors"):
+        root.set(key, str(totals[key]))
+    root.set("time", _seconds(totals["time"]))
     ET.indent(root, space=" ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"

@@ -188,6 +188,9 @@ class RunFiles:
         self.partial = self.folder / f"{name}.jsonl.partial"
         self.partial_summary = self.folder / f"{name}.summary.partial.md"
         self.started = time.time() if started is None else started  # for the timing file
+        # per result id, the seconds from the previous result (or the start) to it: junit.xml's times
+        self.seconds: dict[str, float] = {}
+        self._last = self.started
         write_atomically(self.partial_summary, partial_markdown([], planned, "it is running, or it was killed", self.kept))
         self.writer = ResultWriter(self.partial, environment, planned)
 
@@ -196,6 +199,9 @@ class RunFiles:
         return f"`{self.name}.jsonl` and `{self.name}.summary.md`, if there are any, are the last complete run's, untouched."
 
     def write(self, result) -> None:
+        now = time.time()
+        self.seconds[result.id] = now - self._last
+        self._last = now
         self.writer.write(result)
 
     def stopped(self, results: list, why: str) -> str:
@@ -217,7 +223,7 @@ class RunFiles:
             {
                 f"{self.name}.jsonl": "\n".join(lines) + "\n",
                 f"{self.name}.summary.md": summary,
-                f"{self.name}.timing.json": timing_text(self.started),
+                f"{self.name}.timing.json": timing_text(self.started, self.seconds),
             },
             remove=(self.partial.name, self.partial_summary.name),
         )

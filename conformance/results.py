@@ -627,11 +627,26 @@ def write_atomically(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
-def timing_text(started: float) -> str:
-    """A run's start time and duration (``<name>.timing.json``): kept apart from the results file so
-    that the results are the same bytes run after run."""
+def timing_text(started: float, checks: dict[str, float] | None = None) -> str:
+    """A run's start time and duration (``<name>.timing.json``), and per result id the seconds from the
+    previous result to it (``checks``: what junit.xml gives each test case): kept apart from the results
+    file so that the results are the same bytes run after run."""
     timing = {
         "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
     }
+    if checks:
+        timing["checks"] = {name: round(seconds, 6) for name, seconds in checks.items()}
     return json.dumps(timing) + "\n"
+
+
+def read_timing(results_path: str | Path) -> dict[str, float]:
+    """The per-result seconds of the ``<name>.timing.json`` beside a results file; {} where there is none
+    (results copied without it, or written before it held them) or it cannot be read."""
+    path = Path(results_path)
+    try:
+        data = json.loads(path.with_name(path.name.removesuffix(".jsonl") + ".timing.json").read_text(encoding="utf-8"))
+        checks = data.get("checks", {}) if isinstance(data, dict) else {}
+        return {str(k): float(v) for k, v in checks.items() if isinstance(v, (int, float)) and v >= 0}
+    except (OSError, ValueError, AttributeError):
+        return {}
