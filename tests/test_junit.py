@@ -26,7 +26,9 @@ def schema(with_error: bool = True):
     assert text.count(ERRORS_ELEMENT) == 1 and text.count('<xs:element ref="errors"/>') == 1
     if with_error:
         declaration = text[text.index(ERRORS_ELEMENT) : text.index("</xs:element>", text.index(ERRORS_ELEMENT))]
-        text = text.replace(ERRORS_ELEMENT, declaration.replace('"errors"', '"error"') + "</xs:element>\n" + ERRORS_ELEMENT)
+        text = text.replace(
+            ERRORS_ELEMENT, declaration.replace('"errors"', '"error"') + "</xs:element>\n" + ERRORS_ELEMENT
+        )
         text = text.replace('<xs:element ref="errors"/>', '<xs:element ref="errors"/><xs:element ref="error"/>')
     return xmlschema.XMLSchema(text)
 
