@@ -44,24 +44,23 @@ from conformance.report import (
     version_rows,
     where,
 )
+from conformance.report_plots import (
+    BIN_LABELS,
+    CEILING_EXPONENT,
+    STATE_COLORS,
+    _ceiling,
+    _elements,
+    _finite_abs,
+    _plain,
+    _symlog,
+    _symlog_threshold,
+    ulp_bin,
+)
 from conformance.results import Result
 from conformance.summary import _ulp, failure_text
 
-# histogram bins of a result's max ULP error: 0, then upper bounds, then > 1e6, then inf/NaN
-BIN_EDGES = (0.5, 1.0, 4.0, 16.0, 100.0, 1e3, 1e4, 1e6)
-BIN_LABELS = ("0", "≤0.5", "≤1", "≤4", "≤16", "≤100", "≤1e3", "≤1e4", "≤1e6", ">1e6", "inf/NaN")
-STATE_COLORS = {
-    "exact": "#2e7d32",
-    "acceptable": "#1565c0",
-    "conditioned": "#7b1fa2",
-    "known_divergence": "#ef6c00",
-    "fail": "#c62828",
-    "unsupported": "#9e9e9e",
-}
 HIST_STATES = ("exact", "acceptable", "conditioned", "known_divergence", "fail")  # unsupported results have no error
 SWEEP_POINTS = 2500  # a sweep line of more elements keeps, per chunk, the element of the largest error
-VALUE_FLOOR = 1e-40  # the values panel's log part stops here: smaller magnitudes sit with 0
-MAX_TICKS = 8
 OPEN_PROBLEMS = 10  # the first problems are shown unfolded
 LINESTYLES = ("-", "--", ":", "-.")
 PALETTE = (
@@ -187,19 +186,6 @@ def _figure(**kwargs):
         return Figure(**kwargs)
 
 
-def ulp_bin(value: float) -> int:
-    """The histogram bin of a max ULP error."""
-    value = float(value)
-    if not math.isfinite(value):
-        return len(BIN_LABELS) - 1
-    if value <= 0:
-        return 0
-    for i, edge in enumerate(BIN_EDGES):
-        if value <= edge:
-            return i + 1
-    return len(BIN_EDGES) + 1
-
-
 def histogram_counts(results: list[Result]) -> dict[str, list[int]]:
     """Per verdict state, the count of results in each bin (value and gradient results with an error)."""
     counts = {state: [0] * len(BIN_LABELS) for state in HIST_STATES}
@@ -242,77 +228,6 @@ def _downsample(order: np.ndarray, ulp: np.ndarray, limit: int = SWEEP_POINTS) -
     key = np.where(np.isnan(ulp), np.inf, ulp)
     kept = [part[np.argmax(key[part])] for part in np.array_split(order, math.ceil(len(order) / chunk))]
     return np.asarray(kept)
-
-
-def _elements(result: Result) -> dict[str, np.ndarray]:
-    data = result.elements or {}
-    n = min(len(data.get(k) or []) for k in ("x", "got", "ulp"))
-    out = {}
-    for key in ("x", "target", "got", "want", "ulp"):
-        values = list(data.get(key) or [])[:n]
-        values += [math.nan] * (n - len(values))
-        out[key] = np.asarray([math.nan if v is None else float(v) for v in values], dtype=float)
-    return out
-
-
-def _finite_abs(values: list[np.ndarray]) -> np.ndarray:
-    parts = [np.abs(v[np.isfinite(v)]) for v in values]
-    return np.concatenate(parts) if parts else np.array([])
-
-
-def _symlog_threshold(values: list[np.ndarray], floor: float = VALUE_FLOOR) -> float:
-    """The smallest nonzero magnitude (no less than ``floor``, no more than 1): the log region's bottom."""
-    magnitudes = _finite_abs(values)
-    magnitudes = magnitudes[magnitudes > 0]
-    if magnitudes.size == 0:
-        return 1.0
-    return float(min(max(magnitudes.min(), floor), 1.0))
-
-
-CEILING_EXPONENT = 300
-
-
-def _ceiling(values: list[np.ndarray], floor: float) -> float:
-    """A power of ten a decade above every finite magnitude: where inf and NaN are drawn."""
-    magnitudes = _finite_abs(values)
-    largest = max(float(magnitudes.max()) if magnitudes.size else 0.0, floor)
-    # at most 1e300 (the axes reach 3× the ceiling; a float64 error of 1e308 ULP is real): larger values are clipped to it
-    return 10.0 ** min(math.ceil(math.log10(largest)) + 1, CEILING_EXPONENT)
-
-
-def _plain(text: str) -> str:
-    """A label matplotlib shows as written: a pair of ``$`` would start mathtext."""
-    return text.replace("$", r"\$")
-
-
-def _tick_label(value: float, _position=None) -> str:
-    """Plain-text tick labels (``1e-40``, ``0.5``, ``-100``): no mathtext, which is slow to lay out."""
-    if value == 0:
-        return "0"
-    exponent = math.floor(math.log10(abs(value)) + 1e-9)
-    if abs(abs(value) / 10.0**exponent - 1) < 1e-6 and not -2 <= exponent <= 3:
-        return f"{'-' if value < 0 else ''}1e{exponent}"
-    return f"{value:g}"
-
-
-def _symlog(ax, which: str, linthresh: float, top: float, bottom: float = 0.0) -> None:
-    """A symlog axis with the linear part around 0 a tenth of the decades shown (so 0 stands apart)
-    and fixed ticks: 0, then at most ``MAX_TICKS`` powers of ten per sign, as plain text."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
-    low = math.ceil(math.log10(linthresh) - 1e-9)
-    high = math.floor(math.log10(top) + 1e-9)
-    step = max(1, math.ceil((high - low + 1) / MAX_TICKS))
-    exponents = [k for k in range(low, high + 1) if k % step == 0]
-    ticks = [0.0] + [10.0**k for k in exponents]
-    if bottom < 0:
-        ticks += [-(10.0**k) for k in exponents if 10.0**k <= -bottom]
-    scale = ax.set_xscale if which == "x" else ax.set_yscale
-    scale("symlog", linthresh=linthresh, linscale=max(1.0, (high - low + 1) / 10))
-    axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_locator(FixedLocator(sorted(ticks)))
-    axis.set_major_formatter(FuncFormatter(_tick_label))
-    axis.set_minor_locator(NullLocator())
 
 
 def sweep_svg(
