@@ -897,7 +897,7 @@ SECTIONS = (  # (anchor, nav text): the page's order, most wanted first
     ("ranking", "Ranking"),
     ("versions", "Versions"),
     ("matrix", "Matrix"),
-    ("distribution", "ULP distribution"),
+    ("distribution-head", "ULP distribution"),
     ("sweeps", "Sweeps"),
     ("runs", "Runs"),
 )

@@ -1015,7 +1015,7 @@ DISTRIBUTION_NOTE = (
 def ulp_distribution(report: Report) -> list[str]:
     """The ULP-distribution section: a heading, a note and ``<table id="distribution">``."""
     rows = distribution_rows(report)
-    out = ['<h2 id="distribution">ULP error distribution</h2>']
+    out = ['<h2 id="distribution-head">ULP error distribution</h2>']
     if not rows:
         out.append('<p class="note">No result with an error in ULPs.</p>')
         return out

@@ -281,31 +281,27 @@ def _html(tmp_path: Path) -> str:
     return (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
 
 
-def test_html_is_self_contained_with_histograms_and_sweep_plots(tmp_path):
+def test_html_is_self_contained_with_its_plots_and_filters(tmp_path):
     page = _html(tmp_path)
     lowered = page.lower()
-    for loader in ("<script", "<link", "<iframe", "<object", "<embed", "@import", "url(http", "url('http", 'url("http'):
+    for loader in ("<script src", "<link", "<iframe", "<object", "<embed", "@import", "url(http", "url('http", 'url("http'):
         assert loader not in lowered, loader
+    # one inline script (the filters), which loads nothing
+    assert lowered.count("<script") == 1 and "fetch(" not in lowered and "xmlhttprequest" not in lowered
     # any src=/href= to the network sits on an <a> (a link in the text, not a load)
     for tag, attribute in re.findall(
         r"<(\w+)[^>]*?\s((?:xlink:)?(?:src|href))\s*=\s*[\"']?\s*(?:https?:)?//", page, re.IGNORECASE
     ):
         assert tag.lower() == "a", (tag, attribute)
+    # every image is inline data
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'<img src="([^"]+)"', page))
     assert '<a href="https://github.com/o/r/issues/1" rel="noreferrer">' in page
     # text is escaped: a message's markup shows as text
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
-    # an inline SVG per sweep case (float32 for torch; float64 for jax; jax's second case)
-    sweeps = re.findall(r'<figure class="sweep" data-case="([^"]+)">.*?</figure>', page, re.DOTALL)
-    assert sorted(set(sweeps)) == ["logit_sweep/other", "logit_sweep/sweep"]
-    assert sweeps.count("logit_sweep/sweep") == 2  # float32 and float64 figures
-    for figure in re.findall(r'<figure class="sweep".*?</figure>', page, re.DOTALL):
-        assert "<svg" in figure
-        assert "jax 0.10.2 · jax.stable" in figure or "torch 2.13.0 · torch.stable" in figure
-    caption = "<figcaption><b>logit_sweep/sweep</b> · value · float32 · 2 results"
-    assert f'<figure class="sweep" data-case="logit_sweep/sweep">{caption}' in page
-    # a histogram per API with errors: torch.api_a, torch.api_b, the two sweep APIs; the same for jax
-    assert page.count('<figure class="hist">') == 8
-    # the inline SVGs' ids are unique on the page
+    # a PNG figure per sweep case and quantity: logit_sweep/sweep (torch float32, jax float64) and jax's second
+    captions = re.findall(r'<figure class="plot"[^>]*><figcaption><b>([^<]+)</b>', page)
+    assert sorted(captions) == ["logit_sweep/other", "logit_sweep/sweep"]
+    # the ids on the page are unique
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))
 
@@ -410,7 +406,8 @@ def test_report_on_a_real_run_of_the_rounded_subject(tmp_path, capsys):
     (suite,) = root.findall("testsuite")  # named by the run's label, which prefixes its classnames
     assert {c.get("classname") for c in root.iter("testcase")} == {f"{junit.classname_prefix(suite.get('name'))}.seed"}
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert page.count('<figure class="hist">') == 3  # the subject's three APIs
+    # the accuracy table: a row per API of the subject's three
+    assert page.split('<table id="accuracy"', 1)[1].split("</table>", 1)[0].count('<tr id="api-') == 3
     assert "No sweep case in these results" in page
 
 
