@@ -386,8 +386,9 @@ def where_it_occurs(result: Result) -> str:
     return f"{result.reduction} of {result.case}"
 
 
-def _floor_worst(result: Result) -> bool:
-    """Whether the result's largest error lies on elements accepted only through the absolute floor."""
+def floor_only(result: Result) -> bool:
+    """Exact or acceptable, its largest error past the dtype's tolerance: within it only through the absolute
+    floor (flushed subnormals), so that error is the floor's decision, not the API's accuracy."""
     if not result.floor_accepted or result.max_ulp is None or state_of(result.verdict) not in ("exact", "acceptable"):
         return False
     try:
@@ -409,10 +410,10 @@ def accuracy_cell(results: list[Result]) -> AccuracyCell:
         None if worst is None else ulp_key(worst.max_ulp),
         worst,
         sum(r.verdict == "error" for r in judged),
-        worst is not None and _floor_worst(worst),
+        worst is not None and floor_only(worst),
         "" if worst is None else where_it_occurs(worst),
         # what the floor decided is marked apart (ᶠ), not the exact results' accuracy
-        max((ulp_key(r.max_ulp) for r in with_error if r.verdict == "exact" and not _floor_worst(r)), default=None),
+        max((ulp_key(r.max_ulp) for r in with_error if r.verdict == "exact" and not floor_only(r)), default=None),
     )
 
 

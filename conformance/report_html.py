@@ -1,26 +1,24 @@
-"""report.html: one self-contained page (inline CSS, inline SVG plots, no script, nothing loaded
-from the network) with the runs' environments, the verdict matrix, the APIs ranked by forward error,
-the versions side by side, the worst cases (the conditioned results apart), per-API histograms of the
-ULP error and the sweep cases' plots.
+"""report.html: one self-contained page (inline CSS, PNG plots inline as data, a few lines of inline script
+for the filters, nothing loaded from the network; it opens from file://), in the order a reader wants:
+the accuracy table (the worst ULP error per run · API, dtype and quantity, coloured by the most severe
+verdict, with where it occurs), the same per input region, the problems with their reproducers, the
+regression gate (``report --against``), then the conditioned and explained errors, the mechanisms, the
+ranking, the versions side by side, the verdict matrix, the ULP-error distribution and the sweep cases'
+plots (``conformance.report_plots``), and the runs' environments last.
 
-The plots are matplotlib figures written as SVG with a fixed hash salt per figure and no date, so
-the same results give the same bytes; each figure's ids are prefixed so that several inline SVGs
-never share one.
+Filters by outcome, framework, dtype and quantity hide the elements whose ``data-*`` lists do not hold the
+chosen value; the accuracy tables' header row and first column stay in view while scrolling. The same
+results give the same bytes.
 """
 
 from __future__ import annotations
 
 import html
-import io
-import math
 import re
-
-import numpy as np
 
 from conformance.diff import sections, summary_line
 from conformance.report import (
     CONDITIONED_NOTE,
-    ERROR_QUANTITIES,
     HTML_CONDITIONED,
     HTML_PROBLEMS,
     HTML_WORST,
@@ -36,49 +34,16 @@ from conformance.report import (
     _short,
     cells_differ,
     environment_rows,
-    quantity_order,
     ranking_cells,
     shown_files,
-    state_of,
     version_changes,
     version_rows,
     where,
 )
-from conformance.report_plots import (
-    BIN_LABELS,
-    CEILING_EXPONENT,
-    STATE_COLORS,
-    _ceiling,
-    _elements,
-    _finite_abs,
-    _plain,
-    _symlog,
-    _symlog_threshold,
-    ulp_bin,
-)
-from conformance.results import Result
+from conformance.report_plots import STATE_COLORS
 from conformance.summary import _ulp, failure_text
 
-HIST_STATES = ("exact", "acceptable", "conditioned", "known_divergence", "fail")  # unsupported results have no error
-SWEEP_POINTS = 2500  # a sweep line of more elements keeps, per chunk, the element of the largest error
 OPEN_PROBLEMS = 10  # the first problems are shown unfolded
-LINESTYLES = ("-", "--", ":", "-.")
-PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-    "#393b79", "#ad494a", "#637939", "#7b4173", "#e7969c", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#843c39",
-)  # fmt: skip
-RC = {
-    "svg.fonttype": "none",  # text stays text: smaller, and the browser's own font
-    "font.size": 8,
-    "axes.titlesize": 9,
-    "axes.labelsize": 8,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "legend.fontsize": 7,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-SVG_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 URL = re.compile(r"https?://[^\s<>\"'()\[\]]+")
 
 CSS = """
@@ -154,225 +119,6 @@ def linkify(text: str) -> str:
 
 
 # ---------------------------------------------------------------- figures
-
-
-def _svg(fig, prefix: str, label: str) -> str:
-    """The figure as an inline ``<svg>``: no XML prolog, ids prefixed, a fixed hash salt."""
-    import matplotlib
-
-    buffer = io.StringIO()
-    with matplotlib.rc_context({**RC, "svg.hashsalt": f"bce-conformance-{prefix}"}):
-        fig.savefig(buffer, format="svg", metadata=SVG_METADATA)
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]
-    ids = set(re.findall(r'\bid="([^"]+)"', text))
-    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    text = re.sub(
-        r'((?:xlink:)?href)="#([^"]+)"',
-        lambda m: f'{m.group(1)}="#{prefix}-{m.group(2)}"' if m.group(2) in ids else m.group(0),
-        text,
-    )
-    text = re.sub(
-        r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})" if m.group(1) in ids else m.group(0), text
-    )
-    return text.replace("<svg ", f'<svg class="plot" role="img" aria-label="{esc(label)}" ', 1).rstrip() + "\n"
-
-
-def _figure(**kwargs):
-    import matplotlib
-    from matplotlib.figure import Figure  # no pyplot: no global figure list to leak into
-
-    with matplotlib.rc_context(RC):
-        return Figure(**kwargs)
-
-
-def histogram_counts(results: list[Result]) -> dict[str, list[int]]:
-    """Per verdict state, the count of results in each bin (value and gradient results with an error)."""
-    counts = {state: [0] * len(BIN_LABELS) for state in HIST_STATES}
-    for r in results:
-        if r.quantity in ERROR_QUANTITIES and r.max_ulp is not None and state_of(r.verdict) in counts:
-            counts[state_of(r.verdict)][ulp_bin(r.max_ulp)] += 1
-    return counts
-
-
-def histogram_svg(counts: dict[str, list[int]], prefix: str, label: str) -> str:
-    import matplotlib
-
-    with matplotlib.rc_context(RC):
-        fig = _figure(figsize=(4.0, 2.25), layout="constrained")
-        ax = fig.add_subplot()
-        positions = np.arange(len(BIN_LABELS))
-        bottom = np.zeros(len(BIN_LABELS))
-        for state in HIST_STATES:
-            values = np.asarray(counts[state], dtype=float)
-            if values.any():
-                ax.bar(positions, values, bottom=bottom, width=0.8, color=STATE_COLORS[state], linewidth=0)
-            bottom += values
-        top = max(bottom.max(), 1.0)
-        for x, total in zip(positions, bottom):
-            if total:
-                ax.text(x, total + top * 0.02, f"{int(total)}", ha="center", va="bottom", fontsize=6.5)
-        ax.set_ylim(0, top * 1.2)
-        ax.set_xticks(positions, BIN_LABELS, rotation=40, ha="right", rotation_mode="anchor")
-        ax.set_xlabel("largest error of a result (ULP)")
-        ax.set_ylabel("results")
-        ax.yaxis.get_major_locator().set_params(integer=True)
-    return _svg(fig, prefix, label)
-
-
-def _downsample(order: np.ndarray, ulp: np.ndarray, limit: int = SWEEP_POINTS) -> np.ndarray:
-    """Indices (in ``order``'s order) of at most ``limit`` points: each chunk's largest error."""
-    if len(order) <= limit:
-        return order
-    chunk = math.ceil(len(order) / limit)
-    key = np.where(np.isnan(ulp), np.inf, ulp)
-    kept = [part[np.argmax(key[part])] for part in np.array_split(order, math.ceil(len(order) / chunk))]
-    return np.asarray(kept)
-
-
-def sweep_svg(
-    entries: list[tuple[str, str, Result]],
-    colors: list[str],
-    dtype: str,
-    quantity: str,
-    logits: bool,
-    prefix: str,
-    label: str,
-) -> str:
-    """Two panels for one sweep case, quantity and dtype: the values (got, over the exact value
-    correctly rounded) and the error in ULPs against x, one line per (run, API), a line style per
-    target value; inf and NaN drawn at a dashed ceiling; symlog axes."""
-    import matplotlib
-    from matplotlib.lines import Line2D
-
-    from conformance.verdicts import tolerance_for
-
-    data = [(run_label, api, _elements(result)) for run_label, api, result in entries]
-    targets = sorted({float(t) for _, _, d in data for t in d["target"] if math.isfinite(t)})
-    styled = len(targets) <= len(LINESTYLES)
-    style_of = {t: LINESTYLES[i] for i, t in enumerate(targets)} if styled else {}
-    values_name = "loss" if quantity == "value" else f"gradient ({quantity})"
-    against = "logit" if logits else "probability"
-    values = [d[k] for _, _, d in data for k in ("got", "want")]
-    value_ceiling = _ceiling(values, 1.0)
-    ulp_ceiling = _ceiling([d["ulp"] for _, _, d in data], 10.0)
-    negatives = _finite_abs([np.minimum(v, 0) for v in values])
-    value_bottom = (
-        -(10.0 ** min(math.ceil(math.log10(negatives.max())), CEILING_EXPONENT)) * 1.5 if negatives.size and negatives.max() > 0 else 0.0
-    )
-    xs = _finite_abs([d["x"] for _, _, d in data])
-    xmax = float(xs.max()) if xs.size else 0.0
-    try:
-        tolerance = tolerance_for(dtype).max_ulp
-    except KeyError:
-        tolerance = None
-    apis, styles = [], []
-    with matplotlib.rc_context(RC):
-        fig = _figure(figsize=(11.0, 4.0), layout="constrained")
-        ax_value, ax_ulp = fig.subplots(1, 2)
-        if data:  # the exact value, under the lines
-            d = data[0][2]
-            for group in _target_groups(d, styled):
-                order = group[np.argsort(d["x"][group], kind="stable")]
-                ax_value.plot(
-                    d["x"][order], d["want"][order], color="#bdbdbd", linewidth=3.5, solid_capstyle="round", zorder=1
-                )
-            apis.append(Line2D([], [], color="#bdbdbd", linewidth=3.5, label="exact value (correctly rounded)"))
-        markers = set()
-        for (run_label, api, d), color in zip(data, colors):
-            for group in _target_groups(d, styled):
-                order = group[np.argsort(d["x"][group], kind="stable")]
-                order = order[np.isfinite(d["x"][order])]
-                order = _downsample(order, d["ulp"][order])
-                if order.size == 0:
-                    continue
-                linestyle = style_of.get(float(d["target"][order[0]]), "-") if styled else "none"
-                for ax, key, ceiling in ((ax_value, "got", value_ceiling), (ax_ulp, "ulp", ulp_ceiling)):
-                    x, y = d["x"][order], d[key][order]
-                    finite = np.isfinite(y)
-                    ax.plot(
-                        x, np.where(finite, np.clip(y, -1.5 * ceiling, ceiling), np.nan), color=color, linestyle=linestyle, linewidth=1.1,
-                        marker=None if styled else ".", markersize=2, zorder=2,
-                    )  # fmt: skip
-                    for name, mask, symbol in (
-                        ("+inf", np.isposinf(y), "^"),
-                        ("-inf", np.isneginf(y), "v"),
-                        ("NaN", np.isnan(y), "x"),
-                    ):
-                        if mask.any():
-                            markers.add((name, symbol))
-                            ax.plot(
-                                x[mask],
-                                np.full(mask.sum(), ceiling),
-                                linestyle="none",
-                                marker=symbol,
-                                markersize=4,
-                                color=color,
-                                zorder=3,
-                            )
-            apis.append(Line2D([], [], color=color, linewidth=1.5, label=_plain(f"{run_label} · {api}")))
-        if styled and len(targets) > 1:
-            styles += [Line2D([], [], color="#333", linestyle=style_of[t], label=f"target {t:g}") for t in targets]
-        elif not styled:
-            styles.append(
-                Line2D([], [], color="#333", linestyle="none", marker=".", label=f"{len(targets)} target values: dots")
-            )
-        if tolerance is not None:
-            ax_ulp.axhline(tolerance, color="#555", linestyle=(0, (1, 2)), linewidth=1, zorder=1)
-            styles.append(
-                Line2D([], [], color="#555", linestyle=(0, (1, 2)), label=f"tolerance: {tolerance:g} ULP ({dtype})")
-            )
-        for name, symbol in sorted(markers):
-            styles.append(
-                Line2D(
-                    [], [], color="#666", linestyle="none", marker=symbol, label=f"{name}, drawn at the dashed ceiling"
-                )
-            )
-        for ax, ceiling in ((ax_value, value_ceiling), (ax_ulp, ulp_ceiling)):
-            ax.axhline(ceiling, color="#999", linestyle="--", linewidth=0.8, zorder=1)
-            ax.text(
-                0.5,
-                ceiling,
-                "inf / NaN",
-                transform=ax.get_yaxis_transform(),
-                va="bottom",
-                ha="center",
-                fontsize=7,
-                color="#666",
-            )
-            if logits and xmax > 10:
-                _symlog(ax, "x", 1.0, xmax, -xmax)
-            ax.set_xlabel("logit x" if logits else "probability p")
-            ax.grid(True, which="major", color="#eee", linewidth=0.6)
-        _symlog(ax_value, "y", _symlog_threshold(values), value_ceiling, value_bottom)
-        ax_value.set_ylim(value_bottom, value_ceiling * 3)
-        ax_value.set_ylabel(values_name)
-        ax_value.set_title(f"{values_name} vs {against} ({dtype})")
-        _symlog(ax_ulp, "y", 1.0, ulp_ceiling)
-        ax_ulp.set_ylim(0, ulp_ceiling * 3)
-        ax_ulp.set_ylabel("error (ULP)")
-        ax_ulp.set_title(f"error in ULPs vs {against} ({dtype})")
-        # two legend columns, filled column by column: the lines, then the line styles and markers
-        rows = max(len(apis), len(styles))
-        blank = [Line2D([], [], linestyle="none", label=" ")]
-        handles = apis + blank * (rows - len(apis)) + styles + blank * (rows - len(styles))
-        fig.set_size_inches(11.0, 3.4 + 0.15 * rows)
-        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
-    return _svg(fig, prefix, label)
-
-
-def _target_groups(d: dict[str, np.ndarray], styled: bool) -> list[np.ndarray]:
-    """Element indices per target value (one group of all when there are too many targets)."""
-    n = len(d["x"])
-    if not styled:
-        return [np.arange(n)]
-    groups = {}
-    for i, t in enumerate(d["target"]):
-        groups.setdefault(float(t) if math.isfinite(t) else math.nan, []).append(i)
-    return [np.asarray(v) for _, v in sorted(groups.items(), key=lambda kv: (math.isnan(kv[0]), kv[0]))]
-
-
-# ---------------------------------------------------------------- HTML pieces
 
 
 def _counts_cell(counts: Counts | None) -> str:
@@ -808,82 +554,6 @@ def _mechanisms(report: Report) -> list[str]:
             f"<td class=src>{linkify(m.source)}</td></tr>"
         )
     out.append("</table></div>")
-    return out
-
-
-def _histograms(report: Report) -> list[str]:
-    swatches = "".join(
-        f'<span class="sw" style="background:{STATE_COLORS[s]}"></span>{esc(STATE_NAMES[s])}' for s in HIST_STATES
-    )
-    out = [
-        '<h2 id="histograms">ULP error per API</h2>',
-        (
-            '<p class="note">Each result\'s largest error in ULPs against the exact value (the loss and its '
-            "gradients; relations, unsupported and error results left out), binned, stacked by verdict.</p>"
-        ),
-        f'<p class="legend">{swatches}</p>',
-    ]
-    for run in report.runs:
-        by_api: dict[str, list[Result]] = {}
-        for r in run.results:
-            by_api.setdefault(r.api, []).append(r)
-        out.append(f"<h3>{esc(run.label)}</h3>")
-        figures = []
-        for i, api in enumerate(run.apis):
-            counts = histogram_counts(by_api.get(api, []))
-            n = sum(map(sum, counts.values()))
-            if not n:
-                continue
-            label = f"{run.label} · {api}: ULP error histogram"
-            figures.append(
-                f'<figure class="hist"><figcaption>{code(api)} · {n} results</figcaption>'
-                f"{histogram_svg(counts, f'h{run.index}-{i}', label)}</figure>"
-            )
-        out += (
-            ['<div class="grid">', *figures, "</div>"]
-            if figures
-            else ['<p class="note">No result with an error in ULPs.</p>']
-        )
-    return out
-
-
-def _sweeps(report: Report) -> list[str]:
-    out = ['<h2 id="sweeps">Sweeps</h2>']
-    if not report.sweeps:
-        out.append('<p class="note">No sweep case in these results (a case whose results carry every element\'s '
-                   "input, value and error, such as cases/logit_sweep.yaml).</p>")  # fmt: skip
-        return out
-    out.append(
-        '<p class="note">Every element of each sweep case: left, the value each API returned over the exact value '
-        "(grey); right, its error in ULPs (symlog axes; inf and NaN drawn at the dashed ceiling; the dotted line is "
-        "the "
-        "tolerance).</p>"
-    )
-    pairs: dict[tuple[int, str], None] = {}
-    for rows in report.sweeps.values():
-        for run, result in rows:
-            pairs.setdefault((run.index, result.api))
-    order = {run.index: {api: i for i, api in enumerate(run.apis)} for run in report.runs}
-    ranked = sorted(pairs, key=lambda p: (p[0], order[p[0]].get(p[1], 0), p[1]))
-    color_of = {pair: PALETTE[i % len(PALETTE)] for i, pair in enumerate(ranked)}
-    for c, (case, rows) in enumerate(report.sweeps.items()):
-        out.append(f'<h3 id="sweep-{c}">{esc(case)}</h3>')
-        panels: dict[tuple[str, str], list[tuple[RunReport, Result]]] = {}
-        for run, result in rows:
-            panels.setdefault((result.quantity, result.dtype), []).append((run, result))
-        for p, ((quantity, dtype), items) in enumerate(
-            sorted(panels.items(), key=lambda kv: (quantity_order(kv[0][0]), kv[0][1]))
-        ):
-            items.sort(key=lambda rr: (rr[0].index, order[rr[0].index].get(rr[1].api, 0), rr[1].id))
-            entries = [(run.label, result.api, result) for run, result in items]
-            colors = [color_of[(run.index, result.api)] for run, result in items]
-            logits = any(result.op != "bce" for _, result in items)
-            label = f"{case} · {quantity} · {dtype}: values and ULP error versus the input"
-            svg = sweep_svg(entries, colors, dtype, quantity, logits, f"s{c}-{p}", label)
-            out.append(
-                f'<figure class="sweep" data-case="{esc(case)}"><figcaption><b>{esc(case)}</b> · {esc(quantity)} · '
-                f"{esc(dtype)} · {len(items)} results</figcaption>{svg}</figure>"
-            )
     return out
 
 

@@ -32,7 +32,16 @@ from html import escape as esc
 
 import numpy as np
 
-from conformance.report import ERROR_QUANTITIES, STATE_NAMES, Report, RunReport, is_problem, quantity_order, state_of
+from conformance.report import (
+    ERROR_QUANTITIES,
+    STATE_NAMES,
+    Report,
+    RunReport,
+    floor_only,
+    is_problem,
+    quantity_order,
+    state_of,
+)
 from conformance.results import Result
 from conformance.summary import _ulp
 
@@ -941,7 +950,6 @@ def render_figures(models: list[SweepFigure]) -> list[str]:
 # ---------------------------------------------------------------- the ULP-distribution table
 
 FLOOR_COLUMN = "floor-accepted"
-FLOOR_STATES = ("exact", "acceptable")
 
 
 @dataclass
@@ -959,14 +967,6 @@ class DistributionRow:
     @property
     def total(self) -> int:
         return sum(self.bins) + self.floor + self.unmeasured
-
-
-def floor_only(result: Result) -> bool:
-    """Exact or acceptable, its largest error past the dtype's tolerance: within it only through the floor."""
-    if state_of(result.verdict) not in FLOOR_STATES or not result.floor_accepted or result.max_ulp is None:
-        return False
-    tolerance = _tolerance(result.dtype)
-    return tolerance is not None and float(result.max_ulp) > tolerance.max_ulp
 
 
 def distribution_rows(report: Report) -> list[DistributionRow]:

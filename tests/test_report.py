@@ -411,31 +411,13 @@ def test_report_on_a_real_run_of_the_rounded_subject(tmp_path, capsys):
     assert "No sweep case in these results" in page
 
 
-def test_sweep_plot_handles_many_targets_and_points():
-    """More targets than line styles (markers instead), more points than kept (the largest errors stay)."""
-    from conformance import report_html
-
-    n = 6000
-    x = np.linspace(-50, 50, n)
-    ulp = np.zeros(n)
-    ulp[1234] = math.inf
-    ulp[4321] = 1e9
-    elements = {"x": list(x), "target": list(np.linspace(0, 1, n)), "got": list(x), "want": list(x), "ulp": list(ulp)}
-    r = result("sweep/many", "fw.api_a", "known_divergence", elements=elements, max_ulp=math.inf)
-    order = np.arange(n)
-    kept = report_html._downsample(order, ulp)
-    assert len(kept) <= report_html.SWEEP_POINTS and 1234 in kept and 4321 in kept
-    svg = report_html.sweep_svg([("fw 1.0", "fw.api_a", r)], ["#1f77b4"], "float32", "value", True, "t0", "test")
-    assert svg.startswith('<svg class="plot"') and "inf / NaN" in svg
-
-
 def test_sweep_plot_takes_errors_up_to_the_largest_float64():
     # a float64 error of 1e308 ULP (a wrong result where the exact value is subnormal) is finite: the ceiling,
     # 10 ** (decades + 1), overflowed; it stops at 1e300 and larger values are drawn there
-    from conformance import report_html
+    from conformance import report_plots
 
-    assert report_html._ceiling([np.array([1.7e308, 3.0])], 10.0) == 1e300
-    assert report_html._ceiling([np.array([2.0e37])], 10.0) == 1e39
+    assert report_plots._ceiling([np.array([1.7e308, 3.0])], 10.0) == 1e300
+    assert report_plots._ceiling([np.array([2.0e37])], 10.0) == 1e39
 
 
 # ---------------------------------------------------------------- the verdict `conditioned`
@@ -483,7 +465,7 @@ def test_conditioned_counts_in_its_own_state_and_is_no_problem():
     assert "## Problems: 3" in text  # the conditioned results are not among them
 
 
-def test_conditioned_in_the_html_page_and_histograms():
+def test_conditioned_in_the_html_page_and_its_distribution():
     from conformance import report_html
 
     results = mixed_results() + [conditioned(), conditioned("gamma/c2", api="fw.api_b", max_ulp=40.0)]
@@ -497,8 +479,10 @@ def test_conditioned_in_the_html_page_and_histograms():
     # each row: bound ratio, condition number, max ULP; the text with the element's bound and condition
     assert "<tr><td class=num>2.5</td><td class=num>3.2e+04</td><td class=num>40</td>" in page
     assert "12 ULP, bound 4.5 ULP, condition 3.2e+04" in page
-    counts = report_html.histogram_counts([r for r in results if r.api == "fw.api_b"])
-    assert counts["conditioned"][report_html.ulp_bin(40.0)] == 1 and sum(counts["conditioned"]) == 1
+    from conformance import report_plots
+
+    (row,) = [row for row in report_plots.distribution_rows(report) if row.api == "fw.api_b"]
+    assert row.bins[report_plots.ulp_bin(40.0)] == 1 and "conditioned" in row.states
     assert '<h2 id="ranking">APIs ranked by forward error</h2>' in page and 'href="#ranking"' in page
 
 
