@@ -65,12 +65,13 @@ CEILING_EXPONENT = 300
 # ---------------------------------------------------------------- look
 
 RC = {
-    "font.size": 7,
-    "axes.titlesize": 6.5,
-    "axes.labelsize": 7,
-    "xtick.labelsize": 6.5,
-    "ytick.labelsize": 6.5,
-    "legend.fontsize": 7,
+    # at DPI 80 a point is 1.1 pixels: titles 8.9 px, tick labels 7.8 px, read at the PNG's own size
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 8,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.linewidth": 0.6,
@@ -98,13 +99,13 @@ POINT = 2.2  # marker size (points) of an element
 
 # layout, in inches
 PANEL_HEIGHT = 0.72
-TITLE_HEIGHT = 0.2
-LEFT = 0.62
+TITLE_HEIGHT = 0.22
+LEFT = 0.7
 RIGHT = 0.14
 BOTTOM = 0.42
 HEADER = 0.24  # the figure's title line
-LEGEND_ROW = 0.17
-COLUMN_WIDTH = {1: 7.0, 2: 6.0}  # per dtype column; 3 or more: 5.0
+LEGEND_ROW = 0.19
+COLUMN_WIDTH = {1: 7.6, 2: 7.2}  # per dtype column; 3 or more: 5.4
 
 
 def _rc():
@@ -602,7 +603,7 @@ def _draw_series(ax, s: Series, colors, cmap, top: float, ceiling: float) -> Non
     )  # fmt: skip
 
 
-TITLE_CHARS = 64  # a longer API name is cut with an ellipsis: the panel's two titles share its width
+CHAR_WIDTH = 4.3  # points: DejaVu Sans's mean advance at the titles' 8 points, to fit the two titles in a panel
 
 
 def _verdict_text(r: Result) -> str:
@@ -612,24 +613,25 @@ def _verdict_text(r: Result) -> str:
     return f"{name} · max {_ulp(r.max_ulp)}" if r.max_ulp is not None else name
 
 
-def _panel_title(ax, panel: Panel, named: bool) -> None:
+def _panel_title(ax, panel: Panel, named: bool, width_in: float) -> None:
     """Left (on a row's first panel only: the dtype columns to its right are the same API): framework · API,
     the newest version named where there are several; right, in the verdict's colour: the newest's verdict and
-    largest error, and whether the older versions' errors differ."""
+    largest error, and whether the older versions' errors differ. A name too long for the width the verdict
+    leaves is cut with an ellipsis."""
     newest = panel.newest
-    name = f"{panel.framework} · {panel.api}"
-    if len(panel.series) > 1:
-        name = f"{newest.run.label} · {panel.api}"
-    if len(name) > TITLE_CHARS:
-        name = name[: TITLE_CHARS - 1] + "…"
-    if named:
-        ax.set_title(_plain(name), loc="left")
     text = _verdict_text(newest.result)
     if len(panel.series) > 1:
         n = int(panel.differs.sum()) if panel.differs is not None else 0
         old = ", ".join(s.run.label.removeprefix(panel.framework + " ") for s in panel.series[:-1])
         text += f" · {old}: " + (f"{n} differ" if n else "same")
     ax.set_title(_plain(text), loc="right", color=STATE_COLORS[state_of(newest.result.verdict)])
+    if not named:
+        return
+    name = f"{newest.run.label if len(panel.series) > 1 else panel.framework} · {panel.api}"
+    room = max(24, int(width_in * 72 / CHAR_WIDTH) - len(text) - 3)
+    if len(name) > room:
+        name = name[: room - 1] + "…"
+    ax.set_title(_plain(name), loc="left")
 
 
 def sweep_figure(model: SweepFigure):
@@ -640,7 +642,7 @@ def sweep_figure(model: SweepFigure):
 
     ncols = len(model.dtypes)
     nrows = len(model.rows) + 1
-    column = COLUMN_WIDTH.get(ncols, 5.0)
+    column = COLUMN_WIDTH.get(ncols, 5.4)
     colors, cmap = _target_colors(model.targets)
     tolerances = {d: _tolerance(d) for d in model.dtypes}
     every = [s for p in model.panels.values() for s in p.series]
@@ -725,7 +727,7 @@ def sweep_figure(model: SweepFigure):
                             ax, s.x[d], np.where(np.isfinite(s.ulp[d]), np.clip(s.ulp[d], 0, top_ulp), ceiling), DIFFERS, "differs",
                             marker="o", markersize=POINT + 2.4, markerfacecolor="none", markeredgewidth=0.5, zorder=5,
                         )  # fmt: skip
-                    _panel_title(ax, panel, named=(framework, api) not in named)
+                    _panel_title(ax, panel, (framework, api) not in named, ax.get_position().width * width)
                     named.add((framework, api))
                 if r < nrows - 1:
                     _drawn_axes(ax, ulp_ticks, ulp_labels if c == 0 else None, ax.get_position().width * width)
@@ -733,10 +735,10 @@ def sweep_figure(model: SweepFigure):
                     ax.tick_params(labelleft=False)
             _share_x(column, xs)
             column[-1].set_xlabel(_plain(model.axis_label))
-        fig.text(0.006, 1 - (HEADER * 0.55) / height, _plain(f"{model.case} · {model.quantity}"), fontsize=8.5,
+        fig.text(0.006, 1 - (HEADER * 0.55) / height, _plain(f"{model.case} · {model.quantity}"), fontsize=10,
                  fontweight="bold", va="center")  # fmt: skip
         fig.text(0.006, (BOTTOM + (nrows - 1) * (PANEL_HEIGHT + TITLE_HEIGHT) / 2) / height, "error (ULP)",
-                 rotation=90, va="center", fontsize=7)  # fmt: skip
+                 rotation=90, va="center", fontsize=8)  # fmt: skip
         if handles:
             fig.legend(
                 handles=handles, loc="upper left", bbox_to_anchor=(LEFT / width, 1 - HEADER / height), ncols=legend_cols,
@@ -749,8 +751,8 @@ def sweep_figure(model: SweepFigure):
             cax = fig.add_axes(((LEFT + 0.45) / width, 1 - (below + 0.07) / height, 2.4 / width, 0.07 / height))
             cax.set_label("colorbar")
             bar = fig.colorbar(ScalarMappable(norm=cmap[1], cmap=cmap[0]), cax=cax, orientation="horizontal")
-            bar.ax.tick_params(labelsize=6, length=2, pad=1)
-            fig.text(LEFT / width, 1 - (below + 0.035) / height, "target", va="center", fontsize=6.5)
+            bar.ax.tick_params(labelsize=7, length=2, pad=1)
+            fig.text(LEFT / width, 1 - (below + 0.035) / height, "target", va="center", fontsize=7.5)
     return fig
 
 
@@ -768,7 +770,7 @@ def _reference(ax, series: list[Series], colors, cmap, dtype: str, quantity: str
     _symlog(ax, "y", _symlog_threshold(wants), top, bottom, max_ticks=2 if bottom < 0 else 4)
     ax.set_ylim(bottom * 1.2 if bottom < 0 else -_symlog_threshold(wants) * 0.5, top * 1.5)
     name = "loss" if quantity == "value" else f"∂loss ({quantity})"
-    ax.set_title(_plain(f"exact value, correctly rounded to {dtype}: {name}"), loc="left", fontsize=6.8)
+    ax.set_title(_plain(f"exact value, correctly rounded to {dtype}: {name}"), loc="left")
     if source is None:
         return
     s = source
@@ -833,7 +835,10 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def figure_html(model: SweepFigure) -> str:
     """``<figure class="plot" ...>`` with the PNG inline, its id the case and quantity's anchor."""
-    data = png(sweep_figure(model))
+    # symlog's inverse overflows to inf on the limits of an axis spanning 600 decades (float64 subnormals):
+    # harmless there (the limits are clipped), and no warning for the report's reader
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = png(sweep_figure(model))
     width, height = _png_size(data)
     results = len(model.items)
     caption = f"<b>{esc(model.case)}</b> · {esc(model.quantity)} · {esc(', '.join(model.dtypes))} · {results} results"
@@ -894,6 +899,7 @@ def sweep_sections(report: Report) -> list[str]:
     return out
 
 
+MAX_PROCESSES = 8  # workers drawing the figures: past a few, forking and collecting cost more than they save
 _PENDING: list[SweepFigure] = []  # the models a forked worker renders, by index (inherited, never pickled)
 
 
@@ -908,14 +914,13 @@ def _processes(count: int) -> int:
     (render here) where fork is not the way (not Linux, or threads running, which a fork would not copy)."""
     if count < 2 or not sys.platform.startswith("linux") or threading.active_count() > 1:
         return 1
+    if multiprocessing.current_process().daemon:  # a daemonic process may not have children
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, MAX_PROCESSES, count))
-
-
-MAX_PROCESSES = 8
 
 
 def render_figures(models: list[SweepFigure]) -> list[str]:
@@ -997,15 +1002,28 @@ def distribution_rows(report: Report) -> list[DistributionRow]:
     return out
 
 
-def _heat(count: int, total: int) -> str:
+# a cell's shade: its share of the row, in blue up to the bin of the dtype's max_ulp, orange past it, red for
+# inf/NaN, teal for the floor-accepted: where an API leaves the tolerance shows as colour along its row
+HEAT = {"within": "21,101,192", "past": "239,108,0", "nonfinite": "198,40,40", "floor": "0,131,143"}
+
+
+def _heat(count: int, total: int, kind: str) -> str:
     if not count or not total:
         return ""
-    return f' style="background:rgba(21,101,192,{0.08 + 0.5 * count / total:.2f})"'
+    return f' style="background:rgba({HEAT[kind]},{0.08 + 0.5 * count / total:.2f})"'
+
+
+def _bin_kind(index: int, dtype: str) -> str:
+    tolerance = _tolerance(dtype)
+    if index == len(BIN_LABELS) - 1:
+        return "nonfinite"
+    return "within" if tolerance is not None and index <= ulp_bin(tolerance.max_ulp) else "past"
 
 
 DISTRIBUTION_NOTE = (
     "Each result's largest error in ULPs against the exact value (the loss and its gradients; relations and "
-    "unsupported results left out), counted per run, API and dtype; the shade is the share of the row. "
+    "unsupported results left out), counted per run, API and dtype; the shade is the share of the row: blue up to "
+    "the dtype's tolerance (max_ulp), orange past it, red for inf/NaN. "
     "floor-accepted: exact or acceptable results whose largest error is past the tolerance, accepted only through "
     "the dtype's absolute floor (e.g. a flushed subnormal), counted there and not in their bin. A red outline: "
     "the cell holds problems (fail, unexpected pass, error), counted again under problems."
@@ -1027,11 +1045,12 @@ def ulp_distribution(report: Report) -> list[str]:
     previous = None
     for row in rows:
         cells = []
-        for count, problems in zip(row.bins, row.bin_problems):
+        for i, (count, problems) in enumerate(zip(row.bins, row.bin_problems)):
             title = f' title="{problems} of them fail, unexpected pass or error"' if problems else ""
             klass = "num prob" if problems else "num" if count else "num z"
-            cells.append(f'<td class="{klass}"{_heat(count, row.total)}{title}>{count}</td>')
-        cells.append(f'<td class="num{"" if row.floor else " z"}"{_heat(row.floor, row.total)}>{row.floor}</td>')
+            cells.append(f'<td class="{klass}"{_heat(count, row.total, _bin_kind(i, row.dtype))}{title}>{count}</td>')
+        heat = _heat(row.floor, row.total, "floor")
+        cells.append(f'<td class="num{"" if row.floor else " z"}"{heat}>{row.floor}</td>')
         cells.append(f'<td class="num{" n fail" if row.problems else " z"}">{row.problems}</td>')
         cells.append(f'<td class="num">{row.total}</td>')
         group = (row.run.index, row.api)

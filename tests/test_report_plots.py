@@ -294,6 +294,15 @@ def test_distribution_marks_problems_and_heats_by_share():
         r"rgba\([^)]*\)", by_label["≤1e3"][0]
     ).group(0)
     assert "background" not in by_label["0"][0]
+    # the hue says where: blue within the tolerance, orange past it, red for inf/NaN, teal for floor-accepted
+    row = re.search(r'<tr[^>]*data-dtype="float32"[^>]*>(.*?)</tr>', html_text).group(1)
+    cells = dict(zip((*report_plots.BIN_LABELS, "floor-accepted"), re.findall(r"<td([^>]*)>", row)[3:]))
+    hues = {
+        label: re.search(r"rgba\((\d+,\d+,\d+)", cells[label]).group(1)
+        for label in ("≤4", "≤16", ">1e6", "inf/NaN", "floor-accepted")
+        if label in cells and "rgba" in cells[label]
+    }
+    assert hues == {"≤4": "21,101,192", ">1e6": "239,108,0", "inf/NaN": "198,40,40", "floor-accepted": "0,131,143"}
 
 
 @pytest.mark.parametrize(
