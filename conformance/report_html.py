@@ -599,7 +599,7 @@ def render(report: Report) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>BCE conformance report</title>",
-        f"<style>{CSS}</style></head><body><main>",
+        f"<style>{CSS}{report_plots.CSS}</style></head><body><main>",
         "<h1>BCE conformance report</h1>",
         f'<p class="lead">{report.result_count} results from {len(report.runs)} runs: {esc(totals)}.</p>',
         f"<nav>{nav}</nav>",
