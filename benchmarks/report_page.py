@@ -93,7 +93,7 @@ def main() -> int:
         if args.pages:
             pages = [_existing(f"{name}: {path}", path) for name, path in zip("AB", args.pages)]
         else:
-            results = Path(args.results)
+            results = Path(args.results).resolve()  # the report runs in a subprocess elsewhere
             if not any(results.glob("*.jsonl")):
                 print(f"error: no results files (*.jsonl) in {results}", file=sys.stderr)
                 return 2
