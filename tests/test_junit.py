@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from test_report import conditioned, mixed_results, result, sweep_results, write_run
 
 from conformance.cli import main as cli_main
-from tests.test_report import conditioned, mixed_results, result, sweep_results, write_run
 
 xmlschema = pytest.importorskip("xmlschema", reason="xmlschema (the test extra) validates junit.xml against the xsd")
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
+from test_report import mixed_results, result, run_of, write_run
 
 from conformance import regions
 from conformance.cli import main as cli_main
 from conformance.dtypes import FORMATS, get_format, round_to_format
 from conformance.report import SUMMARY_LIMIT, accuracy_cell, build, summary_markdown, where_it_occurs
-from tests.test_report import mixed_results, result, run_of, write_run
 
 F32 = get_format("float32")
 
