@@ -11,6 +11,7 @@ import difflib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import mpmath
@@ -128,8 +129,9 @@ def _run_locked(run_plan, selected: list, progress: Progress, environment, out: 
     try:
         with executor(run_plan) as execute:
             for check in selected:
+                began = time.monotonic()
                 result = execute(check)
-                files.write(result)
+                files.write(result, time.monotonic() - began)
                 results.append(result)
                 progress.done(check)
                 if Verdict(result.verdict).is_problem:

@@ -1,10 +1,12 @@
 """junit.xml for CI test-report viewers: a ``<testsuite>`` per run, a ``<testcase>`` per result.
 
-- classname ``<run label>.<case file stem>`` (the label's spaces and dots as ``_``: ``jax_0_6_2.seed``), so that
-  two runs of one framework (the version matrix's two JAX runs) never share a (classname, name); name the
-  result's id;
-- ``time``: the seconds the run spent on that result, from the ``<name>.timing.json`` beside its results file
-  (``checks``: from the previous result to this one); 0 where there is none. The suites and the root sum them;
+- classname ``<run label>.<case file stem>`` (the label's spaces and dots as ``_``: ``jax_0_6_2.seed``; ``-2``,
+  ``-3``... after a label that reads the same so), so that two runs of one framework (the version matrix's two
+  JAX runs) never share a (classname, name); name the result's id (`` #2``... for an id a damaged results
+  file records again);
+- ``time``: the seconds its check took, from the ``<name>.timing.json`` beside its results file (``checks``,
+  measured around each check, in the worker or in the pytest-xdist worker that ran it); 0 where there is none.
+  The suites and the root sum them;
 - fail and unexpected pass are a ``<failure>``, error an ``<error>`` (the call raised, or returned no float of
   the right shape), each with the failure text (the check, why, the worst elements, a reproducer);
 - unsupported is ``<skipped>``; a known divergence is ``<skipped type="known_divergence">`` with
@@ -16,8 +18,7 @@
 
 The suites' ``tests``, ``failures``, ``errors`` and ``skipped`` attributes count them, the root's its
 ``tests``, ``failures`` and ``errors``: the attributes pytest's ``junit-10.xsd`` allows there
-(``tests/test_junit.py`` validates against it; the one liberty taken is ``<error>``, which pytest itself writes,
-where that schema names the element ``errors``).
+(``tests/test_junit.py`` validates against it, verbatim).
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ def classname_prefix(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") or "run"
 
 
+def classname_prefixes(labels: list[str]) -> list[str]:
+    """``classname_prefix`` of each label, made distinct: labels that differ only in what it replaces
+    (``jax 0.1``, ``jax 0_1``) get ``-2``, ``-3``... after the first."""
+    out: list[str] = []
+    for label in labels:
+        base = name = classname_prefix(label)
+        n = 1
+        while name in out:
+            n += 1
+            name = f"{base}-{n}"
+        out.append(name)
+    return out
+
+
 def _seconds(value: float) -> str:
     return f"{value:.3f}"
 
@@ -56,23 +71,23 @@ def render(report: Report) -> bytes:
     """The junit.xml bytes for a report (UTF-8, with an XML declaration)."""
     root = ET.Element("testsuites", name="bce-conformance")
     totals = {"tests": 0, "failures": 0, "errors": 0, "time": 0.0}
-    for run in report.runs:
+    for run, prefix in zip(report.runs, classname_prefixes([run.label for run in report.runs])):
         suite = ET.SubElement(root, "testsuite", name=clean(run.label))
         properties = ET.SubElement(suite, "properties")
         for name, text in environment_rows(run.run):
             ET.SubElement(properties, "property", name=clean(name), value=clean(text))
         seconds = read_timing(run.run.path)
-        prefix = classname_prefix(run.label)
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0}
+        taken: set[tuple[str, str]] = set()
         for result in run.results:
             spent = seconds.get(result.id, 0.0)
-            case = ET.SubElement(
-                suite,
-                "testcase",
-                classname=clean(f"{prefix}.{case_file(result)}"),
-                name=clean(result.id),
-                time=_seconds(spent),
-            )
+            classname, name = clean(f"{prefix}.{case_file(result)}"), clean(result.id)
+            again = 1
+            while (classname, name) in taken:  # an id recorded twice (a damaged file): two test cases still
+                again += 1
+                name = f"{clean(result.id)} #{again}"
+            taken.add((classname, name))
+            case = ET.SubElement(suite, "testcase", classname=classname, name=name, time=_seconds(spent))
             counts["tests"] += 1
             counts["time"] += spent
             if is_problem(result.verdict):

@@ -188,9 +188,8 @@ class RunFiles:
         self.partial = self.folder / f"{name}.jsonl.partial"
         self.partial_summary = self.folder / f"{name}.summary.partial.md"
         self.started = time.time() if started is None else started  # for the timing file
-        # per result id, the seconds from the previous result (or the start) to it: junit.xml's times
+        # per result id, the seconds its check took, as its caller measured them: junit.xml's times
         self.seconds: dict[str, float] = {}
-        self._last = self.started
         write_atomically(self.partial_summary, partial_markdown([], planned, "it is running, or it was killed", self.kept))
         self.writer = ResultWriter(self.partial, environment, planned)
 
@@ -198,11 +197,13 @@ class RunFiles:
     def kept(self) -> str:
         return f"`{self.name}.jsonl` and `{self.name}.summary.md`, if there are any, are the last complete run's, untouched."
 
-    def write(self, result) -> None:
-        now = time.time()
-        self.seconds[result.id] = now - self._last
-        self._last = now
+    def write(self, result, seconds: float | None = None) -> None:
+        """Streams ``result``; ``seconds``, how long its check took, goes to the timing file only (the
+        results stay the same bytes run after run). None (an ``error`` record for a check that never
+        ran, a crashed xdist worker's): no entry, which junit.xml shows as 0."""
         self.writer.write(result)
+        if seconds is not None:
+            self.seconds[result.id] = seconds
 
     def stopped(self, results: list, why: str) -> str:
         """The run ends here without replacing the complete files; the line that says so."""

@@ -11,8 +11,9 @@ or, for a framework this project does not ship (docs/adapters.md):
 
 Options (and the environment variables that set their defaults): ``--framework``
 (CONFORMANCE_FRAMEWORK), ``--adapter`` (CONFORMANCE_ADAPTER), ``--conformance-cases``
-(CONFORMANCE_CASES), ``--conformance-out`` (CONFORMANCE_OUT), ``--conformance-min-tests``
-(CONFORMANCE_MIN_TESTS), ``--conformance-timeout`` (CONFORMANCE_TIMEOUT), ``--conformance-divergences``.
+(CONFORMANCE_CASES), ``--conformance-out`` (CONFORMANCE_OUT), ``--conformance-name`` (CONFORMANCE_NAME),
+``--conformance-min-tests`` (CONFORMANCE_MIN_TESTS), ``--conformance-timeout`` (CONFORMANCE_TIMEOUT),
+``--conformance-divergences`` (none).
 Results travel in each report's ``user_properties``, so pytest-xdist workers' results reach the
 process that writes them.
 
@@ -51,6 +52,8 @@ from conformance.summary import failure_text, summary_markdown
 from conformance.verdicts import Verdict
 
 RESULT_PROPERTY = "conformance_result"
+# how long the check took, measured where it ran (an xdist worker's arrivals interleave): the timing file's only
+SECONDS_PROPERTY = "conformance_seconds"
 plan_key = pytest.StashKey[Plan]()
 environment_key = pytest.StashKey[dict]()
 stderr_key = pytest.StashKey[int]()  # the process's stderr before pytest captures a test's output: the checks' worker's
@@ -196,7 +199,9 @@ def conformance_executor(request: pytest.FixtureRequest, conformance_plan: Plan)
 @pytest.fixture
 def conformance_result(request: pytest.FixtureRequest, conformance_executor, conformance_check) -> Result:
     """Runs the check and attaches its result to the test's report."""
+    began = time.monotonic()
     result = conformance_executor(conformance_check)
+    request.node.user_properties.append((SECONDS_PROPERTY, time.monotonic() - began))
     request.node.user_properties.append((RESULT_PROPERTY, result.to_json()))
     return result
 
@@ -246,22 +251,22 @@ class ConformanceReporter:
         if hasattr(self.config, "workerinput"):
             return  # an xdist worker's reports are recorded by its controller
         if report.when == "call":
-            for name, value in report.user_properties:
-                if name == RESULT_PROPERTY:
-                    self.record(Result.from_json(value))
+            properties = dict(report.user_properties)
+            if RESULT_PROPERTY in properties:
+                self.record(Result.from_json(properties[RESULT_PROPERTY]), properties.get(SECONDS_PROPERTY))
         if report.failed and TEST_PREFIX in report.nodeid:  # kept in case this check ends without a result
             check_id = report.nodeid.split(TEST_PREFIX, 1)[1].removesuffix("]")
             text = str(report.longrepr).strip().splitlines()
             self.ended.setdefault(check_id, f"its test failed in {report.when}: {text[-1] if text else '?'}")
 
-    def record(self, result: Result) -> None:
+    def record(self, result: Result, seconds: float | None = None) -> None:
         self.results.append(result)
         if self.out is None or self.unwritable:
             return
         try:
             if self.files is None:
                 self.files = outputs.RunFiles(self.out, self.name, _environment(self.config), self.planned, self.started)
-            self.files.write(result)
+            self.files.write(result, seconds)
         except OSError as exc:  # a full disk, say: the run goes on, and fails, with the previous results kept
             self.failures.append(f"bce-conformance: cannot write the results to {self.out}: {exc}; the previous complete results are untouched")
             self.unwritable = True

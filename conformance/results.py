@@ -628,9 +628,9 @@ def write_atomically(path: str | Path, data: str | bytes) -> Path:
 
 
 def timing_text(started: float, checks: dict[str, float] | None = None) -> str:
-    """A run's start time and duration (``<name>.timing.json``), and per result id the seconds from the
-    previous result to it (``checks``: what junit.xml gives each test case): kept apart from the results
-    file so that the results are the same bytes run after run."""
+    """A run's start time and duration (``<name>.timing.json``), and per result id the seconds its check
+    took (``checks``: what junit.xml gives each test case): kept apart from the results file so that the
+    results are the same bytes run after run."""
     timing = {
         "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
@@ -647,6 +647,10 @@ def read_timing(results_path: str | Path) -> dict[str, float]:
     try:
         data = json.loads(path.with_name(path.name.removesuffix(".jsonl") + ".timing.json").read_text(encoding="utf-8"))
         checks = data.get("checks", {}) if isinstance(data, dict) else {}
-        return {str(k): float(v) for k, v in checks.items() if isinstance(v, (int, float)) and v >= 0}
+        return {
+            str(k): float(v)
+            for k, v in checks.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        }  # JSON's Infinity and NaN, and true, are no time (and "inf" would break the xsd's time pattern)
     except (OSError, ValueError, AttributeError):
         return {}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conformance.plugin import TEST_PREFIX
+from conformance.results import Result
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "cases" / "seed.yaml"
@@ -240,6 +241,9 @@ def test_xdist_gives_the_same_results(pytester, cases, tmp_path):
     assert len(one) == len(two) == SEED_CHECKS
     assert sorted(map(key, one)) == sorted(map(key, two))
     assert len(set(map(key, two))) == SEED_CHECKS  # no result recorded twice
+    for folder in (serial, parallel):  # each check's seconds reach the timing file, from xdist workers too
+        seconds = json.loads((folder / "rounded.timing.json").read_text(encoding="utf-8"))["checks"]
+        assert sorted(seconds) == sorted(Result.from_dict(r).id for r in records(folder / "rounded.jsonl"))
 
 
 def test_xdist_floor_counts_worker_results(pytester, cases):
