@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
-from conformance.dtypes import FloatFormat, quantum_exponent
+from conformance.dtypes import FORMATS, FloatFormat, quantum_exponent
 
 U = 2.0**-53
 ELEMENTARY_ULPS = 16
 E = ELEMENTARY_ULPS * U  # relative error of exp, log, log1p
 ABSOLUTE = 2.0**-1000  # absolute error from float64 underflow, far below float32's 2^-149
 MAX_PRECISION = 24  # dtypes the float64 evaluation can settle: float16, bfloat16, float32
+FLOAT32 = FORMATS["float32"]
 
 
 @dataclass
@@ -75,9 +77,19 @@ def ulp_of(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """One unit in the last place of ``fmt`` at each (finite) value: the spacing of the format in the value's
     binade, the subnormal spacing below the normal range (``dtypes.ulp``, vectorised)."""
     values = np.abs(np.asarray(values, dtype=np.float64))
-    _, exponent = np.frexp(np.where(values > 0, values, 1.0))
-    e = np.where(values > 0, exponent - 1, fmt.emin)
-    return np.ldexp(1.0, quantum_exponent(e, fmt))
+    # the binade from the float64's biased exponent field (faster than frexp): |v| in [2^(b-1023), 2^(b-1022));
+    # zero and float64's subnormals (b = 0) fall below every format's emin, as frexp's exponent does; an
+    # infinity counts as frexp has it (exponent 0: the binade 2^-1), a NaN as zero
+    biased = (values.view(np.uint64) >> np.uint64(52)).view(np.int64)  # a new array: shifted, then viewed
+    special = biased == 2047
+    if special.any():
+        biased = np.where(special, np.where(np.isnan(values), 0, 1022), biased)
+    quantum = np.asarray(quantum_exponent(biased - 1023, fmt), dtype=np.int64)  # 0-d input: an array still
+    if fmt.emin - (fmt.precision - 1) >= -1022:  # every quantum a normal float64: built in its exponent field
+        quantum += 1023
+        quantum <<= 52
+        return quantum.view(np.float64)[()] if quantum.ndim == 0 else quantum.view(np.float64)
+    return np.ldexp(1.0, quantum)
 
 
 def settle(terms: Terms, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
@@ -388,3 +400,69 @@ def magnitude_terms(formula: str, inputs: dict[str, np.ndarray], axis_mean: bool
     finite = np.isfinite(terms.approx) & np.isfinite(terms.bound)
     magnitude = np.abs(terms.approx[finite]) + terms.bound[finite] + ABSOLUTE
     return Magnitude(int(terms.approx.size), math.fsum(magnitude.ravel().tolist()) * (1 + 4 * U))
+
+
+# ---------------------------------------------------------------------------------------------
+# the float32 sweep's kernel: one target, 0 or 1, no weights (conformance.sweep)
+
+BINARY_TARGETS = (0.0, 1.0)
+
+
+def binary_target_terms(x: np.ndarray, target: float, gradient: bool) -> Terms:
+    """bce_with_logits at one target y in {0, 1} with no weight, pos_weight or smoothing, in the fewest
+    float64 operations: with t = x (y = 0) or -x (y = 1), the loss is softplus(t) and its derivative in x
+    is σ(x) - y = s·σ(t), s = 1 - 2y. One e^-|t| serves both. The terms are non-negative throughout, so
+    the bounds are those of ``_softplus`` (≤ 2E + 3u) and of σ(t) = e^min(t, 0) / (1 + e^-|t|) (the two
+    exps are the same call on the same argument where t < 0 and exp(0) = 1 otherwise: ≤ 2E + 2u); one
+    more u each covers the sign and a subnormal quotient's rounding, and ``ABSOLUTE`` float64 underflow.
+    Every element is finite here: the sweep's logits are the dtype's finite values."""
+    if target not in BINARY_TARGETS:
+        raise ValueError(f"binary_target_terms: target {target!r} is not 0 or 1")
+    t = np.asarray(x, dtype=np.float64)
+    if target == 1.0:
+        t = -t
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(t))
+        if not gradient:
+            approx = np.maximum(t, 0.0) + np.log1p(e)
+            bound = approx * (2 * E + 4 * U) + ABSOLUTE
+        else:
+            approx = np.exp(np.minimum(t, 0.0)) / (1.0 + e)
+            bound = approx * (2 * E + 3 * U) + ABSOLUTE
+    size = approx.shape
+    # the sign of the exact value: the loss and σ(x) (y = 0) are positive, σ(x) - 1 (y = 1) is negative
+    negative = gradient and target == 1.0
+    sign = np.full(size, -1 if negative else 1, dtype=np.int8)
+    return Terms(-approx if negative else approx, bound, np.zeros(size, dtype=bool), sign)
+
+
+@cache
+def _casts_round_correctly() -> bool:
+    """Whether numpy's float64 -> float32 cast rounds to nearest with ties to even, subnormals kept, in
+    this process (a framework may set flush-to-zero / denormals-are-zero in the FPU's control word)."""
+    probe = np.array([1.5 * 2.0**-149, 2.0**-140 + 2.0**-170, 1 + 2.0**-24, 1 + 3 * 2.0**-24], dtype=np.float64)
+    want = np.array([2.0**-148, 2.0**-140, 1.0, 1 + 2.0**-22], dtype=np.float64)
+    return bool((probe.astype(np.float32).astype(np.float64) == want).all())
+
+
+def settle_float32(terms: Terms) -> tuple[np.ndarray, np.ndarray]:
+    """``settle`` for float32 terms of one known sign throughout, as float32 values: each end of the interval
+    rounded by the hardware's cast (correct rounding, once, where ``_casts_round_correctly``; ``settle``
+    itself otherwise), the element settled where both ends round alike. Unsettled elements are NaN."""
+    sign = int(terms.sign.flat[0]) if terms.sign.size else 1
+    if not _casts_round_correctly() or sign == 0 or (terms.sign != sign).any() or terms.fallback.any():
+        rounded, unsettled = settle(terms, FLOAT32)
+        return rounded.astype(np.float32), unsettled
+    with np.errstate(invalid="ignore", over="ignore"):
+        bound = terms.bound * (1 + 8 * U)
+        bound += ABSOLUTE
+        magnitude = np.abs(terms.approx)
+        high = np.add(magnitude, bound).astype(np.float32)
+        np.subtract(magnitude, bound, out=magnitude)
+        low = np.maximum(magnitude, 0.0, out=magnitude).astype(np.float32)
+    unsettled = low != high
+    if sign < 0:
+        np.negative(low, out=low)
+    if unsettled.any():
+        low[unsettled] = np.nan
+    return low, unsettled

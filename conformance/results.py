@@ -84,6 +84,9 @@ class Result:
     # an elementwise result's errors per input region (conformance.regions): region -> {elements, missed,
     # max_ulp, x, target (the inputs of the worst element, hex)}
     regions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # an exhaustive sweep's figures (conformance.sweep): its bit patterns, elements, correctly rounded and
+    # missed counts, the ULP-error histogram and, per binade of x, elements, missed and max_ulp
+    sweep: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -92,8 +95,9 @@ class Result:
 
     def to_json(self) -> str:
         data = asdict(self)
-        if data["elements"] is None:
-            del data["elements"]  # only sweep cases carry them
+        for name in ("elements", "sweep"):
+            if data[name] is None:
+                del data[name]  # only sweep cases, and sweeps, carry them
         for name in ("when", "explained", "in_regions", "regions"):
             if not data[name]:
                 del data[name]  # only a result a known divergence concerns has them

@@ -38,6 +38,24 @@ class Verdict(str, enum.Enum):
         return self in (Verdict.FAIL, Verdict.UNEXPECTED_PASS, Verdict.ERROR)
 
 
+def sweep_verdict(missed: int, variant_misses: int | None, beyond: int, unexplained: int, explained: bool) -> Verdict:
+    """The verdict of a result from its elements' counts, in the runner's order (``Runner._judge``, then
+    ``Runner._explain``): exact when no element misses the tolerance; acceptable when the API declares a
+    variant and no element misses it (``variant_misses`` None: no variant declared); conditioned when every
+    element that misses is within its condition-aware bound; a known divergence when the catalogue's regions
+    hold every element beyond its bound; else a fail. A sweep counts per element, chunk by chunk, and
+    decides once over the sum (conformance.sweep)."""
+    if missed == 0:
+        return Verdict.EXACT
+    if variant_misses is not None and variant_misses == 0:
+        return Verdict.ACCEPTABLE
+    if beyond == 0:
+        return Verdict.CONDITIONED
+    if explained and unexplained == 0:
+        return Verdict.KNOWN_DIVERGENCE
+    return Verdict.FAIL
+
+
 @dataclass(frozen=True)
 class Tolerance:
     max_ulp: float
@@ -116,6 +134,7 @@ class Judgement:
     median_ulp: float = 0.0  # the median error in ULPs (NaN counts as inf)
     ulps: tuple[float, ...] = ()  # every element's error in ULPs, in the exact values' C order
     missing: np.ndarray | None = None  # bool, the exact values' shape: the elements that miss the tolerance
+    errors: np.ndarray | None = None  # ``ulps`` as a float64 array (the fast path's), for callers that want one
 
 
 def _median(values: list[float]) -> float:
@@ -249,9 +268,8 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
             floor[index] = ok[index] and errors[index] > tolerance.max_ulp
     flat_ok, flat_errors = ok.ravel(), errors.ravel()
     # failing elements first, then the largest errors; ties broken by position so the order is stable
-    order = np.lexsort((np.arange(flat_errors.size), -np.nan_to_num(flat_errors, nan=0.0), flat_ok))
     failing = int((~flat_ok).sum())
-    shown = order[: min(keep, failing)] if failing else order[:keep]
+    shown = _first_in_order(flat_ok, flat_errors, min(keep, failing) if failing else keep)
     worst = []
     for position in shown:
         index = np.unravel_index(position, errors.shape) if errors.shape else ()
@@ -259,7 +277,20 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
         worst.append(ElementError(index, float(got[index]), ref.exact_at(index), float(errors[index])))
     ulps = tuple(flat_errors.tolist())
     max_ulp = float(flat_errors.max()) if flat_errors.size else 0.0
-    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median_array(flat_errors), ulps, ~ok)
+    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median_array(flat_errors), ulps, ~ok, flat_errors)
+
+
+def _first_in_order(ok: np.ndarray, errors: np.ndarray, count: int) -> np.ndarray:
+    """The positions of the first ``count`` elements in the order failing first, then the largest error (NaN
+    as 0), then the position: the elements that could be among them (a partition), then those sorted."""
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    key = np.where(ok, 0.0, -np.inf) - np.nan_to_num(errors, nan=0.0)  # ascending: failing, then larger errors
+    chosen = np.arange(key.size)
+    if key.size > 4 * count:
+        threshold = np.partition(key, count - 1)[count - 1]
+        chosen = np.flatnonzero(key <= threshold)
+    return chosen[np.lexsort((chosen, -np.nan_to_num(errors[chosen], nan=0.0), ok[chosen]))][:count]
 
 
 @dataclass(frozen=True)

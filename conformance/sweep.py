@@ -1,0 +1,685 @@
+"""Exhaustive float32 sweeps: every finite float32 logit (or a slice of the bit patterns) against targets 0
+and 1 (0.5 as an option), through each of a framework's fused APIs and its two-step path, value and
+gradient, judged against the correctly rounded reference: ``python -m conformance sweep``.
+
+The patterns are cut into chunks, independent tasks (run in this process, on a Dask ``LocalCluster`` or on
+a cluster at ``--scheduler``); each finished chunk's figures are written atomically to a file of its own,
+so a killed sweep resumes from the chunks on disk. A chunk's figures are counts, maxima and a few worst
+elements under a total order, each a function of the elements alone, so the merged results are the same
+bytes however the sweep was chunked, scheduled or interrupted.
+
+Per element, with R the correctly rounded reference (``fast_reference.binary_target_terms``, its rare
+unsettled roundings by mpmath): an element whose result is R is correctly rounded, its error at most half
+an ULP (counted as 0.5: its exact error is not computed, which is where the speed comes from); every other
+element is judged by ``verdicts.judge`` against the reference of those elements alone. Those past the
+tolerance are measured as the runner measures a result's: against the API's documented variant, against
+their condition-aware bounds (``conformance.conditioning``) and by the known-divergence catalogue's regions
+(``conformance.divergences``). The verdict of a sweep's (API, target, quantity) applies the runner's order
+to the whole sweep as one result (``verdicts.sweep_verdict``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conformance import conditioning, fast_reference, numerics, regions
+from conformance import divergences as divergence_list
+from conformance import reference as ref
+from conformance.adapters import Api, Framework, load_framework
+from conformance.dtypes import FORMATS, round_to_format, to_hex
+from conformance.results import Result, ResultWriter, write_atomically
+from conformance.runner import API_ERRORS
+from conformance.variants import combine, describe
+from conformance.verdicts import (
+    Verdict,
+    conditioning_of,
+    exact_decimal,
+    judge,
+    sweep_verdict,
+    tolerance_for,
+)
+
+DTYPE = "float32"
+FMT = FORMATS[DTYPE]
+OPS = ("bce_with_logits", "sigmoid_bce")  # the fused loss and the two-step path
+QUANTITIES = ("value", "grad")
+PATTERNS = 1 << 32
+CHUNK = 1 << 24  # patterns per chunk: 16.8 M elements a target (about a GiB of arrays in a worker)
+KEEP_WORST = 8  # worst elements kept per (API, target, quantity)
+# the histogram's upper edges in ULPs: [0, 0.5], (0.5, 1], (1, 2], ..., (2^20, inf]; NaN errors apart
+ULP_EDGES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 4096.0, 2.0**20, math.inf)
+BINADES = 2 * 255  # (sign, biased exponent 0..254) of the finite logits
+FORMAT = "bce-conformance-sweep-chunk"
+FORMAT_VERSION = 1
+
+
+class SweepError(Exception):
+    """A sweep that cannot run as asked (a bad --bits, an unknown API); the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# what a sweep is: its patterns, targets, APIs and quantities (everything that decides its bytes)
+
+
+@dataclass(frozen=True)
+class Spec:
+    framework: str
+    start: int = 0
+    stop: int = PATTERNS
+    step: int = 1
+    targets: tuple[float, ...] = (0.0, 1.0)
+    apis: tuple[str, ...] = ()  # API names; empty: every API of OPS
+    quantities: tuple[str, ...] = QUANTITIES
+
+    @property
+    def count(self) -> int:
+        return len(range(self.start, self.stop, self.step))
+
+    def key(self) -> str:
+        """A digest of the spec and of the suite's version: a chunk file of another sweep is never reused."""
+        from conformance import __version__
+
+        text = json.dumps({**asdict(self), "suite": __version__}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def bits_text(self) -> str:
+        return f"0x{self.start:08x}:0x{self.stop:08x}" + (f":{self.step}" if self.step != 1 else "")
+
+
+def parse_bits(text: str) -> tuple[int, int, int]:
+    """``START:STOP[:STEP]``: the float32 bit patterns START, START + STEP, ... below STOP (decimal or 0x hex,
+    as a Python slice; STOP up to 2^32). The non-finite patterns among them are left out."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise SweepError(f"--bits {text!r}: START:STOP or START:STOP:STEP (bit patterns, decimal or 0x hex)")
+    try:
+        numbers = [int(part.strip(), 0) if part.strip() else None for part in parts]
+    except ValueError:
+        raise SweepError(f"--bits {text!r}: START, STOP and STEP are integers, decimal or 0x hex") from None
+    start = 0 if numbers[0] is None else numbers[0]
+    stop = PATTERNS if numbers[1] is None else numbers[1]
+    step = 1 if len(numbers) < 3 or numbers[2] is None else numbers[2]
+    if not 0 <= start < stop <= PATTERNS or step < 1:
+        raise SweepError(f"--bits {text!r}: need 0 <= START < STOP <= 0x100000000 and STEP >= 1")
+    return start, stop, step
+
+
+def parse_targets(text: str) -> tuple[float, ...]:
+    allowed = {"0": 0.0, "1": 1.0, "0.5": 0.5}
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or any(name not in allowed for name in names) or len(set(names)) < len(names):
+        raise SweepError(f"--targets {text!r}: a comma-separated list of 0, 1 and 0.5, each once")
+    return tuple(allowed[name] for name in names)
+
+
+def chunk_ranges(spec: Spec, size: int = CHUNK) -> list[tuple[int, int]]:
+    """The chunks, as ranges of the pattern index i (the pattern is start + i·step), in order."""
+    if size < 1:
+        raise SweepError(f"--chunk {size}: at least 1")
+    return [(low, min(low + size, spec.count)) for low in range(0, spec.count, size)]
+
+
+def patterns(spec: Spec, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+    """The finite patterns of the indices [low, high) and their float32 values."""
+    bits = (np.arange(low, high, dtype=np.uint64) * spec.step + spec.start).astype(np.uint32)
+    bits = bits[(bits & 0x7F800000) != 0x7F800000]
+    return bits, bits.view(np.float32)
+
+
+def case_name(target: float) -> str:
+    return f"sweep-float32/target-{target:g}"
+
+
+def binade_of(bits: np.ndarray) -> np.ndarray:
+    """Index of each pattern's binade: sign · 255 + biased exponent (0: the subnormals and zero)."""
+    return ((bits >> 31).astype(np.int64) * 255 + ((bits >> 23) & 0xFF).astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# one chunk (in a worker): the framework loaded once per process
+
+
+_LOADED: dict[str, tuple[Framework, list]] = {}
+
+
+def loaded(name: str) -> tuple[Framework, list]:
+    """The framework and its known divergences (those holding on this host and versions), once per process."""
+    if name not in _LOADED:
+        framework = load_framework(name)
+        known, _ = divergence_list.applying(divergence_list.load(framework.name, framework.known_divergences), numerics.probe(), framework.versions)
+        _LOADED[name] = (framework, known)
+    return _LOADED[name]
+
+
+def selected_apis(framework: Framework, names: tuple[str, ...]) -> list[Api]:
+    apis = [api for api in framework.apis if api.op in OPS and DTYPE in api.dtypes]
+    if names:
+        unknown = [name for name in names if name not in {api.name for api in apis}]
+        if unknown:
+            raise SweepError(
+                f"--api {', '.join(unknown)}: not a float32 API of {framework.name} on logits; those are: "
+                + ", ".join(api.name for api in apis)
+            )
+        apis = [api for api in apis if api.name in names]
+    return apis
+
+
+@dataclass
+class Reference:
+    """The reference of a (target, quantity) over a chunk: each element's correct rounding to float32, its
+    float64 value within ``bound`` of the exact one, and the elements whose rounding mpmath settled."""
+
+    rounded: np.ndarray  # float32
+    approx: np.ndarray
+    bound: np.ndarray
+    unsettled: np.ndarray
+
+    def part(self, formula: str, inputs, selected: np.ndarray, gradient: bool) -> ref.ReferenceValue:
+        """The ``ReferenceValue`` of the ``selected`` elements, from these values (nothing evaluated twice but
+        the few unsettled ones, again by mpmath)."""
+        part = {name: values[selected] for name, values in inputs.items()}
+        return ref.fast_value(
+            formula, part, "none", FMT, None, False, gradient, False, self.rounded[selected].astype(np.float64),
+            self.approx[selected], self.bound[selected], self.unsettled[selected].copy(),
+        )
+
+
+def reference_values(x: np.ndarray, target: float, gradient: bool) -> Reference:
+    """The correctly rounded float32 loss (or gradient) at each logit: the sweep kernel for targets 0 and 1
+    (``fast_reference.binary_target_terms``), the general fast path's terms for 0.5; the elements either
+    leaves unsettled by the mpmath path."""
+    inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+    if target in fast_reference.BINARY_TARGETS:
+        terms = fast_reference.binary_target_terms(x, target, gradient)
+        rounded, unsettled = fast_reference.settle_float32(terms)
+    else:
+        terms = fast_reference.logits_terms(inputs, None, gradient)
+        rounded, unsettled = fast_reference.settle(terms, FMT)
+        rounded = rounded.astype(np.float32)
+    if unsettled.any():
+        part = {name: values[unsettled] for name, values in inputs.items()}
+        rounded[unsettled] = ref.reference("bce_with_logits", part, "none", FMT, gradient=gradient, fast=False).rounded
+    return Reference(rounded, terms.approx, terms.bound, unsettled)
+
+
+def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:
+    """The figures of one chunk: for each (target, API, quantity), in order, its ``_judge`` record."""
+    framework, known = loaded(spec.framework)
+    apis = selected_apis(framework, spec.apis)
+    bits, x = patterns(spec, low, high)
+    binades = binade_of(bits)
+    records = []
+    for target in spec.targets:
+        y = np.full(x.shape, target, dtype=np.float32)
+        inputs = {"logits": x, "target": y}
+        where = regions.classify("logits", x, y, FMT)
+        references: dict[str, Reference] = {}
+        touched: dict[tuple, list[str]] = {}  # the entries an input reaches, by the entries concerned
+        for api in apis:
+            for quantity in spec.quantities:
+                if quantity == "grad" and api.grad is None:
+                    records.append({"unsupported": api.why_unsupported(DTYPE, inputs, quantity)})
+                    continue
+                if quantity not in references:
+                    references[quantity] = reference_values(x, target, quantity == "grad")
+                records.append(_judge(api, quantity, target, inputs, bits, binades, where, references[quantity], known, touched))
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec.key(), "low": low, "high": high,
+            "elements": int(bits.size), "records": records}
+
+
+def _worst_first(key: np.ndarray, bits: np.ndarray, count: int) -> np.ndarray:
+    """The positions of the ``count`` largest errors, ties by the lower pattern: (error descending, pattern ascending)."""
+    if key.size > 4 * count:
+        threshold = np.partition(key, key.size - count)[key.size - count]
+        chosen = np.flatnonzero(key >= threshold)
+    else:
+        chosen = np.arange(key.size)
+    return chosen[np.lexsort((bits[chosen], -key[chosen]))][:count]
+
+
+def _judge(api: Api, quantity: str, target: float, inputs, bits, binades, where, reference: Reference, known, touched) -> dict[str, Any]:
+    gradient = quantity == "grad"
+    tolerance = tolerance_for(DTYPE)
+    function = api.grad if gradient else api.call
+    rounded = reference.rounded
+    try:
+        got = np.asarray(function(dict(inputs), "none"))
+    except API_ERRORS as exc:  # the framework's own error: this chunk's, on record (the merged verdict is `error`)
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return {"error": f"the call raised {type(exc).__name__}" + (f": {text}" if text else "")}
+    if got.shape != rounded.shape:
+        return {"error": f"returned shape {got.shape}, expected {rounded.shape}"}
+    if got.dtype != np.float32:
+        return {"error": f"returned {got.dtype} for float32 inputs (a silent change of dtype)"}
+    with np.errstate(invalid="ignore"):
+        same = (got == rounded) | (np.isnan(got) & np.isnan(rounded))
+    candidates = np.flatnonzero(~same)
+    out: dict[str, Any] = {"elements": int(got.size), "correctly_rounded": int(got.size - candidates.size)}
+    histogram = np.zeros(len(ULP_EDGES) + 1, dtype=np.int64)  # the last: NaN errors
+    histogram[0] = out["correctly_rounded"]
+    binade_elements = np.bincount(binades, minlength=BINADES)
+    binade_missed = np.zeros(BINADES, dtype=np.int64)
+    binade_max = np.where(binade_elements > 0, 0.5, np.nan)  # a correctly rounded element counts as 0.5
+    region_count = len(regions.REGIONS)
+    region_elements = np.bincount(where, minlength=region_count)
+    region_missed = np.zeros(region_count, dtype=np.int64)
+    # a region's worst: (error, pattern); its first element's until a worse one is found (correctly rounded: 0.5)
+    first = np.full(region_count, -1, dtype=np.int64)
+    present = np.flatnonzero(region_elements)
+    first[present] = [int(bits[np.argmax(where == index)]) for index in present]
+    region_worst = {int(index): (0.5, int(first[index])) for index in present}
+    out.update(missed=0, floor_accepted=0, worst=[], variant_misses=None, beyond=0, unexplained=0, explained={},
+               in_regions=[], bound_ratio=None, condition=None, variant_max_ulp=None, unexplained_worst=[])
+    formula, two_step = ref.FORMULA_OF_OP[api.op], api.op == "sigmoid_bce"
+    concerned = divergence_list.concerning(known, case_name(target), api.name, api.op, DTYPE, "none", quantity)
+    if concerned:  # the entries whose region the sweep's input reaches (a catalogue's strictness)
+        ids = (quantity, *(entry.id for entry, _ in concerned))
+        if ids not in touched:
+            touched[ids] = divergence_list.explain(concerned, inputs, quantity, np.zeros(got.shape, dtype=bool)).touched
+        out["in_regions"] = touched[ids]
+    if api.variants:  # the documented variant over every element: acceptable needs all of them within it
+        variant_ref = ref.reference(formula, inputs, "none", FMT, combine(api.variants), two_step=two_step, gradient=gradient)
+        variant = judge(got.astype(np.float64), variant_ref, FMT, tolerance, keep=0)
+        out["variant_misses"] = int(np.asarray(variant.missing).sum())
+        out["variant_max_ulp"] = _number(variant.max_ulp)
+    if candidates.size:
+        part = {name: values[candidates] for name, values in inputs.items()}
+        values = got[candidates].astype(np.float64)
+        exact = reference.part(formula, inputs, candidates, gradient)
+        judgement = judge(values, exact, FMT, tolerance, keep=0)
+        errors = judgement.errors if judgement.errors is not None else np.asarray(judgement.ulps, dtype=np.float64)
+        key = np.where(np.isnan(errors), np.inf, errors)
+        missing = np.asarray(judgement.missing, dtype=bool)
+        cand_bits = bits[candidates]
+        out["missed"] = int(missing.sum())
+        out["floor_accepted"] = int(judgement.floor_accepted)
+        slots = np.where(np.isnan(errors), len(ULP_EDGES), np.searchsorted(ULP_EDGES, errors, side="left"))
+        histogram += np.bincount(slots, minlength=len(ULP_EDGES) + 1)
+        # the patterns ascend within a chunk, and so do their binades: the maximum of each run at once
+        cand_binades = binades[candidates]
+        starts = np.flatnonzero(np.r_[True, cand_binades[1:] != cand_binades[:-1]])
+        runs = cand_binades[starts]
+        binade_max[runs] = np.maximum(binade_max[runs], np.maximum.reduceat(key, starts))
+        binade_missed += np.bincount(cand_binades[missing], minlength=BINADES)
+        cand_regions = where[candidates]
+        region_missed += np.bincount(cand_regions[missing], minlength=region_count)
+        for index in present:
+            members = np.flatnonzero(cand_regions == index)
+            if members.size:
+                worst = members[_worst_first(key[members], cand_bits[members], 1)[0]]
+                if key[worst] > 0.5:
+                    region_worst[int(index)] = (float(key[worst]), int(cand_bits[worst]))
+        out["worst"] = [
+            [int(cand_bits[i]), to_hex(float(values[i])), _number(errors[i]), bool(missing[i])]
+            for i in _worst_first(key, cand_bits, KEEP_WORST)
+        ]
+        if missing.any():
+            out.update(_past_tolerance(api, quantity, formula, two_step, part, values, exact, errors, missing,
+                                       cand_bits, tolerance, concerned))
+    out["histogram"] = histogram.tolist()
+    out["binades"] = [[int(b), int(binade_elements[b]), int(binade_missed[b]), _number(binade_max[b])] for b in np.flatnonzero(binade_elements)]
+    out["regions"] = [
+        [regions.REGIONS[i], int(region_elements[i]), int(region_missed[i]), region_worst[int(i)][0], region_worst[int(i)][1]]
+        for i in present
+    ]
+    return out
+
+
+def _past_tolerance(api, quantity, formula, two_step, part, values, exact, errors, missing, bits, tolerance, concerned) -> dict:
+    """The elements past the tolerance, as the runner measures them: their condition-aware bounds, then the
+    known divergences whose regions hold those beyond their bounds."""
+    subset = {name: array[missing] for name, array in part.items()}
+    got = values[missing]
+    missed_errors = errors[missing]
+    everywhere = np.ones(got.shape, dtype=bool)
+    deviations = conditioning.result_deviations(formula, quantity, two_step, subset, FMT, "none", False, everywhere)
+    bounds, conditions = conditioning.bound_ulps(deviations, got, exact.rounded[missing], FMT)
+    outcome = conditioning_of(everywhere, missed_errors, bounds, conditions, tolerance)
+    out: dict[str, Any] = {"beyond": int(outcome.beyond), "bound_ratio": _number(outcome.ratio), "condition": _number(outcome.condition)}
+    beyond = np.asarray(outcome.beyond_elements, dtype=bool)
+    unexplained = beyond
+    if concerned and beyond.any():
+        explanation = divergence_list.explain(concerned, subset, quantity, beyond, missed_errors)
+        out["explained"] = {entry: _jsonable(figures) for entry, figures in explanation.figures.items()}
+        unexplained = np.asarray(explanation.unexplained, dtype=bool) & beyond
+    out["unexplained"] = int(unexplained.sum())
+    if unexplained.any():
+        key = np.where(np.isnan(missed_errors), np.inf, missed_errors)
+        chosen = np.flatnonzero(unexplained)
+        chosen = chosen[_worst_first(key[chosen], bits[missing][chosen], 3)]
+        out["unexplained_worst"] = [[int(bits[missing][i]), _number(missed_errors[i])] for i in chosen]
+    return out
+
+
+def worst_element(bits: int, got: str, error, target: float, gradient: bool) -> dict:
+    """A worst element as the results record it, its exact value computed now (by mpmath, alone)."""
+    x = np.array([bits], dtype=np.uint32).view(np.float32)
+    inputs = {"logits": x, "target": np.array([target], dtype=np.float32)}
+    want = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).exact[0]
+    return {"index": [int(bits)], "inputs": {"logits": to_hex(float(x[0])), "target": to_hex(target)}, "got": got,
+            "want": exact_decimal(want), "want_rounded": to_hex(round_to_format(want, FMT)), "ulp": error}
+
+
+def _number(value) -> float | str | None:
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    return "inf" if math.isinf(value) else value
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return _number(value)
+    return value
+
+
+def _as_float(value) -> float:
+    return float(value)  # a number, or "inf" / "nan" as the chunk files write them
+
+
+# ---------------------------------------------------------------------------------------------
+# the chunks on disk: written atomically, read back on a resume
+
+
+def chunk_path(folder: Path, spec: Spec, low: int, high: int) -> Path:
+    return folder / f"{spec.start + low * spec.step:09x}-{spec.start + (high - 1) * spec.step:09x}.json"
+
+
+def finished(path: Path, spec: Spec, low: int, high: int) -> dict | None:
+    """A chunk file of this sweep, whole (it was renamed into place), or None: absent, another sweep's, unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+        return None
+    if data.get("spec") != spec.key() or data.get("low") != low or data.get("high") != high:
+        return None
+    return data
+
+
+def execute(spec: Spec, ranges, folder: Path, workers: int, scheduler: str | None, on_chunk: Callable[[dict, float], None]) -> None:
+    """Runs the chunks not yet on disk: in this process (``workers`` 0, no scheduler), on a Dask LocalCluster
+    of ``workers`` processes (one thread each: the frameworks' own thread pools stay at one), or on the Dask
+    cluster at ``scheduler``. Each result is written as it arrives, so a killed sweep keeps what finished."""
+    pending = [(low, high) for low, high in ranges if finished(chunk_path(folder, spec, low, high), spec, low, high) is None]
+    if not pending:
+        return
+    if workers == 0 and scheduler is None:
+        for low, high in pending:
+            started = time.monotonic()
+            data = run_chunk(spec, low, high)
+            write_atomically(chunk_path(folder, spec, low, high), json.dumps(data, sort_keys=True) + "\n")
+            on_chunk(data, time.monotonic() - started)
+        return
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise SweepError("--workers / --scheduler need Dask distributed: pip install 'bce-conformance[sweep]' (or --workers 0)") from None
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(scheduler if scheduler is not None else cluster)
+    try:
+        started = {}
+        futures = []
+        for low, high in pending:
+            future = client.submit(run_chunk, spec, low, high, pure=False, key=f"chunk-{spec.key()}-{low}")
+            started[future.key] = time.monotonic()
+            futures.append(future)
+        for future in as_completed(futures):
+            data = future.result()
+            write_atomically(chunk_path(folder, spec, data["low"], data["high"]), json.dumps(data, sort_keys=True) + "\n")
+            on_chunk(data, time.monotonic() - started[future.key])
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the merge: one result record per (API, target, quantity)
+
+
+def merge(spec: Spec, framework: Framework, chunks: list[dict], known) -> list[Result]:
+    """The sweep's results, from every chunk's figures (in chunk order): counts added, maxima taken, the worst
+    elements the first KEEP_WORST of all under (error descending, pattern ascending)."""
+    apis = selected_apis(framework, spec.apis)
+    keys = [(api, target, quantity) for target in spec.targets for api in apis for quantity in spec.quantities]
+    order = {entry.id: n for n, entry in enumerate(known)}
+    results = []
+    for position, (api, target, quantity) in enumerate(keys):
+        parts = [chunk["records"][position] for chunk in chunks]
+        results.append(_merged(spec, framework, api, target, quantity, parts, order))
+    return results
+
+
+def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
+    result = Result(
+        case=case_name(target), framework=framework.name, api=api.name, op=api.op, dtype=DTYPE, reduction="none",
+        quantity=quantity, verdict=Verdict.ERROR.value, file=f"sweep:{spec.bits_text()}",
+        framework_versions=dict(framework.versions),
+    )
+    unsupported = [p["unsupported"] for p in parts if "unsupported" in p]
+    if unsupported:
+        result.verdict, result.message = Verdict.UNSUPPORTED.value, unsupported[0]
+        return result
+    errors = [p["error"] for p in parts if "error" in p]
+    if errors:
+        result.message = f"{errors[0]} (in {len(errors)} of {len(parts)} chunks)"
+        return result
+    total = {name: sum(p[name] for p in parts) for name in ("elements", "correctly_rounded", "missed", "floor_accepted", "beyond", "unexplained")}
+    variant_misses = None if api.variants == () else sum(p["variant_misses"] for p in parts)
+    histogram = np.sum([p["histogram"] for p in parts], axis=0).tolist() if parts else [0] * (len(ULP_EDGES) + 1)
+    binades: dict[int, list] = {}
+    for p in parts:
+        for b, elements, missed, max_ulp in p["binades"]:
+            entry = binades.setdefault(b, [0, 0, -math.inf])
+            entry[0] += elements
+            entry[1] += missed
+            entry[2] = max(entry[2], _as_float(max_ulp))
+    region_rows: dict[str, list] = {}
+    for p in parts:
+        for name, elements, missed, max_ulp, bits in p["regions"]:
+            row = region_rows.setdefault(name, [0, 0, None])
+            row[0] += elements
+            row[1] += missed
+            candidate = (_as_float(max_ulp), bits)
+            if row[2] is None or (-candidate[0], candidate[1]) < (-row[2][0], row[2][1]):
+                row[2] = candidate
+    worst = sorted((w for p in parts for w in p["worst"]), key=lambda w: (-_as_float(w[2]), w[0]))[:KEEP_WORST]
+    tolerance = tolerance_for(DTYPE)
+    max_ulp = _as_float(worst[0][2]) if worst else 0.5
+    result.max_ulp = max(max_ulp, 0.5) if total["elements"] else None
+    result.median_ulp = _median_bin(histogram, total["elements"])
+    result.floor_accepted = total["floor_accepted"]
+    result.worst = [worst_element(bits, got, error, target, quantity == "grad") for bits, got, error, _ in worst]
+    result.regions = {}
+    for name in regions.REGIONS:
+        if name in region_rows:
+            elements, missed, (max_ulp_region, bits) = region_rows[name]
+            x = np.array([bits], dtype=np.uint32).view(np.float32)[0]
+            result.regions[name] = {"elements": elements, "missed": missed, "max_ulp": max_ulp_region, "x": to_hex(float(x)), "target": to_hex(target)}
+            if max_ulp_region > tolerance.max_ulp and not missed:
+                result.regions[name]["floor"] = True
+    explained: dict[str, dict] = {}
+    for p in parts:
+        for entry, figures in p["explained"].items():
+            explained[entry] = _merge_figures(explained.get(entry), figures)
+    touched = sorted({e for p in parts for e in p["in_regions"]}, key=lambda e: order.get(e, len(order)))
+    result.in_regions = touched
+    result.explained = {e: explained[e] for e in sorted(explained, key=lambda e: order.get(e, len(order)))}
+    ratios = [_as_float(p["bound_ratio"]) for p in parts if p["bound_ratio"] is not None]
+    conditions = [_as_float(p["condition"]) for p in parts if p["condition"] is not None]
+    result.bound_ratio = max(ratios) if ratios else None
+    result.condition = max((c for c in conditions if not math.isnan(c)), default=None)
+    variant_ulps = [_as_float(p["variant_max_ulp"]) for p in parts if p["variant_max_ulp"] is not None]
+    verdict = sweep_verdict(total["missed"], variant_misses, total["beyond"], total["unexplained"], bool(explained))
+    result.verdict = verdict.value
+    share = f"{total['correctly_rounded']} of {total['elements']} elements correctly rounded"
+    past = (f"{total['missed']} past the {DTYPE} tolerance of {tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g}), "
+            f"{total['beyond']} of them beyond {tolerance.condition_factor:g} × their condition-aware bound")
+    if verdict == Verdict.EXACT:
+        result.message = f"{share}; none past the tolerance"
+    elif verdict == Verdict.ACCEPTABLE:
+        result.variant = describe(api.variants, api.op)
+        result.variant_max_ulp = max(variant_ulps) if variant_ulps else None
+        result.source = combine(api.variants).source
+        result.message = f"matches the documented variant {result.variant} at every element; {share}; {past}"
+    elif verdict == Verdict.CONDITIONED:
+        result.message = f"{share}; {past}"
+    else:
+        result.message = f"{share}; {past}"
+        if explained:
+            ids = list(result.explained)
+            result.message += "; explained by " + ", ".join(f"{e} ({result.explained[e]['elements']})" for e in ids)
+            first = ids[0]
+            result.divergence = first
+        if total["unexplained"]:
+            shown = sorted((w for p in parts for w in p["unexplained_worst"]), key=lambda w: (-_as_float(w[1]), w[0]))[:3]
+            listing = ", ".join(f"x = {to_hex(float(np.array([b], dtype=np.uint32).view(np.float32)[0]))} ({_as_float(u):.3g} ULP)" for b, u in shown)
+            result.message += f"; {total['unexplained']} in no known divergence's region, e.g. {listing}"
+    if quantity == "value" and worst and verdict != Verdict.EXACT:
+        first = result.worst[0]["inputs"]
+        result.repro = api.repro({"input": repr([first["logits"]]), "target": repr([first["target"]])}, DTYPE, "none")
+    result.sweep = {
+        "bits": spec.bits_text(),
+        "elements": total["elements"],
+        "correctly_rounded": total["correctly_rounded"],
+        "missed": total["missed"],
+        "histogram": [{"to": _number(edge), "elements": int(n)} for edge, n in zip(ULP_EDGES, histogram)]
+        + [{"to": "nan", "elements": int(histogram[-1])}],
+        "binades": [_binade_row(b, *binades[b]) for b in sorted(binades)],
+    }
+    return result
+
+
+def _merge_figures(old: dict | None, new: dict) -> dict:
+    """An entry's figures over two parts: elements added, the largest error, the spans widened."""
+    if old is None:
+        return dict(new)
+    out = dict(old)
+    out["elements"] = old["elements"] + new["elements"]
+    if "max_ulp" in new:
+        out["max_ulp"] = _number(max(_as_float(old.get("max_ulp", -math.inf)), _as_float(new["max_ulp"])))
+    for label in ("logit", "target"):
+        spans = (old.get(label) or []) + (new.get(label) or [])
+        if spans:
+            negative = [s for s in spans if _as_float(s[1]) < 0]
+            rest = [s for s in spans if _as_float(s[1]) >= 0]
+            parts = [negative, rest] if label == "logit" else [spans]
+            out[label] = [[min(_as_float(s[0]) for s in part), max(_as_float(s[1]) for s in part)] for part in parts if part]
+        if new.get(f"{label}_nan"):
+            out[f"{label}_nan"] = True
+    return out
+
+
+def _binade_row(b: int, elements: int, missed: int, max_ulp: float) -> dict:
+    sign, exponent = divmod(b, 255)
+    low = (sign << 31) | (exponent << 23)
+    first, last = np.array([low, low | 0x7FFFFF], dtype=np.uint32).view(np.float32)
+    return {"sign": "-" if sign else "+", "exponent": exponent - 127 if exponent else "subnormal",
+            "from": to_hex(float(first)), "to": to_hex(float(last)), "elements": elements, "missed": missed, "max_ulp": _number(max_ulp)}
+
+
+def _median_bin(histogram: list[int], elements: int) -> float | None:
+    """The upper edge of the histogram bin holding the median element (an upper bound on the median error)."""
+    if not elements:
+        return None
+    seen = 0
+    for edge, count in zip(ULP_EDGES + (math.nan,), histogram):
+        seen += count
+        if 2 * seen >= elements:
+            return edge
+    return math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def sweep(spec: Spec, out: Path, name: str, chunk: int = CHUNK, workers: int | None = None, scheduler: str | None = None,
+          progress: str = "auto", stream=None) -> Path:
+    """Runs (or resumes) a sweep and writes ``out/name.jsonl``: the environment record, then a result per
+    (API, target, quantity). The chunks stay in ``out/name.chunks/`` for a resume."""
+    from conformance.environment import describe as describe_environment
+
+    stream = sys.stderr if stream is None else stream
+    framework, known = loaded(spec.framework)
+    selected_apis(framework, spec.apis)  # an unknown --api is an error before any work
+    ranges = chunk_ranges(spec, chunk)
+    folder = out / f"{name}.chunks"
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    reporter = ChunkProgress(spec, ranges, folder, progress, stream)
+    execute(spec, ranges, folder, workers, scheduler, reporter.done)
+    reporter.close()
+    chunks = []
+    for low, high in ranges:
+        data = finished(chunk_path(folder, spec, low, high), spec, low, high)
+        if data is None:
+            raise SweepError(f"chunk {low}:{high} of {name} is missing from {folder} after the sweep")
+        chunks.append(data)
+    results = merge(spec, framework, chunks, known)
+    path = out / f"{name}.jsonl"
+    writer = ResultWriter(path.with_name(path.name + ".partial"), describe_environment(framework), len(results))
+    for result in results:
+        writer.write(result)
+    writer.close()
+    os.replace(path.with_name(path.name + ".partial"), path)
+    return path
+
+
+class ChunkProgress:
+    """A tqdm bar of elements with its ETA on a terminal; one line per finished chunk otherwise (stderr)."""
+
+    def __init__(self, spec: Spec, ranges, folder: Path, mode: str, stream):
+        self.stream = stream
+        self.total = len(ranges)
+        self.done_chunks = sum(finished(chunk_path(folder, spec, lo, hi), spec, lo, hi) is not None for lo, hi in ranges)
+        self.started = time.monotonic()
+        self.elements = 0
+        self.bar = None
+        if mode == "auto":
+            mode = "bar" if getattr(stream, "isatty", lambda: False)() else "lines"
+        self.mode = mode
+        if self.done_chunks:
+            print(f"resuming: {self.done_chunks} of {self.total} chunks already on disk ({folder})", file=stream, flush=True)
+        if mode == "bar":
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                self.mode = "lines"
+            else:
+                self.bar = tqdm(total=self.total, initial=self.done_chunks, unit="chunk", file=stream)
+
+    def done(self, data: dict, seconds: float) -> None:
+        self.done_chunks += 1
+        self.elements += data["elements"]
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        if self.mode == "none":
+            return
+        elapsed = time.monotonic() - self.started
+        left = self.total - self.done_chunks
+        eta = elapsed / max(self.done_chunks, 1) * left
+        print(f"chunk {data['low']}:{data['high']}: {data['elements']} logits in {seconds:.1f} s; "
+              f"{self.done_chunks} of {self.total} chunks done, ETA {eta:.0f} s", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

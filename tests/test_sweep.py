@@ -1,0 +1,90 @@
+"""The float32 sweep (conformance.sweep) and its kernel (fast_reference.binary_target_terms): the kernel's
+roundings against the mpmath path on the hard places of float32, and a sweep's bytes the same however it is
+chunked or interrupted. The subject is the `rounded` adapter: its results are fixed by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conformance import fast_reference, sweep
+from conformance import reference as ref
+from conformance.dtypes import FORMATS
+
+FMT = FORMATS["float32"]
+
+
+def hard_logits() -> np.ndarray:
+    """Logits where a float32 BCE is hard: ±0, subnormals, the smallest normals, around 1 and the saturation
+    and exp-overflow bounds (16.6, 88.7, 103.97), and the largest finite values; plus a spread over every binade."""
+    rng = np.random.default_rng(17)
+    points = [0.0, 2.0**-149, 2.0**-126, 1e-30, 1e-8, 0.5, 1.0, 16.63, 17.0, 88.72, 103.97, 104.0, 1e10, 3.4028234e38]
+    values = [np.nextafter(np.float32(p), np.float32(0)) for p in points] + [np.float32(p) for p in points]
+    spread = rng.integers(0, 0x7F800000, 200, dtype=np.uint32).view(np.float32)
+    x = np.concatenate([np.array(values, dtype=np.float32), spread])
+    return np.concatenate([x, -x])
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_kernel_rounds_as_the_mpmath_path(target, gradient):
+    x = hard_logits()
+    terms = fast_reference.binary_target_terms(x, target, gradient)
+    rounded, unsettled = fast_reference.settle_float32(terms)
+    inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+    exact = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).rounded
+    settled = ~unsettled
+    assert settled.sum() > 0.99 * x.size
+    assert np.array_equal(rounded[settled].view(np.uint32), exact[settled].astype(np.float32).view(np.uint32))  # sign bits too
+    # and the sweep's reference, which settles the rest by mpmath, everywhere
+    values = sweep.reference_values(x, target, gradient).rounded
+    assert np.array_equal(values.view(np.uint32), exact.astype(np.float32).view(np.uint32))
+
+
+def test_kernel_refuses_other_targets():
+    with pytest.raises(ValueError):
+        fast_reference.binary_target_terms(np.zeros(2, dtype=np.float32), 0.5, False)
+
+
+def test_parse_bits():
+    assert sweep.parse_bits("0x3f800000:0x3f800100") == (0x3F800000, 0x3F800100, 1)
+    assert sweep.parse_bits("0::1024") == (0, 1 << 32, 1024)
+    for bad in ("5", "9:3", "0:0x100000001", "a:b", "0:10:0"):
+        with pytest.raises(sweep.SweepError):
+            sweep.parse_bits(bad)
+
+
+def run(tmp_path, name: str, chunk: int, spec: sweep.Spec) -> bytes:
+    path = sweep.sweep(spec, tmp_path, name, chunk=chunk, workers=0, progress="none")
+    return path.read_bytes()
+
+
+def test_same_bytes_however_chunked_or_resumed(tmp_path):
+    # 0x7f7fff00..0x7f800100 crosses the largest finite values into the infinities and NaNs, which are left out
+    spec = sweep.Spec("rounded", 0x7F7FFF00, 0x7F800100, targets=(0.0, 1.0))
+    whole = run(tmp_path / "a", "s", 1 << 12, spec)
+    chunked = run(tmp_path / "b", "s", 96, spec)
+    assert whole == chunked
+    # a sweep killed after some chunks: its files are what is on disk; the rest run on the resume
+    folder = tmp_path / "b" / "s.chunks"
+    files = sorted(folder.iterdir())
+    assert len(files) == 6  # 512 patterns in chunks of 96
+    files[1].unlink()
+    files[2].write_text("{half a file", encoding="utf-8")  # written atomically, this cannot happen; still not trusted
+    (tmp_path / "b" / "s.jsonl").unlink()
+    assert run(tmp_path / "b", "s", 96, spec) == whole
+    lines = whole.decode().splitlines()
+    assert len(lines) == 1 + 2 * 2 * len(sweep.selected_apis(sweep.loaded("rounded")[0], ()))
+
+
+def test_records_count_every_finite_pattern(tmp_path):
+    from conformance.results import read_run
+
+    spec = sweep.Spec("rounded", 0x7F7FFF00, 0x7F800100, targets=(1.0,), quantities=("value",))
+    run(tmp_path, "s", 1 << 12, spec)
+    results = read_run(tmp_path / "s.jsonl", strict=True).results
+    assert results
+    for result in results:
+        assert result.sweep["elements"] == 0x100  # 256 finite patterns, the 256 non-finite ones left out
+        assert sum(row["elements"] for row in result.sweep["histogram"]) == 0x100
+        assert result.case == "sweep-float32/target-1"
