@@ -142,7 +142,7 @@ def case_name(target: float) -> str:
 
 def binade_of(bits: np.ndarray) -> np.ndarray:
     """Index of each pattern's binade: sign · 255 + biased exponent (0: the subnormals and zero)."""
-    return ((bits >> 31).astype(np.int64) * 255 + ((bits >> 23) & 0xFF).astype(np.int64))
+    return (bits >> 31).astype(np.int64) * 255 + ((bits >> 23) & 0xFF).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,7 +156,9 @@ def loaded(name: str) -> tuple[Framework, list]:
     """The framework and its known divergences (those holding on this host and versions), once per process."""
     if name not in _LOADED:
         framework = load_framework(name)
-        known, _ = divergence_list.applying(divergence_list.load(framework.name, framework.known_divergences), numerics.probe(), framework.versions)
+        known, _ = divergence_list.applying(
+            divergence_list.load(framework.name, framework.known_divergences), numerics.probe(), framework.versions
+        )
         _LOADED[name] = (framework, known)
     return _LOADED[name]
 
@@ -189,8 +191,18 @@ class Reference:
         the few unsettled ones, again by mpmath)."""
         part = {name: values[selected] for name, values in inputs.items()}
         return ref.fast_value(
-            formula, part, "none", FMT, None, False, gradient, False, self.rounded[selected].astype(np.float64),
-            self.approx[selected], self.bound[selected], self.unsettled[selected].copy(),
+            formula,
+            part,
+            "none",
+            FMT,
+            None,
+            False,
+            gradient,
+            False,
+            self.rounded[selected].astype(np.float64),
+            self.approx[selected],
+            self.bound[selected],
+            self.unsettled[selected].copy(),
         )
 
 
@@ -232,9 +244,18 @@ def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:
                     continue
                 if quantity not in references:
                     references[quantity] = reference_values(x, target, quantity == "grad")
-                records.append(_judge(api, quantity, target, inputs, bits, binades, where, references[quantity], known, touched))
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec.key(), "low": low, "high": high,
-            "elements": int(bits.size), "records": records}
+                records.append(
+                    _judge(api, quantity, target, inputs, bits, binades, where, references[quantity], known, touched)
+                )
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": spec.key(),
+        "low": low,
+        "high": high,
+        "elements": int(bits.size),
+        "records": records,
+    }
 
 
 def _worst_first(key: np.ndarray, bits: np.ndarray, count: int) -> np.ndarray:
@@ -247,7 +268,9 @@ def _worst_first(key: np.ndarray, bits: np.ndarray, count: int) -> np.ndarray:
     return chosen[np.lexsort((bits[chosen], -key[chosen]))][:count]
 
 
-def _judge(api: Api, quantity: str, target: float, inputs, bits, binades, where, reference: Reference, known, touched) -> dict[str, Any]:
+def _judge(
+    api: Api, quantity: str, target: float, inputs, bits, binades, where, reference: Reference, known, touched
+) -> dict[str, Any]:
     gradient = quantity == "grad"
     tolerance = tolerance_for(DTYPE)
     function = api.grad if gradient else api.call
@@ -278,8 +301,20 @@ def _judge(api: Api, quantity: str, target: float, inputs, bits, binades, where,
     present = np.flatnonzero(region_elements)
     first[present] = [int(bits[np.argmax(where == index)]) for index in present]
     region_worst = {int(index): (0.5, int(first[index])) for index in present}
-    out.update(missed=0, floor_accepted=0, worst=[], variant_misses=None, beyond=0, unexplained=0, explained={},
-               in_regions=[], bound_ratio=None, condition=None, variant_max_ulp=None, unexplained_worst=[])
+    out.update(
+        missed=0,
+        floor_accepted=0,
+        worst=[],
+        variant_misses=None,
+        beyond=0,
+        unexplained=0,
+        explained={},
+        in_regions=[],
+        bound_ratio=None,
+        condition=None,
+        variant_max_ulp=None,
+        unexplained_worst=[],
+    )
     formula, two_step = ref.FORMULA_OF_OP[api.op], api.op == "sigmoid_bce"
     concerned = divergence_list.concerning(known, case_name(target), api.name, api.op, DTYPE, "none", quantity)
     if concerned:  # the entries whose region the sweep's input reaches (a catalogue's strictness)
@@ -288,7 +323,9 @@ def _judge(api: Api, quantity: str, target: float, inputs, bits, binades, where,
             touched[ids] = divergence_list.explain(concerned, inputs, quantity, np.zeros(got.shape, dtype=bool)).touched
         out["in_regions"] = touched[ids]
     if api.variants:  # the documented variant over every element: acceptable needs all of them within it
-        variant_ref = ref.reference(formula, inputs, "none", FMT, combine(api.variants), two_step=two_step, gradient=gradient)
+        variant_ref = ref.reference(
+            formula, inputs, "none", FMT, combine(api.variants), two_step=two_step, gradient=gradient
+        )
         variant = judge(got.astype(np.float64), variant_ref, FMT, tolerance, keep=0)
         out["variant_misses"] = int(np.asarray(variant.missing).sum())
         out["variant_max_ulp"] = _number(variant.max_ulp)
@@ -324,18 +361,43 @@ def _judge(api: Api, quantity: str, target: float, inputs, bits, binades, where,
             for i in _worst_first(key, cand_bits, KEEP_WORST)
         ]
         if missing.any():
-            out.update(_past_tolerance(api, quantity, formula, two_step, part, values, exact, errors, missing,
-                                       cand_bits, tolerance, concerned))
+            out.update(
+                _past_tolerance(
+                    api,
+                    quantity,
+                    formula,
+                    two_step,
+                    part,
+                    values,
+                    exact,
+                    errors,
+                    missing,
+                    cand_bits,
+                    tolerance,
+                    concerned,
+                )
+            )
     out["histogram"] = histogram.tolist()
-    out["binades"] = [[int(b), int(binade_elements[b]), int(binade_missed[b]), _number(binade_max[b])] for b in np.flatnonzero(binade_elements)]
+    out["binades"] = [
+        [int(b), int(binade_elements[b]), int(binade_missed[b]), _number(binade_max[b])]
+        for b in np.flatnonzero(binade_elements)
+    ]
     out["regions"] = [
-        [regions.REGIONS[i], int(region_elements[i]), int(region_missed[i]), region_worst[int(i)][0], region_worst[int(i)][1]]
+        [
+            regions.REGIONS[i],
+            int(region_elements[i]),
+            int(region_missed[i]),
+            region_worst[int(i)][0],
+            region_worst[int(i)][1],
+        ]
         for i in present
     ]
     return out
 
 
-def _past_tolerance(api, quantity, formula, two_step, part, values, exact, errors, missing, bits, tolerance, concerned) -> dict:
+def _past_tolerance(
+    api, quantity, formula, two_step, part, values, exact, errors, missing, bits, tolerance, concerned
+) -> dict:
     """The elements past the tolerance, as the runner measures them: their condition-aware bounds, then the
     known divergences whose regions hold those beyond their bounds."""
     subset = {name: array[missing] for name, array in part.items()}
@@ -345,7 +407,11 @@ def _past_tolerance(api, quantity, formula, two_step, part, values, exact, error
     deviations = conditioning.result_deviations(formula, quantity, two_step, subset, FMT, "none", False, everywhere)
     bounds, conditions = conditioning.bound_ulps(deviations, got, exact.rounded[missing], FMT)
     outcome = conditioning_of(everywhere, missed_errors, bounds, conditions, tolerance)
-    out: dict[str, Any] = {"beyond": int(outcome.beyond), "bound_ratio": _number(outcome.ratio), "condition": _number(outcome.condition)}
+    out: dict[str, Any] = {
+        "beyond": int(outcome.beyond),
+        "bound_ratio": _number(outcome.ratio),
+        "condition": _number(outcome.condition),
+    }
     beyond = np.asarray(outcome.beyond_elements, dtype=bool)
     unexplained = beyond
     if concerned and beyond.any():
@@ -366,8 +432,14 @@ def worst_element(bits: int, got: str, error, target: float, gradient: bool) -> 
     x = np.array([bits], dtype=np.uint32).view(np.float32)
     inputs = {"logits": x, "target": np.array([target], dtype=np.float32)}
     want = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).exact[0]
-    return {"index": [int(bits)], "inputs": {"logits": to_hex(float(x[0])), "target": to_hex(target)}, "got": got,
-            "want": exact_decimal(want), "want_rounded": to_hex(round_to_format(want, FMT)), "ulp": error}
+    return {
+        "index": [int(bits)],
+        "inputs": {"logits": to_hex(float(x[0])), "target": to_hex(target)},
+        "got": got,
+        "want": exact_decimal(want),
+        "want_rounded": to_hex(round_to_format(want, FMT)),
+        "ulp": error,
+    }
 
 
 def _number(value) -> float | str | None:
@@ -412,11 +484,15 @@ def finished(path: Path, spec: Spec, low: int, high: int) -> dict | None:
     return data
 
 
-def execute(spec: Spec, ranges, folder: Path, workers: int, scheduler: str | None, on_chunk: Callable[[dict, float], None]) -> None:
+def execute(
+    spec: Spec, ranges, folder: Path, workers: int, scheduler: str | None, on_chunk: Callable[[dict, float], None]
+) -> None:
     """Runs the chunks not yet on disk: in this process (``workers`` 0, no scheduler), on a Dask LocalCluster
     of ``workers`` processes (one thread each: the frameworks' own thread pools stay at one), or on the Dask
     cluster at ``scheduler``. Each result is written as it arrives, so a killed sweep keeps what finished."""
-    pending = [(low, high) for low, high in ranges if finished(chunk_path(folder, spec, low, high), spec, low, high) is None]
+    pending = [
+        (low, high) for low, high in ranges if finished(chunk_path(folder, spec, low, high), spec, low, high) is None
+    ]
     if not pending:
         return
     if workers == 0 and scheduler is None:
@@ -429,7 +505,9 @@ def execute(spec: Spec, ranges, folder: Path, workers: int, scheduler: str | Non
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise SweepError("--workers / --scheduler need Dask distributed: pip install 'bce-conformance[sweep]' (or --workers 0)") from None
+        raise SweepError(
+            "--workers / --scheduler need Dask distributed: pip install 'bce-conformance[sweep]' (or --workers 0)"
+        ) from None
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -443,7 +521,9 @@ def execute(spec: Spec, ranges, folder: Path, workers: int, scheduler: str | Non
             futures.append(future)
         for future in as_completed(futures):
             data = future.result()
-            write_atomically(chunk_path(folder, spec, data["low"], data["high"]), json.dumps(data, sort_keys=True) + "\n")
+            write_atomically(
+                chunk_path(folder, spec, data["low"], data["high"]), json.dumps(data, sort_keys=True) + "\n"
+            )
             on_chunk(data, time.monotonic() - started[future.key])
     finally:
         client.close()
@@ -470,8 +550,15 @@ def merge(spec: Spec, framework: Framework, chunks: list[dict], known) -> list[R
 
 def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
     result = Result(
-        case=case_name(target), framework=framework.name, api=api.name, op=api.op, dtype=DTYPE, reduction="none",
-        quantity=quantity, verdict=Verdict.ERROR.value, file=f"sweep:{spec.bits_text()}",
+        case=case_name(target),
+        framework=framework.name,
+        api=api.name,
+        op=api.op,
+        dtype=DTYPE,
+        reduction="none",
+        quantity=quantity,
+        verdict=Verdict.ERROR.value,
+        file=f"sweep:{spec.bits_text()}",
         framework_versions=dict(framework.versions),
     )
     unsupported = [p["unsupported"] for p in parts if "unsupported" in p]
@@ -482,7 +569,10 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
     if errors:
         result.message = f"{errors[0]} (in {len(errors)} of {len(parts)} chunks)"
         return result
-    total = {name: sum(p[name] for p in parts) for name in ("elements", "correctly_rounded", "missed", "floor_accepted", "beyond", "unexplained")}
+    total = {
+        name: sum(p[name] for p in parts)
+        for name in ("elements", "correctly_rounded", "missed", "floor_accepted", "beyond", "unexplained")
+    }
     variant_misses = None if api.variants == () else sum(p["variant_misses"] for p in parts)
     histogram = np.sum([p["histogram"] for p in parts], axis=0).tolist() if parts else [0] * (len(ULP_EDGES) + 1)
     binades: dict[int, list] = {}
@@ -513,7 +603,13 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
         if name in region_rows:
             elements, missed, (max_ulp_region, bits) = region_rows[name]
             x = np.array([bits], dtype=np.uint32).view(np.float32)[0]
-            result.regions[name] = {"elements": elements, "missed": missed, "max_ulp": max_ulp_region, "x": to_hex(float(x)), "target": to_hex(target)}
+            result.regions[name] = {
+                "elements": elements,
+                "missed": missed,
+                "max_ulp": max_ulp_region,
+                "x": to_hex(float(x)),
+                "target": to_hex(target),
+            }
             if max_ulp_region > tolerance.max_ulp and not missed:
                 result.regions[name]["floor"] = True
     explained: dict[str, dict] = {}
@@ -531,8 +627,10 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
     verdict = sweep_verdict(total["missed"], variant_misses, total["beyond"], total["unexplained"], bool(explained))
     result.verdict = verdict.value
     share = f"{total['correctly_rounded']} of {total['elements']} elements correctly rounded"
-    past = (f"{total['missed']} past the {DTYPE} tolerance of {tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g}), "
-            f"{total['beyond']} of them beyond {tolerance.condition_factor:g} × their condition-aware bound")
+    past = (
+        f"{total['missed']} past the {DTYPE} tolerance of {tolerance.max_ulp:g} ULP (absolute floor {tolerance.abs_floor:g}), "
+        f"{total['beyond']} of them beyond {tolerance.condition_factor:g} × their condition-aware bound"
+    )
     if verdict == Verdict.EXACT:
         result.message = f"{share}; none past the tolerance"
     elif verdict == Verdict.ACCEPTABLE:
@@ -550,8 +648,13 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
             first = ids[0]
             result.divergence = first
         if total["unexplained"]:
-            shown = sorted((w for p in parts for w in p["unexplained_worst"]), key=lambda w: (-_as_float(w[1]), w[0]))[:3]
-            listing = ", ".join(f"x = {to_hex(float(np.array([b], dtype=np.uint32).view(np.float32)[0]))} ({_as_float(u):.3g} ULP)" for b, u in shown)
+            shown = sorted((w for p in parts for w in p["unexplained_worst"]), key=lambda w: (-_as_float(w[1]), w[0]))[
+                :3
+            ]
+            listing = ", ".join(
+                f"x = {to_hex(float(np.array([b], dtype=np.uint32).view(np.float32)[0]))} ({_as_float(u):.3g} ULP)"
+                for b, u in shown
+            )
             result.message += f"; {total['unexplained']} in no known divergence's region, e.g. {listing}"
     if quantity == "value" and worst and verdict != Verdict.EXACT:
         first = result.worst[0]["inputs"]
@@ -582,7 +685,9 @@ def _merge_figures(old: dict | None, new: dict) -> dict:
             negative = [s for s in spans if _as_float(s[1]) < 0]
             rest = [s for s in spans if _as_float(s[1]) >= 0]
             parts = [negative, rest] if label == "logit" else [spans]
-            out[label] = [[min(_as_float(s[0]) for s in part), max(_as_float(s[1]) for s in part)] for part in parts if part]
+            out[label] = [
+                [min(_as_float(s[0]) for s in part), max(_as_float(s[1]) for s in part)] for part in parts if part
+            ]
         if new.get(f"{label}_nan"):
             out[f"{label}_nan"] = True
     return out
@@ -592,8 +697,15 @@ def _binade_row(b: int, elements: int, missed: int, max_ulp: float) -> dict:
     sign, exponent = divmod(b, 255)
     low = (sign << 31) | (exponent << 23)
     first, last = np.array([low, low | 0x7FFFFF], dtype=np.uint32).view(np.float32)
-    return {"sign": "-" if sign else "+", "exponent": exponent - 127 if exponent else "subnormal",
-            "from": to_hex(float(first)), "to": to_hex(float(last)), "elements": elements, "missed": missed, "max_ulp": _number(max_ulp)}
+    return {
+        "sign": "-" if sign else "+",
+        "exponent": exponent - 127 if exponent else "subnormal",
+        "from": to_hex(float(first)),
+        "to": to_hex(float(last)),
+        "elements": elements,
+        "missed": missed,
+        "max_ulp": _number(max_ulp),
+    }
 
 
 def _median_bin(histogram: list[int], elements: int) -> float | None:
@@ -612,8 +724,16 @@ def _median_bin(histogram: list[int], elements: int) -> float | None:
 # the command
 
 
-def sweep(spec: Spec, out: Path, name: str, chunk: int = CHUNK, workers: int | None = None, scheduler: str | None = None,
-          progress: str = "auto", stream=None) -> Path:
+def sweep(
+    spec: Spec,
+    out: Path,
+    name: str,
+    chunk: int = CHUNK,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: str = "auto",
+    stream=None,
+) -> Path:
     """Runs (or resumes) a sweep and writes ``out/name.jsonl``: the environment record, then a result per
     (API, target, quantity). The chunks stay in ``out/name.chunks/`` for a resume."""
     from conformance.environment import describe as describe_environment
@@ -649,7 +769,9 @@ class ChunkProgress:
     def __init__(self, spec: Spec, ranges, folder: Path, mode: str, stream):
         self.stream = stream
         self.total = len(ranges)
-        self.done_chunks = sum(finished(chunk_path(folder, spec, lo, hi), spec, lo, hi) is not None for lo, hi in ranges)
+        self.done_chunks = sum(
+            finished(chunk_path(folder, spec, lo, hi), spec, lo, hi) is not None for lo, hi in ranges
+        )
         self.started = time.monotonic()
         self.elements = 0
         self.bar = None
@@ -657,7 +779,11 @@ class ChunkProgress:
             mode = "bar" if getattr(stream, "isatty", lambda: False)() else "lines"
         self.mode = mode
         if self.done_chunks:
-            print(f"resuming: {self.done_chunks} of {self.total} chunks already on disk ({folder})", file=stream, flush=True)
+            print(
+                f"resuming: {self.done_chunks} of {self.total} chunks already on disk ({folder})",
+                file=stream,
+                flush=True,
+            )
         if mode == "bar":
             try:
                 from tqdm import tqdm
@@ -677,8 +803,12 @@ class ChunkProgress:
         elapsed = time.monotonic() - self.started
         left = self.total - self.done_chunks
         eta = elapsed / max(self.done_chunks, 1) * left
-        print(f"chunk {data['low']}:{data['high']}: {data['elements']} logits in {seconds:.1f} s; "
-              f"{self.done_chunks} of {self.total} chunks done, ETA {eta:.0f} s", file=self.stream, flush=True)
+        print(
+            f"chunk {data['low']}:{data['high']}: {data['elements']} logits in {seconds:.1f} s; "
+            f"{self.done_chunks} of {self.total} chunks done, ETA {eta:.0f} s",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar is not None:

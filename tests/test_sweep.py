@@ -35,7 +35,9 @@ def test_kernel_rounds_as_the_mpmath_path(target, gradient):
     exact = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).rounded
     settled = ~unsettled
     assert settled.sum() > 0.99 * x.size
-    assert np.array_equal(rounded[settled].view(np.uint32), exact[settled].astype(np.float32).view(np.uint32))  # sign bits too
+    assert np.array_equal(
+        rounded[settled].view(np.uint32), exact[settled].astype(np.float32).view(np.uint32)
+    )  # sign bits too
     # and the sweep's reference, which settles the rest by mpmath, everywhere
     values = sweep.reference_values(x, target, gradient).rounded
     assert np.array_equal(values.view(np.uint32), exact.astype(np.float32).view(np.uint32))
