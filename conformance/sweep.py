@@ -38,6 +38,7 @@ from conformance import reference as ref
 from conformance.adapters import Api, Framework, load_framework
 from conformance.dtypes import FORMATS, round_to_format, to_hex
 from conformance.results import Result, ResultWriter, write_atomically
+from conformance.results import _jsonable as jsonable
 from conformance.runner import API_ERRORS
 from conformance.variants import combine, describe
 from conformance.verdicts import (
@@ -47,6 +48,7 @@ from conformance.verdicts import (
     judge,
     sweep_verdict,
     tolerance_for,
+    worst_first,
 )
 
 DTYPE = "float32"
@@ -258,16 +260,6 @@ def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:
     }
 
 
-def _worst_first(key: np.ndarray, bits: np.ndarray, count: int) -> np.ndarray:
-    """The positions of the ``count`` largest errors, ties by the lower pattern: (error descending, pattern ascending)."""
-    if key.size > 4 * count:
-        threshold = np.partition(key, key.size - count)[key.size - count]
-        chosen = np.flatnonzero(key >= threshold)
-    else:
-        chosen = np.arange(key.size)
-    return chosen[np.lexsort((bits[chosen], -key[chosen]))][:count]
-
-
 def _judge(
     api: Api, quantity: str, target: float, inputs, bits, binades, where, reference: Reference, known, touched
 ) -> dict[str, Any]:
@@ -353,12 +345,12 @@ def _judge(
         for index in present:
             members = np.flatnonzero(cand_regions == index)
             if members.size:
-                worst = members[_worst_first(key[members], cand_bits[members], 1)[0]]
+                worst = members[worst_first(key[members], cand_bits[members], 1)[0]]
                 if key[worst] > 0.5:
                     region_worst[int(index)] = (float(key[worst]), int(cand_bits[worst]))
         out["worst"] = [
             [int(cand_bits[i]), to_hex(float(values[i])), _number(errors[i]), bool(missing[i])]
-            for i in _worst_first(key, cand_bits, KEEP_WORST)
+            for i in worst_first(key, cand_bits, KEEP_WORST)
         ]
         if missing.any():
             out.update(
@@ -416,20 +408,20 @@ def _past_tolerance(
     unexplained = beyond
     if concerned and beyond.any():
         explanation = divergence_list.explain(concerned, subset, quantity, beyond, missed_errors)
-        out["explained"] = {entry: _jsonable(figures) for entry, figures in explanation.figures.items()}
+        out["explained"] = {entry: jsonable(figures) for entry, figures in explanation.figures.items()}
         unexplained = np.asarray(explanation.unexplained, dtype=bool) & beyond
     out["unexplained"] = int(unexplained.sum())
     if unexplained.any():
         key = np.where(np.isnan(missed_errors), np.inf, missed_errors)
         chosen = np.flatnonzero(unexplained)
-        chosen = chosen[_worst_first(key[chosen], bits[missing][chosen], 3)]
+        chosen = chosen[worst_first(key[chosen], bits[missing][chosen], 3)]
         out["unexplained_worst"] = [[int(bits[missing][i]), _number(missed_errors[i])] for i in chosen]
     return out
 
 
 def worst_element(bits: int, got: str, error, target: float, gradient: bool) -> dict:
     """A worst element as the results record it, its exact value computed now (by mpmath, alone)."""
-    x = np.array([bits], dtype=np.uint32).view(np.float32)
+    x = np.array([float32_of(bits)], dtype=np.float32)
     inputs = {"logits": x, "target": np.array([target], dtype=np.float32)}
     want = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).exact[0]
     return {
@@ -442,25 +434,14 @@ def worst_element(bits: int, got: str, error, target: float, gradient: bool) -> 
     }
 
 
-def _number(value) -> float | str | None:
-    value = float(value)
-    if math.isnan(value):
-        return "nan"
-    return "inf" if math.isinf(value) else value
+def _number(value) -> float | str:
+    """A float as the results files write it: "inf", "-inf" and "nan" as strings (JSON has no such numbers)."""
+    return jsonable(float(value))
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return _number(value)
-    return value
-
-
-def _as_float(value) -> float:
-    return float(value)  # a number, or "inf" / "nan" as the chunk files write them
+def float32_of(bits: int) -> float:
+    """The float32 value of a bit pattern."""
+    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,19 +562,19 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
             entry = binades.setdefault(b, [0, 0, -math.inf])
             entry[0] += elements
             entry[1] += missed
-            entry[2] = max(entry[2], _as_float(max_ulp))
+            entry[2] = max(entry[2], float(max_ulp))
     region_rows: dict[str, list] = {}
     for p in parts:
         for name, elements, missed, max_ulp, bits in p["regions"]:
             row = region_rows.setdefault(name, [0, 0, None])
             row[0] += elements
             row[1] += missed
-            candidate = (_as_float(max_ulp), bits)
+            candidate = (float(max_ulp), bits)
             if row[2] is None or (-candidate[0], candidate[1]) < (-row[2][0], row[2][1]):
                 row[2] = candidate
-    worst = sorted((w for p in parts for w in p["worst"]), key=lambda w: (-_as_float(w[2]), w[0]))[:KEEP_WORST]
+    worst = sorted((w for p in parts for w in p["worst"]), key=lambda w: (-float(w[2]), w[0]))[:KEEP_WORST]
     tolerance = tolerance_for(DTYPE)
-    max_ulp = _as_float(worst[0][2]) if worst else 0.5
+    max_ulp = float(worst[0][2]) if worst else 0.5
     result.max_ulp = max(max_ulp, 0.5) if total["elements"] else None
     result.median_ulp = _median_bin(histogram, total["elements"])
     result.floor_accepted = total["floor_accepted"]
@@ -602,12 +583,12 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
     for name in regions.REGIONS:
         if name in region_rows:
             elements, missed, (max_ulp_region, bits) = region_rows[name]
-            x = np.array([bits], dtype=np.uint32).view(np.float32)[0]
+            x = float32_of(bits)
             result.regions[name] = {
                 "elements": elements,
                 "missed": missed,
                 "max_ulp": max_ulp_region,
-                "x": to_hex(float(x)),
+                "x": to_hex(x),
                 "target": to_hex(target),
             }
             if max_ulp_region > tolerance.max_ulp and not missed:
@@ -619,11 +600,11 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
     touched = sorted({e for p in parts for e in p["in_regions"]}, key=lambda e: order.get(e, len(order)))
     result.in_regions = touched
     result.explained = {e: explained[e] for e in sorted(explained, key=lambda e: order.get(e, len(order)))}
-    ratios = [_as_float(p["bound_ratio"]) for p in parts if p["bound_ratio"] is not None]
-    conditions = [_as_float(p["condition"]) for p in parts if p["condition"] is not None]
+    ratios = [float(p["bound_ratio"]) for p in parts if p["bound_ratio"] is not None]
+    conditions = [float(p["condition"]) for p in parts if p["condition"] is not None]
     result.bound_ratio = max(ratios) if ratios else None
     result.condition = max((c for c in conditions if not math.isnan(c)), default=None)
-    variant_ulps = [_as_float(p["variant_max_ulp"]) for p in parts if p["variant_max_ulp"] is not None]
+    variant_ulps = [float(p["variant_max_ulp"]) for p in parts if p["variant_max_ulp"] is not None]
     verdict = sweep_verdict(total["missed"], variant_misses, total["beyond"], total["unexplained"], bool(explained))
     result.verdict = verdict.value
     share = f"{total['correctly_rounded']} of {total['elements']} elements correctly rounded"
@@ -648,13 +629,8 @@ def _merged(spec, framework, api, target, quantity, parts, order) -> Result:
             first = ids[0]
             result.divergence = first
         if total["unexplained"]:
-            shown = sorted((w for p in parts for w in p["unexplained_worst"]), key=lambda w: (-_as_float(w[1]), w[0]))[
-                :3
-            ]
-            listing = ", ".join(
-                f"x = {to_hex(float(np.array([b], dtype=np.uint32).view(np.float32)[0]))} ({_as_float(u):.3g} ULP)"
-                for b, u in shown
-            )
+            shown = sorted((w for p in parts for w in p["unexplained_worst"]), key=lambda w: (-float(w[1]), w[0]))[:3]
+            listing = ", ".join(f"x = {to_hex(float32_of(b))} ({float(u):.3g} ULP)" for b, u in shown)
             result.message += f"; {total['unexplained']} in no known divergence's region, e.g. {listing}"
     if quantity == "value" and worst and verdict != Verdict.EXACT:
         first = result.worst[0]["inputs"]
@@ -678,16 +654,14 @@ def _merge_figures(old: dict | None, new: dict) -> dict:
     out = dict(old)
     out["elements"] = old["elements"] + new["elements"]
     if "max_ulp" in new:
-        out["max_ulp"] = _number(max(_as_float(old.get("max_ulp", -math.inf)), _as_float(new["max_ulp"])))
+        out["max_ulp"] = _number(max(float(old.get("max_ulp", -math.inf)), float(new["max_ulp"])))
     for label in ("logit", "target"):
         spans = (old.get(label) or []) + (new.get(label) or [])
         if spans:
-            negative = [s for s in spans if _as_float(s[1]) < 0]
-            rest = [s for s in spans if _as_float(s[1]) >= 0]
+            negative = [s for s in spans if float(s[1]) < 0]
+            rest = [s for s in spans if float(s[1]) >= 0]
             parts = [negative, rest] if label == "logit" else [spans]
-            out[label] = [
-                [min(_as_float(s[0]) for s in part), max(_as_float(s[1]) for s in part)] for part in parts if part
-            ]
+            out[label] = [[min(float(s[0]) for s in part), max(float(s[1]) for s in part)] for part in parts if part]
         if new.get(f"{label}_nan"):
             out[f"{label}_nan"] = True
     return out
@@ -774,6 +748,7 @@ class ChunkProgress:
         )
         self.started = time.monotonic()
         self.elements = 0
+        self.ran = 0
         self.bar = None
         if mode == "auto":
             mode = "bar" if getattr(stream, "isatty", lambda: False)() else "lines"
@@ -794,6 +769,7 @@ class ChunkProgress:
 
     def done(self, data: dict, seconds: float) -> None:
         self.done_chunks += 1
+        self.ran += 1  # in this session: the ETA's rate (the resumed chunks took no time here)
         self.elements += data["elements"]
         if self.bar is not None:
             self.bar.update(1)
@@ -802,7 +778,7 @@ class ChunkProgress:
             return
         elapsed = time.monotonic() - self.started
         left = self.total - self.done_chunks
-        eta = elapsed / max(self.done_chunks, 1) * left
+        eta = elapsed / self.ran * left
         print(
             f"chunk {data['low']}:{data['high']}: {data['elements']} logits in {seconds:.1f} s; "
             f"{self.done_chunks} of {self.total} chunks done, ETA {eta:.0f} s",

@@ -282,15 +282,21 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
 
 def _first_in_order(ok: np.ndarray, errors: np.ndarray, count: int) -> np.ndarray:
     """The positions of the first ``count`` elements in the order failing first, then the largest error (NaN
-    as 0), then the position: the elements that could be among them (a partition), then those sorted."""
+    as 0), then the position (``count`` is at most the failing elements' where any fail)."""
+    among = np.flatnonzero(~ok) if not ok.all() else np.arange(ok.size)
+    return among[worst_first(np.nan_to_num(errors[among], nan=0.0), among, count)]
+
+
+def worst_first(key: np.ndarray, tie: np.ndarray, count: int) -> np.ndarray:
+    """The positions of the ``count`` largest ``key`` values, in that order, equal keys by the smaller ``tie``:
+    the elements that could be among them (a partition), then those alone sorted."""
     if count <= 0:
         return np.zeros(0, dtype=np.int64)
-    key = np.where(ok, 0.0, -np.inf) - np.nan_to_num(errors, nan=0.0)  # ascending: failing, then larger errors
     chosen = np.arange(key.size)
     if key.size > 4 * count:
-        threshold = np.partition(key, count - 1)[count - 1]
-        chosen = np.flatnonzero(key <= threshold)
-    return chosen[np.lexsort((chosen, -np.nan_to_num(errors[chosen], nan=0.0), ok[chosen]))][:count]
+        threshold = np.partition(key, key.size - count)[key.size - count]
+        chosen = np.flatnonzero(key >= threshold)
+    return chosen[np.lexsort((tie[chosen], -key[chosen]))][:count]
 
 
 @dataclass(frozen=True)
