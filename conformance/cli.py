@@ -1,6 +1,6 @@
 """bce-conformance: binary cross-entropy checked against an exact reference, framework by framework.
 
-Commands: run, validate, explain, summary, report, diff and baseline; python -m conformance COMMAND --help for each.
+Commands: run, sweep, validate, explain, summary, report, diff and baseline; python -m conformance COMMAND --help for each.
 """
 
 from __future__ import annotations
@@ -378,6 +378,48 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from conformance import sweep
+
+    try:
+        start, stop, step = sweep.parse_bits(args.bits)
+        spec = sweep.Spec(
+            framework=args.framework,
+            start=start,
+            stop=stop,
+            step=step,
+            targets=sweep.parse_targets(args.targets),
+            apis=tuple(args.api),
+            quantities=tuple(dict.fromkeys(args.quantities)),
+        )
+        name = check_name(args.name or f"sweep-float32-{args.framework}")
+        framework, _ = sweep.loaded(spec.framework)
+        apis = sweep.selected_apis(framework, spec.apis)  # an unknown --api is an error before any output
+        with outputs.locked(args.out, name) as out:
+            print(
+                f"sweep: {args.framework}, float32 bit patterns {spec.bits_text()} ({spec.count} patterns), "
+                f"targets {', '.join(f'{t:g}' for t in spec.targets)}, {', '.join(spec.quantities)}; "
+                f"APIs: {', '.join(api.name for api in apis)}",
+                flush=True,
+            )
+            started = time.monotonic()
+            chunk = sweep.CHUNK if args.chunk is None else args.chunk
+            path = sweep.sweep(spec, out, name, chunk, args.workers, args.scheduler, args.progress)
+    except (sweep.SweepError, FrameworkUnavailable, OutputError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write the sweep to {args.out}: {exc}; the finished chunks on disk are kept")
+    except KeyboardInterrupt:
+        print("interrupted: the finished chunks are on disk; the same command resumes from them", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    results = read_run(path).results
+    print(f"{len(results)} results in {time.monotonic() - started:.1f} s: {path}")
+    for result in results:
+        print(f"  {result.case} {result.api} {result.quantity}: {result.verdict}, max {result.max_ulp:.3g} ULP")
+    failed = [r for r in results if r.verdict in (Verdict.FAIL.value, Verdict.ERROR.value)]
+    return EXIT_PROBLEMS if failed else 0
+
+
 def cmd_diff(args) -> int:
     from conformance.diff import main as diff_main
 
@@ -450,6 +492,45 @@ def parser() -> argparse.ArgumentParser:
         "(default auto: the bar on a terminal, the lines otherwise)",
     )
     run.set_defaults(func=cmd_run)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="every finite float32 logit (or --bits' slice) against targets 0 and 1 through one framework's fused "
+        "and two-step APIs, judged per element; results that report, summary and diff read",
+        **common,
+    )
+    sweep.add_argument("--framework", required=True, help=f"one of: {', '.join(BUILTIN)}, or an installed adapter's name")
+    sweep.add_argument(
+        "--bits",
+        default="0:0x100000000",
+        metavar="START:STOP[:STEP]",
+        help="the float32 bit patterns swept, as a Python slice (decimal or 0x hex; non-finite patterns left out); "
+        "default every pattern; e.g. ::1024 for 4 M patterns across every binade",
+    )
+    sweep.add_argument("--targets", default="0,1", help="comma-separated, of 0, 1 and 0.5 (default 0,1)")
+    sweep.add_argument(
+        "--api", action="append", default=[], help="one API by name (repeatable; default every fused and two-step API)"
+    )
+    sweep.add_argument(
+        "--quantities", nargs="+", choices=("value", "grad"), default=["value", "grad"], help="default: value grad"
+    )
+    sweep.add_argument("--chunk", type=_count, default=None, help="patterns per chunk (default 2^24)")
+    sweep.add_argument(
+        "--workers",
+        type=_count,
+        default=None,
+        help="Dask LocalCluster worker processes (default one per core; 0: in this process, no Dask)",
+    )
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="run the chunks on the Dask cluster at this address")
+    sweep.add_argument("--out", default="results", help="folder for <name>.jsonl and <name>.chunks/ (default: results)")
+    sweep.add_argument("--name", help="the results file's name (default: sweep-float32-<framework>)")
+    sweep.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="a tqdm bar with its ETA on a terminal, one line per chunk otherwise (default auto)",
+    )
+    sweep.set_defaults(func=cmd_sweep)
 
     validate = sub.add_parser(
         "validate",

@@ -63,6 +63,9 @@ class ReferenceValue:
         self._exact_of = exact_of
         self._exact_at = exact_at
         self._exact_where = exact_where
+        # a strict upper bound on every exact magnitude, where the formula gives one (|σ(x) - y| < 1 for an
+        # unweighted gradient): it places an exact value that rounded up to a power of two below it
+        self.under: float | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -189,13 +189,17 @@ def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: 
     return Judgement(failing == 0, max_ulp, worst, floor_accepted, _median(list(ulps)), ulps, missing)
 
 
-def exact_ulps(rounded: np.ndarray, approx: np.ndarray, slack: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
+def exact_ulps(
+    rounded: np.ndarray, approx: np.ndarray, slack: np.ndarray, fmt: FloatFormat, under: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ULP of ``fmt`` at each exact value, bounded from its correct rounding: (smallest, largest) candidate.
 
     An exact value and its correct rounding R lie in the same binade unless |R| is a power of two 2^k
     above the subnormal range and the exact value is just below it (it rounded up to 2^k): then its ULP
     is half of R's. Which one it is, the float64 interval ``approx`` ± ``slack`` (holding the exact
-    value) settles unless it contains 2^k; there both candidates are returned. Exact, not estimated:
+    value) settles unless it contains 2^k; there both candidates are returned, unless ``under``, a strict
+    upper bound on every exact magnitude that the formula gives (|σ(x) - y| < 1 for a gradient), is at
+    most 2^k (σ(40) - 0 rounds up to 1 from below, however close the float64 interval). Exact, not estimated:
     R is a value of ``fmt`` and its ULP a power of two. Where R is ±inf (or NaN), the ULPs at the
     interval's ends."""
     with np.errstate(invalid="ignore", over="ignore"):
@@ -207,6 +211,8 @@ def exact_ulps(rounded: np.ndarray, approx: np.ndarray, slack: np.ndarray, fmt: 
         a = np.abs(approx)
         above = (a - slack) * (1 - 4 * fast_reference.U) >= magnitude  # every |x| in the interval >= 2^k
         below = (a + slack) * (1 + 4 * fast_reference.U) < magnitude  # every |x| < 2^k
+        if under is not None:
+            below |= magnitude >= under
         smallest = np.where(power & ~above, ulp / 2, ulp)
         largest = np.where(power & below, ulp / 2, ulp)
         # a rounding that overflowed to ±inf says only that the exact value is past the largest finite
@@ -223,8 +229,8 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
     ``slack`` of its float64 value, and the ULP at it is that of its correct rounding, or half of it
     just below a power of two (``exact_ulps``), so |got - exact| / ULP lies in an interval [low, high].
     Where that interval decides the verdict (the tolerance, and the absolute floor) and is at most 2^-20
-    ULP wide, the element is judged from it, its error reported as |got - approx| / ULP (inside the
-    interval); an element whose verdict the interval leaves open (an error on the tolerance itself, a
+    ULP wide (or 2^-20 of its lower end, when that is larger), the element is judged from it, its error
+    reported as |got - approx| / ULP (inside the interval); an element whose verdict the interval leaves open (an error on the tolerance itself, a
     cancelling gradient), whose exact value the fast path did not give (a special value, an unsettled
     rounding) or whose result is not finite is judged exactly, with its exact value from mpmath."""
     approx, bound, rounded = ref.approx, ref.bound, ref.rounded
@@ -232,7 +238,7 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
     with np.errstate(invalid="ignore", over="ignore"):
         # |exact - approx| <= slack; one more ABSOLUTE covers any rounding of float64 subnormals below
         slack = bound * (1 + 8 * u) + 2 * fast_reference.ABSOLUTE
-        smallest_ulp, largest_ulp = exact_ulps(rounded, approx, slack, fmt)
+        smallest_ulp, largest_ulp = exact_ulps(rounded, approx, slack, fmt, ref.under)
         distance = np.abs(got - approx)  # within a relative u of |got - approx|
         # |got - exact| lies in [distance_low, distance_high], each rounding accounted for
         distance_high = (distance * (1 + 4 * u) + slack) * (1 + 4 * u)
@@ -246,7 +252,9 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
         beyond_floor = distance_low > tolerance.abs_floor
         usable = np.isfinite(approx) & np.isfinite(got) & np.isfinite(smallest_ulp) & np.isfinite(largest_ulp)
         decided = usable & (within_ulps | beyond_ulps & (within_floor | beyond_floor))
-        decided &= high - low <= 2.0**-20  # else the error itself is measured exactly (a cancelling gradient)
+        # the error known to 2^-20 ULP, or to a relative 2^-20 when larger (a clamped result billions of ULPs
+        # off needs no mpmath to be measured); else it is measured exactly (a cancelling gradient)
+        decided &= high - low <= 2.0**-20 * (1.0 + low)
     ok = within_ulps | (beyond_ulps & within_floor)
     errors = np.where(decided, error, 0.0)
     floor = decided & ~within_ulps & within_floor
