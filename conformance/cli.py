@@ -415,7 +415,8 @@ def cmd_sweep(args) -> int:
     results = read_run(path).results
     print(f"{len(results)} results in {time.monotonic() - started:.1f} s: {path}")
     for result in results:
-        print(f"  {result.case} {result.api} {result.quantity}: {result.verdict}, max {result.max_ulp:.3g} ULP")
+        figure = f"max {result.max_ulp:.3g} ULP" if result.max_ulp is not None else result.message
+        print(f"  {result.case} {result.api} {result.quantity}: {result.verdict}, {figure}")
     failed = [r for r in results if r.verdict in (Verdict.FAIL.value, Verdict.ERROR.value)]
     return EXIT_PROBLEMS if failed else 0
 

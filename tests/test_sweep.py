@@ -90,3 +90,35 @@ def test_records_count_every_finite_pattern(tmp_path):
         assert result.sweep["elements"] == 0x100  # 256 finite patterns, the 256 non-finite ones left out
         assert sum(row["elements"] for row in result.sweep["histogram"]) == 0x100
         assert result.case == "sweep-float32/target-1"
+
+
+@pytest.mark.processes
+def test_a_killed_sweep_resumes_to_the_same_bytes(tmp_path):
+    """``python -m conformance sweep`` killed by SIGKILL after some chunks are on disk, then run again: the
+    same bytes as one uninterrupted run (and the resume says it resumed)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "conformance", "sweep", "--framework", "rounded", "--bits", "0x3f7ff000:0x3f801000"]
+    command += ["--chunk", "64", "--workers", "0", "--progress", "lines", "--targets", "0,1"]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run([*command, "--out", str(whole)], check=True, env=environment, capture_output=True)
+    killed = tmp_path / "killed"
+    chunks = killed / "sweep-float32-rounded.chunks"
+    process = subprocess.Popen([*command, "--out", str(killed)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(chunks.glob("*.json"))) < 3:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    on_disk = len(list(chunks.glob("*.json")))
+    assert 3 <= on_disk < 128, on_disk  # killed mid-way: some of the 128 chunks finished, not all
+    assert not (killed / "sweep-float32-rounded.jsonl").exists()
+    resumed = subprocess.run([*command, "--out", str(killed)], check=True, env=environment, capture_output=True, text=True)
+    assert f"resuming: {on_disk} of 128 chunks already on disk" in resumed.stderr
+    name = "sweep-float32-rounded.jsonl"
+    assert (killed / name).read_bytes() == (whole / name).read_bytes()
