@@ -166,7 +166,9 @@ def loaded(name: str) -> tuple[Framework, list]:
 
 
 def selected_apis(framework: Framework, names: tuple[str, ...]) -> list[Api]:
-    apis = [api for api in framework.apis if api.op in OPS and DTYPE in api.dtypes]
+    # an axis_mean API's `none` result is its row means (Keras's axis=-1): the same loss as its elementwise
+    # sibling, which the sweep judges, but not one value per logit
+    apis = [api for api in framework.apis if api.op in OPS and DTYPE in api.dtypes and not api.axis_mean]
     if names:
         unknown = [name for name in names if name not in {api.name for api in apis}]
         if unknown:
