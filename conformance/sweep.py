@@ -502,7 +502,7 @@ def execute(
         ) from None
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")  # any free port: never a clash
     client = Client(scheduler if scheduler is not None else cluster)
     try:
         futures = [
