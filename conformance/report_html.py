@@ -569,6 +569,7 @@ SECTIONS = (  # (anchor, nav text): the page's order, most wanted first
     ("matrix", "Matrix"),
     ("distribution-head", "ULP distribution"),
     ("sweeps", "Sweeps"),
+    ("binades", "Per binade"),
     ("runs", "Runs"),
 )
 
@@ -590,6 +591,7 @@ def render(report: Report) -> str:
         + _matrix(report)
         + report_plots.ulp_distribution(report)
         + report_plots.sweep_sections(report)
+        + report_plots.binade_sections(report)
         + _environment(report)
     )
     text = "\n".join(body)

@@ -1072,3 +1072,89 @@ figure.plot img{display:block;max-width:100%;height:auto}
 table.dist td.num{min-width:2.6em}table.dist td.z{color:#c4c4c4}
 table.dist td.prob{box-shadow:inset 0 0 0 2px #c62828;font-weight:700}
 """
+
+
+# ---------------------------------------------------------------- the float32 sweeps, per binade
+
+BINADES_NOTE = (
+    "One figure per float32 sweep (python -m conformance sweep) and quantity: the largest error in ULPs (log "
+    "scale) in each binade of the logit, x in [2^e, 2^(e+1)), against e, negative logits on the left, positive "
+    "on the right (subnormals and zero at e = -127); a line per API and target. The dashed line is the float32 "
+    "tolerance; a filled marker is a binade with elements past it (the count in the record's sweep.binades)."
+)
+
+
+def binade_items(report: Report) -> dict[tuple[str, str], list[tuple[RunReport, Result]]]:
+    """The sweep records (``Result.sweep``), by (run label, quantity), in run and record order."""
+    out: dict[tuple[str, str], list[tuple[RunReport, Result]]] = {}
+    for run in report.runs:
+        for result in run.run.results:
+            if result.sweep and result.sweep.get("binades"):
+                out.setdefault((run.label, result.quantity), []).append((run, result))
+    return out
+
+
+def _binade_axis(row: dict) -> float:
+    return -127.0 if row["exponent"] == "subnormal" else float(row["exponent"])
+
+
+def binade_figure(items: list[tuple[RunReport, Result]]):
+    """Two panels (logit < 0, logit > 0): each record's max ULP error per binade against the binade's exponent."""
+    from matplotlib.figure import Figure
+
+    tolerance = _tolerance("float32").max_ulp
+    with _rc():
+        fig = Figure(figsize=(COLUMN_WIDTH[1] * 2, 3.6), dpi=DPI, layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, sign in zip(axes, ("-", "+")):
+            for n, (_, result) in enumerate(items):
+                rows = [row for row in result.sweep["binades"] if row["sign"] == sign]
+                if not rows:
+                    continue
+                x = np.array([_binade_axis(row) for row in rows])
+                y = np.array([float(row["max_ulp"]) for row in rows])
+                y = np.where(np.isfinite(y), np.maximum(y, 0.25), 2.0**64)  # inf / NaN at the ceiling
+                missed = np.array([row["missed"] > 0 for row in rows])
+                label = f"{_plain(result.api)} · target {result.case.rsplit('-', 1)[-1]}"
+                color = f"C{n % 10}"
+                ax.plot(x, y, color=color, lw=1, label=label if sign == "+" else None, gid=f"binade-line-{n}")
+                ax.plot(x[missed], y[missed], "o", ms=3, color=color)
+            ax.axhline(tolerance, color="0.4", lw=0.8, ls="--")
+            ax.set_yscale("log", base=2)
+            ax.set_xlim(-130, 130)
+            ax.set_xlabel(f"e, the binade of the logit ({'x < 0' if sign == '-' else 'x > 0'}: |x| in [2^e, 2^(e+1)))")
+            ax.grid(True, lw=0.3, color="0.85")
+        axes[0].invert_xaxis()  # |x| grows outwards from the middle
+        axes[0].set_ylabel("max error per binade (ULP)")
+        handles, labels = axes[1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=6, frameon=False)
+    return fig
+
+
+def binade_sections(report: Report) -> list[str]:
+    """The float32 sweeps' section: a figure per (run, quantity) of the max ULP error per binade of the logit."""
+    groups = binade_items(report)
+    if not groups:
+        return []
+    out = ['<h2 id="binades">Float32 sweeps per binade</h2>', f'<p class="note">{esc(BINADES_NOTE)}</p>']
+    for (label, quantity), items in groups.items():
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = png(binade_figure(items))
+        width, height = _png_size(data)
+        bits = items[0][1].sweep["bits"]
+        elements = sum(r.sweep["elements"] for _, r in items)
+        missed = sum(r.sweep["missed"] for _, r in items)
+        worst = max((r.max_ulp for _, r in items if r.max_ulp is not None), default=None)
+        caption = (
+            f"<b>{esc(label)}</b> · {esc(quantity)} · bit patterns {esc(bits)} · {len(items)} results, "
+            f"{elements:,} elements, {missed:,} past the tolerance"
+            + (f", max {worst:.4g} ULP" if worst is not None else "")
+        )
+        anchor = re.sub(r"[^A-Za-z0-9_-]+", "-", f"binades-{label}-{quantity}")
+        alt = f"{label}, {quantity}: the largest ULP error per binade of the float32 logit, per API and target"
+        out.append(
+            f'<figure class="plot" id="{esc(anchor)}" data-quantity="{esc(quantity)}"><figcaption>{caption}'
+            f'</figcaption><img src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}" '
+            f'alt="{esc(alt)}" width="{width}" height="{height}"></figure>'
+        )
+    return out

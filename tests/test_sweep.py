@@ -122,3 +122,18 @@ def test_a_killed_sweep_resumes_to_the_same_bytes(tmp_path):
     assert f"resuming: {on_disk} of 128 chunks already on disk" in resumed.stderr
     name = "sweep-float32-rounded.jsonl"
     assert (killed / name).read_bytes() == (whole / name).read_bytes()
+
+
+def test_the_report_draws_each_sweep_per_binade(tmp_path):
+    from conformance import report_html
+    from conformance.report import build
+    from conformance.results import read_runs
+
+    spec = sweep.Spec("rounded", 0x3F7FF000, 0x3F801000, targets=(0.0, 1.0), quantities=("value",))
+    path = sweep.sweep(spec, tmp_path, "s", chunk=1 << 12, workers=0, progress="none")
+    page = report_html.render(build(read_runs([path])))
+    assert page.count('id="binades-') == 1  # one run, one quantity
+    assert 'href="#binades"' in page
+    apis = len(sweep.selected_apis(sweep.loaded("rounded")[0], ()))
+    assert f"{2 * apis * spec.count:,} elements" in page  # every finite pattern, per target and API
+    assert report_html.render(build(read_runs([path]))) == page  # the same bytes
