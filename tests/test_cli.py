@@ -402,7 +402,7 @@ def test_the_top_level_help_names_every_command_with_a_line_each_and_the_exit_st
     assert info.value.code == 0
     text = capsys.readouterr().out
     commands = parser()._subparsers._group_actions[0].choices
-    assert len(commands) == 7
+    assert len(commands) == 8
     description = text.split("positional arguments:", 1)[0]
     for name in commands:
         assert name in description, (name, description)  # the description names every command, not a few
@@ -430,6 +430,8 @@ INPUT_ERRORS = {
     ("run", "unknown framework"): ["run", "--framework", "no-such-framework", "--cases", "{seed}", "--out", "{tmp}/out"],
     ("run", "-k selecting nothing"): ["run", "--framework", "rounded", "--cases", "{seed}", "--out", "{tmp}/out", "-k", "no-such-check"],
     ("run", "malformed -k"): ["run", "--framework", "rounded", "--cases", "{seed}", "--out", "{tmp}/out", "-k", "float32 and ("],
+    ("sweep", "unknown framework"): ["sweep", "--framework", "no-such-framework", "--bits", "0:8", "--out", "{tmp}/out"],
+    ("sweep", "bad --bits"): ["sweep", "--framework", "rounded", "--bits", "8:0", "--workers", "0", "--out", "{tmp}/out"],
     ("validate", "missing path"): ["validate", "{missing}"],
     ("validate", "bad case file"): ["validate", "{bad_case}"],
     ("explain", "missing path"): ["explain", "{missing}::blog-3x3"],

@@ -137,3 +137,36 @@ def test_the_report_draws_each_sweep_per_binade(tmp_path):
     apis = len(sweep.selected_apis(sweep.loaded("rounded")[0], ()))
     assert f"{2 * apis * spec.count:,} elements" in page  # every finite pattern, per target and API
     assert report_html.render(build(read_runs([path]))) == page  # the same bytes
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (["--bits", "5"], "--bits '5'"),
+        (["--bits", "9:3"], "--bits '9:3'"),
+        (["--targets", "2"], "--targets '2'"),
+        (["--api", "no.such.api"], "--api no.such.api: not a float32 API of rounded"),
+        (["--chunk", "0"], "--chunk 0"),
+        (["--name", "../x"], "results name '../x'"),
+    ],
+)
+def test_the_command_names_the_bad_option(tmp_path, capsys, options, named):
+    from conformance.cli import EXIT_USAGE, main
+
+    code = main(["sweep", "--framework", "rounded", "--workers", "0", "--out", str(tmp_path), *options])
+    assert code == EXIT_USAGE
+    assert named in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_the_command_writes_the_records_and_lists_them(tmp_path, capsys):
+    from conformance.cli import main
+    from conformance.results import read_run
+
+    code = main(["sweep", "--framework", "rounded", "--bits", "0x3f800000:0x3f800400", "--workers", "0",
+                 "--progress", "none", "--out", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    results = read_run(tmp_path / "sweep-float32-rounded.jsonl", strict=True).results
+    assert code == (1 if any(r.verdict in ("fail", "error") for r in results) else 0)
+    assert f"{len(results)} results" in out
+    assert all(f"{r.case} {r.api} {r.quantity}: {r.verdict}" in out for r in results)
