@@ -12,7 +12,7 @@ calls, Dask scaling, and the full sweep's time extrapolated, side by side in one
    gradient, through torch's fused loss, in this process; against the same torch calls alone (no reference, no
    judging) on the same chunks. Target: the sweep <= 3x the bare calls.
 3. The same sweep (a smaller slice) on a Dask LocalCluster of 2 workers vs 1: the scaling ratio.
-4. Each framework's whole sweep (all its fused and two-step APIs) on a 2^20-pattern sample, in this process,
+4. Each framework's whole sweep (all its fused and two-step APIs) on a 2^18-pattern sample, in one process,
    extrapolated to all 2^32 patterns on this machine's cores at the measured scaling. A framework is run with
    the python of its tox env (.tox/<name>/bin/python) where there is one, else with this one.
 """
@@ -134,6 +134,7 @@ def main() -> int:
     parser.add_argument("--scaling-log2", type=int, default=24, help="the LocalCluster slice's 2^N patterns (default 24)")
     parser.add_argument("--sample", type=int, default=1 << 21, help="logits for the reference rows (default 2^21)")
     parser.add_argument("--naive", type=int, default=20000, help="logits for the naive mpmath loop (default 20000)")
+    parser.add_argument("--estimate-log2", type=int, default=18, help="2^N patterns per framework for the estimates (default 18)")
     parser.add_argument("--frameworks", nargs="*", default=["numpy", "torch", "tensorflow", "jax"])
     args = parser.parse_args()
     header("float32 sweep: reference, a whole torch sweep vs its bare calls, Dask scaling, full-sweep estimates")
@@ -167,8 +168,8 @@ def main() -> int:
 
     cores = os.cpu_count() or 1
     speedup = scaling if cores >= 2 else 1.0
-    sample_log2 = 12  # every 4096th pattern: 2^20 logits
-    print(f"\n4. each framework's whole sweep (every API, targets 0, 1, value and grad) on 2^{32 - sample_log2} "
+    sample_log2 = 32 - args.estimate_log2  # every 2^(32-N)-th pattern
+    print(f"\n4. each framework's whole sweep (every API, targets 0, 1, value and grad) on 2^{args.estimate_log2} "
           f"patterns, extrapolated to 2^32 on {cores} cores (x {speedup:.2f} measured scaling)\n")
     rows = []
     for name in args.frameworks:
@@ -179,7 +180,7 @@ def main() -> int:
             continue
         full = max(seconds - start_up, 0.0) * (1 << sample_log2) / speedup
         rows.append([name, f"{seconds:.1f}", f"{start_up:.1f}", f"{full / 3600:.1f} h", framework_python(name)])
-    headers = ["framework", "2^20 sample s", "of which start-up s", "full sweep, estimated", "python"]
+    headers = ["framework", f"2^{args.estimate_log2} sample s", "of which start-up s", "full sweep, estimated", "python"]
     print(table(headers, rows))
     return 0
 
