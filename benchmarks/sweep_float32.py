@@ -131,7 +131,7 @@ def sample_sweep_seconds(name: str, bits: str) -> float | str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patterns-log2", type=int, default=28, help="the torch sweep's 2^N patterns (default 28)")
-    parser.add_argument("--scaling-log2", type=int, default=24, help="the LocalCluster slice's 2^N patterns (default 24)")
+    parser.add_argument("--scaling-log2", type=int, default=25, help="the LocalCluster slice's 2^N patterns (default 25)")
     parser.add_argument("--sample", type=int, default=1 << 21, help="logits for the reference rows (default 2^21)")
     parser.add_argument("--naive", type=int, default=20000, help="logits for the naive mpmath loop (default 20000)")
     parser.add_argument("--estimate-log2", type=int, default=18, help="2^N patterns per framework for the estimates (default 18)")

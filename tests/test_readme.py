@@ -43,6 +43,6 @@ def test_every_plugin_option_is_in_the_readme_with_its_environment_variable():
 
 def test_the_readme_names_every_command():
     commands = set(parser()._subparsers._group_actions[0].choices)
-    assert len(commands) == 7
+    assert len(commands) == 8
     listed = re.search(r"`python -m conformance --help` lists the (\w+) commands \(([^)]*)\)", README)
     assert listed and set(re.findall(r"`(\w+)`", listed.group(2))) == commands
