@@ -527,7 +527,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", help="the results file's name (default: sweep-float32-<framework>)")
     sweep.add_argument(
         "--progress",
-        choices=("auto", "bar", "lines", "none"),
+        choices=PROGRESS_MODES,
         default="auto",
         help="a tqdm bar with its ETA on a terminal, one line per chunk otherwise (default auto)",
     )
