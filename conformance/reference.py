@@ -63,9 +63,10 @@ class ReferenceValue:
         self._exact_of = exact_of
         self._exact_at = exact_at
         self._exact_where = exact_where
-        # a strict upper bound on every exact magnitude, where the formula gives one (|σ(x) - y| < 1 for an
-        # unweighted gradient): it places an exact value that rounded up to a power of two below it
-        self.under: float | None = None
+        # per element, a strict upper bound on its exact magnitude, where the formula gives one (|σ(x) - y| <
+        # max(y, 1 - y) for an unweighted gradient: gradient_under): it places an exact value that rounded up
+        # to a power of two below it
+        self.under: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -913,9 +914,50 @@ def fast_value(
         mask[index] = True
         return exact_where(mask)[0]
 
-    return ReferenceValue(
+    value = ReferenceValue(
         rounded=rounded, approx=approx, bound=bound, exact_of=exact_of, exact_at=exact_at, exact_where=exact_where
     )
+    value.under = gradient_under(formula, inputs, reduction, variant, gradient, axis_mean, count)
+    return value
+
+
+def gradient_under(
+    formula: str, inputs: dict[str, np.ndarray], reduction: str, variant: Variant | None, gradient: bool, axis_mean: bool,
+    count: int,
+) -> np.ndarray | None:
+    """Per gradient element, a strict upper bound on its exact magnitude, where the formula gives one, else None.
+
+    The derivative of the unweighted loss on logits (fused, or the two-step op's exact composite) with respect to
+    x is σ(x) - y', and σ(x) lies in (0, 1) strictly: with y' in [0, 1] (every target and any label smoothing in
+    [0, 1]) the derivative lies in (-y', 1 - y'), so its magnitude is below max(y', 1 - y'); a `mean` divides it by
+    the count. Each bound is rounded up in float64, so it stays strict. It tells ``verdicts.exact_ulps`` that an
+    exact value rounding up to a power of two at or above its bound (σ(40) - 0 rounds to 1, σ(40) - 0.5 to 0.5)
+    lies below it, which float64 alone cannot tell."""
+    if not gradient or formula != "bce_with_logits" or variant is not None or axis_mean:
+        return None
+    if "weight" in inputs or "pos_weight" in inputs or (reduction == "mean" and not count):
+        return None
+    shape = np.broadcast_shapes(np.shape(inputs["logits"]), np.shape(inputs["target"]))
+    with np.errstate(invalid="ignore"):
+        target = np.broadcast_to(np.asarray(inputs["target"], dtype=np.float64), shape)
+        smoothing = float(inputs["label_smoothing"]) if "label_smoothing" in inputs else 0.0
+        if not (np.all((target >= 0) & (target <= 1)) and 0 <= smoothing <= 1):
+            return None
+        if smoothing:
+            smoothed = target * (1 - smoothing) + smoothing / 2
+            # y' is within 4u of the exact smoothed target, 1 - y' within another u: on a maximum of at least
+            # 1/2 that is a relative 10u at most, so 16u up is above the exact bound (which is at most 1)
+            bound = np.minimum(np.maximum(smoothed, 1 - smoothed) * (1 + 16 * fast_reference.U), 1.0)
+        else:
+            # max(y, 1 - y) itself where 1 - y is exact in float64 (Fast2Sum's error is then 0); else 2u up
+            complement = 1 - target
+            exact = (1 - complement) - target == 0
+            bound = np.maximum(target, complement)
+            bound = np.where(exact, bound, np.minimum(bound * (1 + 2 * fast_reference.U), 1.0))
+        if reduction == "mean":
+            power_of_two = count & (count - 1) == 0  # the quotient is exact
+            bound = bound / count if power_of_two else bound / count * (1 + 2 * fast_reference.U)
+    return bound
 
 
 def ziv_round(function, value: float, fmt: FloatFormat) -> float:

@@ -194,7 +194,7 @@ class Reference:
         """The ``ReferenceValue`` of the ``selected`` elements, from these values (nothing evaluated twice but
         the few unsettled ones, again by mpmath)."""
         part = {name: values[selected] for name, values in inputs.items()}
-        value = ref.fast_value(
+        return ref.fast_value(
             formula,
             part,
             "none",
@@ -208,9 +208,6 @@ class Reference:
             self.bound[selected],
             self.unsettled[selected].copy(),
         )
-        if gradient:  # σ(x) - y with y in [0, 1]: in (-1, 1), strictly
-            value.under = 1.0
-        return value
 
 
 def reference_values(x: np.ndarray, target: float, gradient: bool) -> Reference:

@@ -190,7 +190,7 @@ def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: 
 
 
 def exact_ulps(
-    rounded: np.ndarray, approx: np.ndarray, slack: np.ndarray, fmt: FloatFormat, under: float | None = None
+    rounded: np.ndarray, approx: np.ndarray, slack: np.ndarray, fmt: FloatFormat, under: np.ndarray | float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ULP of ``fmt`` at each exact value, bounded from its correct rounding: (smallest, largest) candidate.
 
@@ -198,8 +198,9 @@ def exact_ulps(
     above the subnormal range and the exact value is just below it (it rounded up to 2^k): then its ULP
     is half of R's. Which one it is, the float64 interval ``approx`` ± ``slack`` (holding the exact
     value) settles unless it contains 2^k; there both candidates are returned, unless ``under``, a strict
-    upper bound on every exact magnitude that the formula gives (|σ(x) - y| < 1 for a gradient), is at
-    most 2^k (σ(40) - 0 rounds up to 1 from below, however close the float64 interval). Exact, not estimated:
+    upper bound on each exact magnitude that the formula gives (a scalar or per element: |σ(x) - y| <
+    max(y, 1 - y) for a gradient, ``reference.gradient_under``), is at most 2^k (σ(40) - 0 rounds up to 1
+    from below, however close the float64 interval). Exact, not estimated:
     R is a value of ``fmt`` and its ULP a power of two. Where R is ±inf (or NaN), the ULPs at the
     interval's ends."""
     with np.errstate(invalid="ignore", over="ignore"):
