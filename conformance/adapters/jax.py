@@ -2,6 +2,14 @@
 BCE API, the idiomatic composition ``-(xlogy(y, p) + xlog1py(1 - y, -p))`` from ``jax.scipy.special``
 (which gives 0·log 0 = 0), and ``jax.nn.sigmoid`` before it for the two-step path.
 
+Every call runs under ``jax.jit``, as a training step does, the inputs passed as the jitted function's
+arguments; the reproducers do the same. That is not a detail: XLA compiles a jitted loss into one fused
+kernel, and eager mode dispatches each primitive as a kernel of its own (jax/_src/dispatch.py ::
+apply_primitive), with another vectorisation of the same elementwise code. On float32 probabilities the
+two differ: ``xlogy(1, 0x1p-149)`` is 103.97 eagerly (7 elements), inf jitted (the subnormal read as 0),
+and 103.28 when jitted on constants (XLA folds them at compile time). ``docs/jax-jit.md`` lists every
+result of the suite that jit changes.
+
 float64 needs x64 mode, which this adapter turns on (without it float64 silently becomes float32).
 None of these takes a reduction argument: mean and sum are ``jax.numpy.mean`` / ``jax.numpy.sum``.
 optax computes ``-y·log_sigmoid(x) - (1-y)·log_sigmoid(-x)``
@@ -19,7 +27,7 @@ its backend once per process: see conformance/adapters/keras_backend.py.
 
 from __future__ import annotations
 
-from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
+from conformance.adapters import Api, Framework, label_smoothing, repro_line
 from conformance.adapters.keras_backend import backend_apis, describe, import_keras, keras_repro as make_keras_repro
 
 PRELUDE = "import jax; jax.config.update('jax_enable_x64', True); import jax.numpy as jnp, jax.scipy.special as jss, optax"
@@ -29,6 +37,14 @@ KERAS_PRELUDE = (
     "import os; os.environ['KERAS_BACKEND'] = 'jax'; import jax; jax.config.update('jax_enable_x64', True); "
     "import jax.numpy as jnp, keras"
 )
+
+
+def jitted_call(expression: str, tensors: dict[str, str]) -> str:
+    """A reproducer's call as the adapter makes it: ``expression`` (in the names of ``tensors``) under jax.jit,
+    the tensors passed as arguments: a jitted function of constants alone would be folded by XLA at compile
+    time, by another implementation than the kernels the adapter's calls run."""
+    names = ", ".join(tensors)
+    return f"jax.jit(lambda {names}: {expression})({', '.join(tensors.values())})"
 
 
 def load() -> Framework:
@@ -73,40 +89,59 @@ def load() -> Framework:
 
         return loss
 
+    # Each call runs under jax.jit, as a training step does: compiled once per (API, quantity, reduction,
+    # label smoothing) and input shape, where eager dispatch compiles every primitive of the loss and its
+    # backward pass once per shape (JAX's eager mode jits each primitive alone: jax/_src/dispatch.py ::
+    # apply_primitive), about five times the compile work for the same kernels. The label smoothing is a
+    # Python float the API takes, so it stays static; the arrays are the jitted function's arguments.
+    def jitted(function):
+        compiled = jax.jit(function, static_argnums=(2, 3))
+
+        def run(first: str, inputs, reduction):
+            arrays = {name: a for name, a in inputs.items() if name != "label_smoothing"}
+            smoothing = label_smoothing(inputs) if "label_smoothing" in inputs else None
+            return np.asarray(compiled(jnp.asarray(inputs[first]), arrays, reduction, smoothing))
+
+        return run
+
+    def with_smoothing(arrays, smoothing):
+        return arrays if smoothing is None else {**arrays, "label_smoothing": smoothing}
+
     def value(loss, first: str):
-        return lambda inputs, reduction: np.asarray(loss(jnp.asarray(inputs[first]), inputs, reduction))
+        run = jitted(lambda x, arrays, reduction, smoothing: loss(x, with_smoothing(arrays, smoothing), reduction))
+        return lambda inputs, reduction: run(first, inputs, reduction)
 
     def gradient(loss, first: str):
-        def grad(inputs, reduction):  # jax.grad, as a user would; for `none` of the sum of the losses
-            return np.asarray(jax.grad(lambda x: jnp.sum(loss(x, inputs, reduction)))(jnp.asarray(inputs[first])))
+        # jax.grad, as a user would; for `none` of the sum of the losses
+        def traced(x, arrays, reduction, smoothing):
+            return jax.grad(lambda v: jnp.sum(loss(v, with_smoothing(arrays, smoothing), reduction)))(x)
 
-        return grad
+        run = jitted(traced)
+        return lambda inputs, reduction: run(first, inputs, reduction)
 
     def target_gradient(loss, first: str):
-        def grad_target(inputs, reduction):  # jax.grad with respect to the target
-            x = jnp.asarray(inputs[first])
-            return np.asarray(
-                jax.grad(lambda y: jnp.sum(loss(x, {**inputs, "target": y}, reduction)))(jnp.asarray(inputs["target"]))
-            )
+        # jax.grad with respect to the target (the first argument of the jitted function is then the target)
+        def traced(y, arrays, reduction, smoothing):
+            inputs = with_smoothing(arrays, smoothing)
+            return jax.grad(lambda v: jnp.sum(loss(jnp.asarray(inputs[first]), {**inputs, "target": v}, reduction)))(y)
 
-        return grad_target
+        run = jitted(traced)
+        return lambda inputs, reduction: run("target", inputs, reduction)
 
     reduce_text = {"none": "{}", "mean": "jnp.mean({})", "sum": "jnp.sum({})"}
 
     def repro_for(template: str, sigmoid_first: bool = False):
         def repro(args, dtype, reduction):
-            x = f"t({args['input']})"
-            fields = {
-                "x": x,
-                "y": f"t({args['target']})",
-                "p": f"jax.nn.sigmoid({x})" if sigmoid_first else x,
-                "w": f"t({args['weight']}) * " if "weight" in args else "",
-            }
-            return repro_line(PRELUDE, TENSOR.format(dtype=dtype), reduce_text[reduction].format(template.format(**fields)))
+            fields = {"x": "x", "y": "y", "p": "jax.nn.sigmoid(x)" if sigmoid_first else "x", "w": "w * " if "weight" in args else ""}
+            tensors = {"x": f"t({args['input']})", "y": f"t({args['target']})"}
+            if "weight" in args:
+                tensors["w"] = f"t({args['weight']})"
+            call = jitted_call(reduce_text[reduction].format(template.format(**fields)), tensors)
+            return repro_line(PRELUDE, TENSOR.format(dtype=dtype), call)
 
         return repro
 
-    keras_repro = make_keras_repro(KERAS_PRELUDE, TENSOR)
+    keras_repro = make_keras_repro(KERAS_PRELUDE, TENSOR, jit=jitted_call)
 
     optax_name = "optax.losses.sigmoid_binary_cross_entropy"
     xlogy_name = "jax.scipy.special.xlogy+jax.scipy.special.xlog1py"

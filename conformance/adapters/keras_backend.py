@@ -65,17 +65,24 @@ def describe(keras, versions: dict[str, str], settings: dict[str, str]) -> tuple
     )
 
 
-def keras_repro(prelude: str, tensor: str, to_list: str = ".tolist()"):
-    """``repro(from_logits)`` for Keras's loss called on ``x[..., None]`` and reduced with keras.ops."""
+def keras_repro(prelude: str, tensor: str, to_list: str = ".tolist()", jit=None):
+    """``repro(from_logits)`` for Keras's loss called on ``x[..., None]`` and reduced with keras.ops.
+
+    ``jit(expression, arguments)``, where the adapter calls the loss compiled (JAX's): the line's call built from
+    an expression in the names ``x`` and ``y`` and the tensors they stand for (``conformance.adapters.jax``)."""
 
     def for_logits(from_logits: bool):
         def repro(args, dtype, reduction):
+            x, y = ("x", "y") if jit else (f"t({args['input']})", f"t({args['target']})")
             call = (
-                f"{KERAS_NAME}(t({args['target']})[..., None], t({args['input']})[..., None]"
+                f"{KERAS_NAME}({y}[..., None], {x}[..., None]"
                 f"{', from_logits=True' if from_logits else ''}{label_smoothing_arg(args)})"
             )
             reduce = {"none": "{}", "mean": "keras.ops.mean({})", "sum": "keras.ops.sum({})"}[reduction]
-            return repro_line(prelude, tensor.format(dtype=dtype), reduce.format(call), to_list)
+            call = reduce.format(call)
+            if jit:
+                call = jit(call, {"x": f"t({args['input']})", "y": f"t({args['target']})"})
+            return repro_line(prelude, tensor.format(dtype=dtype), call, to_list)
 
         return repro
 
