@@ -83,6 +83,9 @@ MIN_ELEMENTS = 1 << 14  # below ~16k elements the fast path takes about as long 
 OFF = ("off", "0", "false", "no", "none", "disabled")
 SOURCES = ("reference.py", "fast_reference.py", "dtypes.py", "variants.py")  # what the values depend on
 FIELDS = ("rounded", "approx", "bound")
+DEVIATION_FIELDS = ("below", "above", "done")  # a deviations entry's arrays (conformance.conditioning)
+DEVIATION_SOURCES = ("conditioning.py",)  # what deviations depend on, beyond the reference's SOURCES
+DEVIATIONS_MIN_ELEMENTS = 16  # mpmath takes about a millisecond an element: worth an entry from a few on
 KINDS = ("fast", "nonfinite")
 TENSORS = ("logits", "probs", "target", "weight", "pos_weight")
 
@@ -95,6 +98,19 @@ def folder() -> Path | None:
     if setting:
         return Path(setting).expanduser()
     return _xdg_folder("XDG_CACHE_HOME", ".cache") / "bce-conformance" / "reference"
+
+
+def compilation_folder(framework: str) -> Path | None:
+    """Where ``framework`` keeps its own compilation cache (JAX's persistent cache of XLA executables), inside
+    the cache's folder so that ``CONFORMANCE_CACHE`` moves it and ``CONFORMANCE_CACHE=off`` turns it off; None
+    when off, or where no folder can be named. What it holds is the framework's, keyed and checked by the
+    framework (its version, backend, compile options and the program), not proven by this cache's key: it
+    changes how long a compile takes, never what the compiled kernel computes."""
+    try:
+        root = folder()
+    except (RuntimeError, KeyError, OSError):  # no home directory to put a default folder in
+        return None
+    return None if root is None else root / "compiled" / framework
 
 
 def _xdg_folder(variable: str, default: str) -> Path:
@@ -202,9 +218,11 @@ def secret() -> bytes | None:
     return value
 
 
-def mac(key_bytes: bytes, entry_key: str, kind: str, precision: int, arrays: dict[str, np.ndarray]) -> str:
-    """HMAC-SHA256 of an entry: its key, kind, precision and each array's name, dtype, shape and bytes, each
-    part length-prefixed (so that no two entries' parts run together into the same bytes)."""
+def mac(
+    key_bytes: bytes, entry_key: str, kind: str, precision: int, arrays: dict[str, np.ndarray], fields: tuple[str, ...] = FIELDS
+) -> str:
+    """HMAC-SHA256 of an entry: its key, kind, precision and each array's name, dtype, shape and bytes (the
+    arrays ``fields``), each part length-prefixed (so that no two entries' parts run together into the same bytes)."""
     digest = hmac.new(key_bytes, digestmod=hashlib.sha256)
 
     def part(data: bytes) -> None:
@@ -212,7 +230,7 @@ def mac(key_bytes: bytes, entry_key: str, kind: str, precision: int, arrays: dic
 
     for data in (MAC_DOMAIN, entry_key.encode(), kind.encode(), str(int(precision)).encode()):
         part(data)
-    for name in FIELDS:
+    for name in fields:
         array = np.ascontiguousarray(arrays[name])
         for data in (name.encode(), array.dtype.str.encode(), repr(tuple(array.shape)).encode()):
             part(data)
@@ -462,3 +480,132 @@ def reference(
     store(path, entry_key, value, key_bytes)
     return value
 
+
+
+# ------------------------------------------------------------------------------------------------
+# condition-aware deviations (conformance.conditioning): the exact, mpmath-evaluated part, per element
+
+
+def _write_entry(path: Path, entry_key: str, kind: str, precision: int, arrays: dict[str, np.ndarray], key_bytes: bytes) -> bool:
+    """An npz entry with its MAC, written atomically (a temporary file in the same folder, then os.replace)."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
+        with os.fdopen(handle, "wb") as out:
+            proof = mac(key_bytes, entry_key, kind, precision, arrays, tuple(arrays))
+            np.savez(
+                out, key=np.array(entry_key), kind=np.array(kind), precision=np.array(precision, dtype=np.int64),
+                mac=np.array(proof), **arrays,
+            )
+        os.replace(temporary, path)
+        return True
+    except Exception:  # a read-only or full disk: nothing kept  # noqa: BLE001
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+        return False
+
+
+def _read_entry(path: Path, entry_key: str, kind: str, fields: tuple[str, ...], shape: tuple[int, ...], key_bytes: bytes):
+    """The arrays of a proven entry of this key, kind and shape (float64 each), or None."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return None
+            with np.load(handle, allow_pickle=False) as data:
+                stored_key, stored_kind = str(data["key"][()]), str(data["kind"][()])
+                arrays = {name: np.array(data[name]) for name in fields}
+                precision, stored_mac = int(data["precision"][()]), str(data["mac"][()]) if "mac" in data.files else None
+    except Exception:  # missing, truncated, corrupt, not an npz: a miss  # noqa: BLE001
+        return None
+    if stored_mac is None:
+        _unproven(path, "it has no MAC")
+        return None
+    try:
+        expected = mac(key_bytes, stored_key, stored_kind, precision, arrays, fields)
+    except (TypeError, ValueError):
+        expected = ""
+    if not hmac.compare_digest(stored_mac.encode("utf-8", "surrogatepass"), expected.encode()):
+        _unproven(path, "its MAC does not match its contents (changed since it was written, or made with another key)")
+        return None
+    if stored_key != entry_key or stored_kind != kind:
+        _unproven(path, f"it is the proven entry of another key ({stored_key[:16]}…), copied or moved here")
+        return None
+    if any(arrays[f].dtype != np.float64 or arrays[f].shape != tuple(shape) for f in fields):
+        return None
+    return arrays
+
+
+@cache
+def _deviation_sources_digest() -> str:
+    digest = hashlib.sha256(_sources_digest().encode())
+    here = Path(reference_module.__file__).parent
+    for name in DEVIATION_SOURCES:
+        try:
+            digest.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
+        except OSError:
+            digest.update(name.encode() + b"\0?\0")
+    return digest.hexdigest()
+
+
+class DeviationsEntry:
+    """The deviations of a term over the elements of its inputs that mpmath evaluated, kept across runs and
+    processes: ``below``, ``above`` (as ``conditioning.Deviations``, flat over the broadcast shape) and ``done``
+    (1 where evaluated). Keyed like a reference (the versions, the sources of the reference and of
+    conformance/conditioning.py, the formula, quantity, two-step, dtype, label smoothing and every input's
+    bytes), with the mask left out, so that a result asking for other elements of the same inputs finds those
+    evaluated before and adds its own; MAC-proven like every entry (an entry that excused more than the inputs
+    do could turn a fail into `conditioned`)."""
+
+    def __init__(self, path: Path, entry_key: str, size: int, key_bytes: bytes):
+        self.path, self.key, self.key_bytes = path, entry_key, key_bytes
+        stored = _read_entry(path, entry_key, "deviations", DEVIATION_FIELDS, (size,), key_bytes)
+        if stored is None:
+            stored = {"below": np.full(size, np.nan), "above": np.full(size, np.nan), "done": np.zeros(size)}
+        self.below, self.above, self.done = stored["below"], stored["above"], stored["done"] == 1.0
+
+    @classmethod
+    def open(cls, formula, quantity, two_step, inputs: dict[str, np.ndarray], ls, fmt: FloatFormat, pending: int):
+        """The entry for these inputs (each broadcast to the elements' shape), or None where the cache is off, has
+        no key, or ``pending`` (the elements mpmath would evaluate) is too few to be worth one."""
+        if pending < DEVIATIONS_MIN_ELEMENTS:
+            return None
+        try:
+            root = folder()
+        except (RuntimeError, KeyError, OSError):
+            return None
+        key_bytes = None if root is None else secret()
+        if key_bytes is None:
+            return None
+        digest = hashlib.sha256()
+        header = {
+            "kind": "deviations",
+            "reference_version": REFERENCE_VERSION,
+            "package": __version__,
+            "sources": _deviation_sources_digest(),
+            "formula": formula,
+            "quantity": quantity,
+            "two_step": bool(two_step),
+            "format": [fmt.name, fmt.precision, fmt.emin, fmt.emax],
+            "label_smoothing": None if ls is None else float(ls).hex(),
+            "inputs": sorted(inputs),
+        }
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        size = 0
+        for name in sorted(inputs):
+            array = np.ascontiguousarray(inputs[name], dtype=np.float64)
+            size = array.size
+            digest.update(f"\0{name}\0{array.shape}\0".encode())
+            digest.update(array.reshape(-1).view(np.uint8).data)
+        entry_key = digest.hexdigest()
+        return cls(path_of(root, entry_key), entry_key, size, key_bytes)
+
+    def save(self) -> bool:
+        arrays = {"below": self.below, "above": self.above, "done": self.done.astype(np.float64)}
+        return _write_entry(self.path, self.key, "deviations", 0, arrays, self.key_bytes)

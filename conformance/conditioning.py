@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from conformance import fast_reference
+from conformance import cache, fast_reference
 from conformance import reference as ref
 from conformance.dtypes import FloatFormat, round_to_format
 
@@ -276,9 +276,24 @@ def term_deviations(
         fast_below, fast_above, taken = _fast_deviations(formula, quantity, two_step, columns, ls, fmt)
         below[taken], above[taken] = fast_below[taken], fast_above[taken]
         pending &= ~taken
-    if pending.any() and int(pending.sum()) <= MAX_EXACT_ELEMENTS:
-        part = {name: column[pending] for name, column in columns.items()}
-        below[pending], above[pending] = _exact_deviations(formula, quantity, two_step, part, ls, fmt)
+    if pending.any():
+        # the elements mpmath evaluated before, for these inputs, in any run (conformance.cache), and the rest now
+        full = {name: np.broadcast_to(np.asarray(a, dtype=np.float64), shape) for name, a in present}
+        entry = cache.DeviationsEntry.open(formula, quantity, two_step, full, ls, fmt, int(pending.sum()))
+        positions = np.flatnonzero(mask.ravel())[pending]
+        if entry is not None:
+            known = entry.done[positions]
+            where = np.flatnonzero(pending)[known]
+            below[where], above[where] = entry.below[positions[known]], entry.above[positions[known]]
+            pending[where] = False
+            positions = positions[~known]
+        if pending.any() and int(pending.sum()) <= MAX_EXACT_ELEMENTS:
+            part = {name: column[pending] for name, column in columns.items()}
+            below[pending], above[pending] = _exact_deviations(formula, quantity, two_step, part, ls, fmt)
+            if entry is not None:
+                entry.below[positions], entry.above[positions] = below[pending], above[pending]
+                entry.done[positions] = True
+                entry.save()
     out.below[mask], out.above[mask] = below, above
     return out
 

@@ -440,3 +440,14 @@ def test_a_run_from_the_cache_gives_the_same_results(folder, computed, tmp_path)
     assert entries(folder) == stored
     verdicts = {json.loads(r)["verdict"] for r in cold}
     assert "exact" in verdicts and verdicts - {"exact"}, f"the run should judge failures too: {verdicts}"
+
+
+def test_a_frameworks_compilation_cache_lives_in_the_cache_folder_and_is_off_with_it(tmp_path, monkeypatch):
+    """JAX's persistent compilation cache (conformance/adapters/jax.py) goes where CONFORMANCE_CACHE says, and
+    nowhere with CONFORMANCE_CACHE=off."""
+    from conformance import cache
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "c"))
+    assert cache.compilation_folder("jax") == tmp_path / "c" / "compiled" / "jax"
+    monkeypatch.setenv(cache.CACHE_ENV, "off")
+    assert cache.compilation_folder("jax") is None

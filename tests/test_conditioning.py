@@ -188,3 +188,53 @@ def test_a_result_is_conditioned_only_within_k_times_its_bound(half_case, by_ulp
     if verdict is Verdict.CONDITIONED:
         assert result.worst[0]["bound_ulp"] > 100 and result.worst[0]["condition"] > 1
         assert result.bound_ratio <= 4 and "conditioned" in result.message
+
+
+def test_exact_deviations_are_kept_across_calls_extended_by_other_masks_and_proven(tmp_path, monkeypatch):
+    """conformance.cache.DeviationsEntry: mpmath's deviations of the elements it evaluated are found again by a
+    later call on the same inputs (none evaluated twice, the same values), a call with another mask evaluates only
+    the elements not kept yet, and an entry whose values were changed is refused and recomputed."""
+    import warnings
+
+    from conformance import cache
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.KEY_ENV, str(tmp_path / "config" / "cache.key"))
+    monkeypatch.setattr(cache, "_warned", set())
+    evaluated = []
+    exact = conditioning._exact_deviations
+
+    def counting(formula, quantity, two_step, columns, ls, fmt):
+        evaluated.append(columns["first"].size)
+        return exact(formula, quantity, two_step, columns, ls, fmt)
+
+    monkeypatch.setattr(conditioning, "_exact_deviations", counting)
+    rng = np.random.default_rng(5)
+    inputs = {"logits": rng.normal(0, 8, 48), "target": rng.choice([0.0, 0.5, 1.0], 48)}
+    fmt = get_format("float64")  # no fast path: every element is mpmath's
+    half = np.arange(48) < 24
+
+    def deviations(mask):
+        return conditioning.term_deviations("bce_with_logits", "value", False, inputs, fmt, mask)
+
+    first = deviations(half)
+    assert evaluated == [24]
+    again = deviations(half)
+    assert evaluated == [24]  # all from the entry
+    assert np.array_equal(first.below, again.below, equal_nan=True) and np.array_equal(first.above, again.above, equal_nan=True)
+    whole = deviations(np.ones(48, dtype=bool))
+    assert evaluated == [24, 24]  # the other half alone
+    assert np.array_equal(whole.below[half], first.below[half]) and np.array_equal(whole.above[half], first.above[half])
+    (path,) = (tmp_path / "cache").rglob("*.npz")
+    with np.load(path) as data:
+        stored = {name: np.array(data[name]) for name in data.files}
+    stored["above"] = stored["above"] * 1e6  # an entry that would excuse far more than the inputs do
+    np.savez(path, **stored)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        forged = deviations(np.ones(48, dtype=bool))
+    assert evaluated == [24, 24, 48] and any("MAC does not match" in str(w.message) for w in caught)
+    assert np.array_equal(forged.above, whole.above)
+    monkeypatch.setenv(cache.CACHE_ENV, "off")
+    deviations(half)
+    assert evaluated == [24, 24, 48, 24]

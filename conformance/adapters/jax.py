@@ -47,6 +47,24 @@ def jitted_call(expression: str, tensors: dict[str, str]) -> str:
     return f"jax.jit(lambda {names}: {expression})({', '.join(tensors.values())})"
 
 
+def use_compilation_cache(jax) -> None:
+    """JAX's persistent compilation cache (jax/_src/compilation_cache.py), every executable kept however quick
+    its compile: a run after the first loads the jitted kernels instead of compiling them again
+    (benchmarks/main_job.py measures what that saves). The folder is ``conformance.cache.compilation_folder("jax")``, unless the user chose one
+    (``JAX_COMPILATION_CACHE_DIR``); none with ``CONFORMANCE_CACHE=off``. A cached executable is the one the
+    compile made, so results are the same bytes with the cache or without."""
+    from conformance import cache
+
+    if jax.config.jax_compilation_cache_dir:  # the user's own (JAX_COMPILATION_CACHE_DIR): theirs to keep
+        return
+    folder = cache.compilation_folder("jax")
+    if folder is None:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
 def load() -> Framework:
     import jax
 
@@ -59,6 +77,7 @@ def load() -> Framework:
 
     if not jax.config.jax_enable_x64:
         raise RuntimeError("JAX refused x64 mode: float64 cases would silently run in float32")
+    use_compilation_cache(jax)
     keras, keras_missing = import_keras("jax", "jax")
 
     reduce = {"none": lambda v: v, "mean": jnp.mean, "sum": jnp.sum}
