@@ -33,12 +33,16 @@ write, or that another user owns). Where the key file cannot be read or created,
 with one warning, and every reference is computed. A non-regular file at an entry's path (a FIFO, a
 device) is a miss: it is never opened in a way that could block.
 
-What is cached, for inputs of at least ``min_elements()`` elements:
-- ``kind = fast``: a fast-path value (dtypes of up to 24 bits), ``rounded``, ``approx``, ``bound``;
+What is cached:
+- ``kind = fast``: a fast-path value (dtypes of up to 24 bits), ``rounded``, ``approx``, ``bound``, for
+  inputs of at least ``min_elements()`` elements;
 - ``kind = nonfinite``: a value from the mpmath path whose exact values are all ±inf or NaN (a sum
-  with an infinite term): each exact value is its own rounding, so ``rounded`` gives it back whole.
-Any other mpmath-path value (float64, target gradients, a finite reduction the fast path could not
-settle) is judged from its exact values, which are not stored: caching its rounding would save nothing.
+  with an infinite term): each exact value is its own rounding, so ``rounded`` gives it back whole;
+- ``kind = exact``: any other mpmath-path value (float64, target gradients, a reduction the fast path
+  could not settle, a small input), of any size: ``rounded`` and every exact value itself, each mpf's
+  sign, mantissa, exponent and bit count (``exact_sign``, ``exact_man`` as little-endian bytes,
+  ``exact_exp``, ``exact_bc``), so that the value read back is the same mpf, bit for bit, and judges alike.
+  mpmath's version is part of every key: another version may compute the last bits otherwise.
 
 Folder: ``$CONFORMANCE_CACHE``, by default ``$XDG_CACHE_HOME/bce-conformance/reference``
 (``~/.cache/...``); ``CONFORMANCE_CACHE=off`` disables the cache. ``CONFORMANCE_CACHE_MIN_ELEMENTS``
@@ -63,6 +67,7 @@ from pathlib import Path
 
 import mpmath
 import numpy as np
+from mpmath import libmp
 
 from conformance import __version__
 from conformance import reference as reference_module
@@ -86,7 +91,8 @@ FIELDS = ("rounded", "approx", "bound")
 DEVIATION_FIELDS = ("below", "above", "done")  # a deviations entry's arrays (conformance.conditioning)
 DEVIATION_SOURCES = ("conditioning.py",)  # what deviations depend on, beyond the reference's SOURCES
 DEVIATIONS_MIN_ELEMENTS = 16  # mpmath takes about a millisecond an element: worth an entry from a few on
-KINDS = ("fast", "nonfinite")
+KINDS = ("fast", "nonfinite", "exact")
+EXACT_FIELDS = ("exact_sign", "exact_man", "exact_exp", "exact_bc")  # an `exact` entry's mpf, encoded
 TENSORS = ("logits", "probs", "target", "weight", "pos_weight")
 
 
@@ -286,6 +292,7 @@ def key(
         "package": __version__,
         "sources": _sources_digest(),
         "numpy": np.__version__,
+        "mpmath": mpmath.__version__,
         "machine": platform.machine(),
         "formula": formula,
         "format": [fmt.name, fmt.precision, fmt.emin, fmt.emax],
@@ -348,6 +355,8 @@ def load(path: Path, entry_key: str, shape: tuple[int, ...], key_bytes: bytes | 
                 stored_key = str(data["key"][()])
                 entry = {name: np.array(data[name]) for name in FIELDS}  # reads (and CRC-checks) each member
                 entry["kind"], entry["precision"] = str(data["kind"][()]), int(data["precision"][()])
+                if entry["kind"] == "exact":
+                    entry.update({name: np.array(data[name]) for name in EXACT_FIELDS})
                 stored_mac = str(data["mac"][()]) if "mac" in data.files else None
     except Exception:  # missing, truncated, corrupt, not an npz: a miss, rewritten after computing  # noqa: BLE001
         return None
@@ -355,7 +364,8 @@ def load(path: Path, entry_key: str, shape: tuple[int, ...], key_bytes: bytes | 
         _unproven(path, "it has no MAC (written before entries carried one, or not by bce-conformance)")
         return None
     try:
-        expected = mac(key_bytes, stored_key, entry["kind"], entry["precision"], entry)
+        fields = FIELDS + (EXACT_FIELDS if entry["kind"] == "exact" else ())
+        expected = mac(key_bytes, stored_key, entry["kind"], entry["precision"], entry, fields)
     except (TypeError, ValueError):  # members no entry has (an unhashable dtype, a bad view): not ours
         expected = ""
     # bytes: compare_digest raises TypeError on a str that is not ASCII, which a forged entry may hold
@@ -369,7 +379,52 @@ def load(path: Path, entry_key: str, shape: tuple[int, ...], key_bytes: bytes | 
         return None
     if entry["kind"] == "nonfinite" and np.isfinite(entry["rounded"]).any():
         return None
+    if entry["kind"] == "exact" and not _exact_shapes_fit(entry, shape):
+        return None
     return entry
+
+
+def _exact_shapes_fit(entry: dict, shape: tuple[int, ...]) -> bool:
+    size = int(np.prod(shape))
+    man = entry["exact_man"]
+    return (
+        man.dtype == np.uint8 and man.ndim == 2 and man.shape[0] == size
+        and all(entry[f].dtype == np.int64 and entry[f].shape == (size,) for f in ("exact_sign", "exact_exp", "exact_bc"))
+    )
+
+
+def encode_exact(exact: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Every mpf of ``exact`` as arrays (``EXACT_FIELDS``), or None where one is not an mpf or its exponent does
+    not fit 64 bits."""
+    flat = np.asarray(exact, dtype=object).ravel()
+    parts = []
+    for value in flat:
+        if not isinstance(value, mpmath.mpf):
+            return None
+        sign, man, exp, bc = value._mpf_
+        if not -(2**62) < exp < 2**62:
+            return None
+        parts.append((sign, int(man), exp, bc))
+    width = max([max((int(man).bit_length() + 7) // 8, 1) for _, man, _, _ in parts], default=1)
+    mans = np.zeros((len(parts), width), dtype=np.uint8)
+    for row, (_, man, _, _) in enumerate(parts):
+        mans[row] = np.frombuffer(man.to_bytes(width, "little"), dtype=np.uint8)
+    return {
+        "exact_sign": np.array([p[0] for p in parts], dtype=np.int64),
+        "exact_man": mans,
+        "exact_exp": np.array([p[2] for p in parts], dtype=np.int64),
+        "exact_bc": np.array([p[3] for p in parts], dtype=np.int64),
+    }
+
+
+def decode_exact(entry: dict, shape: tuple[int, ...]) -> np.ndarray:
+    """``encode_exact`` undone: the same mpf values, bit for bit, in an object array of ``shape``."""
+    out = np.empty(int(np.prod(shape)), dtype=object)
+    signs, exps, bcs = entry["exact_sign"].tolist(), entry["exact_exp"].tolist(), entry["exact_bc"].tolist()
+    for i, row in enumerate(entry["exact_man"]):
+        man = libmp.MPZ(int.from_bytes(row.tobytes(), "little"))
+        out[i] = mpmath.mp.make_mpf((signs[i], man, exps[i], bcs[i]))
+    return out.reshape(shape)
 
 
 def kind_of(value: ReferenceValue) -> str | None:
@@ -377,9 +432,11 @@ def kind_of(value: ReferenceValue) -> str | None:
     if value.approx is not None and value.bound is not None:
         return "fast"
     exact = value._exact  # the mpmath path's: every exact value at hand
-    if exact is not None and all(not mpmath.isfinite(v) for v in np.asarray(exact).ravel()):
+    if exact is None:
+        return None
+    if all(not mpmath.isfinite(v) for v in np.asarray(exact).ravel()):
         return "nonfinite"
-    return None
+    return "exact"
 
 
 def store(path: Path, entry_key: str, value: ReferenceValue, key_bytes: bytes | None = None) -> bool:
@@ -391,17 +448,22 @@ def store(path: Path, entry_key: str, value: ReferenceValue, key_bytes: bytes | 
     if kind is None or key_bytes is None:
         return False
     rounded = np.asarray(value.rounded, dtype=np.float64)
+    extra = {}
     if kind == "fast":
         approx, bound = np.asarray(value.approx, dtype=np.float64), np.asarray(value.bound, dtype=np.float64)
-    else:  # the exact values are the rounded ones
+    else:  # nonfinite: the exact values are the rounded ones; exact: they are stored beside
         approx, bound = rounded, np.zeros(rounded.shape)
+        if kind == "exact":
+            extra = encode_exact(value._exact)
+            if extra is None:
+                return False
     temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as out:
-            arrays = {"rounded": rounded, "approx": approx, "bound": bound}
-            proof = mac(key_bytes, entry_key, kind, value.precision, arrays)
+            arrays = {"rounded": rounded, "approx": approx, "bound": bound, **extra}
+            proof = mac(key_bytes, entry_key, kind, value.precision, arrays, tuple(arrays))
             np.savez(
                 out, key=np.array(entry_key), kind=np.array(kind), precision=np.array(value.precision, dtype=np.int64),
                 mac=np.array(proof), **arrays,
@@ -432,6 +494,8 @@ def rebuild(
     demand, built by the fast path's own constructor (conformance.reference.fast_value); a non-finite
     one has them."""
     rounded, approx, bound = entry["rounded"], entry["approx"], entry["bound"]
+    if entry["kind"] == "exact":
+        return ReferenceValue(exact=decode_exact(entry, rounded.shape), rounded=rounded, precision=entry["precision"])
     if entry["kind"] == "nonfinite":
         exact = np.empty(rounded.shape, dtype=object)
         for index, v in np.ndenumerate(rounded):
@@ -466,8 +530,8 @@ def reference(
         shape, result_shape = _shapes(formula, inputs, reduction, gradient, axis_mean)
     except ValueError:
         return compute()  # shapes that do not broadcast: the reference says what is wrong
-    if int(np.prod(shape)) < max(min_elements(), reference_module.FAST_MIN_ELEMENTS):
-        return compute()
+    # a small input takes the mpmath path (an `exact` entry at most), a large one the fast path too
+    small = int(np.prod(shape)) < max(min_elements(), reference_module.FAST_MIN_ELEMENTS)
     key_bytes = secret()  # only now: a run that caches nothing never makes a key file
     if key_bytes is None:
         return compute()
@@ -477,7 +541,8 @@ def reference(
     if entry is not None:
         return rebuild(formula, inputs, reduction, fmt, variant, two_step, gradient, axis_mean, entry)
     value = compute()
-    store(path, entry_key, value, key_bytes)
+    if not small or kind_of(value) != "fast":
+        store(path, entry_key, value, key_bytes)
     return value
 
 

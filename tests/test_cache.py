@@ -242,7 +242,7 @@ def test_a_damaged_entry_is_ignored_and_rewritten(folder, computed, damage):
         assert len(computed) == 2
 
 
-def test_off_below_the_threshold_and_the_mpmath_path_write_nothing(folder, computed, monkeypatch):
+def test_off_and_a_small_fast_value_write_nothing_and_mpmath_values_are_kept(folder, computed, monkeypatch):
     fmt = FORMATS["float32"]
     monkeypatch.setenv(cache.CACHE_ENV, "off")
     assert cache.folder() is None
@@ -250,13 +250,57 @@ def test_off_below_the_threshold_and_the_mpmath_path_write_nothing(folder, compu
         cache.reference("bce_with_logits", logits_inputs(), "none", fmt)
     assert len(computed) == 2 and not folder.exists()
     monkeypatch.setenv(cache.CACHE_ENV, str(folder))
-    cache.reference("bce_with_logits", logits_inputs(n=N - 1), "none", fmt)  # below the threshold
+    cache.reference("bce_with_logits", logits_inputs(n=N - 1), "none", fmt)  # the fast path, below the threshold
+    assert not entries(folder)
+
+    def kinds():
+        found = []
+        for entry in entries(folder):
+            with np.load(entry) as data:
+                found.append(str(data["kind"]))
+        return sorted(found)
+
     cache.reference("bce_with_logits", logits_inputs("float64"), "none", FORMATS["float64"])  # the mpmath path
     cache.reference("bce_with_logits", logits_inputs(), "none", fmt, gradient=True, wrt="target")  # mpmath too
     cache.reference("bce_with_logits", logits_inputs(), "mean", fmt)  # a NaN term: the mpmath path, a NaN mean
-    assert len(entries(folder)) == 1  # the last: its exact value is NaN, nothing but its rounding
     cache.reference("bce_with_logits", logits_inputs(specials=False), "mean", fmt, gradient=True, wrt="target")
-    assert len(entries(folder)) == 1  # a finite mpmath-path value is not kept
+    assert kinds() == ["exact", "exact", "exact", "nonfinite"]
+
+
+@pytest.mark.parametrize("dtype,reduction,kwargs", [
+    ("float64", "none", {}),
+    ("float64", "mean", {"gradient": True}),
+    ("float32", "sum", {"gradient": True, "wrt": "target"}),
+    ("float64", "mean", {}),
+])
+def test_an_mpmath_value_is_kept_bit_for_bit_and_judges_alike(folder, monkeypatch, dtype, reduction, kwargs):
+    """An `exact` entry: every exact value read back is the same mpf (sign, mantissa, exponent, bit count), the
+    rounding the same, a hit evaluates nothing, and results are judged alike; a changed mantissa byte is refused."""
+    settled = []  # the mpmath path's evaluations (computed counts the fast path's)
+    original = reference_module._settle
+    monkeypatch.setattr(reference_module, "_settle", lambda *a, **k: (settled.append(1), original(*a, **k))[1])
+    fmt = FORMATS[dtype]
+    inputs = logits_inputs(dtype, specials=reduction == "none")
+    fresh = reference_module.reference("bce_with_logits", inputs, reduction, fmt, **kwargs)
+    assert fresh.approx is None
+    cache.reference("bce_with_logits", inputs, reduction, fmt, **kwargs)
+    (entry,) = entries(folder)
+    calls = len(settled)
+    cached = cache.reference("bce_with_logits", inputs, reduction, fmt, **kwargs)
+    assert len(settled) == calls, "a hit evaluates nothing"
+    assert [v._mpf_ for v in cached.exact.ravel()] == [v._mpf_ for v in fresh.exact.ravel()]
+    assert same_array(cached.rounded, fresh.rounded) and cached.precision == fresh.precision
+    tolerance = Tolerance(4, fmt.smallest_normal)
+    for seed in range(2):
+        got = _perturbed(fresh, fmt, seed)
+        assert_same_judgement(judge(got, cached, fmt, tolerance), judge(got, fresh, fmt, tolerance))
+    with np.load(entry) as data:
+        stored = {name: np.array(data[name]) for name in data.files}
+    stored["exact_man"][0, 0] ^= 1
+    np.savez(entry, **stored)
+    with pytest.warns(cache.CacheWarning, match="MAC does not match"):
+        again = cache.reference("bce_with_logits", inputs, reduction, fmt, **kwargs)
+    assert len(settled) > calls and [v._mpf_ for v in again.exact.ravel()] == [v._mpf_ for v in fresh.exact.ravel()]
 
 
 @pytest.mark.parametrize("dtype,reduction", [("float16", "sum"), ("float64", "sum"), ("float64", "none")])
