@@ -91,6 +91,8 @@ FIELDS = ("rounded", "approx", "bound")
 DEVIATION_FIELDS = ("below", "above", "done")  # a deviations entry's arrays (conformance.conditioning)
 DEVIATION_SOURCES = ("conditioning.py",)  # what deviations depend on, beyond the reference's SOURCES
 DEVIATIONS_MIN_ELEMENTS = 16  # mpmath takes about a millisecond an element: worth an entry from a few on
+# an entry spans all its inputs' elements (24 bytes each), however few mpmath evaluated: none past this many
+DEVIATIONS_MAX_ELEMENTS = 1 << 16
 KINDS = ("fast", "nonfinite", "exact")
 EXACT_FIELDS = ("exact_sign", "exact_man", "exact_exp", "exact_bc")  # an `exact` entry's mpf, encoded
 TENSORS = ("logits", "probs", "target", "weight", "pos_weight")
@@ -639,7 +641,8 @@ class DeviationsEntry:
     def open(cls, formula, quantity, two_step, inputs: dict[str, np.ndarray], ls, fmt: FloatFormat, pending: int):
         """The entry for these inputs (each broadcast to the elements' shape), or None where the cache is off, has
         no key, or ``pending`` (the elements mpmath would evaluate) is too few to be worth one."""
-        if pending < DEVIATIONS_MIN_ELEMENTS:
+        size = int(np.prod(np.broadcast_shapes(*(np.shape(a) for a in inputs.values()))))
+        if pending < DEVIATIONS_MIN_ELEMENTS or size > DEVIATIONS_MAX_ELEMENTS:
             return None
         try:
             root = folder()
@@ -662,10 +665,8 @@ class DeviationsEntry:
             "inputs": sorted(inputs),
         }
         digest.update(json.dumps(header, sort_keys=True).encode())
-        size = 0
         for name in sorted(inputs):
             array = np.ascontiguousarray(inputs[name], dtype=np.float64)
-            size = array.size
             digest.update(f"\0{name}\0{array.shape}\0".encode())
             digest.update(array.reshape(-1).view(np.uint8).data)
         entry_key = digest.hexdigest()

@@ -257,10 +257,13 @@ def _fast_terms(formula, quantity, two_step, inputs, smoothing, p_side, fmt: Flo
 
 
 def term_deviations(
-    formula: str, quantity: str, two_step: bool, inputs: dict[str, np.ndarray], fmt: FloatFormat, mask: np.ndarray
+    formula: str, quantity: str, two_step: bool, inputs: dict[str, np.ndarray], fmt: FloatFormat, mask: np.ndarray,
+    kept: bool = True,
 ) -> Deviations:
     """The deviations of each element of the inputs' broadcast shape under ``mask`` (its term: the loss, or its
-    gradient with respect to the input or the target, before any reduction); NaN elsewhere."""
+    gradient with respect to the input or the target, before any reduction); NaN elsewhere. ``kept``: mpmath's
+    deviations are kept in the cache (``cache.DeviationsEntry``, for inputs of up to
+    ``cache.DEVIATIONS_MAX_ELEMENTS``); the float32 sweep, whose chunks are never judged twice, keeps none."""
     first = "logits" if formula == "bce_with_logits" else "probs"  # the two-step op's formula is bce_with_logits
     present = [(name, inputs[key]) for name, key in zip(NAMES, (first, "target", "weight", "pos_weight")) if key in inputs]
     shape = np.broadcast_shapes(*(np.shape(a) for _, a in present))
@@ -279,7 +282,7 @@ def term_deviations(
     if pending.any():
         # the elements mpmath evaluated before, for these inputs, in any run (conformance.cache), and the rest now
         full = {name: np.broadcast_to(np.asarray(a, dtype=np.float64), shape) for name, a in present}
-        entry = cache.DeviationsEntry.open(formula, quantity, two_step, full, ls, fmt, int(pending.sum()))
+        entry = cache.DeviationsEntry.open(formula, quantity, two_step, full, ls, fmt, int(pending.sum())) if kept else None
         positions = np.flatnonzero(mask.ravel())[pending]
         if entry is not None:
             known = entry.done[positions]
@@ -307,10 +310,12 @@ def result_deviations(
     reduction: str,
     axis_mean: bool,
     missing: np.ndarray,
+    kept: bool = True,
 ) -> Deviations:
     """The deviations of the result's elements under ``missing`` (a mask over the result's shape): a gradient's
     element is its term over the reduction's count; a loss element the sum of its terms' over its count (all
-    the elements for `mean` / `sum`, a last-axis row for an API averaging over it)."""
+    the elements for `mean` / `sum`, a last-axis row for an API averaging over it). ``kept``: as for
+    ``term_deviations``."""
     first = "logits" if formula == "bce_with_logits" else "probs"
     shape = np.broadcast_shapes(*(np.shape(inputs[k]) for k in (first, "target", "weight", "pos_weight") if k in inputs))
     missing = np.asarray(missing, dtype=bool)
@@ -318,16 +323,16 @@ def result_deviations(
         return Deviations.empty(missing.shape)
     count = _count(shape, reduction, axis_mean) or 1
     if quantity != "value" or (reduction == "none" and not axis_mean):  # elementwise
-        terms = term_deviations(formula, quantity, two_step, inputs, fmt, missing)
+        terms = term_deviations(formula, quantity, two_step, inputs, fmt, missing, kept)
         scale = 1 / count
         return Deviations(terms.below * scale, terms.above * scale)
     if reduction == "none":  # row means: the rows of the missing elements
-        terms = term_deviations(formula, "value", two_step, inputs, fmt, np.broadcast_to(missing[..., None], shape))
+        terms = term_deviations(formula, "value", two_step, inputs, fmt, np.broadcast_to(missing[..., None], shape), kept)
         with np.errstate(invalid="ignore"):
             below, above = terms.below.sum(axis=-1) / count, terms.above.sum(axis=-1) / count
         return Deviations(np.where(missing, below, np.nan), np.where(missing, above, np.nan))
     # a mean or a sum of every term
-    terms = term_deviations(formula, "value", two_step, inputs, fmt, np.ones(shape, dtype=bool))
+    terms = term_deviations(formula, "value", two_step, inputs, fmt, np.ones(shape, dtype=bool), kept)
     return Deviations(np.array(terms.below.sum() / count), np.array(terms.above.sum() / count))
 
 

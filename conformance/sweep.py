@@ -405,7 +405,7 @@ def _past_tolerance(
     got = values[missing]
     missed_errors = errors[missing]
     everywhere = np.ones(got.shape, dtype=bool)
-    deviations = conditioning.result_deviations(formula, quantity, two_step, subset, FMT, "none", False, everywhere)
+    deviations = conditioning.result_deviations(formula, quantity, two_step, subset, FMT, "none", False, everywhere, kept=False)
     bounds, conditions = conditioning.bound_ulps(deviations, got, exact.rounded[missing], FMT)
     outcome = conditioning_of(everywhere, missed_errors, bounds, conditions, tolerance)
     out: dict[str, Any] = {

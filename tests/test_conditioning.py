@@ -238,3 +238,24 @@ def test_exact_deviations_are_kept_across_calls_extended_by_other_masks_and_prov
     monkeypatch.setenv(cache.CACHE_ENV, "off")
     deviations(half)
     assert evaluated == [24, 24, 48, 24]
+
+
+def test_no_deviations_entry_for_the_sweep_or_past_the_size_limit(tmp_path, monkeypatch):
+    """An entry spans every element of its inputs: none for inputs past cache.DEVIATIONS_MAX_ELEMENTS, and none
+    where the caller keeps none (the float32 sweep, ``kept=False``)."""
+    from conformance import cache
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.KEY_ENV, str(tmp_path / "config" / "cache.key"))
+    rng = np.random.default_rng(5)
+    inputs = {"logits": rng.normal(0, 8, 32), "target": rng.choice([0.0, 1.0], 32)}
+    fmt = get_format("float64")
+    everywhere = np.ones(32, dtype=bool)
+    conditioning.result_deviations("bce_with_logits", "value", False, inputs, fmt, "none", False, everywhere, kept=False)
+    assert not list((tmp_path / "cache").rglob("*.npz"))
+    monkeypatch.setattr(cache, "DEVIATIONS_MAX_ELEMENTS", 31)
+    conditioning.result_deviations("bce_with_logits", "value", False, inputs, fmt, "none", False, everywhere)
+    assert not list((tmp_path / "cache").rglob("*.npz"))
+    monkeypatch.setattr(cache, "DEVIATIONS_MAX_ELEMENTS", 32)
+    conditioning.result_deviations("bce_with_logits", "value", False, inputs, fmt, "none", False, everywhere)
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
