@@ -2,6 +2,8 @@
 
     python benchmarks/main_job.py [--before REV] [--after REV] [--tox PATH] [--keep DIR]
 
+Without ``--before``, the ``--after`` revision alone, cold then warm.
+
 Each revision is cloned from this repository into a folder of its own and run there twice with
 ``tox run-parallel -m conformance`` (every framework env, the report and the baseline diff):
 
@@ -81,7 +83,7 @@ def run_main_job(tox: list[str], folder: Path, log: Path) -> tuple[float, int, d
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="the revision to compare against (e.g. the last landed one)")
+    parser.add_argument("--before", help="the revision to compare against (e.g. the last landed one); none: --after alone")
     parser.add_argument("--after", default="HEAD", help="the revision measured (default HEAD)")
     parser.add_argument("--tox", help="the tox to run (default: tox on PATH, else python -m tox)")
     parser.add_argument("--keep", type=Path, help="keep the clones in this folder")
@@ -90,18 +92,19 @@ def main() -> int:
     header("The main job (tox p -m conformance), cold and warm, before and after")
     root = args.keep or Path(tempfile.mkdtemp(prefix="main-job-"))
     root.mkdir(parents=True, exist_ok=True)
-    revs = {"before": args.before, "after": args.after}
+    revs = {"before": args.before, "after": args.after} if args.before else {"after": args.after}
+    sides = tuple(revs)
     folders = {side: root / side for side in revs}
     shas = {side: clone(rev, folders[side]) for side, rev in revs.items()}
-    print(f"before: {revs['before']} ({shas['before']}), after: {revs['after']} ({shas['after']}); clones in {root}\n")
+    print(", ".join(f"{side}: {rev} ({shas[side]})" for side, rev in revs.items()) + f"; clones in {root}\n")
     runs = {}
     for kind in ("cold", "warm"):
-        for side in ("before", "after"):
+        for side in sides:
             wall, code, envs = run_main_job(tox, folders[side], root / f"{side}-{kind}.log")
             runs[side, kind] = (wall, code, envs)
             print(f"{side} {kind}: {wall:.0f} s, tox exit {code} (log: {root / f'{side}-{kind}.log'})", flush=True)
     print()
-    columns = [(side, kind) for kind in ("cold", "warm") for side in ("before", "after")]
+    columns = [(side, kind) for kind in ("cold", "warm") for side in sides]
 
     def cell(side, kind, env):
         found = runs[side, kind][2].get(env)
@@ -114,11 +117,10 @@ def main() -> int:
     rows.append(["wall (whole job)"] + [f"{runs[c][0]:.0f} s" for c in columns])
     print(table(["env"] + [f"{side} {kind}" for side, kind in columns], rows))
     print()
-    after_cold, after_warm = runs["after", "cold"][0], runs["after", "warm"][0]
-    print(f"cold: {runs['before', 'cold'][0]:.0f} s -> {after_cold:.0f} s "
-          f"(target <= {COLD_TARGET_S} s: {verdict(after_cold <= COLD_TARGET_S)})")
-    print(f"warm: {runs['before', 'warm'][0]:.0f} s -> {after_warm:.0f} s "
-          f"(target <= {WARM_TARGET_S} s: {verdict(after_warm <= WARM_TARGET_S)})")
+    for kind, target in (("cold", COLD_TARGET_S), ("warm", WARM_TARGET_S)):
+        after = runs["after", kind][0]
+        before = f"{runs['before', kind][0]:.0f} s -> " if "before" in revs else ""
+        print(f"{kind}: {before}{after:.0f} s (target <= {target} s: {verdict(after <= target)})")
     for kind in ("cold", "warm"):
         envs = runs["after", kind][2]
         if "jax" in envs and "torch" in envs:

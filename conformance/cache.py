@@ -673,5 +673,12 @@ class DeviationsEntry:
         return cls(path_of(root, entry_key), entry_key, size, key_bytes)
 
     def save(self) -> bool:
+        """Writes the entry, with the elements another process stored since this one read it: parallel envs
+        evaluate other elements of the same inputs, and the last writer would otherwise drop the others'."""
+        stored = _read_entry(self.path, self.key, "deviations", DEVIATION_FIELDS, self.below.shape, self.key_bytes)
+        if stored is not None:
+            theirs = (stored["done"] == 1.0) & ~self.done
+            self.below[theirs], self.above[theirs] = stored["below"][theirs], stored["above"][theirs]
+            self.done |= theirs
         arrays = {"below": self.below, "above": self.above, "done": self.done.astype(np.float64)}
         return _write_entry(self.path, self.key, "deviations", 0, arrays, self.key_bytes)

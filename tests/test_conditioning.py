@@ -259,3 +259,24 @@ def test_no_deviations_entry_for_the_sweep_or_past_the_size_limit(tmp_path, monk
     monkeypatch.setattr(cache, "DEVIATIONS_MAX_ELEMENTS", 32)
     conditioning.result_deviations("bce_with_logits", "value", False, inputs, fmt, "none", False, everywhere)
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
+
+
+def test_a_deviations_entry_keeps_what_another_process_stored_meanwhile(tmp_path, monkeypatch):
+    """Two envs open the same entry, each evaluates other elements and saves: the entry holds both."""
+    from conformance import cache
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.KEY_ENV, str(tmp_path / "config" / "cache.key"))
+    inputs = {"first": np.linspace(-5, 5, 32), "target": np.zeros(32)}
+    fmt = get_format("float64")
+
+    def opened():
+        return cache.DeviationsEntry.open("bce_with_logits", "value", False, inputs, None, fmt, 32)
+
+    one, other = opened(), opened()
+    one.below[:16], one.above[:16], one.done[:16] = 1.0, 2.0, True
+    other.below[16:], other.above[16:], other.done[16:] = 3.0, 4.0, True
+    assert one.save() and other.save()
+    merged = opened()
+    assert merged.done.all()
+    assert np.array_equal(merged.below, np.repeat([1.0, 3.0], 16)) and np.array_equal(merged.above, np.repeat([2.0, 4.0], 16))
