@@ -255,17 +255,23 @@ def min_elements() -> int:
         return MIN_ELEMENTS
 
 
-@cache
-def _sources_digest() -> str:
-    """SHA-256 of the reference's source files (empty where a file cannot be read, e.g. a zipped install)."""
-    digest = hashlib.sha256()
+def _files_digest(names: tuple[str, ...], start: bytes = b"") -> str:
+    """SHA-256 of ``start`` and the package's source files ``names`` (each empty where it cannot be read, e.g.
+    a zipped install)."""
+    digest = hashlib.sha256(start)
     here = Path(reference_module.__file__).parent
-    for name in SOURCES:
+    for name in names:
         try:
             digest.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
         except OSError:
             digest.update(name.encode() + b"\0?\0")
     return digest.hexdigest()
+
+
+@cache
+def _sources_digest() -> str:
+    """SHA-256 of the reference's source files."""
+    return _files_digest(SOURCES)
 
 
 def _variant_key(variant: Variant | None):
@@ -459,26 +465,8 @@ def store(path: Path, entry_key: str, value: ReferenceValue, key_bytes: bytes | 
             extra = encode_exact(value._exact)
             if extra is None:
                 return False
-    temporary = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
-        with os.fdopen(handle, "wb") as out:
-            arrays = {"rounded": rounded, "approx": approx, "bound": bound, **extra}
-            proof = mac(key_bytes, entry_key, kind, value.precision, arrays, tuple(arrays))
-            np.savez(
-                out, key=np.array(entry_key), kind=np.array(kind), precision=np.array(value.precision, dtype=np.int64),
-                mac=np.array(proof), **arrays,
-            )
-        os.replace(temporary, path)
-        return True
-    except Exception:  # a read-only or full disk: the value is still returned, just not kept  # noqa: BLE001
-        if temporary is not None:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-        return False
+    arrays = {"rounded": rounded, "approx": approx, "bound": bound, **extra}
+    return _write_entry(path, entry_key, kind, value.precision, arrays, key_bytes)
 
 
 def rebuild(
@@ -567,7 +555,7 @@ def _write_entry(path: Path, entry_key: str, kind: str, precision: int, arrays: 
             )
         os.replace(temporary, path)
         return True
-    except Exception:  # a read-only or full disk: nothing kept  # noqa: BLE001
+    except Exception:  # a read-only or full disk: the value is still returned, just not kept  # noqa: BLE001
         if temporary is not None:
             try:
                 os.unlink(temporary)
@@ -611,14 +599,8 @@ def _read_entry(path: Path, entry_key: str, kind: str, fields: tuple[str, ...], 
 
 @cache
 def _deviation_sources_digest() -> str:
-    digest = hashlib.sha256(_sources_digest().encode())
-    here = Path(reference_module.__file__).parent
-    for name in DEVIATION_SOURCES:
-        try:
-            digest.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
-        except OSError:
-            digest.update(name.encode() + b"\0?\0")
-    return digest.hexdigest()
+    """SHA-256 of the reference's sources' digest and of conformance/conditioning.py."""
+    return _files_digest(DEVIATION_SOURCES, _sources_digest().encode())
 
 
 class DeviationsEntry:
