@@ -351,43 +351,16 @@ def load(path: Path, entry_key: str, shape: tuple[int, ...], key_bytes: bytes | 
     key_bytes = secret() if key_bytes is None else key_bytes
     if key_bytes is None:
         return None
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None  # a FIFO, a device, a folder: reading it could block, or never end
-        # O_NONBLOCK, and the type checked again on the open file: it may have been swapped since the stat
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                return None
-            with np.load(handle, allow_pickle=False) as data:
-                stored_key = str(data["key"][()])
-                entry = {name: np.array(data[name]) for name in FIELDS}  # reads (and CRC-checks) each member
-                entry["kind"], entry["precision"] = str(data["kind"][()]), int(data["precision"][()])
-                if entry["kind"] == "exact":
-                    entry.update({name: np.array(data[name]) for name in EXACT_FIELDS})
-                stored_mac = str(data["mac"][()]) if "mac" in data.files else None
-    except Exception:  # missing, truncated, corrupt, not an npz: a miss, rewritten after computing  # noqa: BLE001
+    read = _read_entry(path, entry_key, key_bytes, lambda kind: FIELDS + (EXACT_FIELDS if kind == "exact" else ()))
+    if read is None:
         return None
-    if stored_mac is None:
-        _unproven(path, "it has no MAC (written before entries carried one, or not by bce-conformance)")
+    kind, precision, entry = read
+    entry["kind"], entry["precision"] = kind, precision
+    if kind not in KINDS or any(entry[f].dtype != np.float64 or entry[f].shape != tuple(shape) for f in FIELDS):
         return None
-    try:
-        fields = FIELDS + (EXACT_FIELDS if entry["kind"] == "exact" else ())
-        expected = mac(key_bytes, stored_key, entry["kind"], entry["precision"], entry, fields)
-    except (TypeError, ValueError):  # members no entry has (an unhashable dtype, a bad view): not ours
-        expected = ""
-    # bytes: compare_digest raises TypeError on a str that is not ASCII, which a forged entry may hold
-    if not hmac.compare_digest(stored_mac.encode("utf-8", "surrogatepass"), expected.encode()):
-        _unproven(path, "its MAC does not match its contents (changed since it was written, or made with another key)")
+    if kind == "nonfinite" and np.isfinite(entry["rounded"]).any():
         return None
-    if stored_key != entry_key:
-        _unproven(path, f"it is the proven entry of another key ({stored_key[:16]}…), copied or moved here")
-        return None
-    if entry["kind"] not in KINDS or any(entry[f].dtype != np.float64 or entry[f].shape != tuple(shape) for f in FIELDS):
-        return None
-    if entry["kind"] == "nonfinite" and np.isfinite(entry["rounded"]).any():
-        return None
-    if entry["kind"] == "exact" and not _exact_shapes_fit(entry, shape):
+    if kind == "exact" and not _exact_shapes_fit(entry, shape):
         return None
     return entry
 
@@ -564,37 +537,40 @@ def _write_entry(path: Path, entry_key: str, kind: str, precision: int, arrays: 
         return False
 
 
-def _read_entry(path: Path, entry_key: str, kind: str, fields: tuple[str, ...], shape: tuple[int, ...], key_bytes: bytes):
-    """The arrays of a proven entry of this key, kind and shape (float64 each), or None."""
+def _read_entry(path: Path, entry_key: str, key_bytes: bytes, fields_of):
+    """``(kind, precision, arrays)`` of the entry at ``path``, its arrays the members ``fields_of(kind)``, once its
+    MAC (made with ``key_bytes``) proves them and it is this key's entry; None when missing, unreadable or unproven
+    (with a warning). What the arrays must be (dtype, shape) is the caller's to check."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
+            return None  # a FIFO, a device, a folder: reading it could block, or never end
+        # O_NONBLOCK, and the type checked again on the open file: it may have been swapped since the stat
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(descriptor, "rb") as handle:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 return None
             with np.load(handle, allow_pickle=False) as data:
-                stored_key, stored_kind = str(data["key"][()]), str(data["kind"][()])
-                arrays = {name: np.array(data[name]) for name in fields}
-                precision, stored_mac = int(data["precision"][()]), str(data["mac"][()]) if "mac" in data.files else None
-    except Exception:  # missing, truncated, corrupt, not an npz: a miss  # noqa: BLE001
+                stored_key, kind, precision = str(data["key"][()]), str(data["kind"][()]), int(data["precision"][()])
+                fields = tuple(fields_of(kind))
+                arrays = {name: np.array(data[name]) for name in fields}  # reads (and CRC-checks) each member
+                stored_mac = str(data["mac"][()]) if "mac" in data.files else None
+    except Exception:  # missing, truncated, corrupt, not an npz: a miss, rewritten after computing  # noqa: BLE001
         return None
     if stored_mac is None:
-        _unproven(path, "it has no MAC")
+        _unproven(path, "it has no MAC (written before entries carried one, or not by bce-conformance)")
         return None
     try:
-        expected = mac(key_bytes, stored_key, stored_kind, precision, arrays, fields)
-    except (TypeError, ValueError):
+        expected = mac(key_bytes, stored_key, kind, precision, arrays, fields)
+    except (TypeError, ValueError):  # members no entry has (an unhashable dtype, a bad view): not ours
         expected = ""
+    # bytes: compare_digest raises TypeError on a str that is not ASCII, which a forged entry may hold
     if not hmac.compare_digest(stored_mac.encode("utf-8", "surrogatepass"), expected.encode()):
         _unproven(path, "its MAC does not match its contents (changed since it was written, or made with another key)")
         return None
-    if stored_key != entry_key or stored_kind != kind:
+    if stored_key != entry_key:
         _unproven(path, f"it is the proven entry of another key ({stored_key[:16]}…), copied or moved here")
         return None
-    if any(arrays[f].dtype != np.float64 or arrays[f].shape != tuple(shape) for f in fields):
-        return None
-    return arrays
+    return kind, precision, arrays
 
 
 @cache
@@ -614,10 +590,17 @@ class DeviationsEntry:
 
     def __init__(self, path: Path, entry_key: str, size: int, key_bytes: bytes):
         self.path, self.key, self.key_bytes = path, entry_key, key_bytes
-        stored = _read_entry(path, entry_key, "deviations", DEVIATION_FIELDS, (size,), key_bytes)
+        stored = self._stored(size)
         if stored is None:
             stored = {"below": np.full(size, np.nan), "above": np.full(size, np.nan), "done": np.zeros(size)}
         self.below, self.above, self.done = stored["below"], stored["above"], stored["done"] == 1.0
+
+    def _stored(self, size: int) -> dict[str, np.ndarray] | None:
+        read = _read_entry(self.path, self.key, self.key_bytes, lambda kind: DEVIATION_FIELDS)
+        if read is None or read[0] != "deviations":
+            return None
+        arrays = read[2]
+        return arrays if all(a.dtype == np.float64 and a.shape == (size,) for a in arrays.values()) else None
 
     @classmethod
     def open(cls, formula, quantity, two_step, inputs: dict[str, np.ndarray], ls, fmt: FloatFormat, pending: int):
@@ -657,7 +640,7 @@ class DeviationsEntry:
     def save(self) -> bool:
         """Writes the entry, with the elements another process stored since this one read it: parallel envs
         evaluate other elements of the same inputs, and the last writer would otherwise drop the others'."""
-        stored = _read_entry(self.path, self.key, "deviations", DEVIATION_FIELDS, self.below.shape, self.key_bytes)
+        stored = self._stored(self.below.size)
         if stored is not None:
             theirs = (stored["done"] == 1.0) & ~self.done
             self.below[theirs], self.above[theirs] = stored["below"][theirs], stored["above"][theirs]
