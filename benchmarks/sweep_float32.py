@@ -4,13 +4,15 @@ calls, Dask scaling, and the full sweep's time extrapolated, side by side in one
     python benchmarks/sweep_float32.py [--patterns-log2 28] [--sample 200000] [--frameworks numpy torch ...]
 
 1. Reference, float32 loss and gradient at targets 0 and 1: the sweep's kernel
-   (``fast_reference.binary_target_terms`` + ``settle_float32``, the unsettled few by mpmath), the general
+   (``sweep.reference_values``: ``fast_reference.BinaryTargetKernel`` + ``settle_float32`` in blocks, the
+   unsettled few by mpmath), the general
    fast path (``reference.reference``) and a naive per-element mpmath loop, in correctly rounded elements per
    second on one core, on the same logits (a uniform sample of the bit patterns), and whether they agree.
    Target: the kernel >= 10^7 elements/s.
 2. A sweep of 2^N float32 logits (every 2^(32-N)-th bit pattern: every binade) x targets {0, 1}, value and
    gradient, through torch's fused loss, in this process; against the same torch calls alone (no reference, no
-   judging) on the same chunks. Target: the sweep <= 3x the bare calls.
+   judging) on the same chunks, in the same process (freed memory kept for both: ``sweep.keep_freed_memory``).
+   Target: the sweep <= 3x the bare calls.
 3. The same sweep (a smaller slice) on a Dask LocalCluster of 2 workers vs 1: the scaling ratio.
 4. Each framework's whole sweep (all its fused and two-step APIs) on a 2^18-pattern sample, in one process,
    extrapolated to all 2^32 patterns on this machine's cores at the measured scaling. A framework is run with

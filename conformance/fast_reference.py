@@ -408,32 +408,54 @@ def magnitude_terms(formula: str, inputs: dict[str, np.ndarray], axis_mean: bool
 BINARY_TARGETS = (0.0, 1.0)
 
 
+class BinaryTargetKernel:
+    """bce_with_logits at the targets y in {0, 1} with no weight, pos_weight or smoothing, on one array of
+    logits, in the fewest float64 operations: with t = x (y = 0) or -x (y = 1), the loss is softplus(t) and
+    its derivative in x is σ(x) - y = s·σ(t), s = 1 - 2y. |t| = |x| at both targets, so one e^-|x|, one
+    log1p of it and one 1 + it serve both targets and both quantities (each computed once, when first
+    needed). The terms are non-negative throughout, so the bounds are those of ``_softplus`` (≤ 2E + 3u) and
+    of σ(t) = e^min(t, 0) / (1 + e^-|t|) (e^min(t, 0) is that same e^-|t| where t < 0 and exp(0) = 1
+    otherwise: ≤ 2E + 2u); one more u each covers the sign and a subnormal quotient's rounding, and
+    ``ABSOLUTE`` float64 underflow. Every element is finite here: the sweep's logits are the dtype's finite
+    values."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = np.asarray(x, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            self.e = np.exp(-np.abs(self.x))
+        self._log1p: np.ndarray | None = None
+        self._denominator: np.ndarray | None = None
+
+    def terms(self, target: float, gradient: bool) -> Terms:
+        if target not in BINARY_TARGETS:
+            raise ValueError(f"binary_target_terms: target {target!r} is not 0 or 1")
+        t = self.x if target == 0.0 else -self.x
+        with np.errstate(all="ignore"):
+            if not gradient:
+                if self._log1p is None:
+                    self._log1p = np.log1p(self.e)
+                approx = np.maximum(t, 0.0)
+                approx += self._log1p
+                bound = approx * (2 * E + 4 * U)
+            else:
+                if self._denominator is None:
+                    self._denominator = 1.0 + self.e
+                approx = np.where(t < 0.0, self.e, 1.0)
+                approx /= self._denominator
+                bound = approx * (2 * E + 3 * U)
+            bound += ABSOLUTE
+        # the sign of the exact value: the loss and σ(x) (y = 0) are positive, σ(x) - 1 (y = 1) is negative
+        negative = gradient and target == 1.0
+        if negative:
+            np.negative(approx, out=approx)
+        # one sign and no fallback throughout: read-only views of one value, not arrays
+        sign = np.broadcast_to(np.int8(-1 if negative else 1), approx.shape)
+        return Terms(approx, bound, np.broadcast_to(False, approx.shape), sign)
+
+
 def binary_target_terms(x: np.ndarray, target: float, gradient: bool) -> Terms:
-    """bce_with_logits at one target y in {0, 1} with no weight, pos_weight or smoothing, in the fewest
-    float64 operations: with t = x (y = 0) or -x (y = 1), the loss is softplus(t) and its derivative in x
-    is σ(x) - y = s·σ(t), s = 1 - 2y. One e^-|t| serves both. The terms are non-negative throughout, so
-    the bounds are those of ``_softplus`` (≤ 2E + 3u) and of σ(t) = e^min(t, 0) / (1 + e^-|t|) (the two
-    exps are the same call on the same argument where t < 0 and exp(0) = 1 otherwise: ≤ 2E + 2u); one
-    more u each covers the sign and a subnormal quotient's rounding, and ``ABSOLUTE`` float64 underflow.
-    Every element is finite here: the sweep's logits are the dtype's finite values."""
-    if target not in BINARY_TARGETS:
-        raise ValueError(f"binary_target_terms: target {target!r} is not 0 or 1")
-    t = np.asarray(x, dtype=np.float64)
-    if target == 1.0:
-        t = -t
-    with np.errstate(all="ignore"):
-        e = np.exp(-np.abs(t))
-        if not gradient:
-            approx = np.maximum(t, 0.0) + np.log1p(e)
-            bound = approx * (2 * E + 4 * U) + ABSOLUTE
-        else:
-            approx = np.exp(np.minimum(t, 0.0)) / (1.0 + e)
-            bound = approx * (2 * E + 3 * U) + ABSOLUTE
-    size = approx.shape
-    # the sign of the exact value: the loss and σ(x) (y = 0) are positive, σ(x) - 1 (y = 1) is negative
-    negative = gradient and target == 1.0
-    sign = np.full(size, -1 if negative else 1, dtype=np.int8)
-    return Terms(-approx if negative else approx, bound, np.zeros(size, dtype=bool), sign)
+    """``BinaryTargetKernel(x).terms(target, gradient)``: one target and quantity alone."""
+    return BinaryTargetKernel(x).terms(target, gradient)
 
 
 @cache

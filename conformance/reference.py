@@ -850,14 +850,17 @@ def fast_value(
     unsettled: np.ndarray | None = None,
     shape: tuple[int, ...] | None = None,
     count: int | None = None,
+    known_exact: np.ndarray | None = None,
 ) -> ReferenceValue:
     """The ``ReferenceValue`` of fast-path values (``rounded``, ``approx``, ``bound``), whose exact values
     mpmath computes on demand: all of them (``exact``), or those of the elements asked (``exact_where`` /
     ``exact_at``; for Keras's row means, of the rows). The one constructor of the fast path's values, for
     ``_fast`` and for the cache's stored ones (``conformance.cache.rebuild``). ``unsettled``: elements whose
     rounding the float64 bound did not settle: settled here by mpmath (``rounded`` is written in place),
-    their exact values kept and their ``approx`` NaN. A reduction's exact value, where asked, is its
-    float64 value (its rounding is settled, and its error is judged from ``bound``)."""
+    their exact values kept and their ``approx`` NaN. ``known_exact``: exact values mpmath already computed
+    (an object array over the elements, None where not known; their ``approx`` NaN), so that none is
+    computed twice (the float32 sweep's). A reduction's exact value, where asked, is its float64 value (its
+    rounding is settled, and its error is judged from ``bound``)."""
     first = "probs" if formula == "bce" else "logits"
     if shape is None:
         shape = np.broadcast_shapes(*(np.shape(inputs[n]) for n in (first, "target", "weight", "pos_weight") if n in inputs))
@@ -896,6 +899,8 @@ def fast_value(
     result_shape = rounded.shape
     exact = np.empty(result_shape, dtype=object)
     exact.fill(None)
+    if known_exact is not None:
+        exact[...] = known_exact
     if unsettled is not None and unsettled.any():
         settled_part = settle_part(unsettled)
         rounded[unsettled] = settled_part.rounded

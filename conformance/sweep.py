@@ -8,17 +8,20 @@ so a killed sweep resumes from the chunks on disk. A chunk's figures are counts,
 elements under a total order, each a function of the elements alone, so the merged results are the same
 bytes however the sweep was chunked, scheduled or interrupted.
 
-Per element, with R the correctly rounded reference (``fast_reference.binary_target_terms``, its rare
-unsettled roundings by mpmath): an element whose result is R is correctly rounded, its error at most half
+Per element, with R the correctly rounded reference (``fast_reference.BinaryTargetKernel``, one e^-|x|
+for both targets and quantities, its rare unsettled roundings by mpmath): an element whose result is R is correctly rounded, its error at most half
 an ULP (counted as 0.5: its exact error is not computed, which is where the speed comes from); every other
 element is judged by ``verdicts.judge`` against the reference of those elements alone. Those past the
 tolerance are measured as the runner measures a result's: against the API's documented variant, against
 their condition-aware bounds (``conformance.conditioning``) and by the known-divergence catalogue's regions
 (``conformance.divergences``). The verdict of a sweep's (API, target, quantity) applies the runner's order
-to the whole sweep as one result (``verdicts.sweep_verdict``)."""
+to the whole sweep as one result (``verdicts.sweep_verdict``). Within a chunk, everything elementwise (the
+reference, the regions, the judging) runs on blocks of a few thousand elements, so that its float64
+temporaries stay in cache; the figures do not depend on the blocks (a test)."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import math
@@ -26,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,11 @@ OPS = ("bce_with_logits", "sigmoid_bce")  # the fused loss and the two-step path
 QUANTITIES = ("value", "grad")
 PATTERNS = 1 << 32
 CHUNK = 1 << 24  # patterns per chunk: 16.8 M elements a target (about a GiB of arrays in a worker)
+# elements computed on at once within a chunk, so that the float64 temporaries stay in cache: the reference's,
+# and (more numpy calls per element, so larger blocks) the regions' and the catalogue's
+BLOCK = 1 << 14
+REGION_BLOCK = 1 << 17
+JUDGE_BLOCK = 1 << 16
 KEEP_WORST = 8  # worst elements kept per (API, target, quantity)
 # the histogram's upper edges in ULPs: [0, 0.5], (0.5, 1], (1, 2], ..., (2^20, inf]; NaN errors apart
 ULP_EDGES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 4096.0, 2.0**20, math.inf)
@@ -133,8 +141,10 @@ def chunk_ranges(spec: Spec, size: int = CHUNK) -> list[tuple[int, int]]:
 
 def patterns(spec: Spec, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
     """The finite patterns of the indices [low, high) and their float32 values."""
-    bits = (np.arange(low, high, dtype=np.uint64) * spec.step + spec.start).astype(np.uint32)
-    bits = bits[(bits & 0x7F800000) != 0x7F800000]
+    bits = np.arange(spec.start + low * spec.step, spec.start + high * spec.step, spec.step, dtype=np.uint32)
+    finite = (bits & 0x7F800000) != 0x7F800000
+    if not finite.all():
+        bits = bits[finite]
     return bits, bits.view(np.float32)
 
 
@@ -144,7 +154,9 @@ def case_name(target: float) -> str:
 
 def binade_of(bits: np.ndarray) -> np.ndarray:
     """Index of each pattern's binade: sign · 255 + biased exponent (0: the subnormals and zero)."""
-    return (bits >> 31).astype(np.int64) * 255 + ((bits >> 23) & 0xFF).astype(np.int64)
+    binades = (bits >> 23).astype(np.int64)  # sign · 256 + biased exponent
+    binades -= bits >> 31
+    return binades
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,8 +166,36 @@ def binade_of(bits: np.ndarray) -> np.ndarray:
 _LOADED: dict[str, tuple[Framework, list]] = {}
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse rather than return it to the kernel (the mmap and
+    trim thresholds raised to 1 GiB): a chunk's arrays, hundreds of MB, are otherwise unmapped when freed
+    and faulted in afresh by the next chunk, and the first touch of a page is slow on virtual machines
+    (about 3 ns a byte measured here, some 40 % of a sweep's time; ``benchmarks/sweep_float32.py``). Once
+    per process, where the sweep's chunks run; False where the C library is not glibc (nothing changes)."""
+    global _MEMORY_KEPT
+    if _MEMORY_KEPT is None:
+        _MEMORY_KEPT = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None)
+                mallopt = libc.mallopt
+            except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+                return False
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            kept = [mallopt(option, KEPT_BYTES) for option in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD)]
+            _MEMORY_KEPT = all(kept)
+    return _MEMORY_KEPT
+
+
+_MEMORY_KEPT: bool | None = None
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+KEPT_BYTES = 1 << 30
+
+
 def loaded(name: str) -> tuple[Framework, list]:
-    """The framework and its known divergences (those holding on this host and versions), once per process."""
+    """The framework and its known divergences (those holding on this host and versions), once per process;
+    freed memory kept for the chunks (``keep_freed_memory``)."""
+    keep_freed_memory()
     if name not in _LOADED:
         framework = load_framework(name)
         known, _ = divergence_list.applying(
@@ -180,20 +220,51 @@ def selected_apis(framework: Framework, names: tuple[str, ...]) -> list[Api]:
     return apis
 
 
+def blocks(size: int, block: int) -> list[tuple[int, int]]:
+    """[start, stop) of the blocks of ``block`` elements that cover ``size``."""
+    return [(low, min(low + block, size)) for low in range(0, size, block)]
+
+
+def _terms(x: np.ndarray, target: float, gradient: bool, kernel=None) -> fast_reference.Terms:
+    """The float64 terms of the loss (or gradient) at one target: the sweep kernel for targets 0 and 1
+    (``fast_reference.BinaryTargetKernel``), the general fast path's for 0.5."""
+    if target in fast_reference.BINARY_TARGETS:
+        return (kernel or fast_reference.BinaryTargetKernel(x)).terms(target, gradient)
+    inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+    return fast_reference.logits_terms(inputs, None, gradient)
+
+
+def _settled(terms: fast_reference.Terms, target: float) -> tuple[np.ndarray, np.ndarray]:
+    if target in fast_reference.BINARY_TARGETS:
+        return fast_reference.settle_float32(terms)
+    rounded, unsettled = fast_reference.settle(terms, FMT)
+    return rounded.astype(np.float32), unsettled
+
+
 @dataclass
 class Reference:
-    """The reference of a (target, quantity) over a chunk: each element's correct rounding to float32, its
-    float64 value within ``bound`` of the exact one, and the elements whose rounding mpmath settled."""
+    """The reference of a (target, quantity) over a chunk's logits ``x``: each element's correct rounding to
+    float32, and the elements whose rounding mpmath settled (their indices, ascending, and exact values).
+    The float64 terms are not kept: ``part`` evaluates them again on the few elements it is asked for."""
 
+    x: np.ndarray
+    target: float
+    gradient: bool
     rounded: np.ndarray  # float32
-    approx: np.ndarray
-    bound: np.ndarray
-    unsettled: np.ndarray
+    settled_at: np.ndarray
+    settled_exact: np.ndarray  # object: the exact values (mpmath) of the elements at settled_at
 
-    def part(self, formula: str, inputs, selected: np.ndarray, gradient: bool) -> ref.ReferenceValue:
-        """The ``ReferenceValue`` of the ``selected`` elements, from these values (nothing evaluated twice but
-        the few unsettled ones, again by mpmath)."""
+    def part(self, formula: str, inputs, selected: np.ndarray) -> ref.ReferenceValue:
+        """The ``ReferenceValue`` of the ``selected`` elements (indices, ascending): their terms evaluated on
+        them alone (elementwise, so the same values), nothing by mpmath twice."""
         part = {name: values[selected] for name, values in inputs.items()}
+        terms = _terms(self.x[selected], self.target, self.gradient)
+        known = np.empty(selected.size, dtype=object)
+        known.fill(None)
+        _, at_part, at_settled = np.intersect1d(selected, self.settled_at, assume_unique=True, return_indices=True)
+        known[at_part] = self.settled_exact[at_settled]
+        approx = terms.approx
+        approx[at_part] = np.nan
         return ref.fast_value(
             formula,
             part,
@@ -201,31 +272,106 @@ class Reference:
             FMT,
             None,
             False,
-            gradient,
+            self.gradient,
             False,
             self.rounded[selected].astype(np.float64),
-            self.approx[selected],
-            self.bound[selected],
-            self.unsettled[selected].copy(),
+            approx,
+            terms.bound,
+            known_exact=known,
         )
 
 
+def chunk_references(
+    x: np.ndarray, targets: tuple[float, ...], quantities: tuple[str, ...]
+) -> dict[tuple[float, str], Reference]:
+    """The correctly rounded float32 loss and gradient (the ``quantities`` asked) at each logit and target:
+    the float64 terms and their settling block by block (``BLOCK``: the temporaries stay in cache, and at
+    targets 0 and 1 one kernel's e^-|x| serves both targets and both quantities), then the elements left
+    unsettled by the mpmath path."""
+    size = x.size
+    keys = [(target, quantity) for target in targets for quantity in quantities]
+    rounded = {key: np.empty(size, dtype=np.float32) for key in keys}
+    unsettled = {key: np.empty(size, dtype=bool) for key in keys}
+    binary = any(target in fast_reference.BINARY_TARGETS for target in targets)
+    for low, high in blocks(size, BLOCK):
+        part = x[low:high]
+        kernel = fast_reference.BinaryTargetKernel(part) if binary else None
+        for target, quantity in keys:
+            terms = _terms(part, target, quantity == "grad", kernel)
+            rounded[target, quantity][low:high], unsettled[target, quantity][low:high] = _settled(terms, target)
+    out = {}
+    for target, quantity in keys:
+        gradient = quantity == "grad"
+        settled_at = np.flatnonzero(unsettled[target, quantity])
+        settled_exact = np.empty(settled_at.size, dtype=object)
+        if settled_at.size:
+            inputs = {"logits": x[settled_at], "target": np.full(settled_at.size, target, dtype=np.float32)}
+            settled = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False)
+            rounded[target, quantity][settled_at] = settled.rounded
+            settled_exact[:] = list(settled.exact)
+        out[target, quantity] = Reference(x, target, gradient, rounded[target, quantity], settled_at, settled_exact)
+    return out
+
+
 def reference_values(x: np.ndarray, target: float, gradient: bool) -> Reference:
-    """The correctly rounded float32 loss (or gradient) at each logit: the sweep kernel for targets 0 and 1
-    (``fast_reference.binary_target_terms``), the general fast path's terms for 0.5; the elements either
-    leaves unsettled by the mpmath path."""
-    inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
-    if target in fast_reference.BINARY_TARGETS:
-        terms = fast_reference.binary_target_terms(x, target, gradient)
-        rounded, unsettled = fast_reference.settle_float32(terms)
-    else:
-        terms = fast_reference.logits_terms(inputs, None, gradient)
-        rounded, unsettled = fast_reference.settle(terms, FMT)
-        rounded = rounded.astype(np.float32)
-    if unsettled.any():
-        part = {name: values[unsettled] for name, values in inputs.items()}
-        rounded[unsettled] = ref.reference("bce_with_logits", part, "none", FMT, gradient=gradient, fast=False).rounded
-    return Reference(rounded, terms.approx, terms.bound, unsettled)
+    """The reference of one target and quantity (``chunk_references``)."""
+    quantity = "grad" if gradient else "value"
+    return chunk_references(x, (target,), (quantity,))[target, quantity]
+
+
+@dataclass
+class TargetContext:
+    """What every (API, quantity) of one target in a chunk shares: the inputs as the APIs take them, each
+    element's region and binade, the counts and first patterns of those, and the known-divergence entries
+    whose regions the inputs reach (by the entries concerned: ``touched``)."""
+
+    inputs: dict[str, np.ndarray]
+    bits: np.ndarray
+    binades: np.ndarray
+    binade_elements: np.ndarray
+    where: np.ndarray
+    region_elements: np.ndarray
+    present: np.ndarray
+    first: dict[int, int]  # region index -> its first pattern
+    reached: dict[tuple, bool] = field(default_factory=dict)  # (entry id, its regions in scope) -> reached
+
+    @classmethod
+    def of(cls, x: np.ndarray, target: float, bits: np.ndarray, binades, binade_elements) -> TargetContext:
+        inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+        where = np.empty(x.shape, dtype=np.int8)
+        region_elements = np.zeros(len(regions.REGIONS), dtype=np.int64)
+        first: dict[int, int] = {}  # the first pattern of each region
+        y = np.float64(target)
+        for low, high in blocks(x.size, REGION_BLOCK):
+            block = regions.classify("logits", x[low:high], y, FMT)
+            where[low:high] = block
+            counts = np.bincount(block, minlength=len(regions.REGIONS))
+            for index in np.flatnonzero(counts):
+                if int(index) not in first:
+                    first[int(index)] = int(bits[low + int(np.argmax(block == index))])
+            region_elements += counts
+        present = np.flatnonzero(region_elements)
+        return cls(inputs, bits, binades, binade_elements, where, region_elements, present, first)
+
+    def touched(self, concerned, quantity: str) -> list[str]:
+        """The ids of the ``concerned`` entries whose regions some element reaches (``divergences.explain``'s
+        ``touched``), in their order. Whether an entry's regions are reached is found once per target (the
+        sweep's quantities, value and grad, have one input each), block by block, in float64 with the target
+        a scalar, until every entry asked is reached or the blocks run out."""
+        pending = [(entry, scoped) for entry, scoped in concerned if (entry.id, scoped) not in self.reached]
+        if pending:
+            x = self.inputs["logits"]
+            target = np.float64(self.inputs["target"].flat[0]) if x.size else np.float64(0.0)
+            found: set[str] = set()
+            for low, high in blocks(x.size, REGION_BLOCK):
+                block = {"logits": x[low:high].astype(np.float64), "target": target}
+                left = [pair for pair in pending if pair[0].id not in found]
+                found.update(divergence_list.explain(left, block, quantity, np.zeros(high - low, dtype=bool)).touched)
+                if len(found) == len(pending):
+                    break
+            for entry, scoped in pending:
+                self.reached[entry.id, scoped] = entry.id in found
+        return [entry.id for entry, scoped in concerned if self.reached[entry.id, scoped]]
 
 
 def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:
@@ -234,23 +380,18 @@ def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:
     apis = selected_apis(framework, spec.apis)
     bits, x = patterns(spec, low, high)
     binades = binade_of(bits)
+    binade_elements = np.bincount(binades, minlength=BINADES)
+    wanted = tuple(q for q in spec.quantities if any(q != "grad" or api.grad is not None for api in apis))
+    references = chunk_references(x, spec.targets, wanted)
     records = []
     for target in spec.targets:
-        y = np.full(x.shape, target, dtype=np.float32)
-        inputs = {"logits": x, "target": y}
-        where = regions.classify("logits", x, y, FMT)
-        references: dict[str, Reference] = {}
-        touched: dict[tuple, list[str]] = {}  # the entries an input reaches, by the entries concerned
+        context = TargetContext.of(x, target, bits, binades, binade_elements)
         for api in apis:
             for quantity in spec.quantities:
                 if quantity == "grad" and api.grad is None:
-                    records.append({"unsupported": api.why_unsupported(DTYPE, inputs, quantity)})
+                    records.append({"unsupported": api.why_unsupported(DTYPE, context.inputs, quantity)})
                     continue
-                if quantity not in references:
-                    references[quantity] = reference_values(x, target, quantity == "grad")
-                records.append(
-                    _judge(api, quantity, target, inputs, bits, binades, where, references[quantity], known, touched)
-                )
+                records.append(_judge(api, quantity, target, context, references[target, quantity], known))
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -270,8 +411,9 @@ def timed_chunk(spec: Spec, low: int, high: int) -> tuple[dict[str, Any], float]
 
 
 def _judge(
-    api: Api, quantity: str, target: float, inputs, bits, binades, where, reference: Reference, known, touched
+    api: Api, quantity: str, target: float, context: TargetContext, reference: Reference, known
 ) -> dict[str, Any]:
+    inputs, bits, binades, where = context.inputs, context.bits, context.binades, context.where
     gradient = quantity == "grad"
     tolerance = tolerance_for(DTYPE)
     function = api.grad if gradient else api.call
@@ -291,17 +433,14 @@ def _judge(
     out: dict[str, Any] = {"elements": int(got.size), "correctly_rounded": int(got.size - candidates.size)}
     histogram = np.zeros(len(ULP_EDGES) + 1, dtype=np.int64)  # the last: NaN errors
     histogram[0] = out["correctly_rounded"]
-    binade_elements = np.bincount(binades, minlength=BINADES)
+    binade_elements = context.binade_elements
     binade_missed = np.zeros(BINADES, dtype=np.int64)
     binade_max = np.where(binade_elements > 0, 0.5, np.nan)  # a correctly rounded element counts as 0.5
     region_count = len(regions.REGIONS)
-    region_elements = np.bincount(where, minlength=region_count)
+    region_elements, present = context.region_elements, context.present
     region_missed = np.zeros(region_count, dtype=np.int64)
     # a region's worst: (error, pattern); its first element's until a worse one is found (correctly rounded: 0.5)
-    first = np.full(region_count, -1, dtype=np.int64)
-    present = np.flatnonzero(region_elements)
-    first[present] = [int(bits[np.argmax(where == index)]) for index in present]
-    region_worst = {int(index): (0.5, int(first[index])) for index in present}
+    region_worst = {int(index): (0.5, context.first[int(index)]) for index in present}
     out.update(
         missed=0,
         floor_accepted=0,
@@ -319,10 +458,7 @@ def _judge(
     formula, two_step = ref.FORMULA_OF_OP[api.op], api.op == "sigmoid_bce"
     concerned = divergence_list.concerning(known, case_name(target), api.name, api.op, DTYPE, "none", quantity)
     if concerned:  # the entries whose region the sweep's input reaches (a catalogue's strictness)
-        ids = (quantity, *(entry.id for entry, _ in concerned))
-        if ids not in touched:
-            touched[ids] = divergence_list.explain(concerned, inputs, quantity, np.zeros(got.shape, dtype=bool)).touched
-        out["in_regions"] = touched[ids]
+        out["in_regions"] = context.touched(concerned, quantity)
     if api.variants:  # the documented variant over every element: acceptable needs all of them within it
         variant_ref = ref.reference(
             formula, inputs, "none", FMT, combine(api.variants), two_step=two_step, gradient=gradient
@@ -333,14 +469,20 @@ def _judge(
     if candidates.size:
         part = {name: values[candidates] for name, values in inputs.items()}
         values = got[candidates].astype(np.float64)
-        exact = reference.part(formula, inputs, candidates, gradient)
-        judgement = judge(values, exact, FMT, tolerance, keep=0)
-        errors = judgement.errors if judgement.errors is not None else np.asarray(judgement.ulps, dtype=np.float64)
+        errors = np.empty(candidates.size)
+        missing = np.empty(candidates.size, dtype=bool)
+        floor_accepted = 0
+        for low, high in blocks(candidates.size, JUDGE_BLOCK):  # elementwise: judged a block at a time, in cache
+            judgement = judge(
+                values[low:high], reference.part(formula, inputs, candidates[low:high]), FMT, tolerance, keep=0, listed=False
+            )
+            errors[low:high] = judgement.errors
+            missing[low:high] = judgement.missing
+            floor_accepted += judgement.floor_accepted
         key = np.where(np.isnan(errors), np.inf, errors)
-        missing = np.asarray(judgement.missing, dtype=bool)
         cand_bits = bits[candidates]
         out["missed"] = int(missing.sum())
-        out["floor_accepted"] = int(judgement.floor_accepted)
+        out["floor_accepted"] = int(floor_accepted)
         slots = np.where(np.isnan(errors), len(ULP_EDGES), np.searchsorted(ULP_EDGES, errors, side="left"))
         histogram += np.bincount(slots, minlength=len(ULP_EDGES) + 1)
         # the patterns ascend within a chunk, and so do their binades: the maximum of each run at once
@@ -370,7 +512,7 @@ def _judge(
                     two_step,
                     part,
                     values,
-                    exact,
+                    reference.rounded[candidates],
                     errors,
                     missing,
                     cand_bits,
@@ -397,16 +539,24 @@ def _judge(
 
 
 def _past_tolerance(
-    api, quantity, formula, two_step, part, values, exact, errors, missing, bits, tolerance, concerned
+    api, quantity, formula, two_step, part, values, rounded, errors, missing, bits, tolerance, concerned
 ) -> dict:
     """The elements past the tolerance, as the runner measures them: their condition-aware bounds, then the
     known divergences whose regions hold those beyond their bounds."""
     subset = {name: array[missing] for name, array in part.items()}
     got = values[missing]
+    missed_rounded = rounded[missing].astype(np.float64)
     missed_errors = errors[missing]
     everywhere = np.ones(got.shape, dtype=bool)
-    deviations = conditioning.result_deviations(formula, quantity, two_step, subset, FMT, "none", False, everywhere, kept=False)
-    bounds, conditions = conditioning.bound_ulps(deviations, got, exact.rounded[missing], FMT)
+    bounds, conditions = np.empty(got.size), np.empty(got.size)
+    for low, high in blocks(got.size, JUDGE_BLOCK):  # elementwise: a block at a time, in cache
+        block = {name: array[low:high] for name, array in subset.items()}
+        deviations = conditioning.result_deviations(
+            formula, quantity, two_step, block, FMT, "none", False, everywhere[low:high], kept=False
+        )
+        bounds[low:high], conditions[low:high] = conditioning.bound_ulps(
+            deviations, got[low:high], missed_rounded[low:high], FMT
+        )
     outcome = conditioning_of(everywhere, missed_errors, bounds, conditions, tolerance)
     out: dict[str, Any] = {
         "beyond": int(outcome.beyond),

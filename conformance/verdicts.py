@@ -160,15 +160,19 @@ def _off_a_power_of_two(exact: mpmath.mpf, error: float, tolerance: Tolerance, f
     return tolerance.max_ulp == 0.5 and error == 0.5 and mpmath.isfinite(exact) and mpmath.mpf(round_to_format(exact, fmt)) == exact
 
 
-def judge(got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: int = 3) -> Judgement:
+def judge(
+    got: np.ndarray, exact, fmt: FloatFormat, tolerance: Tolerance, keep: int = 3, listed: bool = True
+) -> Judgement:
     """Compare a result with the exact values elementwise; ``got`` must already have ``exact``'s shape.
 
     ``exact``: an object array of exact values, or a ``ReferenceValue`` (from the fast path, judged
     with its float64 values and their bounds, and exactly wherever the bound leaves the verdict open).
+    ``listed``: False leaves the fast path's ``ulps`` empty, its ``errors`` array alone holding the errors
+    (the float32 sweep's millions of elements, never wanted as Python floats).
     """
     if isinstance(exact, ReferenceValue):
         if exact.approx is not None:
-            return _judge_fast(np.asarray(got, dtype=np.float64), exact, fmt, tolerance, keep)
+            return _judge_fast(np.asarray(got, dtype=np.float64), exact, fmt, tolerance, keep, listed)
         exact = exact.exact
     errors = []
     failing = floor_accepted = 0
@@ -225,7 +229,9 @@ def exact_ulps(
     return smallest, largest
 
 
-def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, tolerance: Tolerance, keep: int) -> Judgement:
+def _judge_fast(
+    got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, tolerance: Tolerance, keep: int, listed: bool = True
+) -> Judgement:
     """``judge`` on the fast path, in float64 with rigorous bounds: each element's exact value lies within
     ``slack`` of its float64 value, and the ULP at it is that of its correct rounding, or half of it
     just below a power of two (``exact_ulps``), so |got - exact| / ULP lies in an interval [low, high].
@@ -284,7 +290,7 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
         index = np.unravel_index(position, errors.shape) if errors.shape else ()
         index = tuple(int(i) for i in index)
         worst.append(ElementError(index, float(got[index]), ref.exact_at(index), float(errors[index])))
-    ulps = tuple(flat_errors.tolist())
+    ulps = tuple(flat_errors.tolist()) if listed else ()
     max_ulp = float(flat_errors.max()) if flat_errors.size else 0.0
     return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median_array(flat_errors), ulps, ~ok, flat_errors)
 
@@ -292,6 +298,8 @@ def _judge_fast(got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, toleranc
 def _first_in_order(ok: np.ndarray, errors: np.ndarray, count: int) -> np.ndarray:
     """The positions of the first ``count`` elements in the order failing first, then the largest error (NaN
     as 0), then the position (``count`` is at most the failing elements' where any fail)."""
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
     among = np.flatnonzero(~ok) if not ok.all() else np.arange(ok.size)
     return among[worst_first(np.nan_to_num(errors[among], nan=0.0), among, count)]
 
@@ -299,8 +307,11 @@ def _first_in_order(ok: np.ndarray, errors: np.ndarray, count: int) -> np.ndarra
 def worst_first(key: np.ndarray, tie: np.ndarray, count: int) -> np.ndarray:
     """The positions of the ``count`` largest ``key`` values, in that order, equal keys by the smaller ``tie``:
     the elements that could be among them (a partition), then those alone sorted."""
-    if count <= 0:
+    if count <= 0 or key.size == 0:
         return np.zeros(0, dtype=np.int64)
+    if count == 1 and not np.isnan(largest := key.max()):  # the largest alone: no partition, no sort
+        tied = np.flatnonzero(key == largest)
+        return tied[[np.argmin(tie[tied])]]
     chosen = np.arange(key.size)
     if key.size > 4 * count:
         threshold = np.partition(key, key.size - count)[key.size - count]

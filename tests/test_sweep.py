@@ -79,6 +79,48 @@ def test_same_bytes_however_chunked_or_resumed(tmp_path):
     assert len(lines) == 1 + 2 * 2 * len(sweep.selected_apis(sweep.loaded("rounded")[0], ()))
 
 
+@pytest.mark.parametrize("bits", [(0x3F7FF000, 0x3F801000), (0x7F7FFF00, 0x7F800100), (0xC19FFF00, 0xC1A00100)])
+def test_same_bytes_however_blocked(tmp_path, monkeypatch, bits):
+    """A chunk's reference, regions and judging run in blocks (sweep.BLOCK, REGION_BLOCK, JUDGE_BLOCK): blocks of
+    a few elements, cutting through every run of regions and candidates, give the bytes of the default ones.
+    The ranges: around 1, the largest finite values into the non-finite ones, around -20 (past saturation,
+    where the hand formula's log(1 - σ(x)) is log 1)."""
+    spec = sweep.Spec("rounded", *bits, targets=(0.0, 1.0))
+    whole = run(tmp_path / "a", "s", 1 << 12, spec)
+    monkeypatch.setattr(sweep, "BLOCK", 5)
+    monkeypatch.setattr(sweep, "REGION_BLOCK", 7)
+    monkeypatch.setattr(sweep, "JUDGE_BLOCK", 3)
+    assert run(tmp_path / "b", "s", 1 << 12, spec) == whole
+    from conformance.results import read_run
+
+    results = read_run(tmp_path / "a" / "s.jsonl", strict=True).results
+    # the blocks were judged: elements not correctly rounded, and more of them than one judging block
+    assert max(r.sweep["elements"] - r.sweep["correctly_rounded"] for r in results if r.sweep) > 3
+
+
+def test_the_blocked_reference_is_the_whole_one():
+    x = hard_logits()
+    keys = [(t, q) for t in (0.0, 1.0, 0.5) for q in ("value", "grad")]
+    whole = sweep.chunk_references(x, (0.0, 1.0, 0.5), ("value", "grad"))
+    for target, quantity in keys:
+        alone = sweep.reference_values(x, target, quantity == "grad")
+        assert np.array_equal(whole[target, quantity].rounded.view(np.uint32), alone.rounded.view(np.uint32))
+        inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+        exact = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=quantity == "grad", fast=False).rounded
+        assert np.array_equal(alone.rounded.view(np.uint32), exact.astype(np.float32).view(np.uint32)), (target, quantity)
+
+
+def test_freed_memory_is_kept_on_glibc():
+    import sys
+
+    kept = sweep.keep_freed_memory()
+    assert kept is sweep.keep_freed_memory()  # once per process
+    if sys.platform.startswith("linux"):
+        import platform
+
+        assert kept == (platform.libc_ver()[0] == "glibc")
+
+
 def test_records_count_every_finite_pattern(tmp_path):
     from conformance.results import read_run
 
