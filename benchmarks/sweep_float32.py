@@ -11,7 +11,7 @@ calls, Dask scaling, and the full sweep's time extrapolated, side by side in one
    Target: the kernel >= 10^7 elements/s.
 2. A sweep of 2^N float32 logits (every 2^(32-N)-th bit pattern: every binade) x targets {0, 1}, value and
    gradient, through torch's fused loss, in this process; against the same torch calls alone (no reference, no
-   judging) on the same chunks, in the same process (freed memory kept for both: ``sweep.keep_freed_memory``).
+   judging) on the same chunks, in the same process (freed memory kept for both: ``memory.keep_freed_memory``).
    Target: the sweep <= 3x the bare calls.
 3. The same sweep (a smaller slice) on a Dask LocalCluster of 2 workers vs 1: the scaling ratio.
 4. Each framework's whole sweep (all its fused and two-step APIs) on a 2^18-pattern sample, in one process,

@@ -346,9 +346,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def worker_main(commands_fd: int, messages_fd: int, parent: int) -> int:
+    from conformance import memory
     from conformance.runner import plan
 
     _die_with_parent(parent)
+    memory.keep_freed_memory()  # the checks' arrays (up to 2^20 elements a case) are reused, not faulted in again
     commands = Connection(commands_fd, writable=False)
     messages = Connection(messages_fd, readable=False)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)

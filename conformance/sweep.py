@@ -8,20 +8,19 @@ so a killed sweep resumes from the chunks on disk. A chunk's figures are counts,
 elements under a total order, each a function of the elements alone, so the merged results are the same
 bytes however the sweep was chunked, scheduled or interrupted.
 
-Per element, with R the correctly rounded reference (``fast_reference.BinaryTargetKernel``, one e^-|x|
-for both targets and quantities, its rare unsettled roundings by mpmath): an element whose result is R is correctly rounded, its error at most half
-an ULP (counted as 0.5: its exact error is not computed, which is where the speed comes from); every other
-element is judged by ``verdicts.judge`` against the reference of those elements alone. Those past the
-tolerance are measured as the runner measures a result's: against the API's documented variant, against
-their condition-aware bounds (``conformance.conditioning``) and by the known-divergence catalogue's regions
-(``conformance.divergences``). The verdict of a sweep's (API, target, quantity) applies the runner's order
-to the whole sweep as one result (``verdicts.sweep_verdict``). Within a chunk, everything elementwise (the
-reference, the regions, the judging) runs on blocks of a few thousand elements, so that its float64
-temporaries stay in cache; the figures do not depend on the blocks (a test)."""
+Per element, with R the correctly rounded reference (``fast_reference.BinaryTargetKernel``, one e^-|x| for
+both targets and quantities, its rare unsettled roundings by mpmath): an element whose result is R is
+correctly rounded, its error at most half an ULP (counted as 0.5: its exact error is not computed, which is
+where the speed comes from); every other element is judged by ``verdicts.judge`` against the reference of
+those elements alone. Those past the tolerance are measured as the runner measures a result's: against the
+API's documented variant, against their condition-aware bounds (``conformance.conditioning``) and by the
+known-divergence catalogue's regions (``conformance.divergences``). The verdict of a sweep's (API, target,
+quantity) applies the runner's order to the whole sweep as one result (``verdicts.sweep_verdict``). Within a
+chunk, everything elementwise (the reference, the regions, the judging) runs on blocks of a few thousand
+elements, so that its float64 temporaries stay in cache; the figures do not depend on the blocks (a test)."""
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import math
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance import conditioning, fast_reference, numerics, regions
+from conformance import conditioning, fast_reference, memory, numerics, regions
 from conformance import divergences as divergence_list
 from conformance import reference as ref
 from conformance.adapters import Api, Framework, load_framework
@@ -166,36 +165,10 @@ def binade_of(bits: np.ndarray) -> np.ndarray:
 _LOADED: dict[str, tuple[Framework, list]] = {}
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse rather than return it to the kernel (the mmap and
-    trim thresholds raised to 1 GiB): a chunk's arrays, hundreds of MB, are otherwise unmapped when freed
-    and faulted in afresh by the next chunk, and the first touch of a page is slow on virtual machines
-    (about 3 ns a byte measured here, some 40 % of a sweep's time; ``benchmarks/sweep_float32.py``). Once
-    per process, where the sweep's chunks run; False where the C library is not glibc (nothing changes)."""
-    global _MEMORY_KEPT
-    if _MEMORY_KEPT is None:
-        _MEMORY_KEPT = False
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(None)
-                mallopt = libc.mallopt
-            except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-                return False
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            kept = [mallopt(option, KEPT_BYTES) for option in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD)]
-            _MEMORY_KEPT = all(kept)
-    return _MEMORY_KEPT
-
-
-_MEMORY_KEPT: bool | None = None
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-KEPT_BYTES = 1 << 30
-
-
 def loaded(name: str) -> tuple[Framework, list]:
     """The framework and its known divergences (those holding on this host and versions), once per process;
-    freed memory kept for the chunks (``keep_freed_memory``)."""
-    keep_freed_memory()
+    freed memory kept for the chunks (``memory.keep_freed_memory``)."""
+    memory.keep_freed_memory()
     if name not in _LOADED:
         framework = load_framework(name)
         known, _ = divergence_list.applying(
@@ -473,9 +446,8 @@ def _judge(
         missing = np.empty(candidates.size, dtype=bool)
         floor_accepted = 0
         for low, high in blocks(candidates.size, JUDGE_BLOCK):  # elementwise: judged a block at a time, in cache
-            judgement = judge(
-                values[low:high], reference.part(formula, inputs, candidates[low:high]), FMT, tolerance, keep=0, listed=False
-            )
+            exact = reference.part(formula, inputs, candidates[low:high])
+            judgement = judge(values[low:high], exact, FMT, tolerance, keep=0, listed=False)
             errors[low:high] = judgement.errors
             missing[low:high] = judgement.missing
             floor_accepted += judgement.floor_accepted
