@@ -216,22 +216,20 @@ def _settled(terms: fast_reference.Terms, target: float) -> tuple[np.ndarray, np
 
 @dataclass
 class Reference:
-    """The reference of a (target, quantity) over a chunk's logits ``x``: each element's correct rounding to
-    float32, and the elements whose rounding mpmath settled (their indices, ascending, and exact values).
-    The float64 terms are not kept: ``part`` evaluates them again on the few elements it is asked for."""
+    """The reference of a (target, quantity) over a chunk: each element's correct rounding to float32, and the
+    elements whose rounding mpmath settled (their indices, ascending, and exact values). The float64 terms
+    are not kept: ``part`` evaluates them again on the few elements it is asked for."""
 
-    x: np.ndarray
     target: float
     gradient: bool
     rounded: np.ndarray  # float32
     settled_at: np.ndarray
     settled_exact: np.ndarray  # object: the exact values (mpmath) of the elements at settled_at
 
-    def part(self, formula: str, inputs, selected: np.ndarray) -> ref.ReferenceValue:
-        """The ``ReferenceValue`` of the ``selected`` elements (indices, ascending): their terms evaluated on
-        them alone (elementwise, so the same values), nothing by mpmath twice."""
-        part = {name: values[selected] for name, values in inputs.items()}
-        terms = _terms(self.x[selected], self.target, self.gradient)
+    def part(self, formula: str, part: dict[str, np.ndarray], selected: np.ndarray) -> ref.ReferenceValue:
+        """The ``ReferenceValue`` of the ``selected`` elements (indices, ascending), whose inputs are ``part``:
+        their terms evaluated on them alone (elementwise, so the same values), nothing by mpmath twice."""
+        terms = _terms(part["logits"], self.target, self.gradient)
         known = np.empty(selected.size, dtype=object)
         known.fill(None)
         _, at_part, at_settled = np.intersect1d(selected, self.settled_at, assume_unique=True, return_indices=True)
@@ -282,7 +280,7 @@ def chunk_references(
             settled = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False)
             rounded[target, quantity][settled_at] = settled.rounded
             settled_exact[:] = list(settled.exact)
-        out[target, quantity] = Reference(x, target, gradient, rounded[target, quantity], settled_at, settled_exact)
+        out[target, quantity] = Reference(target, gradient, rounded[target, quantity], settled_at, settled_exact)
     return out
 
 
@@ -299,6 +297,7 @@ class TargetContext:
     whose regions the inputs reach (by the entries concerned: ``touched``)."""
 
     inputs: dict[str, np.ndarray]
+    target: float
     bits: np.ndarray
     binades: np.ndarray
     binade_elements: np.ndarray
@@ -324,7 +323,7 @@ class TargetContext:
                     first[int(index)] = int(bits[low + int(np.argmax(block == index))])
             region_elements += counts
         present = np.flatnonzero(region_elements)
-        return cls(inputs, bits, binades, binade_elements, where, region_elements, present, first)
+        return cls(inputs, target, bits, binades, binade_elements, where, region_elements, present, first)
 
     def touched(self, concerned, quantity: str) -> list[str]:
         """The ids of the ``concerned`` entries whose regions some element reaches (``divergences.explain``'s
@@ -334,7 +333,7 @@ class TargetContext:
         pending = [(entry, scoped) for entry, scoped in concerned if (entry.id, scoped) not in self.reached]
         if pending:
             x = self.inputs["logits"]
-            target = np.float64(self.inputs["target"].flat[0]) if x.size else np.float64(0.0)
+            target = np.float64(self.target)
             found: set[str] = set()
             for low, high in blocks(x.size, REGION_BLOCK):
                 block = {"logits": x[low:high].astype(np.float64), "target": target}
@@ -446,7 +445,8 @@ def _judge(
         missing = np.empty(candidates.size, dtype=bool)
         floor_accepted = 0
         for low, high in blocks(candidates.size, JUDGE_BLOCK):  # elementwise: judged a block at a time, in cache
-            exact = reference.part(formula, inputs, candidates[low:high])
+            block = {name: array[low:high] for name, array in part.items()}
+            exact = reference.part(formula, block, candidates[low:high])
             judgement = judge(values[low:high], exact, FMT, tolerance, keep=0, listed=False)
             errors[low:high] = judgement.errors
             missing[low:high] = judgement.missing
