@@ -32,6 +32,7 @@ YAML 1.2 plain data, no tags, no ambiguous scalars).
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import json
 import math
@@ -91,6 +92,26 @@ class Values:
                 out |= np.isnan(values) if math.isnan(member) else values == member
             return out
 
+    def holds_somewhere_in(self, ascending) -> bool:
+        """Whether ``holds`` is true of some element of ``ascending``, a NaN-free sequence sorted ascending, by
+        binary search: the bounds select an interval of it, each member a point. The elements are compared as
+        Python floats (exact for every dtype, as ``holds`` compares in float64)."""
+        if self.bounds:
+            if any(math.isnan(bound) for _, bound in self.bounds):
+                return False  # every comparison with NaN is false
+            low, high = 0, len(ascending)
+            for name, bound in self.bounds:
+                if name in ("gt", "ge"):
+                    low = max(low, (bisect.bisect_right if name == "gt" else bisect.bisect_left)(ascending, bound, key=float))
+                else:
+                    high = min(high, (bisect.bisect_left if name == "lt" else bisect.bisect_right)(ascending, bound, key=float))
+            return low < high
+        for member in self.members:
+            at = bisect.bisect_left(ascending, member, key=float)
+            if not math.isnan(member) and at < len(ascending) and float(ascending[at]) == member:
+                return True
+        return False
+
 
 @dataclass(frozen=True)
 class Region:
@@ -121,6 +142,25 @@ class Region:
                 return np.zeros(shape, dtype=bool)
             out &= predicate.holds(values)
         return out
+
+    def reaches(self, inputs: dict, varying: str) -> bool:
+        """``mask(inputs, shape).any()`` where ``inputs[varying]`` is a NaN-free 1-d array sorted ascending and every
+        other input one value (a float32 sweep's logits, a run of them of one sign, at one target): by binary search
+        on the varying input (``Values.holds_somewhere_in``), the others' predicates on their one value."""
+        size = len(inputs[varying])
+        if size == 0 or (self.empty is not None and self.empty != (size == 0)):
+            return False
+        for name, predicate in self.elements:
+            key, default = ELEMENT_FIELDS[name]
+            if key == varying:
+                holds = predicate.holds_somewhere_in(inputs[key])
+            elif key in inputs or default is not None:
+                holds = bool(predicate.holds(np.asarray(inputs.get(key, default), dtype=np.float64)))
+            else:  # as ``mask``: no element lies there
+                holds = False
+            if not holds:
+                return False
+        return True
 
 
 @dataclass(frozen=True)

@@ -403,59 +403,7 @@ def magnitude_terms(formula: str, inputs: dict[str, np.ndarray], axis_mean: bool
 
 
 # ---------------------------------------------------------------------------------------------
-# the float32 sweep's kernel: one target, 0 or 1, no weights (conformance.sweep)
-
-BINARY_TARGETS = (0.0, 1.0)
-
-
-class BinaryTargetKernel:
-    """bce_with_logits at the targets y in {0, 1} with no weight, pos_weight or smoothing, on one array of
-    logits, in the fewest float64 operations: with t = x (y = 0) or -x (y = 1), the loss is softplus(t) and
-    its derivative in x is σ(x) - y = s·σ(t), s = 1 - 2y. |t| = |x| at both targets, so one e^-|x|, one
-    log1p of it and one 1 + it serve both targets and both quantities (each computed once, when first
-    needed). The terms are non-negative throughout, so the bounds are those of ``_softplus`` (≤ 2E + 3u) and
-    of σ(t) = e^min(t, 0) / (1 + e^-|t|) (e^min(t, 0) is that same e^-|t| where t < 0 and exp(0) = 1
-    otherwise: ≤ 2E + 2u); one more u each covers the sign and a subnormal quotient's rounding, and
-    ``ABSOLUTE`` float64 underflow. Every element is finite here: the sweep's logits are the dtype's finite
-    values."""
-
-    def __init__(self, x: np.ndarray):
-        self.x = np.asarray(x, dtype=np.float64)
-        with np.errstate(all="ignore"):
-            self.e = np.exp(-np.abs(self.x))
-        self._log1p: np.ndarray | None = None
-        self._denominator: np.ndarray | None = None
-
-    def terms(self, target: float, gradient: bool) -> Terms:
-        if target not in BINARY_TARGETS:
-            raise ValueError(f"binary_target_terms: target {target!r} is not 0 or 1")
-        t = self.x if target == 0.0 else -self.x
-        with np.errstate(all="ignore"):
-            if not gradient:
-                if self._log1p is None:
-                    self._log1p = np.log1p(self.e)
-                approx = np.maximum(t, 0.0)
-                approx += self._log1p
-                bound = approx * (2 * E + 4 * U)
-            else:
-                if self._denominator is None:
-                    self._denominator = 1.0 + self.e
-                approx = np.where(t < 0.0, self.e, 1.0)
-                approx /= self._denominator
-                bound = approx * (2 * E + 3 * U)
-            bound += ABSOLUTE
-        # the sign of the exact value: the loss and σ(x) (y = 0) are positive, σ(x) - 1 (y = 1) is negative
-        negative = gradient and target == 1.0
-        if negative:
-            np.negative(approx, out=approx)
-        # one sign and no fallback throughout: read-only views of one value, not arrays
-        sign = np.broadcast_to(np.int8(-1 if negative else 1), approx.shape)
-        return Terms(approx, bound, np.broadcast_to(False, approx.shape), sign)
-
-
-def binary_target_terms(x: np.ndarray, target: float, gradient: bool) -> Terms:
-    """``BinaryTargetKernel(x).terms(target, gradient)``: one target and quantity alone."""
-    return BinaryTargetKernel(x).terms(target, gradient)
+# for the float32 sweep's compiled kernel (conformance.sweep_kernel), which rounds with the hardware's cast
 
 
 @cache
@@ -465,26 +413,3 @@ def _casts_round_correctly() -> bool:
     probe = np.array([1.5 * 2.0**-149, 2.0**-140 + 2.0**-170, 1 + 2.0**-24, 1 + 3 * 2.0**-24], dtype=np.float64)
     want = np.array([2.0**-148, 2.0**-140, 1.0, 1 + 2.0**-22], dtype=np.float64)
     return bool((probe.astype(np.float32).astype(np.float64) == want).all())
-
-
-def settle_float32(terms: Terms) -> tuple[np.ndarray, np.ndarray]:
-    """``settle`` for float32 terms of one known sign throughout, as float32 values: each end of the interval
-    rounded by the hardware's cast (correct rounding, once, where ``_casts_round_correctly``; ``settle``
-    itself otherwise), the element settled where both ends round alike. Unsettled elements are NaN."""
-    sign = int(terms.sign.flat[0]) if terms.sign.size else 1
-    if not _casts_round_correctly() or sign == 0 or (terms.sign != sign).any() or terms.fallback.any():
-        rounded, unsettled = settle(terms, FLOAT32)
-        return rounded.astype(np.float32), unsettled
-    with np.errstate(invalid="ignore", over="ignore"):
-        bound = terms.bound * (1 + 8 * U)
-        bound += ABSOLUTE
-        magnitude = np.abs(terms.approx)
-        high = np.add(magnitude, bound).astype(np.float32)
-        np.subtract(magnitude, bound, out=magnitude)
-        low = np.maximum(magnitude, 0.0, out=magnitude).astype(np.float32)
-    unsettled = low != high
-    if sign < 0:
-        np.negative(low, out=low)
-    if unsettled.any():
-        low[unsettled] = np.nan
-    return low, unsettled

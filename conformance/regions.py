@@ -67,10 +67,19 @@ def describe(region: str, kind: str, fmt: FloatFormat) -> str:
     }[region]
 
 
+def target_masks(y: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What ``classify`` asks of the targets alone, on their own shape: soft (neither 0 nor 1), subnormal, not
+    finite. Two targets with the same masks put every element in the same region."""
+    ay = np.abs(y)
+    return (y != 0) & (y != 1), (ay > 0) & (ay < fmt.smallest_normal), ~np.isfinite(y)
+
+
 def classify(kind: str, x: np.ndarray, y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """Each element's region, as an index into ``REGIONS`` (``x``, ``y`` broadcast together)."""
-    x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-    out = np.full(x.shape, REGIONS.index(MODERATE), dtype=np.int8)
+    """Each element's region, as an index into ``REGIONS`` (``x``, ``y`` broadcast together). Each input's masks
+    are computed on its own shape and broadcast only as they are applied (a sweep's target is one value)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    out = np.full(shape, REGIONS.index(MODERATE), dtype=np.int8)
     ax = np.abs(x)
     if kind == "logits":
         saturated = ax > saturation_bound(fmt)
@@ -78,14 +87,19 @@ def classify(kind: str, x: np.ndarray, y: np.ndarray, fmt: FloatFormat) -> np.nd
     else:
         eps = epsilon(fmt)
         saturated = (x < eps) | (1.0 - x < eps)
-        overflow = np.zeros(x.shape, dtype=bool)
-    soft = (y != 0) & (y != 1)
-    subnormal = ((ax > 0) & (ax < fmt.smallest_normal)) | ((np.abs(y) > 0) & (np.abs(y) < fmt.smallest_normal))
-    special = ~np.isfinite(x) | ~np.isfinite(y)
+        overflow = np.zeros((), dtype=bool)
+    soft, subnormal_y, special_y = target_masks(y, fmt)
+    subnormal_x = (ax > 0) & (ax < fmt.smallest_normal)
+    special_x = ~np.isfinite(x)
     # the last assignment wins: from the last region of REGIONS to the first
-    for region, mask in ((SOFT_TARGETS, soft), (SATURATION, saturated), (EXP_OVERFLOW, overflow),
-                         (SUBNORMAL, subnormal), (SPECIAL, special)):  # fmt: skip
-        out[mask] = REGIONS.index(region)
+    for region, masks in ((SOFT_TARGETS, (soft,)), (SATURATION, (saturated,)), (EXP_OVERFLOW, (overflow,)),
+                          (SUBNORMAL, (subnormal_x, subnormal_y)), (SPECIAL, (special_x, special_y))):  # fmt: skip
+        for mask in masks:
+            if mask.ndim == 0:  # one value for every element: all of them or none
+                if mask:
+                    out[...] = REGIONS.index(region)
+            elif mask.any():
+                out[np.broadcast_to(mask, shape)] = REGIONS.index(region)
     return out
 
 

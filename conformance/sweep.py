@@ -8,7 +8,7 @@ so a killed sweep resumes from the chunks on disk. A chunk's figures are counts,
 elements under a total order, each a function of the elements alone, so the merged results are the same
 bytes however the sweep was chunked, scheduled or interrupted.
 
-Per element, with R the correctly rounded reference (``fast_reference.BinaryTargetKernel``, one e^-|x| for
+Per element, with R the correctly rounded reference (``sweep_kernel``: compiled, one e^-|x| for
 both targets and quantities, its rare unsettled roundings by mpmath): an element whose result is R is
 correctly rounded, its error at most half an ULP (counted as 0.5: its exact error is not computed, which is
 where the speed comes from); every other element is judged by ``verdicts.judge`` against the reference of
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance import conditioning, fast_reference, memory, numerics, regions
+from conformance import conditioning, fast_reference, memory, numerics, regions, sweep_kernel
 from conformance import divergences as divergence_list
 from conformance import reference as ref
 from conformance.adapters import Api, Framework, load_framework
@@ -68,6 +68,15 @@ KEEP_WORST = 8  # worst elements kept per (API, target, quantity)
 # the histogram's upper edges in ULPs: [0, 0.5], (0.5, 1], (1, 2], ..., (2^20, inf]; NaN errors apart
 ULP_EDGES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 4096.0, 2.0**20, math.inf)
 BINADES = 2 * 255  # (sign, biased exponent 0..254) of the finite logits
+# a LocalCluster worker's environment: one core's worth of threads each, for its framework's thread pool (OpenMP,
+# MKL, TensorFlow's) and the reference kernel's (numba), so that the workers do not contend for the cores
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+}
 FORMAT = "bce-conformance-sweep-chunk"
 FORMAT_VERSION = 1
 
@@ -158,6 +167,15 @@ def binade_of(bits: np.ndarray) -> np.ndarray:
     return binades
 
 
+# the first pattern of each binade, in binade order (which is the patterns' order)
+BINADE_STARTS = np.array([(b // 255) << 31 | (b % 255) << 23 for b in range(BINADES)], dtype=np.uint32)
+
+
+def binade_counts(bits: np.ndarray) -> np.ndarray:
+    """The patterns of each binade among ``bits`` (ascending): the binades are runs of them, found by binary search."""
+    return np.diff(np.searchsorted(bits, BINADE_STARTS), append=bits.size)
+
+
 # ---------------------------------------------------------------------------------------------
 # one chunk (in a worker): the framework loaded once per process
 
@@ -198,20 +216,13 @@ def blocks(size: int, block: int) -> list[tuple[int, int]]:
     return [(low, min(low + block, size)) for low in range(0, size, block)]
 
 
-def _terms(x: np.ndarray, target: float, gradient: bool, kernel=None) -> fast_reference.Terms:
-    """The float64 terms of the loss (or gradient) at one target: the sweep kernel for targets 0 and 1
-    (``fast_reference.BinaryTargetKernel``), the general fast path's for 0.5."""
-    if target in fast_reference.BINARY_TARGETS:
-        return (kernel or fast_reference.BinaryTargetKernel(x)).terms(target, gradient)
+def _terms(x: np.ndarray, target: float, gradient: bool) -> fast_reference.Terms:
+    """The float64 terms of the loss (or gradient) at one target: the sweep's compiled kernel for targets 0 and 1
+    (``sweep_kernel``), the general fast path's for 0.5."""
+    if target in sweep_kernel.BINARY_TARGETS:
+        return sweep_kernel.terms(x, target, gradient)
     inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
     return fast_reference.logits_terms(inputs, None, gradient)
-
-
-def _settled(terms: fast_reference.Terms, target: float) -> tuple[np.ndarray, np.ndarray]:
-    if target in fast_reference.BINARY_TARGETS:
-        return fast_reference.settle_float32(terms)
-    rounded, unsettled = fast_reference.settle(terms, FMT)
-    return rounded.astype(np.float32), unsettled
 
 
 @dataclass
@@ -232,8 +243,12 @@ class Reference:
         terms = _terms(part["logits"], self.target, self.gradient)
         known = np.empty(selected.size, dtype=object)
         known.fill(None)
-        _, at_part, at_settled = np.intersect1d(selected, self.settled_at, assume_unique=True, return_indices=True)
-        known[at_part] = self.settled_exact[at_settled]
+        if self.settled_at.size:  # both ascending: each selected element's place among the settled ones
+            at = np.minimum(np.searchsorted(self.settled_at, selected), self.settled_at.size - 1)
+            at_part = np.flatnonzero(self.settled_at[at] == selected)
+            known[at_part] = self.settled_exact[at[at_part]]
+        else:
+            at_part = np.zeros(0, dtype=np.intp)
         approx = terms.approx
         approx[at_part] = np.nan
         return ref.fast_value(
@@ -255,21 +270,27 @@ class Reference:
 def chunk_references(
     x: np.ndarray, targets: tuple[float, ...], quantities: tuple[str, ...]
 ) -> dict[tuple[float, str], Reference]:
-    """The correctly rounded float32 loss and gradient (the ``quantities`` asked) at each logit and target:
-    the float64 terms and their settling block by block (``BLOCK``: the temporaries stay in cache, and at
-    targets 0 and 1 one kernel's e^-|x| serves both targets and both quantities), then the elements left
-    unsettled by the mpmath path."""
+    """The correctly rounded float32 loss and gradient (the ``quantities`` asked) at each logit and target: at
+    targets 0 and 1, one compiled pass over the chunk (``sweep_kernel.roundings``: one e^-|x| serves both
+    targets and both quantities); at another target, the general fast path's float64 terms and their settling
+    block by block (``BLOCK``: the temporaries stay in cache); then the elements left unsettled, by the mpmath
+    path."""
     size = x.size
     keys = [(target, quantity) for target in targets for quantity in quantities]
-    rounded = {key: np.empty(size, dtype=np.float32) for key in keys}
-    unsettled = {key: np.empty(size, dtype=bool) for key in keys}
-    binary = any(target in fast_reference.BINARY_TARGETS for target in targets)
-    for low, high in blocks(size, BLOCK):
+    binary = [key for key in keys if key[0] in sweep_kernel.BINARY_TARGETS]
+    other = [key for key in keys if key[0] not in sweep_kernel.BINARY_TARGETS]
+    rounded = {key: np.empty(size, dtype=np.float32) for key in other}
+    unsettled = {key: np.empty(size, dtype=bool) for key in other}
+    if binary:  # one compiled pass over the chunk for every binary (target, quantity)
+        rows = sweep_kernel.roundings(x, [(target, quantity == "grad") for target, quantity in binary])
+        for key, row in zip(binary, rows, strict=True):
+            rounded[key], unsettled[key] = row, np.isnan(row)
+    for low, high in blocks(size, BLOCK) if other else ():
         part = x[low:high]
-        kernel = fast_reference.BinaryTargetKernel(part) if binary else None
-        for target, quantity in keys:
-            terms = _terms(part, target, quantity == "grad", kernel)
-            rounded[target, quantity][low:high], unsettled[target, quantity][low:high] = _settled(terms, target)
+        for target, quantity in other:
+            terms = _terms(part, target, quantity == "grad")
+            rounded_part, unsettled[target, quantity][low:high] = fast_reference.settle(terms, FMT)
+            rounded[target, quantity][low:high] = rounded_part
     out = {}
     for target, quantity in keys:
         gradient = quantity == "grad"
@@ -293,13 +314,12 @@ def reference_values(x: np.ndarray, target: float, gradient: bool) -> Reference:
 @dataclass
 class TargetContext:
     """What every (API, quantity) of one target in a chunk shares: the inputs as the APIs take them, each
-    element's region and binade, the counts and first patterns of those, and the known-divergence entries
+    element's region, the counts and first patterns of the regions, the counts of the binades, and the known-divergence entries
     whose regions the inputs reach (by the entries concerned: ``touched``)."""
 
     inputs: dict[str, np.ndarray]
     target: float
     bits: np.ndarray
-    binades: np.ndarray
     binade_elements: np.ndarray
     where: np.ndarray
     region_elements: np.ndarray
@@ -308,42 +328,46 @@ class TargetContext:
     reached: dict[tuple, bool] = field(default_factory=dict)  # (entry id, its regions in scope) -> reached
 
     @classmethod
-    def of(cls, x: np.ndarray, target: float, bits: np.ndarray, binades, binade_elements) -> TargetContext:
-        inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
-        where = np.empty(x.shape, dtype=np.int8)
-        region_elements = np.zeros(len(regions.REGIONS), dtype=np.int64)
-        first: dict[int, int] = {}  # the first pattern of each region
+    def of(cls, x: np.ndarray, target: float, bits: np.ndarray, binade_elements, shared: dict) -> TargetContext:
+        """The context of one target; its elements' regions are those of an earlier target of the chunk whose
+        ``regions.target_masks`` are the same (``shared``, by those masks), else classified here."""
         y = np.float64(target)
-        for low, high in blocks(x.size, REGION_BLOCK):
-            block = regions.classify("logits", x[low:high], y, FMT)
-            where[low:high] = block
-            counts = np.bincount(block, minlength=len(regions.REGIONS))
-            for index in np.flatnonzero(counts):
-                if int(index) not in first:
-                    first[int(index)] = int(bits[low + int(np.argmax(block == index))])
-            region_elements += counts
-        present = np.flatnonzero(region_elements)
-        return cls(inputs, target, bits, binades, binade_elements, where, region_elements, present, first)
+        key = tuple(bool(mask) for mask in regions.target_masks(y, FMT))
+        if key not in shared:
+            shared[key] = _regions_of(x, y, bits)
+        inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+        return cls(inputs, target, bits, binade_elements, *shared[key])
 
-    def touched(self, concerned, quantity: str) -> list[str]:
+    def touched(self, concerned) -> list[str]:
         """The ids of the ``concerned`` entries whose regions some element reaches (``divergences.explain``'s
-        ``touched``), in their order. Whether an entry's regions are reached is found once per target (the
-        sweep's quantities, value and grad, have one input each), block by block, in float64 with the target
-        a scalar, until every entry asked is reached or the blocks run out."""
-        pending = [(entry, scoped) for entry, scoped in concerned if (entry.id, scoped) not in self.reached]
-        if pending:
-            x = self.inputs["logits"]
-            target = np.float64(self.target)
-            found: set[str] = set()
-            for low, high in blocks(x.size, REGION_BLOCK):
-                block = {"logits": x[low:high].astype(np.float64), "target": target}
-                left = [pair for pair in pending if pair[0].id not in found]
-                found.update(divergence_list.explain(left, block, quantity, np.zeros(high - low, dtype=bool)).touched)
-                if len(found) == len(pending):
-                    break
-            for entry, scoped in pending:
-                self.reached[entry.id, scoped] = entry.id in found
+        ``touched``), in their order, each found once per target (the sweep's quantities, value and grad, have
+        one input each). The chunk's patterns ascend, so its logits are two monotone runs (the non-negative
+        ones ascending, the negative ones descending): each region is looked up in each by binary search
+        (``divergences.Region.reaches``), not evaluated on every element."""
+        x = self.inputs["logits"]
+        split = int(np.searchsorted(self.bits, np.uint32(0x80000000)))
+        runs = [{"logits": x[:split], "target": self.target}, {"logits": x[split:][::-1], "target": self.target}]
+        for entry, scoped in concerned:
+            if (entry.id, scoped) not in self.reached:
+                self.reached[entry.id, scoped] = any(region.reaches(run, "logits") for region in scoped for run in runs)
         return [entry.id for entry, scoped in concerned if self.reached[entry.id, scoped]]
+
+
+def _regions_of(x: np.ndarray, y: np.float64, bits: np.ndarray) -> tuple:
+    """Each element's region at the target ``y`` (``regions.classify``, a block at a time), the count of each
+    region, the regions present and the first pattern of each."""
+    where = np.empty(x.shape, dtype=np.int8)
+    region_elements = np.zeros(len(regions.REGIONS), dtype=np.int64)
+    first: dict[int, int] = {}  # the first pattern of each region
+    for low, high in blocks(x.size, REGION_BLOCK):
+        block = regions.classify("logits", x[low:high], y, FMT)
+        where[low:high] = block
+        counts = np.bincount(block, minlength=len(regions.REGIONS))
+        for index in np.flatnonzero(counts):
+            if int(index) not in first:
+                first[int(index)] = int(bits[low + int(np.argmax(block == index))])
+        region_elements += counts
+    return where, region_elements, np.flatnonzero(region_elements), first
 
 
 def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:
@@ -351,13 +375,13 @@ def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:
     framework, known = loaded(spec.framework)
     apis = selected_apis(framework, spec.apis)
     bits, x = patterns(spec, low, high)
-    binades = binade_of(bits)
-    binade_elements = np.bincount(binades, minlength=BINADES)
+    binade_elements = binade_counts(bits)
     wanted = tuple(q for q in spec.quantities if any(q != "grad" or api.grad is not None for api in apis))
     references = chunk_references(x, spec.targets, wanted)
     records = []
+    shared: dict = {}  # the elements' regions, by the targets' masks
     for target in spec.targets:
-        context = TargetContext.of(x, target, bits, binades, binade_elements)
+        context = TargetContext.of(x, target, bits, binade_elements, shared)
         for api in apis:
             for quantity in spec.quantities:
                 if quantity == "grad" and api.grad is None:
@@ -385,7 +409,7 @@ def timed_chunk(spec: Spec, low: int, high: int) -> tuple[dict[str, Any], float]
 def _judge(
     api: Api, quantity: str, target: float, context: TargetContext, reference: Reference, known
 ) -> dict[str, Any]:
-    inputs, bits, binades, where = context.inputs, context.bits, context.binades, context.where
+    inputs, bits, where = context.inputs, context.bits, context.where
     gradient = quantity == "grad"
     tolerance = tolerance_for(DTYPE)
     function = api.grad if gradient else api.call
@@ -399,9 +423,7 @@ def _judge(
         return {"error": f"returned shape {got.shape}, expected {rounded.shape}"}
     if got.dtype != np.float32:
         return {"error": f"returned {got.dtype} for float32 inputs (a silent change of dtype)"}
-    with np.errstate(invalid="ignore"):
-        same = (got == rounded) | (np.isnan(got) & np.isnan(rounded))
-    candidates = np.flatnonzero(~same)
+    candidates = sweep_kernel.differing(got, rounded)  # the elements not correctly rounded (NaN matches NaN)
     out: dict[str, Any] = {"elements": int(got.size), "correctly_rounded": int(got.size - candidates.size)}
     histogram = np.zeros(len(ULP_EDGES) + 1, dtype=np.int64)  # the last: NaN errors
     histogram[0] = out["correctly_rounded"]
@@ -430,7 +452,7 @@ def _judge(
     formula, two_step = ref.FORMULA_OF_OP[api.op], api.op == "sigmoid_bce"
     concerned = divergence_list.concerning(known, case_name(target), api.name, api.op, DTYPE, "none", quantity)
     if concerned:  # the entries whose region the sweep's input reaches (a catalogue's strictness)
-        out["in_regions"] = context.touched(concerned, quantity)
+        out["in_regions"] = context.touched(concerned)
     if api.variants:  # the documented variant over every element: acceptable needs all of them within it
         variant_ref = ref.reference(
             formula, inputs, "none", FMT, combine(api.variants), two_step=two_step, gradient=gradient
@@ -458,7 +480,7 @@ def _judge(
         slots = np.where(np.isnan(errors), len(ULP_EDGES), np.searchsorted(ULP_EDGES, errors, side="left"))
         histogram += np.bincount(slots, minlength=len(ULP_EDGES) + 1)
         # the patterns ascend within a chunk, and so do their binades: the maximum of each run at once
-        cand_binades = binades[candidates]
+        cand_binades = binade_of(cand_bits)
         starts = np.flatnonzero(np.r_[True, cand_binades[1:] != cand_binades[:-1]])
         runs = cand_binades[starts]
         binade_max[runs] = np.maximum(binade_max[runs], np.maximum.reduceat(key, starts))
@@ -621,7 +643,9 @@ def execute(
         ) from None
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")  # any free port: never a clash
+        cluster = LocalCluster(  # any free port for the dashboard: never a clash
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", env=ONE_THREAD
+        )
     client = Client(scheduler if scheduler is not None else cluster)
     try:
         futures = [

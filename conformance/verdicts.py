@@ -168,7 +168,7 @@ def judge(
     ``exact``: an object array of exact values, or a ``ReferenceValue`` (from the fast path, judged
     with its float64 values and their bounds, and exactly wherever the bound leaves the verdict open).
     ``listed``: False leaves the fast path's ``ulps`` empty, its ``errors`` array alone holding the errors
-    (the float32 sweep's millions of elements, never wanted as Python floats).
+    (the float32 sweep's millions of elements, never wanted as Python floats), and its median NaN (not computed).
     """
     if isinstance(exact, ReferenceValue):
         if exact.approx is not None:
@@ -292,7 +292,8 @@ def _judge_fast(
         worst.append(ElementError(index, float(got[index]), ref.exact_at(index), float(errors[index])))
     ulps = tuple(flat_errors.tolist()) if listed else ()
     max_ulp = float(flat_errors.max()) if flat_errors.size else 0.0
-    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), _median_array(flat_errors), ulps, ~ok, flat_errors)
+    median = _median_array(flat_errors) if listed else math.nan
+    return Judgement(failing == 0, max_ulp, worst, int(floor.sum()), median, ulps, ~ok, flat_errors)
 
 
 def _first_in_order(ok: np.ndarray, errors: np.ndarray, count: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conformance import divergences
 from conformance.adapters import Api, Framework, load_framework
@@ -297,3 +299,28 @@ def test_figures_with_infinite_logits_survive_the_results_file():
     assert back.explained == {"e": {"elements": 3, "max_ulp": np.inf, "logit": [[-np.inf, -np.inf], [2.0, np.inf]], "target": [[0.0, 1.0]]}}
     (mechanism,) = mechanisms([back])
     assert mechanism.span_text() == "float32: logit -inf, 2 to inf, target 0 to 1"
+
+
+BOUND_VALUES = st.sampled_from([-np.inf, -100.0, -16.635532, -1.0, -0.0, 0.0, 2.0**-149, 1.0, 16.635532, 88.72, np.inf, np.nan])
+
+
+@given(
+    logits=st.lists(st.floats(width=32, allow_nan=False), max_size=40).map(sorted),
+    bounds=st.dictionaries(st.sampled_from(["gt", "ge", "lt", "le"]), BOUND_VALUES | st.floats(width=32), max_size=3),
+    members=st.lists(BOUND_VALUES | st.floats(width=32), min_size=1, max_size=3),
+    target=st.sampled_from([0.0, 0.5, 1.0]),
+    target_bound=st.sampled_from([None, {"lt": 0.5}, {"ge": 0.5}, 1.0, [0.0, 1.0]]),
+    use_members=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_reaches_by_binary_search_is_the_mask_anywhere(logits, bounds, members, target, target_bound, use_members):
+    """``Region.reaches`` (the float32 sweep's binary search over a monotone run of logits) answers as
+    ``Region.mask(...).any()`` does on every element, for intervals, points (NaN, ±0, ±inf among them) and a
+    target's own predicate."""
+    raw = {"logit": members if use_members else bounds}
+    if target_bound is not None:
+        raw["target"] = target_bound
+    region = divergences._region(raw)
+    x = np.array(logits, dtype=np.float32)
+    inputs = {"logits": x, "target": np.float32(target)}
+    assert region.reaches(inputs, "logits") == bool(region.mask(inputs, x.shape).any())

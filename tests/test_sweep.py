@@ -1,13 +1,14 @@
-"""The float32 sweep (conformance.sweep) and its kernel (fast_reference.binary_target_terms): the kernel's
+"""The float32 sweep (conformance.sweep) and its compiled kernel (conformance.sweep_kernel): the kernel's
 roundings against the mpmath path on the hard places of float32, and a sweep's bytes the same however it is
 chunked or interrupted. The subject is the `rounded` adapter: its results are fixed by construction."""
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
 
-from conformance import fast_reference, sweep
+from conformance import fast_reference, sweep, sweep_kernel
 from conformance import reference as ref
 from conformance.dtypes import FORMATS
 
@@ -29,8 +30,8 @@ def hard_logits() -> np.ndarray:
 @pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
 def test_kernel_rounds_as_the_mpmath_path(target, gradient):
     x = hard_logits()
-    terms = fast_reference.binary_target_terms(x, target, gradient)
-    rounded, unsettled = fast_reference.settle_float32(terms)
+    (rounded,) = sweep_kernel.roundings(x, [(target, gradient)])
+    unsettled = np.isnan(rounded)
     inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
     exact = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).rounded
     settled = ~unsettled
@@ -45,7 +46,37 @@ def test_kernel_rounds_as_the_mpmath_path(target, gradient):
 
 def test_kernel_refuses_other_targets():
     with pytest.raises(ValueError):
-        fast_reference.binary_target_terms(np.zeros(2, dtype=np.float32), 0.5, False)
+        sweep_kernel.terms(np.zeros(2, dtype=np.float32), 0.5, False)
+    with pytest.raises(ValueError):
+        sweep_kernel.roundings(np.zeros(2, dtype=np.float32), [(0.5, True)])
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_kernel_terms_hold_the_exact_value(target, gradient):
+    """The kernel's float64 terms (what the sweep judges candidates with): the exact value within the bound,
+    the bound tight enough to settle, the sign the one declared."""
+    x = hard_logits()
+    terms = sweep_kernel.terms(x, target, gradient)
+    inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+    exact = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).exact
+    for approx, bound, want in zip(terms.approx.tolist(), terms.bound.tolist(), exact, strict=True):
+        assert abs(mpmath.mpf(approx) - want) <= bound
+        assert bound <= abs(approx) * 2.0**-40 + fast_reference.ABSOLUTE
+    assert (np.sign(terms.approx[terms.approx != 0]) == terms.sign[terms.approx != 0]).all()
+
+
+def test_kernel_under_flush_to_zero_takes_the_exact_rounding(monkeypatch):
+    """Where the hardware's cast does not round correctly (a framework set flush-to-zero), the kernel's
+    roundings are the general exact ones of its terms: the same values."""
+    x = hard_logits()
+    keys = list(sweep_kernel.KEYS)
+    fast = sweep_kernel.roundings(x, keys)
+    monkeypatch.setattr(fast_reference, "_casts_round_correctly", lambda: False)
+    exact = sweep_kernel.roundings(x, keys)
+    settled = ~np.isnan(fast) & ~np.isnan(exact)
+    assert settled.sum() > 0.99 * fast.size
+    assert np.array_equal(fast[settled].view(np.uint32), exact[settled].view(np.uint32))
 
 
 def test_parse_bits():
@@ -201,3 +232,17 @@ def test_the_command_writes_the_records_and_lists_them(tmp_path, capsys):
     assert code == (1 if any(r.verdict in ("fail", "error") for r in results) else 0)
     assert f"{len(results)} results" in out
     assert all(f"{r.case} {r.api} {r.quantity}: {r.verdict}" in out for r in results)
+
+
+def test_differing_is_the_elementwise_comparison():
+    rng = np.random.default_rng(5)
+    want = rng.standard_normal(1000).astype(np.float32)
+    got = want.copy()
+    changed = rng.choice(1000, 40, replace=False)
+    got[changed] = np.nextafter(got[changed], np.float32(np.inf))
+    got[:3], want[:3] = np.nan, np.nan  # NaN matches NaN
+    got[3], want[3] = np.nan, 1.0
+    got[4], want[4] = -0.0, 0.0  # equal values
+    expected = np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))
+    assert 3 in expected and 4 not in expected
+    assert np.array_equal(sweep_kernel.differing(got, want), expected)
