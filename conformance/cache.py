@@ -647,3 +647,54 @@ class DeviationsEntry:
             self.done |= theirs
         arrays = {"below": self.below, "above": self.above, "done": self.done.astype(np.float64)}
         return _write_entry(self.path, self.key, "deviations", 0, arrays, self.key_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# rendered outputs: bytes that are a function of input files and this package's code (the report's figures)
+
+
+def outputs_key(kind: str, inputs: list[Path], libraries: dict[str, str]) -> str | None:
+    """A key for an output made from the bytes of ``inputs`` (in order) by this package's code with these
+    ``libraries`` (name -> version): a SHA-256 of all of them and of every source file of the package (any
+    edit to the code, not only the reference's, is a new key). None where an input cannot be read."""
+    digest = hashlib.sha256(json.dumps({"kind": kind, "package": __version__, "libraries": libraries}, sort_keys=True).encode())
+    here = Path(reference_module.__file__).parent
+    sources = sorted(p.relative_to(here).as_posix() for p in here.rglob("*.py"))
+    digest.update(_files_digest(tuple(sources)).encode())
+    try:
+        for path in inputs:  # its name too: a run's label may come from it
+            digest.update(f"\0{path}\0".encode())
+            with open(path, "rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def load_output(kind: str, entry_key: str) -> bytes | None:
+    """The bytes stored for ``entry_key`` (``outputs_key``), MAC-proven as every entry is; None: a miss (the cache
+    off, no entry, or one that does not prove itself)."""
+    try:
+        root = folder()
+    except (RuntimeError, KeyError, OSError):
+        return None
+    key_bytes = None if root is None else secret()
+    if key_bytes is None:
+        return None
+    read = _read_entry(path_of(root, entry_key), entry_key, key_bytes, lambda stored_kind: ("data",))
+    if read is None or read[0] != kind or read[2]["data"].dtype != np.uint8:
+        return None
+    return read[2]["data"].tobytes()
+
+
+def store_output(kind: str, entry_key: str, data: bytes) -> bool:
+    """Keeps ``data`` for ``entry_key``, with its MAC; False where the cache is off or cannot be written."""
+    try:
+        root = folder()
+    except (RuntimeError, KeyError, OSError):
+        return False
+    key_bytes = None if root is None else secret()
+    if key_bytes is None:
+        return False
+    arrays = {"data": np.frombuffer(data, dtype=np.uint8)}
+    return _write_entry(path_of(root, entry_key), entry_key, kind, 0, arrays, key_bytes)

@@ -305,6 +305,7 @@ class Report:
     accuracy_quantities: list[str] = field(default_factory=list)  # ERROR_QUANTITIES present, in that order
     against: Diff | None = None  # the diff against a baseline (``report --against``)
     against_name: str = ""
+    inputs: list[Path] = field(default_factory=list)  # the results files read (the key of the figures' cache)
 
     @property
     def result_count(self) -> int:
@@ -1134,6 +1135,7 @@ def main(args) -> int:
         for problem in run.problems[:LISTED_PROBLEMS]:
             print(f"  {problem}", file=sys.stderr)
     report = build(runs)
+    report.inputs = [Path(path) for path in files]
     if getattr(args, "against", None):
         try:
             report.against = compare(read_side(args.against, "baseline"), runs)

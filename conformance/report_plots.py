@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import gc
 import io
+import json
 import math
 import multiprocessing
 import os
@@ -895,8 +896,45 @@ def sweep_sections(report: Report) -> list[str]:
     out.append(f'<p class="note">{esc(SWEEPS_NOTE)}</p>')
     links = " · ".join(f'<a href="#{m.anchor}">{esc(m.case)} · {esc(m.quantity)}</a>' for m in models)
     out.append(f'<p class="note">{links}</p>')
-    out += render_figures(models)
+    out += cached_figures(report, models)
     return out
+
+
+FIGURES_KIND = "sweep-figures"
+
+
+def _libraries() -> dict[str, str]:
+    """What the figures' bytes depend on beyond the results and this package: the drawing and encoding libraries."""
+    import matplotlib
+    import PIL
+    from matplotlib import ft2font
+
+    return {
+        "python": sys.version,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "freetype": ft2font.__freetype_version__,
+        "pillow": PIL.__version__,
+    }
+
+
+def cached_figures(report: Report, models: list[SweepFigure]) -> list[str]:
+    """``render_figures(models)``, or the figures rendered before from the same results files by the same code and
+    libraries (``cache.outputs_key``: their bytes, the package's sources, the libraries' versions; MAC-proven in
+    the reference cache's folder): a rerun of the main job on unchanged results redraws nothing. A report not read
+    from files (``report.inputs`` empty) is drawn every time."""
+    from conformance import cache
+
+    key = cache.outputs_key(FIGURES_KIND, report.inputs, _libraries()) if report.inputs else None
+    stored = cache.load_output(FIGURES_KIND, key) if key else None
+    if stored is not None:
+        figures = json.loads(stored)
+        if isinstance(figures, list) and len(figures) == len(models) and all(isinstance(f, str) for f in figures):
+            return figures
+    figures = render_figures(models)
+    if key:
+        cache.store_output(FIGURES_KIND, key, json.dumps(figures).encode())
+    return figures
 
 
 MAX_PROCESSES = 8  # workers drawing the figures: past a few, forking and collecting cost more than they save

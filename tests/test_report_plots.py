@@ -310,3 +310,40 @@ def test_distribution_marks_problems_and_heats_by_share():
 )
 def test_ulp_bin(value, label):
     assert report_plots.BIN_LABELS[report_plots.ulp_bin(value)] == label
+
+
+def test_figures_drawn_once_per_results_files_code_and_libraries(tmp_path, monkeypatch):
+    """The report's figures are kept in the cache, keyed by the bytes of the results files read (and the code and
+    libraries): the same files give the same figures without drawing; a changed file, or an entry that does not
+    prove itself, draws them again."""
+    from conformance import cache
+
+    monkeypatch.setenv("CONFORMANCE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONFORMANCE_CACHE_KEY", str(tmp_path / "key"))
+    monkeypatch.setattr(cache, "_warned", set())  # (one warning of a kind per process)
+    report = two_frameworks()
+    models = report_plots.sweep_models(report)
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for n, path in enumerate(files):
+        path.write_text(f"results {n}\n", encoding="utf-8")
+    report.inputs = files
+    drawn = []
+    original = report_plots.render_figures
+    monkeypatch.setattr(report_plots, "render_figures", lambda m: drawn.append(len(m)) or original(m))
+    first = report_plots.cached_figures(report, models)
+    assert drawn == [len(models)] and first == original(models)
+    assert report_plots.cached_figures(report, models) == first and drawn == [len(models)]  # kept: not drawn
+    files[1].write_text("results 1, changed\n", encoding="utf-8")
+    assert report_plots.cached_figures(report, models) == first and len(drawn) == 2  # another key: drawn
+    # an entry whose bytes were replaced does not prove itself: drawn again, never shown
+    key = cache.outputs_key(report_plots.FIGURES_KIND, files, report_plots._libraries())
+    entry = cache.path_of(tmp_path / "cache", key)
+    data = dict(np.load(entry))
+    data["data"] = np.frombuffer(b'["<figure>forged</figure>"]', dtype=np.uint8)
+    np.savez(entry, **data)  # (its name ends in .npz: written in place)
+    with pytest.warns(cache.CacheWarning):
+        assert report_plots.cached_figures(report, models) == first
+    assert len(drawn) == 3
+    report.inputs = []  # not read from files: drawn every time
+    report_plots.cached_figures(report, models)
+    assert len(drawn) == 4
