@@ -16,7 +16,8 @@ those elements alone. Those past the tolerance are measured as the runner measur
 API's documented variant, against their condition-aware bounds (``conformance.conditioning``) and by the
 known-divergence catalogue's regions (``conformance.divergences``). The verdict of a sweep's (API, target,
 quantity) applies the runner's order to the whole sweep as one result (``verdicts.sweep_verdict``). Within a
-chunk, everything elementwise (the reference, the regions, the judging) runs on blocks of a few thousand
+chunk, the reference at targets 0 and 1 is one compiled pass (``sweep_kernel``), and everything else
+elementwise (the reference at another target, the regions, the judging) runs on blocks of a few thousand
 elements, so that its float64 temporaries stay in cache; the figures do not depend on the blocks (a test)."""
 
 from __future__ import annotations
@@ -314,8 +315,8 @@ def reference_values(x: np.ndarray, target: float, gradient: bool) -> Reference:
 @dataclass
 class TargetContext:
     """What every (API, quantity) of one target in a chunk shares: the inputs as the APIs take them, each
-    element's region, the counts and first patterns of the regions, the counts of the binades, and the known-divergence entries
-    whose regions the inputs reach (by the entries concerned: ``touched``)."""
+    element's region, the counts and first patterns of the regions, the counts of the binades, and the
+    known-divergence entries whose regions the inputs reach (by the entries concerned: ``touched``)."""
 
     inputs: dict[str, np.ndarray]
     target: float
