@@ -16,7 +16,8 @@ calls, Dask scaling, and the full sweep's time extrapolated, side by side in one
 3. The same sweep (a smaller slice) on a Dask LocalCluster of 2 workers vs 1: the scaling ratio.
 4. Each framework's whole sweep (all its fused and two-step APIs) on a 2^18-pattern sample, in one process,
    extrapolated to all 2^32 patterns on this machine's cores at the measured scaling. A framework is run with
-   the python of its tox env (.tox/<name>/bin/python) where there is one, else with this one.
+   the python of its sweep env (.tox/sweep-float32-<name>, made by ``tox -e sweep-float32-<name> --notest``),
+   else of its conformance env (.tox/<name>), else with this one.
 """
 
 from __future__ import annotations
@@ -117,8 +118,13 @@ def timed_sweep(spec: sweep.Spec, chunk: int, workers: int) -> float:
 
 
 def framework_python(name: str) -> str:
-    candidate = REPO / ".tox" / name / "bin" / "python"
-    return str(candidate) if candidate.exists() else sys.executable
+    """The python of the framework's sweep env (``tox -e sweep-float32-NAME``: the framework and the sweep's extras,
+    numba among them), else of its conformance env, else this one."""
+    for env in (f"sweep-float32-{name}", name):
+        candidate = REPO / ".tox" / env / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    return sys.executable
 
 
 def sample_sweep_seconds(name: str, bits: str) -> float | str:
