@@ -39,7 +39,7 @@ from conformance import conditioning, fast_reference, memory, numerics, regions,
 from conformance import divergences as divergence_list
 from conformance import reference as ref
 from conformance.adapters import Api, Framework, load_framework
-from conformance.dtypes import FORMATS, round_to_format, to_hex
+from conformance.dtypes import FORMATS, round_to_format, to_hex, ulp_error
 from conformance.results import Result, ResultWriter, write_atomically
 from conformance.results import _jsonable as jsonable
 from conformance.runner import API_ERRORS
@@ -474,6 +474,7 @@ def _judge(
             errors[low:high] = judgement.errors
             missing[low:high] = judgement.missing
             floor_accepted += judgement.floor_accepted
+        _exact_on_edges(errors, values, formula, part, gradient)
         key = np.where(np.isnan(errors), np.inf, errors)
         cand_bits = bits[candidates]
         out["missed"] = int(missing.sum())
@@ -531,6 +532,24 @@ def _judge(
         for i in present
     ]
     return out
+
+
+EDGE_SLACK = 2.0**-19  # relative: wider than the judge's interval on an error (2^-20 ULP, or 2^-20 of it)
+
+
+def _exact_on_edges(errors: np.ndarray, values: np.ndarray, formula: str, part: dict, gradient: bool) -> None:
+    """The errors (in place) of the elements whose float64 error lies so near a histogram edge that its bin
+    would depend on the float64 evaluation (libm's, numpy's: the host's), measured exactly by mpmath
+    (``dtypes.ulp_error``): an error of exactly 1 ULP is in (0.5, 1] on every host."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        low = np.searchsorted(ULP_EDGES, errors * (1 - EDGE_SLACK), side="left")
+        high = np.searchsorted(ULP_EDGES, errors * (1 + EDGE_SLACK), side="left")
+    near = np.flatnonzero((low != high) & np.isfinite(errors))
+    for start, stop in blocks(near.size, JUDGE_BLOCK):  # (the mpmath path takes a bounded number at once)
+        at = near[start:stop]
+        inputs = {name: array[at] for name, array in part.items()}
+        exact = ref.reference(formula, inputs, "none", FMT, gradient=gradient, fast=False).exact
+        errors[at] = [ulp_error(float(v), want, FMT) for v, want in zip(values[at], exact, strict=True)]
 
 
 def _past_tolerance(

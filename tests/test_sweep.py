@@ -246,3 +246,16 @@ def test_differing_is_the_elementwise_comparison():
     expected = np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))
     assert 3 in expected and 4 not in expected
     assert np.array_equal(sweep_kernel.differing(got, want), expected)
+
+
+def test_errors_on_a_histogram_edge_are_measured_exactly():
+    """An error the float64 evaluation puts within a hair of a histogram edge is measured by mpmath, so that its
+    bin is the same on every host (libm's or numpy's exp decide the last bits of the float64 error): σ(0) = 1/2
+    exactly, so 1/2 + 2^-24 is 1 ULP off, in (0.5, 1], and 1/2 + 2^-23 two, in (1, 2]."""
+    values = np.array([0.5 + 2.0**-24, 0.5 + 2.0**-23, 0.5 + 2.0**-24])
+    part = {"logits": np.zeros(3, dtype=np.float32), "target": np.zeros(3, dtype=np.float32)}
+    errors = np.array([1.0 + 2.0**-30, 2.0 - 2.0**-30, 0.7])  # the third is far from an edge: left as it is
+    sweep._exact_on_edges(errors, values, "bce_with_logits", part, gradient=True)
+    assert errors.tolist() == [1.0, 2.0, 0.7]
+    slots = np.searchsorted(sweep.ULP_EDGES, errors, side="left")
+    assert slots.tolist() == [1, 2, 1]
