@@ -609,13 +609,10 @@ class DeviationsEntry:
         size = int(np.prod(np.broadcast_shapes(*(np.shape(a) for a in inputs.values()))))
         if pending < DEVIATIONS_MIN_ELEMENTS or size > DEVIATIONS_MAX_ELEMENTS:
             return None
-        try:
-            root = folder()
-        except (RuntimeError, KeyError, OSError):
+        proven = _proven_folder()
+        if proven is None:
             return None
-        key_bytes = None if root is None else secret()
-        if key_bytes is None:
-            return None
+        root, key_bytes = proven
         digest = hashlib.sha256()
         header = {
             "kind": "deviations",
@@ -653,6 +650,16 @@ class DeviationsEntry:
 # rendered outputs: bytes that are a function of input files and this package's code (the report's figures)
 
 
+def _proven_folder() -> tuple[Path, bytes] | None:
+    """The cache's folder and the key its entries are proven with; None where the cache is off or has no key."""
+    try:
+        root = folder()
+    except (RuntimeError, KeyError, OSError):  # no home directory for the default folder
+        return None
+    key_bytes = None if root is None else secret()
+    return None if key_bytes is None else (root, key_bytes)
+
+
 def outputs_key(kind: str, inputs: list[Path], libraries: dict[str, str]) -> str | None:
     """A key for an output made from the bytes of ``inputs`` (in order) by this package's code with these
     ``libraries`` (name -> version): a SHA-256 of all of them and of every source file of the package (any
@@ -674,13 +681,10 @@ def outputs_key(kind: str, inputs: list[Path], libraries: dict[str, str]) -> str
 def load_output(kind: str, entry_key: str) -> bytes | None:
     """The bytes stored for ``entry_key`` (``outputs_key``), MAC-proven as every entry is; None: a miss (the cache
     off, no entry, or one that does not prove itself)."""
-    try:
-        root = folder()
-    except (RuntimeError, KeyError, OSError):
+    proven = _proven_folder()
+    if proven is None:
         return None
-    key_bytes = None if root is None else secret()
-    if key_bytes is None:
-        return None
+    root, key_bytes = proven
     read = _read_entry(path_of(root, entry_key), entry_key, key_bytes, lambda stored_kind: ("data",))
     if read is None or read[0] != kind or read[2]["data"].dtype != np.uint8:
         return None
@@ -689,12 +693,9 @@ def load_output(kind: str, entry_key: str) -> bytes | None:
 
 def store_output(kind: str, entry_key: str, data: bytes) -> bool:
     """Keeps ``data`` for ``entry_key``, with its MAC; False where the cache is off or cannot be written."""
-    try:
-        root = folder()
-    except (RuntimeError, KeyError, OSError):
+    proven = _proven_folder()
+    if proven is None:
         return False
-    key_bytes = None if root is None else secret()
-    if key_bytes is None:
-        return False
+    root, key_bytes = proven
     arrays = {"data": np.frombuffer(data, dtype=np.uint8)}
     return _write_entry(path_of(root, entry_key), entry_key, kind, 0, arrays, key_bytes)
