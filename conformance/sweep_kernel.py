@@ -11,12 +11,15 @@ The formulas, with t = x (y = 0) or -x (y = 1), so that |t| = |x| and one e = e^
 - gradient in x: σ(x) - y = s·σ(t), s = 1 - 2y, with σ(t) = e^min(t, 0) / (1 + e) (e^min(t, 0) is e where
   t < 0, exp(0) = 1 otherwise): ≤ 2E + 2u relative, one u more for a subnormal quotient;
 
-with E the error allowed to libm's exp and log1p (``fast_reference.E``: 16 ulps; glibc's, which numba calls,
-are within 1-2) and ``ABSOLUTE`` for float64 underflow. An element is settled where both ends of its interval,
-widened by ``SETTLE`` for the rounding of the bound itself, round to the same float32 (the hardware's cast,
-which rounds correctly where ``fast_reference._casts_round_correctly``, checked in the calling thread: the
-kernel runs in that thread). Unsettled elements come back NaN (every logit here is finite, so no reference is
-NaN) for the mpmath path to decide. The results are the correct roundings, so they do not depend on numba,
+with E the error allowed to libm's exp and log1p (``fast_reference.E``: 16 ulps; glibc's, which numba's
+``math.exp`` / ``math.log1p`` call, are listed within 1-2 ulps on x86_64: the glibc manual, "Known Maximum
+Errors in Math Functions") and ``ABSOLUTE`` for float64 underflow. An element is settled where both ends of
+its interval, widened by ``SETTLE`` for the rounding of the bound itself, round to the same float32 (the
+hardware's cast). The loop runs on numba's threads, a block at a time, and each thread first probes that its
+casts round as IEEE 754 says (a framework may set flush-to-zero or denormals-are-zero, per thread); where a
+probe fails, or ``fast_reference._casts_round_correctly`` in the calling thread, the exact integer rounding of
+the same terms is taken instead. Unsettled elements come back NaN (every logit here is finite, so no
+reference is NaN) for the mpmath path to decide. The results are the correct roundings, so they do not depend on numba,
 libm or numpy: tests/test_sweep.py checks them against mpmath on the hard places of float32.
 
 numba compiles the loop on its first call in a process (about a second; cached on disk after that)."""
