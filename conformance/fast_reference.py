@@ -406,10 +406,13 @@ def magnitude_terms(formula: str, inputs: dict[str, np.ndarray], axis_mean: bool
 # for the float32 sweep's compiled kernel (conformance.sweep_kernel), which rounds with the hardware's cast
 
 
+# float64 -> float32 casts that IEEE 754 rounding decides (a subnormal, a subnormal tie, ties at 1), and their results
+CAST_PROBE = np.array([1.5 * 2.0**-149, 2.0**-140 + 2.0**-170, 1 + 2.0**-24, 1 + 3 * 2.0**-24], dtype=np.float64)
+CAST_WANT = np.array([2.0**-148, 2.0**-140, 1.0, 1 + 2.0**-22], dtype=np.float32)
+
+
 @cache
 def _casts_round_correctly() -> bool:
     """Whether numpy's float64 -> float32 cast rounds to nearest with ties to even, subnormals kept, in
     this process (a framework may set flush-to-zero / denormals-are-zero in the FPU's control word)."""
-    probe = np.array([1.5 * 2.0**-149, 2.0**-140 + 2.0**-170, 1 + 2.0**-24, 1 + 3 * 2.0**-24], dtype=np.float64)
-    want = np.array([2.0**-148, 2.0**-140, 1.0, 1 + 2.0**-22], dtype=np.float64)
-    return bool((probe.astype(np.float32).astype(np.float64) == want).all())
+    return bool((CAST_PROBE.astype(np.float32) == CAST_WANT).all())

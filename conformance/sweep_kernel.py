@@ -41,11 +41,11 @@ VALUE_BOUND = 2 * E + 4 * U  # relative, the loss
 GRADIENT_BOUND = 2 * E + 3 * U  # relative, the gradient
 SETTLE = 1 + 8 * U  # the bound's own rounding
 THREAD_BLOCK = 1 << 16  # logits a thread takes at a time
-# the casts' probes: float64 -> float32 (a subnormal, a subnormal tie, and ties at 1) and a subnormal float32 ->
-# float64, with the values IEEE 754 rounding gives
+# the casts' probes: fast_reference's float64 -> float32 ones, and subnormal float32 -> float64 ones, with the
+# values IEEE 754 rounding gives
 _PROBES = (
-    np.array([1.5 * 2.0**-149, 2.0**-140 + 2.0**-170, 1 + 2.0**-24, 1 + 3 * 2.0**-24], dtype=np.float64),
-    np.array([2.0**-148, 2.0**-140, 1.0, 1 + 2.0**-22], dtype=np.float32),
+    fast_reference.CAST_PROBE,
+    fast_reference.CAST_WANT,
     np.array([2.0**-149, -(2.0**-130)], dtype=np.float32),
     np.array([2.0**-149, -(2.0**-130)], dtype=np.float64),
 )
