@@ -1,4 +1,5 @@
-"""float64 means and sums at scale by ball arithmetic (python-flint's ``arb``).
+"""float64 means and sums at scale by ball arithmetic (python-flint's ``arb``); and the exact errors in ULPs of
+the float32 sweep's elements whose histogram bin a float64 error would leave to the host (``ulp_errors``).
 
 The float64 fast path cannot settle a float64 rounding (its bounds are near 2^-47), and mpmath
 evaluates about a thousand elements a second at the precision a float64 reference needs, so a
@@ -13,12 +14,13 @@ midpoint, within its radius (about 2^-120 relative), stands for the exact value 
 from __future__ import annotations
 
 import hashlib
+import math
 from fractions import Fraction
 
 import mpmath
 import numpy as np
 
-from conformance.dtypes import FloatFormat, boundaries_near, round_fraction
+from conformance.dtypes import FloatFormat, boundaries_near, quantum_exponent, round_fraction
 
 try:  # optional: without python-flint, large float64 reductions take the mpmath path
     from flint import arb, ctx
@@ -113,3 +115,64 @@ def _settled(formula, key, x, y, w, q, reduction_name, size, precision, fmt):
         if radius and boundaries_near(middle_mpf, mpmath.mpf(radius.numerator) / radius.denominator, fmt):
             return None
         return low, middle_mpf
+
+
+ERROR_PRECISION = 2 * 53 + 64  # bits of the balls that measure an error in ULPs to a float64
+
+
+def _float(value) -> float:
+    """The float64 nearest an exact arb endpoint (Python rounds an int to float and ldexp scales it exactly)."""
+    man, exp = value.man_exp()
+    return math.ldexp(float(int(man)), int(exp))
+
+
+def _loss_or_gradient(a, target: float, gradient: bool):
+    """The loss y·softplus(-x) + (1 - y)·softplus(x) or its gradient σ(x) - y at the ball ``a``, for the float32
+    sweep's targets (0, 1, 0.5), each in a form without cancellation; None for another target."""
+    one, positive = arb(1), a > 0
+    if not gradient:
+        if target == 0.0:
+            return _softplus(a, positive)
+        if target == 1.0:
+            return _softplus(-a, not positive)
+        if target == 0.5:
+            return (_softplus(-a, not positive) + _softplus(a, positive)) / 2
+        return None
+    if target == 0.0:
+        return one / (one + (-a).exp())
+    if target == 1.0:
+        return -(one / (one + a.exp()))
+    if target == 0.5:
+        return (a / 2).tanh() / 2
+    return None
+
+
+def ulp_errors(x: np.ndarray, target: float, gradient: bool, got: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """|got - exact| in ULPs of ``fmt`` at the exact loss (or gradient) at each logit ``x`` and the ``target``,
+    rounded to float64 where a ball of ``ERROR_PRECISION`` bits proves that rounding (both its ends round alike,
+    and the exact value's binade is known: no power of two inside it), which is then what ``dtypes.ulp_error``
+    gives; NaN elsewhere (where python-flint is absent, a result is not finite, another target), for mpmath."""
+    out = np.full(np.shape(x), np.nan)
+    if arb is None:
+        return out
+    saved = ctx.prec
+    try:
+        ctx.prec = ERROR_PRECISION
+        logits, results = np.asarray(x, dtype=np.float64).tolist(), np.asarray(got, dtype=np.float64).tolist()
+        for i, (xi, value) in enumerate(zip(logits, results, strict=True)):
+            exact = _loss_or_gradient(arb(xi), target, gradient)
+            if exact is None or not math.isfinite(value):
+                continue
+            magnitude = abs(exact)
+            man, exp = magnitude.mid().man_exp()  # the midpoint man·2^exp, in [2^(exponent-1), 2^exponent)
+            exponent = int(man).bit_length() + int(exp)
+            if not (magnitude >= arb(2) ** (exponent - 1) and magnitude < arb(2) ** exponent):
+                continue  # the binade not proven (a power of two within the ball, a ball holding 0)
+            quantum = quantum_exponent(exponent - 1, fmt)
+            error = abs(arb(value) - exact) * arb(2) ** -quantum
+            low, high = _float(error.lower()), _float(error.upper())
+            if low == high:
+                out[i] = low
+    finally:
+        ctx.prec = saved
+    return out

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance import conditioning, fast_reference, memory, numerics, regions, sweep_kernel
+from conformance import arb_reference, conditioning, fast_reference, memory, numerics, regions, sweep_kernel
 from conformance import divergences as divergence_list
 from conformance import reference as ref
 from conformance.adapters import Api, Framework, load_framework
@@ -435,7 +435,8 @@ def _judge(
     region_elements, present = context.region_elements, context.present
     region_missed = np.zeros(region_count, dtype=np.int64)
     # a region's worst: (error, pattern); its first element's until a worse one is found (correctly rounded: 0.5)
-    region_worst = {int(index): (0.5, context.first[int(index)]) for index in present}
+    region_worst, region_bits = np.full(region_count, 0.5), np.zeros(region_count, dtype=np.int64)
+    region_bits[present] = [context.first[int(index)] for index in present]
     out.update(
         missed=0,
         floor_accepted=0,
@@ -464,41 +465,15 @@ def _judge(
     if candidates.size:
         part = {name: values[candidates] for name, values in inputs.items()}
         values = got[candidates].astype(np.float64)
-        errors = np.empty(candidates.size)
-        missing = np.empty(candidates.size, dtype=bool)
-        floor_accepted = 0
-        for low, high in blocks(candidates.size, JUDGE_BLOCK):  # elementwise: judged a block at a time, in cache
-            block = {name: array[low:high] for name, array in part.items()}
-            exact = reference.part(formula, block, candidates[low:high])
-            judgement = judge(values[low:high], exact, FMT, tolerance, keep=0, listed=False)
-            errors[low:high] = judgement.errors
-            missing[low:high] = judgement.missing
-            floor_accepted += judgement.floor_accepted
-        _exact_on_edges(errors, values, formula, part, gradient)
-        key = np.where(np.isnan(errors), np.inf, errors)
+        errors, missing, floor_accepted = _judged(part, got[candidates], reference, candidates, formula, gradient)
         cand_bits = bits[candidates]
         out["missed"] = int(missing.sum())
         out["floor_accepted"] = int(floor_accepted)
-        slots = np.where(np.isnan(errors), len(ULP_EDGES), np.searchsorted(ULP_EDGES, errors, side="left"))
-        histogram += np.bincount(slots, minlength=len(ULP_EDGES) + 1)
-        # the patterns ascend within a chunk, and so do their binades: the maximum of each run at once
-        cand_binades = binade_of(cand_bits)
-        starts = np.flatnonzero(np.r_[True, cand_binades[1:] != cand_binades[:-1]])
-        runs = cand_binades[starts]
-        binade_max[runs] = np.maximum(binade_max[runs], np.maximum.reduceat(key, starts))
-        binade_missed += np.bincount(cand_binades[missing], minlength=BINADES)
-        cand_regions = where[candidates]
-        region_missed += np.bincount(cand_regions[missing], minlength=region_count)
-        for index in present:
-            members = np.flatnonzero(cand_regions == index)
-            if members.size:
-                worst = members[worst_first(key[members], cand_bits[members], 1)[0]]
-                if key[worst] > 0.5:
-                    region_worst[int(index)] = (float(key[worst]), int(cand_bits[worst]))
-        out["worst"] = [
-            [int(cand_bits[i]), to_hex(float(values[i])), _number(errors[i]), bool(missing[i])]
-            for i in worst_first(key, cand_bits, KEEP_WORST)
-        ]
+        worst = sweep_kernel.tally(
+            errors, missing, cand_bits, where[candidates], np.asarray(ULP_EDGES), histogram, binade_max,
+            binade_missed, region_missed, region_worst, region_bits, KEEP_WORST,
+        )
+        out["worst"] = [[int(cand_bits[i]), to_hex(float(values[i])), _number(errors[i]), bool(missing[i])] for i in worst]
         if missing.any():
             out.update(
                 _past_tolerance(
@@ -526,29 +501,77 @@ def _judge(
             regions.REGIONS[i],
             int(region_elements[i]),
             int(region_missed[i]),
-            region_worst[int(i)][0],
-            region_worst[int(i)][1],
+            float(region_worst[i]),
+            int(region_bits[i]),
         ]
         for i in present
     ]
     return out
 
 
+def _judged(
+    part: dict, got: np.ndarray, reference: Reference, candidates: np.ndarray, formula: str, gradient: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The errors in ULPs of the results ``got`` (float32) of the ``candidates`` (the elements not correctly
+    rounded, whose inputs are ``part``), which of them miss the tolerance, and how many meet it through the
+    absolute floor alone, as ``verdicts.judge`` measures them. At a target 0 or 1, the compiled judge
+    (``sweep_kernel.judged``: the same rule) decides nearly all in one pass, and ``verdicts.judge`` the few it
+    leaves open (an unsettled rounding, an error on the tolerance itself); at another target, ``verdicts.judge``
+    all, a block at a time (elementwise, in cache). Each error near a histogram edge is then measured exactly
+    (``_exact_on_edges``)."""
+    tolerance = tolerance_for(DTYPE)
+    values = got.astype(np.float64)
+    settled = np.zeros(candidates.size, dtype=bool)  # the candidates whose rounding (and exact value) mpmath gave
+    if reference.settled_at.size:
+        at = np.minimum(np.searchsorted(reference.settled_at, candidates), reference.settled_at.size - 1)
+        settled = reference.settled_at[at] == candidates
+    if reference.target in sweep_kernel.BINARY_TARGETS:
+        errors, flags = sweep_kernel.judged(
+            part["logits"], got, reference.rounded[candidates], settled, reference.target, gradient, tolerance,
+            np.asarray(ULP_EDGES), EDGE_SLACK,
+        )
+    else:
+        errors, flags = np.full(candidates.size, np.nan), np.full(candidates.size, sweep_kernel.OPEN, dtype=np.int8)
+    missing = (flags & sweep_kernel.MISSED) != 0
+    floor_accepted = int(np.count_nonzero(flags & sweep_kernel.FLOOR))
+    near = (flags & sweep_kernel.NEAR_EDGE) != 0
+    left_open = np.flatnonzero(flags & sweep_kernel.OPEN)
+    for low, high in blocks(left_open.size, JUDGE_BLOCK):  # elementwise: judged a block at a time, in cache
+        at = left_open[low:high]
+        block = {name: array[at] for name, array in part.items()}
+        judgement = judge(values[at], reference.part(formula, block, candidates[at]), FMT, tolerance, keep=0, listed=False)
+        errors[at] = judgement.errors
+        missing[at] = judgement.missing
+        floor_accepted += judgement.floor_accepted
+        near[at] = _near_edges(judgement.errors)
+    _exact_on_edges(errors, values, part, reference.target, gradient, np.flatnonzero(near))
+    return errors, missing, floor_accepted
+
+
 EDGE_SLACK = 2.0**-19  # relative: wider than the judge's interval on an error (2^-20 ULP, or 2^-20 of it)
 
 
-def _exact_on_edges(errors: np.ndarray, values: np.ndarray, formula: str, part: dict, gradient: bool) -> None:
-    """The errors (in place) of the elements whose float64 error lies so near a histogram edge that its bin
-    would depend on the float64 evaluation (libm's, numpy's: the host's), measured exactly by mpmath
-    (``dtypes.ulp_error``): an error of exactly 1 ULP is in (0.5, 1] on every host."""
+def _near_edges(errors: np.ndarray) -> np.ndarray:
+    """Which errors lie so near a histogram edge (within ``EDGE_SLACK``, relative) that their bin would depend on
+    the float64 evaluation (libm's, numpy's: the host's)."""
     with np.errstate(invalid="ignore", over="ignore"):
         low = np.searchsorted(ULP_EDGES, errors * (1 - EDGE_SLACK), side="left")
         high = np.searchsorted(ULP_EDGES, errors * (1 + EDGE_SLACK), side="left")
-    near = np.flatnonzero((low != high) & np.isfinite(errors))
-    for start, stop in blocks(near.size, JUDGE_BLOCK):  # (the mpmath path takes a bounded number at once)
-        at = near[start:stop]
+    return (low != high) & np.isfinite(errors)
+
+
+def _exact_on_edges(errors: np.ndarray, values: np.ndarray, part: dict, target: float, gradient: bool, near) -> None:
+    """The errors (in place) of the elements ``near`` (indices) a histogram edge (``_near_edges``), measured
+    exactly: by python-flint's balls (``arb_reference.ulp_errors``), else by mpmath (``dtypes.ulp_error``). An
+    error of exactly 1 ULP is in (0.5, 1] on every host."""
+    measured = arb_reference.ulp_errors(part["logits"][near], target, gradient, values[near], FMT)
+    proven = np.isfinite(measured)
+    errors[near[proven]] = measured[proven]
+    rest = near[~proven]
+    for start, stop in blocks(rest.size, JUDGE_BLOCK):  # (the mpmath path takes a bounded number at once)
+        at = rest[start:stop]
         inputs = {name: array[at] for name, array in part.items()}
-        exact = ref.reference(formula, inputs, "none", FMT, gradient=gradient, fast=False).exact
+        exact = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).exact
         errors[at] = [ulp_error(float(v), want, FMT) for v, want in zip(values[at], exact, strict=True)]
 
 

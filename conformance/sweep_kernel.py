@@ -31,7 +31,7 @@ import math
 import numba
 import numpy as np
 
-from conformance import fast_reference
+from conformance import fast_reference, verdicts
 from conformance.fast_reference import ABSOLUTE, FLOAT32, E, Terms, U
 
 BINARY_TARGETS = (0.0, 1.0)
@@ -50,6 +50,11 @@ _PROBES = (
     np.array([2.0**-149, -(2.0**-130)], dtype=np.float64),
 )
 EXP_UNDERFLOW = 746.0  # exp(-x) rounds to 0 in float64 for x > 1075·ln 2 = 745.13
+# the compiled judge's flags per element: past the tolerance, within it through the absolute floor, left open by
+# the interval (judged by ``verdicts.judge``'s exact path instead), its error near a histogram edge
+MISSED, FLOOR, OPEN, NEAR_EDGE = 1, 2, 4, 8
+EMIN, QUANTUM_SHIFT = FLOAT32.emin, FLOAT32.precision - 1  # float32's binades, for the ULP at a rounding
+SMALLEST_NORMAL, SMALLEST_SUBNORMAL = FLOAT32.smallest_normal, FLOAT32.smallest_subnormal
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -171,3 +176,176 @@ def differing(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     got, want = np.ascontiguousarray(got).ravel(), np.ascontiguousarray(want).ravel()
     out = np.empty(got.size, dtype=np.intp)  # its pages are touched only as far as it is filled
     return out[: _differing(got, want, out)].copy()
+
+
+# the verdict rule itself, written once in verdicts for arrays and scalars, compiled here for scalars
+_interval_judgement = numba.njit(inline="always")(verdicts.interval_judgement)
+_judged_slack = numba.njit(inline="always")(verdicts.judged_slack)
+
+
+@numba.njit(inline="always")
+def _ulp_bracket(rounded: float, magnitude: float, slack: float, under: float) -> tuple[float, float]:
+    """``verdicts.exact_ulps`` at one element whose correct rounding to float32 is the finite ``rounded``, its
+    float64 value ±``magnitude`` within ``slack`` of the exact value, ``under`` a strict upper bound on the exact
+    magnitude (inf: none): the (smallest, largest) ULP at the exact value, half the rounding's just below a power
+    of two that the interval does not rule out."""
+    ulp_magnitude = abs(rounded)
+    if ulp_magnitude == 0.0:
+        return SMALLEST_SUBNORMAL, SMALLEST_SUBNORMAL
+    mantissa, exponent = math.frexp(ulp_magnitude)  # |rounded| in [2^(exponent-1), 2^exponent)
+    ulp = math.ldexp(1.0, max(exponent - 1, EMIN) - QUANTUM_SHIFT)
+    power = mantissa == 0.5 and ulp_magnitude > SMALLEST_NORMAL
+    above = (magnitude - slack) * (1 - 4 * U) >= ulp_magnitude
+    below = (magnitude + slack) * (1 + 4 * U) < ulp_magnitude or ulp_magnitude >= under
+    return (ulp / 2 if power and not above else ulp), (ulp / 2 if power and below else ulp)
+
+
+@numba.njit(inline="always")
+def _slot(error: float, edges) -> int:
+    """The histogram bin of an error: ``np.searchsorted(edges, error, side="left")``."""
+    slot = 0
+    while slot < edges.size and edges[slot] < error:
+        slot += 1
+    return slot
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def _judged(x, got, rounded, open_, row, max_ulp, abs_floor, edges, edge_slack, errors, flags, faults, probes):
+    gradient, sign = row % 2 == 1, -1.0 if row == 3 else 1.0
+    under = 1.0 if gradient else np.inf  # |σ(x) - y| < max(y, 1 - y) = 1 (``reference.gradient_under``)
+    probe64, want32, probe32, want64 = probes
+    for block in numba.prange(faults.size):
+        faults[block] = _casts_fail(probe64, want32, probe32, want64)
+        for i in range(block * THREAD_BLOCK, min(x.size, (block + 1) * THREAD_BLOCK)):
+            magnitude = _magnitudes(np.float64(x[i]))[row]
+            slack = _judged_slack(_bound(magnitude, gradient))
+            reference = np.float64(rounded[i])
+            value = np.float64(got[i])
+            error, ok, decided, floor = np.nan, False, False, False
+            if math.isfinite(reference) and not open_[i]:
+                smallest, largest = _ulp_bracket(reference, magnitude, slack, under)
+                error, ok, decided, floor = _interval_judgement(
+                    value, sign * magnitude, slack, smallest, largest, max_ulp, abs_floor
+                )
+            if not decided:
+                errors[i], flags[i] = np.nan, OPEN
+                continue
+            errors[i] = error
+            flag = (0 if ok else MISSED) | (FLOOR if floor else 0)
+            if _slot(error * (1 - edge_slack), edges) != _slot(error * (1 + edge_slack), edges):
+                flag |= NEAR_EDGE
+            flags[i] = flag
+
+
+def judged(
+    x: np.ndarray,
+    got: np.ndarray,
+    rounded: np.ndarray,
+    open_: np.ndarray,
+    target: float,
+    gradient: bool,
+    tolerance,
+    edges: np.ndarray,
+    edge_slack: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``verdicts.judge``'s fast path at a target 0 or 1, compiled: each result ``got`` (float32, 1-d) at the logit
+    ``x`` against the correct rounding ``rounded`` of the exact value, its float64 value and bound evaluated
+    again here (as ``terms``). Returns each element's error in ULPs (NaN where left open), its flags (``MISSED``,
+    ``FLOOR``, ``OPEN``, ``NEAR_EDGE``: within ``edge_slack``, relative, of one of the histogram's ``edges``).
+    ``OPEN`` elements, those ``open_`` asks for (their exact values mpmath already
+    gave) and those whose verdict the interval does not decide, are for ``verdicts.judge`` to judge; so is every
+    element where a thread's casts (or the calling thread's) do not round as IEEE 754 says (as ``roundings``)."""
+    x = np.ascontiguousarray(x, dtype=np.float32).ravel()
+    size = x.size
+    if not fast_reference._casts_round_correctly():
+        return _left_open(size)
+    errors, flags = np.empty(size), np.empty(size, dtype=np.int8)
+    faults = np.zeros(-(-size // THREAD_BLOCK), dtype=np.bool_)
+    _judged(
+        x,
+        np.ascontiguousarray(got, dtype=np.float32).ravel(),
+        np.ascontiguousarray(rounded, dtype=np.float32).ravel(),
+        np.ascontiguousarray(open_, dtype=np.bool_).ravel(),
+        _row(target, gradient),
+        float(tolerance.max_ulp),
+        float(tolerance.abs_floor),
+        np.asarray(edges, dtype=np.float64),
+        float(edge_slack),
+        errors,
+        flags,
+        faults,
+        _PROBES,
+    )
+    if faults.any():  # flush-to-zero in a thread: every element judged by verdicts.judge
+        return _left_open(size)
+    return errors, flags
+
+
+def _left_open(size: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(size, np.nan), np.full(size, OPEN, dtype=np.int8)
+
+
+@_jit
+def _tally(errors, missing, bits, where, edges, histogram, binade_max, binade_missed, region_missed, region_worst,
+           region_bits, worst):
+    kept = 0
+    worst_key = np.empty(worst.size)
+    for i in range(errors.size):
+        error = errors[i]
+        key = np.inf if math.isnan(error) else error  # a NaN error is the worst
+        histogram[edges.size if math.isnan(error) else _slot(error, edges)] += 1
+        binade = (bits[i] >> 23) - (bits[i] >> 31)  # sign · 255 + biased exponent (``sweep.binade_of``)
+        region = where[i]
+        binade_max[binade] = max(binade_max[binade], key)
+        if missing[i]:
+            binade_missed[binade] += 1
+            region_missed[region] += 1
+        if key > region_worst[region]:  # the first of the largest: the patterns ascend
+            region_worst[region], region_bits[region] = key, bits[i]
+        place = kept  # after every kept one at least as bad: equal errors stay in pattern order
+        while place > 0 and worst_key[place - 1] < key:
+            place -= 1
+        if place < worst.size:
+            for j in range(min(kept, worst.size - 1), place, -1):
+                worst[j], worst_key[j] = worst[j - 1], worst_key[j - 1]
+            worst[place], worst_key[place] = i, key
+            kept = min(kept + 1, worst.size)
+    return kept
+
+
+def tally(
+    errors: np.ndarray,
+    missing: np.ndarray,
+    bits: np.ndarray,
+    where: np.ndarray,
+    edges: np.ndarray,
+    histogram: np.ndarray,
+    binade_max: np.ndarray,
+    binade_missed: np.ndarray,
+    region_missed: np.ndarray,
+    region_worst: np.ndarray,
+    region_bits: np.ndarray,
+    keep: int,
+) -> np.ndarray:
+    """A chunk's figures from its judged elements (ascending patterns ``bits``, their ``errors`` in ULPs, NaN the
+    worst, which of them are ``missing`` and their regions ``where``), in one compiled pass, added in place: the
+    ``histogram`` of the errors over the ``edges`` (``np.searchsorted``'s bins, NaN last), each binade's largest
+    error and count missed, each region's count missed and its worst (error, pattern) where worse than
+    ``region_worst``'s (the first of the largest). Returns the positions of the ``keep`` worst elements (error
+    descending, pattern ascending: ``verdicts.worst_first``)."""
+    worst = np.empty(keep, dtype=np.int64)
+    kept = _tally(
+        np.ascontiguousarray(errors, dtype=np.float64),
+        np.ascontiguousarray(missing, dtype=np.bool_),
+        np.ascontiguousarray(bits, dtype=np.uint32),
+        np.ascontiguousarray(where),
+        np.asarray(edges, dtype=np.float64),
+        histogram,
+        binade_max,
+        binade_missed,
+        region_missed,
+        region_worst,
+        region_bits,
+        worst,
+    )
+    return worst[:kept]

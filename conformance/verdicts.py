@@ -229,42 +229,59 @@ def exact_ulps(
     return smallest, largest
 
 
+def judged_slack(bound):
+    """|exact - approx| <= slack, for a float64 ``approx`` within ``bound`` of the exact value: the bound's own
+    rounding, and one more ``ABSOLUTE`` for any rounding of float64 subnormals below."""
+    return bound * (1 + 8 * fast_reference.U) + 2 * fast_reference.ABSOLUTE
+
+
+def interval_judgement(got, approx, slack, smallest_ulp, largest_ulp, max_ulp, abs_floor):
+    """The fast path's verdict rule, elementwise: (error, ok, decided, floor_accepted) of results ``got`` against
+    exact values within ``slack`` of ``approx``, whose ULP lies in [smallest_ulp, largest_ulp] (``exact_ulps``).
+    |got - exact| / ULP lies in an interval [low, high]; the verdict is ``decided`` where that interval settles
+    it (the tolerance, and the absolute floor) and is at most 2^-20 ULP wide (or 2^-20 of its lower end, when
+    that is larger: a clamped result billions of ULPs off needs no mpmath to be measured), and the error is
+    then |got - approx| / ULP, inside the interval. Written once for numpy arrays and for scalars, so that the
+    float32 sweep's compiled judge (``sweep_kernel.judged``, numba) applies this same rule: arithmetic,
+    comparisons, ``&``, ``|`` and numpy's ufuncs alone (no ``~``, which is no logical not on a Python bool)."""
+    u = fast_reference.U
+    distance = np.abs(got - approx)  # within a relative u of |got - approx|
+    # |got - exact| lies in [distance_low, distance_high], each rounding accounted for
+    distance_high = (distance * (1 + 4 * u) + slack) * (1 + 4 * u)
+    distance_low = np.maximum((distance * (1 - 2 * u) - slack * (1 + 2 * u)) * (1 - 2 * u), 0.0)
+    low, high = distance_low / largest_ulp, distance_high / smallest_ulp  # exact: powers of two
+    error = distance / largest_ulp
+    # at max_ulp 0.5 an error of exactly 0.5 is a tie or the float below an exact power of two: judged exactly
+    within_ulps = high < max_ulp if max_ulp == 0.5 else high <= max_ulp
+    beyond_ulps = low > max_ulp
+    within_floor = distance_high <= abs_floor
+    beyond_floor = distance_low > abs_floor
+    usable = np.isfinite(approx) & np.isfinite(got) & np.isfinite(smallest_ulp) & np.isfinite(largest_ulp)
+    decided = usable & (within_ulps | beyond_ulps & (within_floor | beyond_floor))
+    decided = decided & (high - low <= 2.0**-20 * (1.0 + low))
+    ok = within_ulps | (beyond_ulps & within_floor)
+    floor = decided & np.logical_not(within_ulps) & within_floor
+    return error, ok, decided, floor
+
+
 def _judge_fast(
     got: np.ndarray, ref: ReferenceValue, fmt: FloatFormat, tolerance: Tolerance, keep: int, listed: bool = True
 ) -> Judgement:
     """``judge`` on the fast path, in float64 with rigorous bounds: each element's exact value lies within
     ``slack`` of its float64 value, and the ULP at it is that of its correct rounding, or half of it
-    just below a power of two (``exact_ulps``), so |got - exact| / ULP lies in an interval [low, high].
-    Where that interval decides the verdict (the tolerance, and the absolute floor) and is at most 2^-20
-    ULP wide (or 2^-20 of its lower end, when that is larger), the element is judged from it, its error
-    reported as |got - approx| / ULP (inside the interval); an element whose verdict the interval leaves open (an error on the tolerance itself, a
-    cancelling gradient), whose exact value the fast path did not give (a special value, an unsettled
-    rounding) or whose result is not finite is judged exactly, with its exact value from mpmath."""
+    just below a power of two (``exact_ulps``), so |got - exact| / ULP lies in an interval, which decides
+    the element where it can (``interval_judgement``). An element whose verdict the interval leaves open (an
+    error on the tolerance itself, a cancelling gradient), whose exact value the fast path did not give (a
+    special value, an unsettled rounding) or whose result is not finite is judged exactly, with its exact
+    value from mpmath."""
     approx, bound, rounded = ref.approx, ref.bound, ref.rounded
-    u = fast_reference.U
     with np.errstate(invalid="ignore", over="ignore"):
-        # |exact - approx| <= slack; one more ABSOLUTE covers any rounding of float64 subnormals below
-        slack = bound * (1 + 8 * u) + 2 * fast_reference.ABSOLUTE
+        slack = judged_slack(bound)
         smallest_ulp, largest_ulp = exact_ulps(rounded, approx, slack, fmt, ref.under)
-        distance = np.abs(got - approx)  # within a relative u of |got - approx|
-        # |got - exact| lies in [distance_low, distance_high], each rounding accounted for
-        distance_high = (distance * (1 + 4 * u) + slack) * (1 + 4 * u)
-        distance_low = np.maximum((distance * (1 - 2 * u) - slack * (1 + 2 * u)) * (1 - 2 * u), 0.0)
-        low, high = distance_low / largest_ulp, distance_high / smallest_ulp  # exact: powers of two
-        error = distance / largest_ulp
-        # at max_ulp 0.5 an error of exactly 0.5 is a tie or the float below an exact power of two: judged exactly
-        within_ulps = high < tolerance.max_ulp if tolerance.max_ulp == 0.5 else high <= tolerance.max_ulp
-        beyond_ulps = low > tolerance.max_ulp
-        within_floor = distance_high <= tolerance.abs_floor
-        beyond_floor = distance_low > tolerance.abs_floor
-        usable = np.isfinite(approx) & np.isfinite(got) & np.isfinite(smallest_ulp) & np.isfinite(largest_ulp)
-        decided = usable & (within_ulps | beyond_ulps & (within_floor | beyond_floor))
-        # the error known to 2^-20 ULP, or to a relative 2^-20 when larger (a clamped result billions of ULPs
-        # off needs no mpmath to be measured); else it is measured exactly (a cancelling gradient)
-        decided &= high - low <= 2.0**-20 * (1.0 + low)
-    ok = within_ulps | (beyond_ulps & within_floor)
+        error, ok, decided, floor = interval_judgement(
+            got, approx, slack, smallest_ulp, largest_ulp, tolerance.max_ulp, tolerance.abs_floor
+        )
     errors = np.where(decided, error, 0.0)
-    floor = decided & ~within_ulps & within_floor
     # a result that is not finite, or a NaN exact value: the correct rounding settles it (as ulp_error
     # does). Not a finite result against a rounding to ±inf: the exact value may be finite (it overflows
     # the dtype), and then ulp_error measures the distance to it, as below. An approx of ±inf with a

@@ -8,7 +8,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from conformance import fast_reference, sweep, sweep_kernel
+from conformance import arb_reference, fast_reference, sweep, sweep_kernel
 from conformance import reference as ref
 from conformance.dtypes import FORMATS
 
@@ -248,14 +248,135 @@ def test_differing_is_the_elementwise_comparison():
     assert np.array_equal(sweep_kernel.differing(got, want), expected)
 
 
-def test_errors_on_a_histogram_edge_are_measured_exactly():
-    """An error the float64 evaluation puts within a hair of a histogram edge is measured by mpmath, so that its
+@pytest.mark.parametrize("measure", ["arb", "mpmath"])
+def test_errors_on_a_histogram_edge_are_measured_exactly(measure, monkeypatch):
+    """An error the float64 evaluation puts within a hair of a histogram edge is measured exactly, so that its
     bin is the same on every host (libm's or numpy's exp decide the last bits of the float64 error): σ(0) = 1/2
-    exactly, so 1/2 + 2^-24 is 1 ULP off, in (0.5, 1], and 1/2 + 2^-23 two, in (1, 2]."""
+    exactly, so 1/2 + 2^-24 is 1 ULP off, in (0.5, 1], and 1/2 + 2^-23 two, in (1, 2]. By python-flint's balls,
+    or by mpmath where they do not settle it (here: python-flint taken away)."""
+    if measure == "mpmath":
+        monkeypatch.setattr(arb_reference, "arb", None)
     values = np.array([0.5 + 2.0**-24, 0.5 + 2.0**-23, 0.5 + 2.0**-24])
     part = {"logits": np.zeros(3, dtype=np.float32), "target": np.zeros(3, dtype=np.float32)}
     errors = np.array([1.0 + 2.0**-30, 2.0 - 2.0**-30, 0.7])  # the third is far from an edge: left as it is
-    sweep._exact_on_edges(errors, values, "bce_with_logits", part, gradient=True)
+    near = sweep._near_edges(errors)
+    assert near.tolist() == [True, True, False]
+    sweep._exact_on_edges(errors, values, part, 0.0, True, np.flatnonzero(near))
     assert errors.tolist() == [1.0, 2.0, 0.7]
     slots = np.searchsorted(sweep.ULP_EDGES, errors, side="left")
     assert slots.tolist() == [1, 2, 1]
+
+
+def offsets_from(rounded: np.ndarray, steps) -> np.ndarray:
+    """Each float32 of ``rounded`` moved by each of ``steps`` representable values (positive: away from zero;
+    clipped at 0 and at the largest finite value), concatenated in that order."""
+    bits = rounded.view(np.uint32).astype(np.int64)
+    sign, magnitude = bits & 0x80000000, bits & 0x7FFFFFFF
+    moved = [np.clip(magnitude + step, 0, 0x7F7FFFFF) | sign for step in steps]
+    return np.concatenate(moved).astype(np.uint32).view(np.float32)
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_the_compiled_judge_is_the_judge(target, gradient):
+    """``sweep_kernel.judged`` (the sweep's judge at targets 0 and 1) leaves open exactly the elements that
+    ``verdicts.judge``'s interval does not decide (``exact_ulps``, ``interval_judgement``) and those it is told
+    to, and gives ``verdicts.judge``'s error, miss and absolute-floor acceptance on every other: on the hard
+    logits, with results 0 to 2^20 ULPs off on either side (the tolerance's edge, 4 ULPs, among them), zero and
+    non-finite results."""
+    from conformance.verdicts import exact_ulps, interval_judgement, judge, judged_slack, tolerance_for
+
+    x0 = hard_logits()
+    reference0 = sweep.reference_values(x0, target, gradient)
+    steps = [0, 1, -1, 2, -2, 3, 4, -4, 5, -5, 8, -8, 1 << 10, -(1 << 20)]
+    got = offsets_from(reference0.rounded, steps)
+    got = np.concatenate([got, np.zeros(x0.size, np.float32), np.full(x0.size, np.inf, np.float32)])
+    got[-3:] = np.nan
+    x = np.tile(x0, got.size // x0.size)
+    reference = sweep.reference_values(x, target, gradient)
+    at = np.arange(x.size)
+    open_given = np.isin(at, reference.settled_at)  # their exact values known (mpmath's): judged exactly
+    open_given[::97] = True
+    tolerance = tolerance_for("float32")
+    errors, flags = sweep_kernel.judged(
+        x, got, reference.rounded, open_given, target, gradient, tolerance, np.asarray(sweep.ULP_EDGES), sweep.EDGE_SLACK
+    )
+    inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+    value = reference.part("bce_with_logits", inputs, at)
+    slack = judged_slack(value.bound)
+    with np.errstate(invalid="ignore", over="ignore"):
+        interval = interval_judgement(got.astype(np.float64), value.approx, slack,
+                                      *exact_ulps(value.rounded, value.approx, slack, FMT, value.under),
+                                      tolerance.max_ulp, tolerance.abs_floor)  # fmt: skip
+    left_open = (flags & sweep_kernel.OPEN) != 0
+    decided = ~left_open
+    assert np.array_equal(decided, interval[2] & ~open_given)
+    assert left_open.any() and decided.sum() > x.size // 2
+    want = judge(got.astype(np.float64), value, FMT, tolerance, keep=0, listed=False)
+    assert np.array_equal(errors[decided], want.errors[decided])
+    missed = (flags & sweep_kernel.MISSED) != 0
+    assert np.array_equal(missed[decided], want.missing[decided])
+    assert missed.any() and (~missed & decided).any()
+    part = {name: array[left_open] for name, array in inputs.items()}
+    judged_open = judge(got[left_open].astype(np.float64), reference.part("bce_with_logits", part, at[left_open]), FMT,
+                        tolerance, keep=0, listed=False)  # fmt: skip
+    floors = int(np.count_nonzero(flags & sweep_kernel.FLOOR))
+    assert floors + judged_open.floor_accepted == want.floor_accepted
+    assert np.array_equal(sweep._near_edges(errors)[decided], ((flags & sweep_kernel.NEAR_EDGE) != 0)[decided])
+
+
+def test_the_compiled_tally_is_numpy_s():
+    """``sweep_kernel.tally`` (a chunk's figures in one pass) against the same figures in numpy: the histogram's
+    bins (``np.searchsorted``), each binade's largest error and misses, each region's misses and first worst
+    element, and the worst elements in ``verdicts.worst_first``'s order; with NaN errors and ties."""
+    from conformance.verdicts import worst_first
+
+    rng = np.random.default_rng(11)
+    size = 5000
+    bits = np.arange(0, 1 << 32, 4099, dtype=np.int64).astype(np.uint32)
+    bits = np.sort(rng.choice(bits[(bits & 0x7F800000) != 0x7F800000], size, replace=False))  # finite patterns
+    errors = rng.choice([0.5, 0.75, 1.0, 1.5, 3.0, 4.0, 7.0, 1e3, 1e7, np.inf, np.nan], size)  # ties aplenty
+    missing = errors > 4
+    where = rng.integers(0, 5, size).astype(np.int8)
+    histogram = np.zeros(len(sweep.ULP_EDGES) + 1, dtype=np.int64)
+    binade_max = np.full(sweep.BINADES, 0.5)
+    binade_missed = np.zeros(sweep.BINADES, dtype=np.int64)
+    region_missed = np.zeros(5, dtype=np.int64)
+    region_worst, region_bits = np.full(5, 0.5), np.arange(5, dtype=np.int64)
+    worst = sweep_kernel.tally(errors, missing, bits, where, np.asarray(sweep.ULP_EDGES), histogram, binade_max,
+                               binade_missed, region_missed, region_worst, region_bits, 8)  # fmt: skip
+    key = np.where(np.isnan(errors), np.inf, errors)
+    slots = np.where(np.isnan(errors), len(sweep.ULP_EDGES), np.searchsorted(sweep.ULP_EDGES, errors, side="left"))
+    assert histogram.tolist() == np.bincount(slots, minlength=len(sweep.ULP_EDGES) + 1).tolist()
+    binades = ((bits >> 23) - (bits >> 31)).astype(np.int64)
+    expected_max = np.full(sweep.BINADES, 0.5)
+    np.maximum.at(expected_max, binades, key)
+    assert np.array_equal(binade_max, expected_max)
+    assert binade_missed.tolist() == np.bincount(binades[missing], minlength=sweep.BINADES).tolist()
+    assert region_missed.tolist() == np.bincount(where[missing], minlength=5).tolist()
+    for region in range(5):
+        members = np.flatnonzero(where == region)
+        first_worst = members[worst_first(key[members], bits[members], 1)[0]]
+        assert (region_worst[region], region_bits[region]) == (key[first_worst], bits[first_worst])
+    assert worst.tolist() == worst_first(key, bits, 8).tolist()
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0, 0.5])
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_ball_errors_are_ulp_error(target, gradient):
+    """``arb_reference.ulp_errors`` (the exact errors of the elements near a histogram edge) gives
+    ``dtypes.ulp_error``'s error wherever its ball settles one, which is most elements; NaN for a result that
+    is not finite."""
+    from conformance.dtypes import ulp_error
+
+    x0 = hard_logits()
+    inputs = {"logits": x0, "target": np.full(x0.shape, target, dtype=np.float32)}
+    exact = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False)
+    got = offsets_from(exact.rounded.astype(np.float32), [1, -1, 5])
+    got[:2] = np.inf, np.nan
+    x = np.tile(x0, 3)
+    errors = arb_reference.ulp_errors(x, target, gradient, got.astype(np.float64), FMT)
+    proven = np.isfinite(errors)
+    assert not proven[:2].any() and proven.sum() > x.size // 2
+    wants = np.tile(exact.exact, 3)
+    assert [ulp_error(float(g), w, FMT) for g, w in zip(got[proven], wants[proven], strict=True)] == errors[proven].tolist()
