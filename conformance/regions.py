@@ -67,6 +67,16 @@ def describe(region: str, kind: str, fmt: FloatFormat) -> str:
     }[region]
 
 
+def breakpoints(kind: str, fmt: FloatFormat) -> tuple[float, ...]:
+    """The magnitudes |x| at which ``classify``'s region of a logit may change, for a given target (``kind``
+    ``logits`` only): its region is the same for every |x| strictly between two consecutive ones, and for
+    every |x| equal to one (its bounds: 0, the smallest normal, the saturation and exp-overflow bounds, inf).
+    The float32 sweep classifies each run of its ascending magnitudes a piece at a time with them."""
+    if kind != "logits":
+        raise ValueError(f"regions.breakpoints: for logits only, not {kind!r}")
+    return (0.0, fmt.smallest_normal, saturation_bound(fmt), exp_overflow_bound(fmt), math.inf)
+
+
 def target_masks(y: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What ``classify`` asks of the targets alone, on their own shape: soft (neither 0 nor 1), subnormal, not
     finite. Two targets with the same masks put every element in the same region."""

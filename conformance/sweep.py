@@ -17,12 +17,15 @@ API's documented variant, against their condition-aware bounds (``conformance.co
 known-divergence catalogue's regions (``conformance.divergences``). The verdict of a sweep's (API, target,
 quantity) applies the runner's order to the whole sweep as one result (``verdicts.sweep_verdict``). Within a
 chunk, the reference at targets 0 and 1 is one compiled pass (``sweep_kernel``), and everything else
-elementwise (the reference at another target, the regions, the judging) runs on blocks of a few thousand
-elements, so that its float64 temporaries stay in cache; the figures do not depend on the blocks (a test)."""
+numpy's elementwise work (the reference at another target, the judging the compiled judge leaves open) runs on
+blocks of a few thousand elements, so that its float64 temporaries stay in cache; the figures do not depend on the
+blocks (a test). The regions are found by binary search (the chunk's magnitudes ascend in two runs)."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -60,10 +63,9 @@ OPS = ("bce_with_logits", "sigmoid_bce")  # the fused loss and the two-step path
 QUANTITIES = ("value", "grad")
 PATTERNS = 1 << 32
 CHUNK = 1 << 24  # patterns per chunk: 16.8 M elements a target (about a GiB of arrays in a worker)
-# elements computed on at once within a chunk, so that the float64 temporaries stay in cache: the reference's,
-# and (more numpy calls per element, so larger blocks) the regions' and the catalogue's
+# elements computed on at once within a chunk, so that the float64 temporaries stay in cache: the reference's
+# (at a target other than 0 and 1), and (more numpy calls per element, so larger blocks) the judging's
 BLOCK = 1 << 14
-REGION_BLOCK = 1 << 17
 JUDGE_BLOCK = 1 << 16
 KEEP_WORST = 8  # worst elements kept per (API, target, quantity)
 # the histogram's upper edges in ULPs: [0, 0.5], (0.5, 1], (1, 2], ..., (2^20, inf]; NaN errors apart
@@ -355,20 +357,32 @@ class TargetContext:
 
 
 def _regions_of(x: np.ndarray, y: np.float64, bits: np.ndarray) -> tuple:
-    """Each element's region at the target ``y`` (``regions.classify``, a block at a time), the count of each
-    region, the regions present and the first pattern of each."""
+    """Each element's region at the target ``y`` (``regions.classify``), the count of each region, the regions
+    present and the first pattern of each. The chunk's patterns ascend, so its magnitudes |x| are two ascending
+    runs (the non-negative logits, then the negative ones), and a region changes only at the magnitudes
+    ``regions.breakpoints`` gives: each run is cut there by binary search and each piece classified by its first
+    element (a test checks this against classifying every element)."""
     where = np.empty(x.shape, dtype=np.int8)
     region_elements = np.zeros(len(regions.REGIONS), dtype=np.int64)
     first: dict[int, int] = {}  # the first pattern of each region
-    for low, high in blocks(x.size, REGION_BLOCK):
-        block = regions.classify("logits", x[low:high], y, FMT)
-        where[low:high] = block
-        counts = np.bincount(block, minlength=len(regions.REGIONS))
-        for index in np.flatnonzero(counts):
-            if int(index) not in first:
-                first[int(index)] = int(bits[low + int(np.argmax(block == index))])
-        region_elements += counts
+    split = int(np.searchsorted(bits, np.uint32(0x80000000)))
+    cuts = {0, split, x.size}
+    for low, high in ((0, split), (split, x.size)):
+        run = x[low:high]
+        for point in regions.breakpoints("logits", FMT):  # the pieces below, at and above each breakpoint
+            cuts.add(low + bisect.bisect_left(run, point, key=_magnitude))
+            cuts.add(low + bisect.bisect_right(run, point, key=_magnitude))
+    for start, stop in itertools.pairwise(sorted(cuts)):
+        if stop > start:
+            index = int(regions.classify("logits", x[start : start + 1], y, FMT)[0])
+            where[start:stop] = index
+            region_elements[index] += stop - start
+            first.setdefault(index, int(bits[start]))
     return where, region_elements, np.flatnonzero(region_elements), first
+
+
+def _magnitude(value: np.float32) -> float:
+    return abs(float(value))
 
 
 def run_chunk(spec: Spec, low: int, high: int) -> dict[str, Any]:

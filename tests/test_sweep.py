@@ -4,9 +4,13 @@ chunked or interrupted. The subject is the `rounded` adapter: its results are fi
 
 from __future__ import annotations
 
+import bisect
+
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from conformance import arb_reference, fast_reference, sweep, sweep_kernel
 from conformance import reference as ref
@@ -112,14 +116,13 @@ def test_same_bytes_however_chunked_or_resumed(tmp_path):
 
 @pytest.mark.parametrize("bits", [(0x3F7FF000, 0x3F801000), (0x7F7FFF00, 0x7F800100), (0xC19FFF00, 0xC1A00100)])
 def test_same_bytes_however_blocked(tmp_path, monkeypatch, bits):
-    """A chunk's reference, regions and judging run in blocks (sweep.BLOCK, REGION_BLOCK, JUDGE_BLOCK): blocks of
+    """A chunk's reference and judging run in blocks (sweep.BLOCK, JUDGE_BLOCK): blocks of
     a few elements, cutting through every run of regions and candidates, give the bytes of the default ones.
     The ranges: around 1, the largest finite values into the non-finite ones, around -20 (past saturation,
     where the hand formula's log(1 - σ(x)) is log 1)."""
     spec = sweep.Spec("rounded", *bits, targets=(0.0, 1.0))
     whole = run(tmp_path / "a", "s", 1 << 12, spec)
     monkeypatch.setattr(sweep, "BLOCK", 5)
-    monkeypatch.setattr(sweep, "REGION_BLOCK", 7)
     monkeypatch.setattr(sweep, "JUDGE_BLOCK", 3)
     assert run(tmp_path / "b", "s", 1 << 12, spec) == whole
     from conformance.results import read_run
@@ -380,3 +383,52 @@ def test_ball_errors_are_ulp_error(target, gradient):
     assert not proven[:2].any() and proven.sum() > x.size // 2
     wants = np.tile(exact.exact, 3)
     assert [ulp_error(float(g), w, FMT) for g, w in zip(got[proven], wants[proven], strict=True)] == errors[proven].tolist()
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0, 0.5])
+def test_regions_by_search_are_every_element_s(target):
+    """A chunk's regions, found by binary search at ``regions.breakpoints`` on its two ascending runs of
+    magnitudes, are ``regions.classify``'s on every element: on patterns across zero and the subnormals, the
+    saturation and exp-overflow bounds and the largest finite values, positive and negative."""
+    from conformance import regions
+
+    pieces = []
+    for value in (0.0, 2.0**-126, regions.saturation_bound(FMT), regions.exp_overflow_bound(FMT), 3.4e38):
+        centre = int(np.array([value], dtype=np.float32).view(np.uint32)[0])
+        pieces.append(np.arange(max(centre - 300, 0), min(centre + 300, 0x7F800000), dtype=np.uint32))
+    positive = np.unique(np.concatenate(pieces))
+    bits = np.concatenate([positive, positive | np.uint32(0x80000000)])
+    x = bits.view(np.float32)
+    where, counts, present, first = sweep._regions_of(x, np.float64(target), bits)
+    want = regions.classify("logits", x, np.float64(target), FMT)
+    assert np.array_equal(where, want)
+    assert counts.tolist() == np.bincount(want, minlength=len(regions.REGIONS)).tolist()
+    assert present.tolist() == np.unique(want).tolist() and len(present) >= 4
+    assert first == {int(i): int(bits[np.argmax(want == i)]) for i in present}
+
+
+def near_breakpoints() -> st.SearchStrategy[int]:
+    """float32 magnitudes' bit patterns: anywhere, or within 2^12 patterns of one of the regions' bounds."""
+    from conformance import regions
+
+    centres = [int(np.array([p], dtype=np.float32).view(np.uint32)[0]) for p in regions.breakpoints("logits", FMT)[:-1]]
+    near = [st.integers(max(c - 4096, 0), min(c + 4096, 0x7F7FFFFF)) for c in centres]
+    return st.one_of(st.integers(0, 0x7F7FFFFF), *near)
+
+
+@given(near_breakpoints(), near_breakpoints(), st.booleans(), st.booleans(), st.sampled_from([0.0, 1.0, 0.5, 2.0**-130]))
+def test_a_region_changes_only_at_a_breakpoint(a, b, negative_a, negative_b, target):
+    """Two logits whose magnitudes lie in the same piece of ``regions.breakpoints`` (strictly between two of them,
+    or both on one) have the same region at any target."""
+    from conformance import regions
+
+    points = regions.breakpoints("logits", FMT)
+
+    def piece(bits: int) -> tuple[int, int]:
+        magnitude = float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+        return bisect.bisect_left(points, magnitude), bisect.bisect_right(points, magnitude)
+
+    assume(piece(a) == piece(b))
+    x = np.array([a | (negative_a << 31), b | (negative_b << 31)], dtype=np.uint32).view(np.float32)
+    where = regions.classify("logits", x, np.float64(target), FMT)
+    assert where[0] == where[1]
