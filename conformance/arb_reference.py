@@ -176,3 +176,39 @@ def ulp_errors(x: np.ndarray, target: float, gradient: bool, got: np.ndarray, fm
     finally:
         ctx.prec = saved
     return out
+
+
+def _rounded_end(value, fmt: FloatFormat) -> float:
+    """An exact arb endpoint rounded to ``fmt`` (``dtypes.round_fraction``), far outside it from its exponent
+    alone (e^-1e30 has too many bits for a Fraction)."""
+    man, exp = value.man_exp()
+    man, exp = int(man), int(exp)
+    top = exp + abs(man).bit_length()  # |value| < 2^top
+    if man and top < fmt.emin - fmt.precision - 1:  # below a quarter of the smallest subnormal
+        return math.copysign(0.0, man)
+    if top > fmt.emax + 2:
+        return math.copysign(math.inf, man)
+    return round_fraction(_exact(value), fmt)
+
+
+def roundings(x: np.ndarray, target: float, gradient: bool, fmt: FloatFormat) -> np.ndarray:
+    """The correct rounding to ``fmt`` of the loss (or gradient) at each logit ``x`` and the ``target``, where a ball
+    of ``ERROR_PRECISION`` bits settles it (both its ends round to the same value, the sign of a zero
+    included); NaN elsewhere (where python-flint is absent, another target), for mpmath. The float32 sweep's
+    elements whose float64 interval straddles a rounding boundary."""
+    out = np.full(np.shape(x), np.nan)
+    if arb is None:
+        return out
+    saved = ctx.prec
+    try:
+        ctx.prec = ERROR_PRECISION
+        for i, xi in enumerate(np.asarray(x, dtype=np.float64).tolist()):
+            exact = _loss_or_gradient(arb(xi), target, gradient)
+            if exact is None:
+                continue
+            low, high = _rounded_end(exact.lower(), fmt), _rounded_end(exact.upper(), fmt)
+            if low == high and math.copysign(1.0, low) == math.copysign(1.0, high):
+                out[i] = low
+    finally:
+        ctx.prec = saved
+    return out

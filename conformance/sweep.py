@@ -276,8 +276,9 @@ def chunk_references(
     """The correctly rounded float32 loss and gradient (the ``quantities`` asked) at each logit and target: at
     targets 0 and 1, one compiled pass over the chunk (``sweep_kernel.roundings``: one e^-|x| serves both
     targets and both quantities); at another target, the general fast path's float64 terms and their settling
-    block by block (``BLOCK``: the temporaries stay in cache); then the elements left unsettled, by the mpmath
-    path."""
+    block by block (``BLOCK``: the temporaries stay in cache); then the elements left unsettled (an exact value
+    near a rounding boundary), by python-flint's balls (``arb_reference.roundings``), and the few they leave by
+    the mpmath path."""
     size = x.size
     keys = [(target, quantity) for target in targets for quantity in quantities]
     binary = [key for key in keys if key[0] in sweep_kernel.BINARY_TARGETS]
@@ -298,6 +299,11 @@ def chunk_references(
     for target, quantity in keys:
         gradient = quantity == "grad"
         settled_at = np.flatnonzero(unsettled[target, quantity])
+        if settled_at.size:  # by python-flint's balls where they settle it, by mpmath the rest
+            balls = arb_reference.roundings(x[settled_at], target, gradient, FMT)
+            by_ball = ~np.isnan(balls)
+            rounded[target, quantity][settled_at[by_ball]] = balls[by_ball]
+            settled_at = settled_at[~by_ball]
         settled_exact = np.empty(settled_at.size, dtype=object)
         if settled_at.size:
             inputs = {"logits": x[settled_at], "target": np.full(settled_at.size, target, dtype=np.float32)}

@@ -432,3 +432,24 @@ def test_a_region_changes_only_at_a_breakpoint(a, b, negative_a, negative_b, tar
     x = np.array([a | (negative_a << 31), b | (negative_b << 31)], dtype=np.uint32).view(np.float32)
     where = regions.classify("logits", x, np.float64(target), FMT)
     assert where[0] == where[1]
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0, 0.5])
+@pytest.mark.parametrize("gradient", [False, True], ids=["value", "grad"])
+def test_ball_roundings_are_the_mpmath_path_s(target, gradient):
+    """``arb_reference.roundings`` (the sweep's roundings that the float64 interval leaves) gives the mpmath
+    path's correct rounding, sign included, wherever its ball settles one, which is nearly everywhere: on the
+    hard logits and on those whose float64 interval straddles a rounding boundary."""
+    x = hard_logits()
+    if target in sweep_kernel.BINARY_TARGETS:  # and the kernel's unsettled ones, from a spread of patterns
+        spread = np.arange(0, 1 << 32, 1 << 8, dtype=np.uint64).astype(np.uint32)
+        spread = spread[(spread & 0x7F800000) != 0x7F800000].view(np.float32)
+        (kernel,) = sweep_kernel.roundings(spread, [(target, gradient)])
+        assert np.isnan(kernel).any() or not gradient  # (σ(x) near a midpoint: the gradient's, hundreds)
+        x = np.concatenate([x, spread[np.isnan(kernel)]])
+    inputs = {"logits": x, "target": np.full(x.shape, target, dtype=np.float32)}
+    want = ref.reference("bce_with_logits", inputs, "none", FMT, gradient=gradient, fast=False).rounded
+    balls = arb_reference.roundings(x, target, gradient, FMT)
+    settled = ~np.isnan(balls)
+    assert settled.sum() > 0.95 * x.size
+    assert np.array_equal(balls[settled].view(np.uint64), np.asarray(want, dtype=np.float64)[settled].view(np.uint64))
