@@ -9,17 +9,19 @@ elements under a total order, each a function of the elements alone, so the merg
 bytes however the sweep was chunked, scheduled or interrupted.
 
 Per element, with R the correctly rounded reference (``sweep_kernel``: compiled, one e^-|x| for
-both targets and quantities, its rare unsettled roundings by mpmath): an element whose result is R is
-correctly rounded, its error at most half an ULP (counted as 0.5: its exact error is not computed, which is
-where the speed comes from); every other element is judged by ``verdicts.judge`` against the reference of
-those elements alone. Those past the tolerance are measured as the runner measures a result's: against the
-API's documented variant, against their condition-aware bounds (``conformance.conditioning``) and by the
-known-divergence catalogue's regions (``conformance.divergences``). The verdict of a sweep's (API, target,
-quantity) applies the runner's order to the whole sweep as one result (``verdicts.sweep_verdict``). Within a
-chunk, the reference at targets 0 and 1 is one compiled pass (``sweep_kernel``), and everything else
-numpy's elementwise work (the reference at another target, the judging the compiled judge leaves open) runs on
-blocks of a few thousand elements, so that its float64 temporaries stay in cache; the figures do not depend on the
-blocks (a test). The regions are found by binary search (the chunk's magnitudes ascend in two runs)."""
+both targets and quantities, its rare unsettled roundings by python-flint's balls, the rarer rest by mpmath): an
+element whose result is R is correctly rounded, its error at most half an ULP (counted as 0.5: its exact error is
+not computed, which is where the speed comes from); every other element is judged by ``verdicts.judge``'s rule
+against the reference of those elements alone: at targets 0 and 1 by that rule compiled (``sweep_kernel.judged``,
+``verdicts.interval_judgement``), ``verdicts.judge`` itself deciding what the float64 interval leaves open. Those
+past the tolerance are measured as the runner measures a result's: against the API's documented variant, against
+their condition-aware bounds (``conformance.conditioning``) and by the known-divergence catalogue's regions
+(``conformance.divergences``). The verdict of a sweep's (API, target, quantity) applies the runner's order to the
+whole sweep as one result (``verdicts.sweep_verdict``). Within a chunk, the reference at targets 0 and 1 is one
+compiled pass (``sweep_kernel``), the judged elements' figures another (``sweep_kernel.tally``); numpy's
+elementwise work (the reference at another target, the judging the compiled judge leaves open) runs on blocks of
+a few thousand elements, so that its float64 temporaries stay in cache; the figures do not depend on the blocks
+(a test). The regions are found by binary search (the chunk's magnitudes ascend in two runs)."""
 
 from __future__ import annotations
 
@@ -161,13 +163,6 @@ def patterns(spec: Spec, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
 
 def case_name(target: float) -> str:
     return f"sweep-float32/target-{target:g}"
-
-
-def binade_of(bits: np.ndarray) -> np.ndarray:
-    """Index of each pattern's binade: sign · 255 + biased exponent (0: the subnormals and zero)."""
-    binades = (bits >> 23).astype(np.int64)  # sign · 256 + biased exponent
-    binades -= bits >> 31
-    return binades
 
 
 # the first pattern of each binade, in binade order (which is the patterns' order)

@@ -339,7 +339,7 @@ def _tally(errors, missing, bits, where, edges, histogram, binade_max, binade_mi
         error = errors[i]
         key = np.inf if math.isnan(error) else error  # a NaN error is the worst
         histogram[edges.size if math.isnan(error) else _slot(error, edges)] += 1
-        binade = (bits[i] >> 23) - (bits[i] >> 31)  # sign · 255 + biased exponent (``sweep.binade_of``)
+        binade = (bits[i] >> 23) - (bits[i] >> 31)  # sign · 255 + biased exponent (0: subnormals and zero)
         region = where[i]
         binade_max[binade] = max(binade_max[binade], key)
         if missing[i]:
