@@ -14,7 +14,8 @@ calls, Dask scaling, and the full sweep's time extrapolated, side by side in one
    Both use the machine's cores: torch's own threads, and the sweep's reference kernel numba's. Target: the sweep
    <= 3x the bare calls.
 3. The same sweep (a smaller slice) on a Dask LocalCluster of 2 workers vs 1: the scaling ratio.
-4. Each framework's whole sweep (all its fused and two-step APIs) on a 2^18-pattern sample, in one process,
+4. Each framework's whole sweep (all its fused and two-step APIs) on samples of 2^k and 2^(k+2) patterns, in one
+   process each, k raised from 16 until they differ by 10 s; their difference (the start-up cancels out)
    extrapolated to all 2^32 patterns on this machine's cores at the measured scaling. A framework is run with
    the python of its sweep env (.tox/sweep-float32-<name>, made by ``tox -e sweep-float32-<name> --notest``),
    else of its conformance env (.tox/<name>), else with this one.
@@ -139,13 +140,36 @@ def sample_sweep_seconds(name: str, bits: str) -> float | str:
     return seconds
 
 
+ESTIMATE_SECONDS = 10.0  # the two samples' difference in time that an estimate rests on, at least
+ESTIMATE_MAX_LOG2 = 24
+
+
+def estimate_row(name: str, log2: int, speedup: float) -> list[str]:
+    """A framework's full-sweep time from the difference between samples of 2^k and 2^(k+2) patterns (every
+    2^(32-k)-th: every binade), k raised until that difference is ``ESTIMATE_SECONDS`` or more: the start-up
+    (imports, the probe, the compile caches' loading) cancels out."""
+    timed: list[tuple[int, float]] = []
+    for k in range(log2, ESTIMATE_MAX_LOG2 + 1, 2):
+        seconds = sample_sweep_seconds(name, f"::{1 << (32 - k)}")
+        if isinstance(seconds, str):
+            return [seconds, "-", "-"]
+        timed.append((k, seconds))
+        if len(timed) >= 2 and timed[-1][1] - timed[-2][1] >= ESTIMATE_SECONDS:
+            break
+    (k_small, small), (k_big, big) = timed[-2], timed[-1]
+    per_pattern = max(big - small, 0.0) / ((1 << k_big) - (1 << k_small))
+    full = per_pattern * (1 << 32) / speedup
+    samples = ", ".join(f"2^{k}: {t:.1f}" for k, t in timed)
+    return [samples, f"{per_pattern * 1e6:.2f}", f"{full / 3600:.1f} h"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patterns-log2", type=int, default=28, help="the torch sweep's 2^N patterns (default 28)")
     parser.add_argument("--scaling-log2", type=int, default=25, help="the LocalCluster slice's 2^N patterns (default 25)")
     parser.add_argument("--sample", type=int, default=1 << 21, help="logits for the reference rows (default 2^21)")
     parser.add_argument("--naive", type=int, default=20000, help="logits for the naive mpmath loop (default 20000)")
-    parser.add_argument("--estimate-log2", type=int, default=18, help="2^N patterns per framework for the estimates (default 18)")
+    parser.add_argument("--estimate-log2", type=int, default=16, help="the estimates' first sample: 2^N patterns (default 16)")
     parser.add_argument("--frameworks", nargs="*", default=["numpy", "torch", "tensorflow", "jax"])
     args = parser.parse_args()
     header("float32 sweep: reference, a whole torch sweep vs its bare calls, Dask scaling, full-sweep estimates")
@@ -184,19 +208,13 @@ def main() -> int:
 
     cores = os.cpu_count() or 1
     speedup = scaling if cores >= 2 else 1.0
-    sample_log2 = 32 - args.estimate_log2  # every 2^(32-N)-th pattern
-    print(f"\n4. each framework's whole sweep (every API, targets 0, 1, value and grad) on 2^{args.estimate_log2} "
-          f"patterns, extrapolated to 2^32 on {cores} cores (x {speedup:.2f} measured scaling)\n")
+    print(f"\n4. each framework's whole sweep (every API, targets 0, 1, value and grad) on samples of n and 4n patterns "
+          f"(n from 2^{args.estimate_log2}, raised until the two differ by {ESTIMATE_SECONDS:g} s), extrapolated to "
+          f"2^32 from the difference (no start-up in it) on {cores} cores (x {speedup:.2f} measured scaling)\n")
     rows = []
     for name in args.frameworks:
-        start_up = sample_sweep_seconds(name, "0:1")  # the import, the probe, one pattern: not per chunk
-        seconds = sample_sweep_seconds(name, f"::{1 << sample_log2}")
-        if isinstance(seconds, str) or isinstance(start_up, str):
-            rows.append([name, seconds if isinstance(seconds, str) else start_up, "-", "-", "-"])
-            continue
-        full = max(seconds - start_up, 0.0) * (1 << sample_log2) / speedup
-        rows.append([name, f"{seconds:.1f}", f"{start_up:.1f}", f"{full / 3600:.1f} h", framework_python(name)])
-    headers = ["framework", f"2^{args.estimate_log2} sample s", "of which start-up s", "full sweep, estimated", "python"]
+        rows.append([name, *estimate_row(name, args.estimate_log2, speedup), framework_python(name)])
+    headers = ["framework", "samples (patterns: s)", "s per 10^6 patterns", "full sweep, estimated", "python"]
     print(table(headers, rows))
     return 0
 
