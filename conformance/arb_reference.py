@@ -147,34 +147,43 @@ def _loss_or_gradient(a, target: float, gradient: bool):
     return None
 
 
+def _exact_balls(x: np.ndarray, target: float, gradient: bool):
+    """(index, ball) of the loss or gradient at each logit of ``x`` and the ``target``, at ``ERROR_PRECISION`` bits
+    (the context's precision while the caller works on each ball, restored after); none where python-flint is
+    absent or for another target."""
+    if arb is None:
+        return
+    saved = ctx.prec
+    try:
+        ctx.prec = ERROR_PRECISION
+        for i, xi in enumerate(np.asarray(x, dtype=np.float64).tolist()):
+            exact = _loss_or_gradient(arb(xi), target, gradient)
+            if exact is not None:
+                yield i, exact
+    finally:
+        ctx.prec = saved
+
+
 def ulp_errors(x: np.ndarray, target: float, gradient: bool, got: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """|got - exact| in ULPs of ``fmt`` at the exact loss (or gradient) at each logit ``x`` and the ``target``,
     rounded to float64 where a ball of ``ERROR_PRECISION`` bits proves that rounding (both its ends round alike,
     and the exact value's binade is known: no power of two inside it), which is then what ``dtypes.ulp_error``
     gives; NaN elsewhere (where python-flint is absent, a result is not finite, another target), for mpmath."""
     out = np.full(np.shape(x), np.nan)
-    if arb is None:
-        return out
-    saved = ctx.prec
-    try:
-        ctx.prec = ERROR_PRECISION
-        logits, results = np.asarray(x, dtype=np.float64).tolist(), np.asarray(got, dtype=np.float64).tolist()
-        for i, (xi, value) in enumerate(zip(logits, results, strict=True)):
-            exact = _loss_or_gradient(arb(xi), target, gradient)
-            if exact is None or not math.isfinite(value):
-                continue
-            magnitude = abs(exact)
-            man, exp = magnitude.mid().man_exp()  # the midpoint man·2^exp, in [2^(exponent-1), 2^exponent)
-            exponent = int(man).bit_length() + int(exp)
-            if not (magnitude >= arb(2) ** (exponent - 1) and magnitude < arb(2) ** exponent):
-                continue  # the binade not proven (a power of two within the ball, a ball holding 0)
-            quantum = quantum_exponent(exponent - 1, fmt)
-            error = abs(arb(value) - exact) * arb(2) ** -quantum
-            low, high = _float(error.lower()), _float(error.upper())
-            if low == high:
-                out[i] = low
-    finally:
-        ctx.prec = saved
+    results = np.asarray(got, dtype=np.float64).tolist()
+    for i, exact in _exact_balls(x, target, gradient):
+        if not math.isfinite(results[i]):
+            continue
+        magnitude = abs(exact)
+        man, exp = magnitude.mid().man_exp()  # the midpoint man·2^exp, in [2^(exponent-1), 2^exponent)
+        exponent = int(man).bit_length() + int(exp)
+        if not (magnitude >= arb(2) ** (exponent - 1) and magnitude < arb(2) ** exponent):
+            continue  # the binade not proven (a power of two within the ball, a ball holding 0)
+        quantum = quantum_exponent(exponent - 1, fmt)
+        error = abs(arb(results[i]) - exact) * arb(2) ** -quantum
+        low, high = _float(error.lower()), _float(error.upper())
+        if low == high:
+            out[i] = low
     return out
 
 
@@ -197,18 +206,8 @@ def roundings(x: np.ndarray, target: float, gradient: bool, fmt: FloatFormat) ->
     included); NaN elsewhere (where python-flint is absent, another target), for mpmath. The float32 sweep's
     elements whose float64 interval straddles a rounding boundary."""
     out = np.full(np.shape(x), np.nan)
-    if arb is None:
-        return out
-    saved = ctx.prec
-    try:
-        ctx.prec = ERROR_PRECISION
-        for i, xi in enumerate(np.asarray(x, dtype=np.float64).tolist()):
-            exact = _loss_or_gradient(arb(xi), target, gradient)
-            if exact is None:
-                continue
-            low, high = _rounded_end(exact.lower(), fmt), _rounded_end(exact.upper(), fmt)
-            if low == high and math.copysign(1.0, low) == math.copysign(1.0, high):
-                out[i] = low
-    finally:
-        ctx.prec = saved
+    for i, exact in _exact_balls(x, target, gradient):
+        low, high = _rounded_end(exact.lower(), fmt), _rounded_end(exact.upper(), fmt)
+        if low == high and math.copysign(1.0, low) == math.copysign(1.0, high):
+            out[i] = low
     return out
