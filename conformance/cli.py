@@ -17,7 +17,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 
-from conformance import __version__, outputs
+from conformance import __version__, devices, outputs
 from conformance import divergences as divergence_list
 from conformance.adapters import BUILTIN, ENTRY_POINT_GROUP, FrameworkUnavailable
 from conformance.cases import CaseError, find_case, load, load_file
@@ -64,7 +64,9 @@ def _fail(message: str) -> int:
 
 def cmd_run(args) -> int:
     try:
-        run_plan = plan(args.framework, args.cases, args.divergences, adapter=args.adapter, timeout=args.timeout)
+        run_plan = plan(
+            args.framework, args.cases, args.divergences, adapter=args.adapter, timeout=args.timeout, device=args.device
+        )
         name = check_name(args.name or run_plan.framework.name)
         selected = select(run_plan.checks, args.select)
         progress = Progress(selected, args.progress)
@@ -463,6 +465,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="MODULE:OBJECT",
         help="a third-party adapter instead: module:object or path/to/file.py:object, object a zero-argument "
         "callable returning a conformance.adapters.Framework (see docs/adapters.md)",
+    )
+    run.add_argument(
+        "--device",
+        default=devices.from_environment(),
+        help="where the framework computes (env CONFORMANCE_DEVICE; default cpu): torch cuda[:N], JAX gpu[:N], "
+        "TensorFlow GPU:N; a device that is not there is an error naming those that are",
     )
     run.add_argument("--cases", nargs="+", default=[DEFAULT_CASES], help="case files or folders (default: cases)")
     run.add_argument("--out", default="results", help="folder for <framework>.jsonl and .summary.md (default: results)")

@@ -93,11 +93,30 @@ def subnormal_text(subnormals: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def device_text(environment: dict[str, Any]) -> str:
+    """``cpu``; off the CPU, with what the adapter recorded of the device's float behaviour (its settings):
+    ``cuda:0 (NVIDIA H200, compute 9.0, CUDA 13.0; TF32 matmul False, cuDNN True; float32 matmul precision highest)``."""
+    device, settings = environment.get("device"), environment.get("settings") or {}
+    if "device_name" not in settings:
+        return str(device)
+    facts = [settings["device_name"]]
+    facts += [f"{label} {settings[key]}" for key, label in (("device_capability", "compute"), ("cuda", "CUDA")) if key in settings]
+    tf32 = [
+        f"{label} {settings[key]}"
+        for key, label in (("allow_tf32.matmul", "TF32 matmul"), ("allow_tf32.cudnn", "cuDNN"), ("tensor_float_32_execution", "TF32"))
+        if key in settings
+    ]
+    groups = [", ".join(facts), ", ".join(tf32)]
+    if "float32_matmul_precision" in settings:
+        groups.append(f"float32 matmul precision {settings['float32_matmul_precision']}")
+    return f"{device} ({'; '.join(group for group in groups if group)})"
+
+
 def header(environment: dict[str, Any]) -> str:
     """One line for a run's header: device, subnormal probe, numerics, Python and platform."""
     recorded = environment.get("numerics")
     return (
-        f"device {environment.get('device')}; subnormals: {subnormal_text(environment.get('subnormals', {}))}; "
+        f"device {device_text(environment)}; subnormals: {subnormal_text(environment.get('subnormals', {}))}; "
         f"numerics: {numerics.summary(recorded) if recorded is not None else '(not recorded)'}; "
         f"python {environment.get('python')} on {environment.get('platform')} ({environment.get('cpu')}); "
         f"mpmath {environment.get('mpmath')} ({environment.get('mpmath_backend')}); bce-conformance {environment.get('suite')}"

@@ -66,6 +66,7 @@ class WorkerSpec:
     adapter: str | None = None
     timeout: float | None = None
     numerics: dict | None = None
+    device: str = "cpu"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -367,6 +368,7 @@ def worker_main(commands_fd: int, messages_fd: int, parent: int) -> int:
             adapter=spec.adapter,
             timeout=spec.timeout,
             numerics_record=spec.numerics,
+            device=spec.device,
         )
     except Exception as exc:  # noqa: BLE001 -- the run built this plan itself, so this is unexpected: say why, not a traceback
         send(error=f"{type(exc).__name__}: {exc}")

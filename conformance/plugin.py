@@ -12,7 +12,8 @@ or, for a framework this project does not ship (docs/adapters.md):
 Options (and the environment variables that set their defaults): ``--framework``
 (CONFORMANCE_FRAMEWORK), ``--adapter`` (CONFORMANCE_ADAPTER), ``--conformance-cases``
 (CONFORMANCE_CASES), ``--conformance-out`` (CONFORMANCE_OUT), ``--conformance-name`` (CONFORMANCE_NAME),
-``--conformance-min-tests`` (CONFORMANCE_MIN_TESTS), ``--conformance-timeout`` (CONFORMANCE_TIMEOUT),
+``--conformance-min-tests`` (CONFORMANCE_MIN_TESTS), ``--conformance-timeout`` (CONFORMANCE_TIMEOUT), ``--device``
+(CONFORMANCE_DEVICE: where the framework computes, ``conformance.devices``),
 ``--conformance-divergences`` (none).
 Results travel in each report's ``user_properties``, so pytest-xdist workers' results reach the
 process that writes them.
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import outputs
+from conformance import devices, outputs
 from conformance.adapters import FrameworkUnavailable
 from conformance.cases import CaseError
 from conformance.environment import describe as describe_environment
@@ -67,6 +68,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("CONFORMANCE_FRAMEWORK"),
         help="framework under test: numpy, torch, tensorflow, jax, or an installed adapter's name "
         "(entry point group conformance.adapters) (env CONFORMANCE_FRAMEWORK)",
+    )
+    group.addoption(
+        "--device",
+        default=None,
+        help="where the framework computes (env CONFORMANCE_DEVICE; default cpu): torch cuda[:N], JAX gpu[:N], "
+        "TensorFlow GPU:N; a device that is not there is an error naming those that are",
     )
     group.addoption(
         "--adapter",
@@ -133,8 +140,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.conformance_min_tests = int(floor)
     try:
         config.stash[plan_key] = plan(
-            framework, paths, config.getoption("conformance_divergences"), adapter=adapter, timeout=timeout
-        )
+            framework, paths, config.getoption("conformance_divergences"), adapter=adapter, timeout=timeout,
+            device=config.getoption("device") or devices.from_environment(),
+        )  # fmt: skip
     except (CaseError, FrameworkUnavailable) as exc:
         raise pytest.UsageError(f"bce-conformance: {exc}") from None
     config.stash[stderr_key] = os.dup(2)

@@ -87,6 +87,9 @@ class Result:
     # an exhaustive sweep's figures (conformance.sweep): its bit patterns, elements, correctly rounded and
     # missed counts, the ULP-error histogram and, per binade of x, elements, missed and max_ulp
     sweep: dict[str, Any] | None = None
+    # where the framework computed, as it names the device (cuda:0), where that is not the CPU (conformance.devices):
+    # a run on the CPU writes no such field, as before there was a choice
+    device: str = ""
 
     @property
     def id(self) -> str:
@@ -100,9 +103,9 @@ class Result:
         for name in ("elements", "sweep"):
             if data[name] is None:
                 del data[name]  # only sweep cases, and sweeps, carry them
-        for name in ("when", "explained", "in_regions", "regions"):
+        for name in ("when", "explained", "in_regions", "regions", "device"):
             if not data[name]:
-                del data[name]  # only a result a known divergence concerns has them
+                del data[name]  # only a result a known divergence concerns has them (a device: a run off the CPU)
         return json.dumps(_jsonable(data), ensure_ascii=False, sort_keys=False)
 
     @classmethod
@@ -219,13 +222,21 @@ class Run:
 
     @property
     def label(self) -> str:
-        """``jax 0.10.2``: the framework and the version of its main package (all of them if none is named alike)."""
+        """``jax 0.10.2``: the framework and the version of its main package (all of them if none is named alike);
+        for a run off the CPU its device too (``torch 2.11.0 · cuda:0 (NVIDIA H200)``), so that the report shows
+        one framework's runs on two devices side by side."""
         versions = self.versions
         main = versions.get(self.framework)
         if main is None:
             main = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-            return f"{self.framework} ({main})" if main else self.framework
-        return f"{self.framework} {main}"
+            label = f"{self.framework} ({main})" if main else self.framework
+        else:
+            label = f"{self.framework} {main}"
+        device = next((result.device for result in self.results if result.device), "")
+        if device:
+            name = (self.environment.get("settings") or {}).get("device_name")
+            label += f" · {device}" + (f" ({name})" if name else "")
+        return label
 
     @property
     def problems(self) -> list[str]:

@@ -298,9 +298,14 @@ class Runner:
     """Runs checks for one framework; its APIs share the cast inputs and the references."""
 
     def __init__(
-        self, framework: Framework, known: list[divergence_list.KnownDivergence] = (), timeout: float | None = DEFAULT_TIMEOUT
+        self,
+        framework: Framework,
+        known: list[divergence_list.KnownDivergence] = (),
+        timeout: float | None = DEFAULT_TIMEOUT,
+        device: str = "",
     ):
         self.framework = framework
+        self.device = device  # each result's device: the framework's name for it off the CPU, "" on it
         self.known = list(known)
         self.exact = ExactValues()
         self.timeout = timeout  # seconds each framework call may take; 0 or None: no limit
@@ -376,6 +381,7 @@ class Runner:
             reduced_by=check.api.reduced_by if check.reduction != "none" or check.api.axis_mean else "",
             file=str(check.case.file),
             framework_versions=dict(self.framework.versions),
+            device=self.device,
         )
 
     def _judge(self, check: Check) -> Result:
@@ -861,24 +867,27 @@ def plan(
     adapter: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     numerics_record: dict | None = None,
+    device: str = "cpu",
 ) -> Plan:
-    """Load a framework (by name, or from an ``adapter`` spec ``module:object``), the cases and the known
-    divergences; raises FrameworkUnavailable (AdapterError for a broken adapter) or CaseError. ``timeout``:
-    the seconds each framework call may take (0 or None: no limit). ``numerics_record``: this host's
-    (conformance.numerics.probe), where the caller has it (a run's worker process gets the run's)."""
+    """Load a framework (by name, or from an ``adapter`` spec ``module:object``) on its ``device``
+    (``conformance.devices``), the cases and the known divergences; raises FrameworkUnavailable (AdapterError
+    for a broken adapter, DeviceUnavailable for an absent device) or CaseError. ``timeout``: the seconds each
+    framework call may take (0 or None: no limit). ``numerics_record``: this host's (conformance.numerics.probe),
+    where the caller has it (a run's worker process gets the run's)."""
     case_paths, divergence_files = list(case_paths), list(divergence_files)
     cases = load_cases(case_paths)  # first: a bad case file is reported before any framework import
-    framework = load_adapter(adapter) if adapter else load_framework(framework_name)
+    framework = load_adapter(adapter, device) if adapter else load_framework(framework_name, device)
     # an entry with a `when:` applies only where this host's numerics environment satisfies it, one with
     # `versions:` only for the framework versions it names
     record = numerics.probe() if numerics_record is None else numerics_record
     catalogues = [*framework.known_divergences, *divergence_files]  # the adapter's own, then the run's
     known, elsewhere = divergence_list.applying(divergence_list.load(framework.name, catalogues), record, framework.versions)
     spec = WorkerSpec(
-        framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout, record
-    )
+        framework_name, tuple(str(p) for p in case_paths), tuple(str(f) for f in divergence_files), adapter, timeout, record,
+        device,
+    )  # fmt: skip
     judges_builtin = [Path(p).resolve() for p in case_paths] == [Path(PROJECT_CASES).resolve()]
     return Plan(
-        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout), elsewhere, record, spec,
+        framework, cases, known, enumerate_checks(cases, framework.apis), Runner(framework, known, timeout, "" if device == "cpu" else framework.device), elsewhere, record, spec,
         judges_builtin,
     )

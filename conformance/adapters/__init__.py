@@ -16,6 +16,7 @@ import ast
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -61,6 +62,11 @@ class Unsupported(Exception):
 
 class FrameworkUnavailable(Exception):
     """The framework asked for is unknown or not installed."""
+
+
+class DeviceUnavailable(FrameworkUnavailable):
+    """The ``--device`` asked for is not there, or the framework does not compute on that kind of device
+    (``conformance.devices``); the message names the devices that are."""
 
 
 class AdapterError(FrameworkUnavailable):
@@ -132,13 +138,14 @@ class Framework:
     known_divergences: tuple[str | Path, ...] = ()
 
 
-def load_framework(name: str) -> Framework:
+def load_framework(name: str, device: str = "cpu") -> Framework:
     """A framework by name: a built-in adapter first, then an installed adapter's entry point in the
-    group ``conformance.adapters``. An unknown or uninstalled framework is an error, never a skip."""
+    group ``conformance.adapters``. An unknown or uninstalled framework is an error, never a skip; so is a
+    ``device`` (``conformance.devices``) that is not there."""
     if name in BUILTIN:
         module = importlib.import_module(BUILTIN[name])
         try:
-            framework = module.load()
+            framework = module.load(device)
         except ImportError as exc:
             raise FrameworkUnavailable(
                 f"framework {name!r} is not installed ({exc}); install it with: {INSTALL_HINT[name]}"
@@ -164,7 +171,7 @@ def load_framework(name: str) -> Framework:
         loader = entry.load()
     except Exception as exc:
         raise AdapterError(f"{label}: cannot load {entry.value!r}: {_describe(exc)}") from exc
-    framework = _call_loader(loader, entry.value.rpartition(":")[2].strip() or entry.value, label)
+    framework = _call_loader(loader, entry.value.rpartition(":")[2].strip() or entry.value, label, device)
     if framework.name != name:
         raise AdapterError(
             f"{label}: returned a framework named {framework.name!r}; an adapter's entry point is named "
@@ -182,9 +189,10 @@ def adapter_entry_points() -> list[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
-def load_adapter(spec: str) -> Framework:
+def load_adapter(spec: str, device: str = "cpu") -> Framework:
     """A third-party adapter from ``module:object`` or ``path/to/file.py:object``: ``object`` (a
-    dotted attribute path in the module) is a zero-argument callable returning a ``Framework``.
+    dotted attribute path in the module) is a zero-argument callable returning a ``Framework`` (on another
+    ``device`` than the CPU, a callable taking ``device=`` as a keyword).
 
     Raises ``AdapterError``, with the spec in the message, when the module cannot be imported, has
     no such object, or the object is not callable, raises, or returns no valid ``Framework``.
@@ -211,7 +219,7 @@ def load_adapter(spec: str) -> Framework:
             hint = f" (it defines: {', '.join(defined)})" if depth == 0 and defined else ""
             raise AdapterError(f"{label}: {owner!r} has no attribute {part!r}{hint}")
         target = getattr(target, part)
-    return _call_loader(target, attribute, label)
+    return _call_loader(target, attribute, label, device)
 
 
 def _is_path(where: str) -> bool:
@@ -253,14 +261,28 @@ def _import_file(where: str, label: str):
     return module
 
 
-def _call_loader(loader, shown: str, label: str) -> Framework:
+def _call_loader(loader, shown: str, label: str, device: str = "cpu") -> Framework:
     if isinstance(loader, Framework) or not callable(loader):
         raise AdapterError(
             f"{label}: {shown} is {_a(loader)}, not a zero-argument callable that returns a "
             "conformance.adapters.Framework"
         )
+    arguments = {}
+    if device != "cpu":  # a third-party adapter chooses its device where it takes one: never a silent CPU run
+        try:
+            takes_device = "device" in inspect.signature(loader).parameters
+        except (TypeError, ValueError):
+            takes_device = False
+        if not takes_device:
+            raise DeviceUnavailable(
+                f"--device {device!r}: {label}: {shown}() takes no device= argument, so it computes where it "
+                "computes; run it with --device cpu (the default)"
+            )
+        arguments["device"] = device
     try:
-        framework = loader()
+        framework = loader(**arguments)
+    except DeviceUnavailable:
+        raise
     except Exception as exc:
         raise AdapterError(f"{label}: {shown}() raised {_describe(exc)}") from exc
     if not isinstance(framework, Framework):

@@ -65,10 +65,32 @@ def use_compilation_cache(jax) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
-def load() -> Framework:
+def _device(jax, device: str):
+    """The JAX device of ``--device``: ``cpu``, or ``gpu[:N]`` where JAX has a GPU backend with that device;
+    else the error naming the devices there (``conformance.devices``)."""
+    from conformance import devices
+
+    backends = {}
+    for platform in ("cpu", "gpu"):
+        try:
+            backends[platform] = jax.devices(platform)
+        except RuntimeError:  # jax.devices raises for a backend it does not have (a CPU-only jaxlib: "gpu")
+            backends[platform] = []
+    available = [f"{platform}:{i}" for platform, found in backends.items() for i in range(len(found))]
+    kind, index = devices.parse("jax", device, ("cpu", "gpu"), available)
+    if index >= len(backends[kind]):
+        why = f"jax {jax.__version__} has {len(backends[kind])} {kind} device{'s' * (len(backends[kind]) != 1)}"
+        raise devices.absent("jax", device, available, why)
+    return backends[kind][index]
+
+
+def load(device: str = "cpu") -> Framework:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    chosen = _device(jax, device)
+    if chosen != jax.devices()[0]:  # not the default backend's first device: every array and computation there
+        jax.config.update("jax_default_device", chosen)
     import jax.numpy as jnp
     import jax.scipy.special as jss
     import jaxlib
@@ -214,13 +236,13 @@ def load() -> Framework:
     versions, settings = describe(
         keras,
         {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__},
-        {"jax_enable_x64": "True"},
+        {"jax_enable_x64": "True", **({} if chosen.platform == "cpu" else {"device_name": str(chosen.device_kind)})},
     )
     return Framework(
         name="jax",
         versions=versions,
         apis=apis,
         settings=settings,
-        device=str(jax.devices()[0]),
+        device=str(chosen),
         multiply=lambda values, factor: np.asarray(jnp.asarray(values) * jnp.asarray(factor, dtype=values.dtype)),
     )

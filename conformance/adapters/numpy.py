@@ -117,5 +117,8 @@ def multiply(values: np.ndarray, factor: float) -> np.ndarray:
     return values * values.dtype.type(factor)
 
 
-def load() -> Framework:
+def load(device: str = "cpu") -> Framework:
+    from conformance import devices
+
+    devices.cpu_only("numpy", device)
     return Framework(name="numpy", versions={"numpy": np.__version__}, apis=apis("numpy"), multiply=multiply)

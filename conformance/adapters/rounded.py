@@ -139,7 +139,10 @@ class Namespace:
 xp = Namespace()
 
 
-def load() -> Framework:
+def load(device: str = "cpu") -> Framework:
+    from conformance import devices
+
+    devices.cpu_only(NAME, device)
     return Framework(
         name=NAME,
         versions={"bce-conformance": __version__},

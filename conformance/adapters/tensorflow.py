@@ -29,6 +29,7 @@ Keras picks its backend once per process: see conformance/adapters/keras_backend
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from conformance.adapters import Api, Framework, label_smoothing, label_smoothing_arg, repro_line
 from conformance.adapters.keras_backend import describe, import_keras, unavailable
@@ -37,10 +38,41 @@ PRELUDE = "import tensorflow as tf, keras"
 TENSOR = "lambda v: tf.constant([float.fromhex(h) for h in v], dtype=tf.{dtype})"
 
 
-def load() -> Framework:
+def _device(tf, device: str) -> tuple[str, bool]:
+    """The device name of ``--device`` (``/CPU:0``, ``/GPU:N``) and whether TensorFlow sees any GPU (then it
+    places every op there unless told: tensorflow.org/guide/gpu, "Manual device placement"); an absent GPU
+    is the error naming the devices there (``conformance.devices``)."""
+    from conformance import devices
+
+    gpus = tf.config.list_logical_devices("GPU")
+    available = ["CPU:0", *(f"GPU:{i}" for i in range(len(gpus)))]
+    kind, index = devices.parse("tensorflow", device, ("cpu", "gpu"), available)
+    if kind == "cpu" and index > 0:
+        raise devices.absent("tensorflow", device, available, "its CPU is one device, CPU:0")
+    if kind == "gpu" and index >= len(gpus):
+        why = f"tensorflow {tf.__version__} sees {len(gpus)} GPU{'s' * (len(gpus) != 1)}"
+        raise devices.absent("tensorflow", device, available, why)
+    return f"/{kind.upper()}:{index}", bool(gpus)
+
+
+def _placed(tf, name: str, function):
+    """``function`` with every op it makes placed on the device ``name``."""
+    if function is None:
+        return None
+
+    def on_device(*args, **kwargs):
+        with tf.device(name):
+            return function(*args, **kwargs)
+
+    return on_device
+
+
+def load(device: str = "cpu") -> Framework:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     keras, keras_missing = import_keras("tensorflow", "tensorflow")
     import tensorflow as tf
+
+    placement, any_gpu = _device(tf, device)
 
     tf_reduce = {"none": lambda v: v, "mean": tf.reduce_mean, "sum": tf.reduce_sum}
 
@@ -233,12 +265,29 @@ def load() -> Framework:
             },
         ),
     ]
-    versions, settings = describe(keras, {"tensorflow": tf.__version__}, {})
+    on_gpu = {}
+    if placement.startswith("/GPU"):  # the GPU's name and TF32 (tensorflow.org/api_docs: enable_tensor_float_32_execution)
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[int(placement[5:])])
+        on_gpu = {
+            "device_name": str(details.get("device_name", "")),
+            "tensor_float_32_execution": str(tf.config.experimental.tensor_float_32_execution_enabled()),
+        }
+    versions, settings = describe(keras, {"tensorflow": tf.__version__}, on_gpu)
+    multiply = lambda values, factor: (tf.constant(values) * tf.constant(factor, dtype=values.dtype)).numpy()
+    if any_gpu:  # the ops where asked, the CPU too: TensorFlow would put them on its first GPU
+        apis = [
+            replace(api, call=_placed(tf, placement, api.call), grad=_placed(tf, placement, api.grad),
+                    grad_target=_placed(tf, placement, api.grad_target))
+            for api in apis
+        ]  # fmt: skip
+        multiply = _placed(tf, placement, multiply)
+    with tf.device(placement):
+        where = tf.constant(0.0).device
     return Framework(
         name="tensorflow",
         versions=versions,
         apis=apis,
         settings=settings,
-        device=tf.constant(0.0).device,
-        multiply=lambda values, factor: (tf.constant(values) * tf.constant(factor, dtype=values.dtype)).numpy(),
+        device=where,
+        multiply=multiply,  # on the device: its FTZ / DAZ
     )

@@ -32,9 +32,48 @@ KERAS_PRELUDE = "import os; os.environ['KERAS_BACKEND'] = 'torch'; import torch,
 TENSOR = "lambda v: torch.tensor([float.fromhex(h) for h in v], dtype=torch.{dtype})"
 
 
-def load() -> Framework:
+def _device(torch, device: str):
+    """The ``torch.device`` of ``--device``: ``cpu``, or ``cuda[:N]`` where torch sees that GPU; else the
+    error naming the devices there (``conformance.devices``)."""
+    from conformance import devices
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    available = ["cpu", *(f"cuda:{i}" for i in range(count))]
+    kind, index = devices.parse("torch", device, ("cpu", "cuda"), available)
+    if kind == "cuda" and index >= count:
+        why = f"torch {torch.__version__} sees {count} CUDA device{'s' * (count != 1)}"
+        raise devices.absent("torch", device, available, why)
+    return torch.device("cpu") if kind == "cpu" else torch.device("cuda", index)
+
+
+def _device_settings(torch, target) -> dict[str, str]:
+    """What decides the float behaviour of a CUDA device, for the record: its name and compute capability,
+    CUDA's version, and the TF32 switches (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+    torch.get_float32_matmul_precision: pytorch.org/docs/stable/notes/cuda.html, "TensorFloat-32 (TF32) on Ampere
+    (and later) devices"). Nothing on the CPU, whose record is what it always was."""
+    if target.type != "cuda":
+        return {}
+    major, minor = torch.cuda.get_device_capability(target)
+    return {
+        "device_name": torch.cuda.get_device_name(target),
+        "device_capability": f"{major}.{minor}",
+        "cuda": str(torch.version.cuda),
+        "allow_tf32.matmul": str(torch.backends.cuda.matmul.allow_tf32),
+        "allow_tf32.cudnn": str(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def load(device: str = "cpu") -> Framework:
+    import os
+
     import torch
     import torch.nn.functional as F
+
+    target = _device(torch, device)
+    # Keras's torch backend places its tensors on the GPU where there is one, unless told
+    # (keras/src/backend/torch/core.py: DEFAULT_DEVICE from KERAS_TORCH_DEVICE, read when Keras is imported)
+    os.environ["KERAS_TORCH_DEVICE"] = str(target)
 
     def to_torch(array):
         if isinstance(array, torch.Tensor):  # the target of a target gradient, already a leaf that requires grad
@@ -43,8 +82,10 @@ def load() -> Framework:
         # 0-d array returns), which torch.from_numpy refuses
         array = np.array(array)
         if array.dtype == ml_dtypes.bfloat16:  # torch.from_numpy does not know ml_dtypes' bfloat16
-            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(array)
+            tensor = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        else:
+            tensor = torch.from_numpy(array)
+        return tensor if target.type == "cpu" else tensor.to(target)  # the same dtype, the same values
 
     def to_numpy(tensor) -> np.ndarray:
         tensor = tensor.detach().cpu()  # Keras's torch backend puts tensors on its default device
@@ -154,12 +195,12 @@ def load() -> Framework:
     apis += backend_apis(
         "torch", keras, keras_missing, value, gradient, keras_bce, keras_repro, ("prob_clip(1e-7)", "log_clamp(-100)"), target_gradient
     )
-    versions, settings = describe(keras, {"torch": torch.__version__}, {})
+    versions, settings = describe(keras, {"torch": torch.__version__}, _device_settings(torch, target))
     return Framework(
         name="torch",
         versions=versions,
         apis=apis,
         settings=settings,
-        device=str(torch.empty(0).device),
-        multiply=lambda values, factor: (torch.from_numpy(values) * factor).numpy(),
+        device=str(torch.empty(0, device=target).device),
+        multiply=lambda values, factor: to_numpy(to_torch(values) * factor),  # on the device: its FTZ / DAZ
     )
