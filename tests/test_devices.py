@@ -140,3 +140,22 @@ def test_torchs_absent_cuda_is_a_clear_error():
     with pytest.raises(DeviceUnavailable, match=r"torch computes on cpu\[:N\] or cuda\[:N\]"):
         load_framework("torch", "GPU:0")
     assert load_framework("torch", "cpu").device == "cpu"
+
+
+def test_the_report_and_diff_take_one_framework_on_two_devices(tmp_path, capsys):
+    """The same adapter's runs on the CPU and off it, in one folder: the report shows both, each under its own
+    label; ``diff`` compares the two files as it compares two versions (here the same results: no change)."""
+    path = tmp_path / "fake_adapter.py"
+    path.write_text(textwrap.dedent(ADAPTER), encoding="utf-8")
+    spec = f"{path}:load"
+    for name, options in (("fake-cpu", ()), ("fake-device", ("--device", "fake:0"))):
+        status = main(["run", "--adapter", spec, "--cases", str(SEED), "--out", str(tmp_path / "results"),
+                       "--name", name, "--progress", "none", *options])  # fmt: skip
+        assert status in (0, 1)
+    assert main(["report", str(tmp_path / "results"), "--out", str(tmp_path / "report")]) in (0, 1)
+    summary = (tmp_path / "report" / "summary.md").read_text(encoding="utf-8")
+    assert "fake 1.0 · fake:0 (Fake Accelerator 9000)" in summary and "| fake 1.0 |" in summary
+    capsys.readouterr()
+    results = tmp_path / "results"
+    assert main(["diff", str(results / "fake-cpu.jsonl"), str(results / "fake-device.jsonl")]) == 0
+    assert "0 regressions" in capsys.readouterr().out
