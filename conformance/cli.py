@@ -72,7 +72,7 @@ def cmd_run(args) -> int:
         progress = Progress(selected, args.progress)
     except (CaseError, FrameworkUnavailable, OutputError, SelectionError, ProgressError) as exc:
         return _fail(str(exc))
-    environment = describe_environment(run_plan.framework, run_plan.numerics)
+    environment = describe_environment(run_plan.framework, run_plan.numerics, off_cpu=bool(run_plan.runner.device))
     print(run_plan.header(), flush=True)
     if len(selected) < len(run_plan.checks):
         print(f"selected: {len(selected)} of {len(run_plan.checks)} checks (-k {args.select!r})", flush=True)

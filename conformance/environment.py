@@ -20,6 +20,8 @@ from conformance import __version__, numerics
 from conformance.adapters import Framework
 
 PROBED_DTYPES = ("float32", "float64")
+# off the CPU, float16 too: a GPU's half-precision units may flush where its float32 ones do not
+DEVICE_PROBED_DTYPES = ("float16", *PROBED_DTYPES)
 
 
 def cpu_model() -> str:
@@ -33,14 +35,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def subnormal_probe(framework: Framework) -> dict[str, Any]:
+def subnormal_probe(framework: Framework, dtypes: tuple[str, ...] = PROBED_DTYPES) -> dict[str, Any]:
     """Per dtype, whether the framework's own multiply (on its device) flushes a subnormal result to
     zero (FTZ: smallest normal · 0.5) and reads a subnormal input as zero (DAZ: smallest subnormal ·
     2**(mantissa bits + 1), a normal result). A probe that raises says so instead."""
     if framework.multiply is None:
         return {"probe": "none: the adapter gives no multiply"}
     out: dict[str, Any] = {}
-    for name in PROBED_DTYPES:
+    for name in dtypes:
         info = np.finfo(name)
         try:
             half_normal = np.asarray(framework.multiply(np.array([info.smallest_normal], dtype=name), 0.5))
@@ -57,15 +59,18 @@ def subnormal_probe(framework: Framework) -> dict[str, Any]:
     return out
 
 
-def describe(framework: Framework, numerics_record: dict[str, Any] | None = None) -> dict[str, Any]:
+def describe(
+    framework: Framework, numerics_record: dict[str, Any] | None = None, off_cpu: bool = False
+) -> dict[str, Any]:
     """The environment record of a results file; ``numerics_record``: the numerics the run's plan probed (the
-    one its `when:` conditions were decided on), probed here where not given."""
+    one its `when:` conditions were decided on), probed here where not given. ``off_cpu``: the run's --device
+    is not the CPU (``conformance.devices``): float16 is probed there too."""
     return {
         "framework": framework.name,
         "framework_versions": dict(sorted(framework.versions.items())),
         "settings": dict(sorted(framework.settings.items())),
         "device": framework.device,
-        "subnormals": subnormal_probe(framework),
+        "subnormals": subnormal_probe(framework, DEVICE_PROBED_DTYPES if off_cpu else PROBED_DTYPES),
         "numerics": numerics.probe() if numerics_record is None else numerics_record,
         "suite": __version__,
         "python": platform.python_version(),

@@ -180,7 +180,9 @@ def _environment(config: pytest.Config) -> dict:
     """The run's environment record (probed once per process)."""
     if environment_key not in config.stash:
         run_plan = config.stash[plan_key]
-        config.stash[environment_key] = describe_environment(run_plan.framework, run_plan.numerics)
+        config.stash[environment_key] = describe_environment(
+            run_plan.framework, run_plan.numerics, off_cpu=bool(run_plan.runner.device)
+        )
     return config.stash[environment_key]
 
 

@@ -100,12 +100,14 @@ def test_a_run_off_the_cpu_names_its_device_everywhere(tmp_path):
     assert status in (0, 1)
     results = read_run(out / "fake.jsonl", strict=True)
     assert results.environment["device"] == "fake:0"
+    assert list(results.environment["subnormals"]) == ["float16", "float32", "float64"]  # probed on the device
     assert {result.device for result in results.results} == {"fake:0"}
     assert results.label == "fake 1.0 · fake:0 (Fake Accelerator 9000)"
     assert device_text(results.environment) == "fake:0 (Fake Accelerator 9000)"
     _, cpu_out = run(tmp_path, "fake-cpu", adapter=f"{path}:load")
     cpu = read_run(cpu_out / "fake.jsonl", strict=True)
     assert {result.device for result in cpu.results} == {""} and cpu.label == "fake 1.0"
+    assert list(cpu.environment["subnormals"]) == ["float32", "float64"]  # as before there was a choice
 
 
 def test_an_adapter_without_device_is_refused_off_the_cpu(tmp_path):
