@@ -161,3 +161,30 @@ def test_the_report_and_diff_take_one_framework_on_two_devices(tmp_path, capsys)
     results = tmp_path / "results"
     assert main(["diff", str(results / "fake-cpu.jsonl"), str(results / "fake-device.jsonl")]) == 0
     assert "0 regressions" in capsys.readouterr().out
+
+
+def test_jaxs_absent_gpu_is_a_clear_error():
+    """On a jaxlib without a GPU backend, ``gpu`` names what there is; the CPU is JAX's first device, as before."""
+    jax = pytest.importorskip("jax")
+    try:
+        jax.devices("gpu")
+        pytest.skip("this JAX has a GPU")
+    except RuntimeError:
+        pass
+    with pytest.raises(DeviceUnavailable, match=r"--device 'gpu': jax has no such device \(jax .* has 0 gpu devices\); available here: cpu:0"):
+        load_framework("jax", "gpu")
+    with pytest.raises(DeviceUnavailable, match=r"jax computes on cpu\[:N\] or gpu\[:N\]"):
+        load_framework("jax", "cuda")
+    assert load_framework("jax", "cpu").device == str(jax.devices("cpu")[0])
+
+
+def test_tensorflows_absent_gpu_is_a_clear_error():
+    """On tensorflow-cpu, ``GPU:0`` names what there is; the CPU run's device is TensorFlow's name for it, as before."""
+    tf = pytest.importorskip("tensorflow")
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("this TensorFlow sees a GPU")
+    with pytest.raises(DeviceUnavailable, match=r"--device 'GPU:0': tensorflow has no such device \(tensorflow .* sees 0 GPUs\); available here: CPU:0$"):
+        load_framework("tensorflow", "GPU:0")
+    with pytest.raises(DeviceUnavailable, match=r"its CPU is one device, CPU:0"):
+        load_framework("tensorflow", "cpu:1")
+    assert load_framework("tensorflow", "cpu").device == tf.constant(0.0).device
