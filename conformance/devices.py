@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 
 from conformance.adapters import DeviceUnavailable
 
 DEFAULT = "cpu"
 ENV = "CONFORMANCE_DEVICE"
-__all__ = ["DEFAULT", "ENV", "DeviceUnavailable", "absent", "cpu_only", "from_environment", "parse"]
+__all__ = ["DEFAULT", "ENV", "DeviceUnavailable", "absent", "cpu_only", "from_environment", "nvidia_driver", "parse"]
 _SPEC = re.compile(r"^(?P<kind>[A-Za-z]+)(?::(?P<index>\d+))?$")
 
 
@@ -49,3 +51,20 @@ def absent(framework: str, device: str, available: list[str], why: str = "") -> 
 def cpu_only(framework: str, device: str) -> None:
     """For an adapter that computes on the CPU alone (numpy, the test subjects): any other device is an error."""
     parse(framework, device, ("cpu",), ["cpu"])
+
+
+def nvidia_driver(index: int) -> str | None:
+    """The NVIDIA driver's version of GPU ``index``, as ``nvidia-smi`` reports it (no framework gives it); None where
+    there is no ``nvidia-smi`` or it does not answer within seconds."""
+    program = shutil.which("nvidia-smi")
+    if program is None:
+        return None
+    try:
+        done = subprocess.run(
+            [program, "--query-gpu=driver_version", "--format=csv,noheader", "-i", str(index)],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    version = done.stdout.strip().splitlines()[0].strip() if done.returncode == 0 and done.stdout.strip() else ""
+    return version or None

@@ -100,12 +100,17 @@ def subnormal_text(subnormals: dict[str, Any]) -> str:
 
 def device_text(environment: dict[str, Any]) -> str:
     """``cpu``; off the CPU, with what the adapter recorded of the device's float behaviour (its settings):
-    ``cuda:0 (NVIDIA H200, compute 9.0, CUDA 13.0; TF32 matmul False, cuDNN True; float32 matmul precision highest)``."""
+    ``cuda:0 (NVIDIA H200, compute 9.0, CUDA 13.0, driver 580.65; TF32 matmul False, cuDNN True; float32 matmul
+    precision highest)``."""
     device, settings = environment.get("device"), environment.get("settings") or {}
     if "device_name" not in settings:
         return str(device)
     facts = [settings["device_name"]]
-    facts += [f"{label} {settings[key]}" for key, label in (("device_capability", "compute"), ("cuda", "CUDA")) if key in settings]
+    facts += [
+        f"{label} {settings[key]}"
+        for key, label in (("device_capability", "compute"), ("cuda", "CUDA"), ("driver", "driver"))
+        if key in settings
+    ]
     tf32 = [
         f"{label} {settings[key]}"
         for key, label in (("allow_tf32.matmul", "TF32 matmul"), ("allow_tf32.cudnn", "cuDNN"), ("tensor_float_32_execution", "TF32"))

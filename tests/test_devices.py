@@ -122,11 +122,12 @@ def test_an_adapter_without_device_is_refused_off_the_cpu(tmp_path):
 
 def test_the_header_names_a_cuda_device_and_its_float_switches():
     environment = {"device": "cuda:0", "settings": {
-        "device_name": "NVIDIA H200", "device_capability": "9.0", "cuda": "13.0", "allow_tf32.matmul": "False",
-        "allow_tf32.cudnn": "True", "float32_matmul_precision": "highest",
+        "device_name": "NVIDIA H200", "device_capability": "9.0", "cuda": "13.0", "driver": "580.65",
+        "allow_tf32.matmul": "False", "allow_tf32.cudnn": "True", "float32_matmul_precision": "highest",
     }}  # fmt: skip
     assert device_text(environment) == (
-        "cuda:0 (NVIDIA H200, compute 9.0, CUDA 13.0; TF32 matmul False, cuDNN True; float32 matmul precision highest)"
+        "cuda:0 (NVIDIA H200, compute 9.0, CUDA 13.0, driver 580.65; TF32 matmul False, cuDNN True; "
+        "float32 matmul precision highest)"
     )
     assert device_text({"device": "cpu", "settings": {}}) == "cpu"
 
@@ -188,3 +189,14 @@ def test_tensorflows_absent_gpu_is_a_clear_error():
     with pytest.raises(DeviceUnavailable, match=r"its CPU is one device, CPU:0"):
         load_framework("tensorflow", "cpu:1")
     assert load_framework("tensorflow", "cpu").device == tf.constant(0.0).device
+
+
+def test_the_driver_is_nvidia_smis(tmp_path, monkeypatch):
+    """The NVIDIA driver's version comes from nvidia-smi (no framework reports it); none without nvidia-smi."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert devices.nvidia_driver(0) is None
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\n[ "$4" = "1" ] && echo "580.65.06" || exit 6\n', encoding="utf-8")
+    fake.chmod(0o755)
+    assert devices.nvidia_driver(1) == "580.65.06"
+    assert devices.nvidia_driver(0) is None  # it refused: no such GPU

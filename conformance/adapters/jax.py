@@ -84,6 +84,17 @@ def _device(jax, device: str):
     return backends[kind][index]
 
 
+def _device_settings(chosen) -> dict[str, str]:
+    """A GPU's name and NVIDIA driver, for the record (its platform version and JAX's default matmul precision
+    are the numerics record's: conformance.numerics); nothing on the CPU, whose record is what it always was."""
+    if chosen.platform == "cpu":
+        return {}
+    from conformance import devices
+
+    driver = devices.nvidia_driver(chosen.id)
+    return {"device_name": str(chosen.device_kind), **({"driver": driver} if driver else {})}
+
+
 def load(device: str = "cpu") -> Framework:
     import jax
 
@@ -236,7 +247,7 @@ def load(device: str = "cpu") -> Framework:
     versions, settings = describe(
         keras,
         {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__},
-        {"jax_enable_x64": "True", **({} if chosen.platform == "cpu" else {"device_name": str(chosen.device_kind)})},
+        {"jax_enable_x64": "True", **_device_settings(chosen)},
     )
     return Framework(
         name="jax",

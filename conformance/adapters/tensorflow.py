@@ -73,6 +73,7 @@ def load(device: str = "cpu") -> Framework:
     import tensorflow as tf
 
     placement, any_gpu = _device(tf, device)
+    from conformance import devices
 
     tf_reduce = {"none": lambda v: v, "mean": tf.reduce_mean, "sum": tf.reduce_sum}
 
@@ -268,9 +269,11 @@ def load(device: str = "cpu") -> Framework:
     on_gpu = {}
     if placement.startswith("/GPU"):  # the GPU's name and TF32 (tensorflow.org/api_docs: enable_tensor_float_32_execution)
         details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[int(placement[5:])])
+        driver = devices.nvidia_driver(int(placement[5:]))
         on_gpu = {
             "device_name": str(details.get("device_name", "")),
             "tensor_float_32_execution": str(tf.config.experimental.tensor_float_32_execution_enabled()),
+            **({"driver": driver} if driver else {}),
         }
     versions, settings = describe(keras, {"tensorflow": tf.__version__}, on_gpu)
     multiply = lambda values, factor: (tf.constant(values) * tf.constant(factor, dtype=values.dtype)).numpy()

@@ -53,11 +53,15 @@ def _device_settings(torch, target) -> dict[str, str]:
     (and later) devices"). Nothing on the CPU, whose record is what it always was."""
     if target.type != "cuda":
         return {}
+    from conformance import devices
+
     major, minor = torch.cuda.get_device_capability(target)
+    driver = devices.nvidia_driver(target.index or 0)
     return {
         "device_name": torch.cuda.get_device_name(target),
         "device_capability": f"{major}.{minor}",
         "cuda": str(torch.version.cuda),
+        **({"driver": driver} if driver else {}),
         "allow_tf32.matmul": str(torch.backends.cuda.matmul.allow_tf32),
         "allow_tf32.cudnn": str(torch.backends.cudnn.allow_tf32),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
