@@ -232,7 +232,7 @@ class Run:
             label = f"{self.framework} ({main})" if main else self.framework
         else:
             label = f"{self.framework} {main}"
-        device = next((result.device for result in self.results if result.device), "")
+        device = self.results[0].device if self.results else ""  # a run's records share it (a run is one device)
         if device:
             name = (self.environment.get("settings") or {}).get("device_name")
             label += f" · {device}" + (f" ({name})" if name else "")

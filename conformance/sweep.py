@@ -235,18 +235,23 @@ class Reference:
     settled_at: np.ndarray
     settled_exact: np.ndarray  # object: the exact values (mpmath) of the elements at settled_at
 
+    def settled_among(self, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of the ``selected`` elements (indices, ascending) mpmath settled, and for each its place among
+        ``settled_at`` (meaningful where settled): both ascending, so by one binary search."""
+        if not self.settled_at.size:
+            return np.zeros(selected.size, dtype=bool), np.zeros(selected.size, dtype=np.intp)
+        at = np.minimum(np.searchsorted(self.settled_at, selected), self.settled_at.size - 1)
+        return self.settled_at[at] == selected, at
+
     def part(self, formula: str, part: dict[str, np.ndarray], selected: np.ndarray) -> ref.ReferenceValue:
         """The ``ReferenceValue`` of the ``selected`` elements (indices, ascending), whose inputs are ``part``:
         their terms evaluated on them alone (elementwise, so the same values), nothing by mpmath twice."""
         terms = _terms(part["logits"], self.target, self.gradient)
         known = np.empty(selected.size, dtype=object)
         known.fill(None)
-        if self.settled_at.size:  # both ascending: each selected element's place among the settled ones
-            at = np.minimum(np.searchsorted(self.settled_at, selected), self.settled_at.size - 1)
-            at_part = np.flatnonzero(self.settled_at[at] == selected)
-            known[at_part] = self.settled_exact[at[at_part]]
-        else:
-            at_part = np.zeros(0, dtype=np.intp)
+        settled, at = self.settled_among(selected)
+        at_part = np.flatnonzero(settled)
+        known[at_part] = self.settled_exact[at[at_part]]
         approx = terms.approx
         approx[at_part] = np.nan
         return ref.fast_value(
@@ -478,9 +483,10 @@ def _judge(
         out["variant_misses"] = int(np.asarray(variant.missing).sum())
         out["variant_max_ulp"] = _number(variant.max_ulp)
     if candidates.size:
-        part = {name: values[candidates] for name, values in inputs.items()}
-        values = got[candidates].astype(np.float64)
-        errors, missing, floor_accepted = _judged(part, got[candidates], reference, candidates, formula, gradient)
+        part = {name: array[candidates] for name, array in inputs.items()}
+        candidate_got = got[candidates]
+        values = candidate_got.astype(np.float64)
+        errors, missing, floor_accepted = _judged(part, candidate_got, values, reference, candidates, formula, gradient)
         cand_bits = bits[candidates]
         out["missed"] = int(missing.sum())
         out["floor_accepted"] = int(floor_accepted)
@@ -525,21 +531,18 @@ def _judge(
 
 
 def _judged(
-    part: dict, got: np.ndarray, reference: Reference, candidates: np.ndarray, formula: str, gradient: bool
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The errors in ULPs of the results ``got`` (float32) of the ``candidates`` (the elements not correctly
-    rounded, whose inputs are ``part``), which of them miss the tolerance, and how many meet it through the
+    part: dict, got: np.ndarray, values: np.ndarray, reference: Reference, candidates: np.ndarray, formula: str,
+    gradient: bool,
+) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+    """The errors in ULPs of the results ``got`` (float32; ``values``, the same as float64) of the ``candidates``
+    (the elements not correctly rounded, whose inputs are ``part``), which of them miss the tolerance, and how many meet it through the
     absolute floor alone, as ``verdicts.judge`` measures them. At a target 0 or 1, the compiled judge
     (``sweep_kernel.judged``: the same rule) decides nearly all in one pass, and ``verdicts.judge`` the few it
     leaves open (an unsettled rounding, an error on the tolerance itself); at another target, ``verdicts.judge``
     all, a block at a time (elementwise, in cache). Each error near a histogram edge is then measured exactly
     (``_exact_on_edges``)."""
     tolerance = tolerance_for(DTYPE)
-    values = got.astype(np.float64)
-    settled = np.zeros(candidates.size, dtype=bool)  # the candidates whose rounding (and exact value) mpmath gave
-    if reference.settled_at.size:
-        at = np.minimum(np.searchsorted(reference.settled_at, candidates), reference.settled_at.size - 1)
-        settled = reference.settled_at[at] == candidates
+    settled, _ = reference.settled_among(candidates)  # their rounding (and exact value) mpmath gave: left open
     if reference.target in sweep_kernel.BINARY_TARGETS:
         errors, flags = sweep_kernel.judged(
             part["logits"], got, reference.rounded[candidates], settled, reference.target, gradient, tolerance,

@@ -38,8 +38,8 @@ PRELUDE = "import tensorflow as tf, keras"
 TENSOR = "lambda v: tf.constant([float.fromhex(h) for h in v], dtype=tf.{dtype})"
 
 
-def _device(tf, device: str) -> tuple[str, bool]:
-    """The device name of ``--device`` (``/CPU:0``, ``/GPU:N``) and whether TensorFlow sees any GPU (then it
+def _device(tf, device: str) -> tuple[str, int, bool]:
+    """The device name of ``--device`` (``/CPU:0``, ``/GPU:N``), its index, and whether TensorFlow sees any GPU (then it
     places every op there unless told: tensorflow.org/guide/gpu, "Manual device placement"); an absent GPU
     is the error naming the devices there (``conformance.devices``)."""
     from conformance import devices
@@ -52,7 +52,7 @@ def _device(tf, device: str) -> tuple[str, bool]:
     if kind == "gpu" and index >= len(gpus):
         why = f"tensorflow {tf.__version__} sees {len(gpus)} GPU{'s' * (len(gpus) != 1)}"
         raise devices.absent("tensorflow", device, available, why)
-    return f"/{kind.upper()}:{index}", bool(gpus)
+    return f"/{kind.upper()}:{index}", index, bool(gpus)
 
 
 def _placed(tf, name: str, function):
@@ -72,7 +72,7 @@ def load(device: str = "cpu") -> Framework:
     keras, keras_missing = import_keras("tensorflow", "tensorflow")
     import tensorflow as tf
 
-    placement, any_gpu = _device(tf, device)
+    placement, index, any_gpu = _device(tf, device)
     from conformance import devices
 
     tf_reduce = {"none": lambda v: v, "mean": tf.reduce_mean, "sum": tf.reduce_sum}
@@ -268,8 +268,8 @@ def load(device: str = "cpu") -> Framework:
     ]
     on_gpu = {}
     if placement.startswith("/GPU"):  # the GPU's name and TF32 (tensorflow.org/api_docs: enable_tensor_float_32_execution)
-        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[int(placement[5:])])
-        driver = devices.nvidia_driver(int(placement[5:]))
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[index])
+        driver = devices.nvidia_driver(index)
         on_gpu = {
             "device_name": str(details.get("device_name", "")),
             "tensor_float_32_execution": str(tf.config.experimental.tensor_float_32_execution_enabled()),
